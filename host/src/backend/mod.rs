@@ -1,0 +1,254 @@
+//! Database backends: one trait, implemented once per database.
+//!
+//! Everything above this module (ledger, runner, script API) talks to a
+//! [`Connection`]; nothing above it asks "is this PostgreSQL?". Where a script must
+//! know, it asks for the [`Dialect`].
+
+mod placeholders;
+pub mod postgres;
+pub mod schema_change;
+pub mod sqlite;
+mod url;
+
+pub use placeholders::rewrite_placeholders;
+pub use schema_change::{ColumnDef, ForeignKeyDef, IndexDef, SchemaChange, TableDef};
+pub use url::{DbUrl, UrlError};
+
+use std::fmt;
+use std::time::Duration;
+
+/// The database family a connection talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The name scripts see as `db.dialect`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+}
+
+/// A value bound to a statement or read from a row.
+///
+/// UUIDs are a value of their own so that each backend stores them in its own
+/// form: native `uuid` on PostgreSQL, 32 lowercase hex characters on SQLite.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Bytes(Vec<u8>),
+    Uuid(uuid::Uuid),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Text(s) => write!(f, "'{}'", s.replace('\'', "''")),
+            Value::Bytes(b) => write!(f, "<{} bytes>", b.len()),
+            Value::Uuid(u) => write!(f, "'{}'", u.as_simple()),
+        }
+    }
+}
+
+/// The result of a query held in memory (use [`Connection::query_each`] to stream).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// A column as introspection reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// The type as the database spells it, lower-cased (`bigint`, `character varying(64)`,
+    /// `uuid`; on SQLite the declared type, e.g. `varchar(64)`).
+    pub data_type: String,
+    pub nullable: bool,
+    /// The default expression as the database stores it, if any.
+    pub default: Option<String>,
+}
+
+/// A primary key or unique constraint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub name: String,
+    pub columns: Vec<String>,
+}
+
+/// A foreign key with its `ON DELETE` rule (`NO ACTION`, `CASCADE`, `SET NULL`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKeyInfo {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub referenced_table: String,
+    pub referenced_columns: Vec<String>,
+    pub on_delete: String,
+}
+
+/// An index that is not the implementation of a primary key or unique constraint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexInfo {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub unique: bool,
+}
+
+/// Who holds (or wants) the migration lock.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LockHolder {
+    pub host: String,
+    pub pid: u32,
+    pub user: String,
+    /// Seconds since the Unix epoch when the lock was taken.
+    pub since: i64,
+}
+
+impl fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}@{} pid {} since {}",
+            self.user,
+            self.host,
+            self.pid,
+            crate::clock::format_utc(self.since)
+        )
+    }
+}
+
+/// The outcome of one attempt to take the migration lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockAttempt {
+    Acquired,
+    /// Someone else holds it; the holder as recorded, if it could be read.
+    HeldBy(Option<LockHolder>),
+}
+
+/// A database failure, as a backend reports it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// The statement failed; `sql` is the statement as the script wrote it.
+    #[error("{message}\n  in statement: {sql}")]
+    Statement { message: String, sql: String },
+    /// The connection is gone (server restart, terminated backend, dropped socket).
+    #[error("lost the database connection: {0}")]
+    ConnectionLost(String),
+    /// Could not connect at all, or the URL points at something that is not there.
+    #[error("cannot open database {url}: {message}")]
+    Connect { url: String, message: String },
+    /// The statement ran longer than the configured statement timeout.
+    #[error("statement cancelled after the statement timeout of {timeout:?}\n  in statement: {sql}")]
+    Timeout { timeout: Duration, sql: String },
+    /// A value cannot be stored in, or read from, a column of this type.
+    #[error("{0}")]
+    Conversion(String),
+    /// A schema change this backend cannot express.
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Called once per streamed row; return `Ok(false)` to stop early.
+pub type RowCallback<'a> = dyn FnMut(&[String], Vec<Value>) -> Result<bool, DbError> + 'a;
+
+/// One open connection to a repository database.
+///
+/// Every SQL text uses `?` placeholders; the PostgreSQL backend rewrites them to
+/// `$n` with [`rewrite_placeholders`]. Identifiers passed as `&str` (tables,
+/// columns) are unquoted names; implementations quote them with [`Connection::quote_ident`].
+pub trait Connection {
+    fn dialect(&self) -> Dialect;
+    /// The PostgreSQL namespace every table lives in (`None` on SQLite).
+    fn namespace(&self) -> Option<&str>;
+    /// A human description of where this connection points (no password).
+    fn describe(&self) -> String;
+
+    /// Runs one statement with bound parameters; returns the rows it touched.
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError>;
+    /// Runs several `;`-separated statements without parameters.
+    fn execute_batch(&mut self, sql: &str) -> Result<(), DbError>;
+    /// Runs a query and holds the whole result in memory.
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError>;
+    /// Runs a query and hands each row to `each` without holding the result;
+    /// returns the number of rows handed over.
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        each: &mut RowCallback<'_>,
+    ) -> Result<u64, DbError>;
+    /// Inserts rows into `table(columns)` as fast as the driver allows
+    /// (binary `COPY` on PostgreSQL, a cached prepared statement on SQLite).
+    fn bulk_insert(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &mut dyn Iterator<Item = Vec<Value>>,
+    ) -> Result<u64, DbError>;
+
+    fn begin(&mut self) -> Result<(), DbError>;
+    fn commit(&mut self) -> Result<(), DbError>;
+    fn rollback(&mut self) -> Result<(), DbError>;
+    fn in_transaction(&self) -> bool;
+
+    /// Stops any single statement that runs longer than `timeout` (`None`: no limit).
+    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError>;
+
+    /// Quotes an identifier safely for this database.
+    fn quote_ident(&self, name: &str) -> String {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+
+    // --- introspection (names are unqualified; the namespace is implied) ---
+
+    /// Tables whose name matches a SQL `LIKE` pattern (`_` and `%`), sorted by name.
+    fn tables(&mut self, like_pattern: &str) -> Result<Vec<String>, DbError>;
+    fn table_exists(&mut self, table: &str) -> Result<bool, DbError> {
+        let escaped = table.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%");
+        Ok(self.tables(&escaped)?.iter().any(|t| t == table))
+    }
+    fn columns(&mut self, table: &str) -> Result<Vec<ColumnInfo>, DbError>;
+    fn primary_key(&mut self, table: &str) -> Result<Option<KeyInfo>, DbError>;
+    fn foreign_keys(&mut self, table: &str) -> Result<Vec<ForeignKeyInfo>, DbError>;
+    fn unique_constraints(&mut self, table: &str) -> Result<Vec<KeyInfo>, DbError>;
+    fn indexes(&mut self, table: &str) -> Result<Vec<IndexInfo>, DbError>;
+
+    // --- portable DDL ---
+
+    /// Applies one schema change, preserving names; returns the statements it ran.
+    /// SQLite rebuilds the table where `ALTER TABLE` cannot do the change.
+    fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError>;
+
+    // --- the migration lock (see ledger.rs for the recorded holder) ---
+
+    /// Tries once to take the migration lock without waiting.
+    fn try_lock(&mut self, holder: &LockHolder) -> Result<LockAttempt, DbError>;
+    /// Releases the lock if this connection holds it.
+    fn unlock(&mut self) -> Result<(), DbError>;
+}
+
+/// Opens a connection for a parsed URL.
+pub fn connect(url: &DbUrl) -> Result<Box<dyn Connection>, DbError> {
+    match url {
+        // Replaced by `Ok(Box::new(sqlite::SqliteConnection::open(url)?))` once the
+        // backends implement `Connection`.
+        DbUrl::Sqlite { .. } => sqlite::SqliteConnection::open(url).map(|_| unreachable!()),
+        DbUrl::Postgres { .. } => postgres::PgConnection::open(url).map(|_| unreachable!()),
+    }
+}

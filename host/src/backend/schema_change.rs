@@ -1,0 +1,81 @@
+//! Portable schema changes that each backend turns into its own DDL.
+//!
+//! Column types are written portably by scripts and mapped by the backend:
+//! `BIGINT`, `INTEGER`, `SMALLINT`, `BOOLEAN`, `TEXT`, `VARCHAR(n)`, `CHAR(n)`,
+//! `TIMESTAMP`, `DOUBLE`, `BLOB`, and `UUID` (native `uuid` on PostgreSQL,
+//! `CHAR(32)` lowercase hex on SQLite). Unknown types pass through unchanged.
+
+/// One column of a table definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnDef {
+    pub name: String,
+    /// Portable type, see the module documentation.
+    pub data_type: String,
+    pub nullable: bool,
+    /// A default as a SQL expression (`0`, `'x'`, `CURRENT_TIMESTAMP`).
+    pub default: Option<String>,
+    /// An auto-increment integer key (`BIGSERIAL`-like on PostgreSQL,
+    /// `INTEGER PRIMARY KEY AUTOINCREMENT` on SQLite; must then be the sole primary key).
+    pub auto_increment: bool,
+}
+
+/// A foreign key as a table definition or `AddForeignKey` states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKeyDef {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub referenced_table: String,
+    pub referenced_columns: Vec<String>,
+    /// `NO ACTION` when `None`; otherwise `CASCADE`, `SET NULL`, `RESTRICT`.
+    pub on_delete: Option<String>,
+}
+
+/// An index as `AddIndex` states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexDef {
+    pub name: String,
+    pub table: String,
+    pub columns: Vec<String>,
+    pub unique: bool,
+    /// PostgreSQL: `CREATE INDEX CONCURRENTLY` (must run outside a transaction).
+    /// Ignored on SQLite.
+    pub concurrently: bool,
+    /// Do nothing when an index of that name already exists.
+    pub if_not_exists: bool,
+}
+
+/// A whole table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDef {
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    /// Primary key `(name, columns)`; name defaults to `{table}_pkey` when empty.
+    pub primary_key: Option<(String, Vec<String>)>,
+    /// Unique constraints `(name, columns)`.
+    pub unique: Vec<(String, Vec<String>)>,
+    pub foreign_keys: Vec<ForeignKeyDef>,
+}
+
+/// A portable schema change. Names of constraints and indexes are always given,
+/// so that a migration can keep them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SchemaChange {
+    CreateTable(TableDef),
+    DropTable { table: String, if_exists: bool },
+    RenameTable { table: String, new_name: String },
+    AddColumn { table: String, column: ColumnDef },
+    DropColumn { table: String, column: String },
+    RenameColumn { table: String, column: String, new_name: String },
+    /// Changes a column's type. `using` is a SQL expression over the old column
+    /// (by its name) that converts each value; `None` converts with a cast.
+    AlterColumnType { table: String, column: String, data_type: String, using: Option<String> },
+    SetNullable { table: String, column: String, nullable: bool },
+    AddIndex(IndexDef),
+    DropIndex { table: String, name: String, if_exists: bool, concurrently: bool },
+    AddUnique { table: String, name: String, columns: Vec<String> },
+    AddForeignKey { table: String, key: ForeignKeyDef },
+    AddPrimaryKey { table: String, name: String, columns: Vec<String> },
+    /// Drops a unique, foreign key or primary key constraint by name.
+    DropConstraint { table: String, name: String },
+}

@@ -1,0 +1,1 @@
+//! Finding script files under the roots.

@@ -1,0 +1,1 @@
+//! The revision graph over all roots.

@@ -1,0 +1,1 @@
+//! Resolving targets (`heads`, `TREE@head`, `base`, partial ids, `+N`, `-N`, ...).
