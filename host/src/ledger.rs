@@ -1,0 +1,637 @@
+//! The ledger: Ferry's own tables in the target database (prefix `ferry_`).
+//!
+//! * `ferry_meta` — the ledger's own schema version.
+//! * `ferry_revisions` — one row per revision that ever started: its state
+//!   (`running`, `failed`, `applied`), the checksum of the script that produced it,
+//!   the step it failed at and the error. This is the one record every command reads;
+//!   none infers a revision's state from the history.
+//! * `ferry_steps` — completed steps and, for batched steps, the cursor of the last
+//!   committed batch.
+//! * `ferry_history` — one row for every run of every revision (and every stamp).
+//! * `ferry_lock` — who holds the migration lock (the lock itself is the backend's).
+//!
+//! The tables are created through the same portable schema changes that scripts use,
+//! so the ledger looks the same on every backend.
+
+use crate::backend::{ColumnDef, Connection, DbError, SchemaChange, TableDef, Value};
+use crate::clock::now_unix;
+use std::collections::BTreeMap;
+
+/// The version of the ledger's own tables that this build writes.
+pub const LEDGER_VERSION: i64 = 1;
+
+/// What a revision's ledger record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevisionState {
+    /// Started; some steps may have committed (a run that was killed stays here).
+    Running,
+    /// The last run failed; `failed_step` and `error` say where and why.
+    Failed,
+    Applied,
+}
+
+impl RevisionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevisionState::Running => "running",
+            RevisionState::Failed => "failed",
+            RevisionState::Applied => "applied",
+        }
+    }
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "running" => Some(RevisionState::Running),
+            "failed" => Some(RevisionState::Failed),
+            "applied" => Some(RevisionState::Applied),
+            _ => None,
+        }
+    }
+}
+
+/// One row of `ferry_revisions`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RevisionRecord {
+    pub revision: String,
+    pub tree: String,
+    pub version: String,
+    pub state: RevisionState,
+    pub checksum: String,
+    pub failed_step: Option<String>,
+    pub error: Option<String>,
+    /// How it became applied: `upgrade`, `stamp`, `stamp --force`, `adopt`.
+    pub how: String,
+    pub updated_at: i64,
+}
+
+/// One row of `ferry_steps`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepRecord {
+    pub revision: String,
+    pub step: String,
+    pub done: bool,
+    /// The cursor after the last committed batch (a JSON value), for batched steps.
+    pub cursor: Option<String>,
+    pub batches: i64,
+    pub rows: i64,
+}
+
+/// One row of `ferry_history`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HistoryEntry {
+    pub id: i64,
+    pub revision: String,
+    pub tree: String,
+    pub direction: String,
+    pub checksum: String,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub duration_ms: i64,
+    pub rows: i64,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub host: String,
+    pub username: String,
+    pub pid: i64,
+    pub note: Option<String>,
+}
+
+/// Who is running Ferry: written into history rows and the lock record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub host: String,
+    pub username: String,
+    pub pid: u32,
+}
+
+impl Actor {
+    /// The current process on this machine.
+    pub fn current() -> Actor {
+        Actor {
+            host: hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "unknown".into()),
+            username: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "unknown".into()),
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// A ledger failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    #[error("ledger: {0}")]
+    Db(#[from] DbError),
+    #[error("the ledger in this database has version {found}, newer than this Ferry understands ({LEDGER_VERSION}); upgrade Ferry")]
+    TooNew { found: i64 },
+    #[error("the ledger row for revision {revision} is corrupt: {reason}")]
+    Corrupt { revision: String, reason: String },
+}
+
+const TABLES: [&str; 5] = [
+    "ferry_meta",
+    "ferry_revisions",
+    "ferry_steps",
+    "ferry_history",
+    "ferry_lock",
+];
+
+fn col(name: &str, data_type: &str, nullable: bool) -> ColumnDef {
+    ColumnDef {
+        name: name.into(),
+        data_type: data_type.into(),
+        nullable,
+        default: None,
+        auto_increment: false,
+    }
+}
+
+fn table(name: &str, columns: Vec<ColumnDef>, pk: &[&str]) -> TableDef {
+    TableDef {
+        name: name.into(),
+        columns,
+        primary_key: Some((
+            format!("{name}_pkey"),
+            pk.iter().map(|c| c.to_string()).collect(),
+        )),
+        unique: vec![],
+        foreign_keys: vec![],
+    }
+}
+
+fn ledger_tables() -> Vec<TableDef> {
+    let id = ColumnDef {
+        auto_increment: true,
+        ..col("id", "BIGINT", false)
+    };
+    vec![
+        table(
+            "ferry_meta",
+            vec![
+                col("key", "VARCHAR(64)", false),
+                col("value", "TEXT", false),
+            ],
+            &["key"],
+        ),
+        table(
+            "ferry_revisions",
+            vec![
+                col("revision", "VARCHAR(255)", false),
+                col("tree", "VARCHAR(255)", false),
+                col("version", "VARCHAR(255)", false),
+                col("state", "VARCHAR(16)", false),
+                col("checksum", "VARCHAR(64)", false),
+                col("failed_step", "VARCHAR(255)", true),
+                col("error", "TEXT", true),
+                col("how", "VARCHAR(32)", false),
+                col("updated_at", "BIGINT", false),
+            ],
+            &["revision"],
+        ),
+        table(
+            "ferry_steps",
+            vec![
+                col("revision", "VARCHAR(255)", false),
+                col("step", "VARCHAR(255)", false),
+                col("done", "SMALLINT", false),
+                col("cursor", "TEXT", true),
+                col("batches", "BIGINT", false),
+                col("row_count", "BIGINT", false),
+                col("updated_at", "BIGINT", false),
+            ],
+            &["revision", "step"],
+        ),
+        table(
+            "ferry_history",
+            vec![
+                id,
+                col("revision", "VARCHAR(255)", false),
+                col("tree", "VARCHAR(255)", false),
+                col("direction", "VARCHAR(16)", false),
+                col("checksum", "VARCHAR(64)", false),
+                col("started_at", "BIGINT", false),
+                col("finished_at", "BIGINT", false),
+                col("duration_ms", "BIGINT", false),
+                col("row_count", "BIGINT", false),
+                col("outcome", "VARCHAR(16)", false),
+                col("error", "TEXT", true),
+                col("host", "VARCHAR(255)", false),
+                col("username", "VARCHAR(255)", false),
+                col("pid", "BIGINT", false),
+                col("note", "TEXT", true),
+            ],
+            &["id"],
+        ),
+        table(
+            "ferry_lock",
+            vec![
+                col("id", "INTEGER", false),
+                col("host", "VARCHAR(255)", false),
+                col("pid", "BIGINT", false),
+                col("username", "VARCHAR(255)", false),
+                col("since", "BIGINT", false),
+                col("heartbeat", "BIGINT", false),
+            ],
+            &["id"],
+        ),
+    ]
+}
+
+/// Whether this database has a ledger at all (without creating one).
+pub fn exists(conn: &mut dyn Connection) -> Result<bool, LedgerError> {
+    Ok(conn.table_exists("ferry_revisions")?)
+}
+
+/// Creates the ledger tables if they are missing, in one transaction, and checks
+/// that an existing ledger is of a version this build understands.
+pub fn ensure(conn: &mut dyn Connection) -> Result<(), LedgerError> {
+    if exists(conn)? {
+        let found = ledger_version(conn)?;
+        if found > LEDGER_VERSION {
+            return Err(LedgerError::TooNew { found });
+        }
+        return Ok(());
+    }
+    conn.begin()?;
+    let created = (|| -> Result<(), DbError> {
+        for t in ledger_tables() {
+            if !conn.table_exists(&t.name)? {
+                conn.apply_schema_change(&SchemaChange::CreateTable(t))?;
+            }
+        }
+        conn.execute(
+            "INSERT INTO ferry_meta (key, value) VALUES ('ledger_version', ?)",
+            &[Value::Text(LEDGER_VERSION.to_string())],
+        )?;
+        Ok(())
+    })();
+    match created {
+        Ok(()) => Ok(conn.commit()?),
+        Err(e) => {
+            let _ = conn.rollback();
+            Err(e.into())
+        }
+    }
+}
+
+fn ledger_version(conn: &mut dyn Connection) -> Result<i64, LedgerError> {
+    let rows = conn.query(
+        "SELECT value FROM ferry_meta WHERE key = 'ledger_version'",
+        &[],
+    )?;
+    Ok(match rows.rows.first().and_then(|r| r.first()) {
+        Some(Value::Text(t)) => t.parse().unwrap_or(0),
+        Some(Value::Int(i)) => *i,
+        _ => 0,
+    })
+}
+
+/// The names of Ferry's own tables (excluded from digests and introspection reports).
+pub fn table_names() -> &'static [&'static str] {
+    &TABLES
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::Text(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        Value::Text(t) => t.parse().unwrap_or(0),
+        Value::Float(f) => *f as i64,
+        Value::Bool(b) => *b as i64,
+        _ => 0,
+    }
+}
+
+/// Every revision record, keyed by revision id.
+pub fn revisions(
+    conn: &mut dyn Connection,
+) -> Result<BTreeMap<String, RevisionRecord>, LedgerError> {
+    if !exists(conn)? {
+        return Ok(BTreeMap::new());
+    }
+    let rows = conn.query(
+        "SELECT revision, tree, version, state, checksum, failed_step, error, how, updated_at \
+         FROM ferry_revisions ORDER BY revision",
+        &[],
+    )?;
+    let mut out = BTreeMap::new();
+    for r in rows.rows {
+        let revision = text(&r[0]).unwrap_or_default();
+        let state_text = text(&r[3]).unwrap_or_default();
+        let state = RevisionState::parse(&state_text).ok_or_else(|| LedgerError::Corrupt {
+            revision: revision.clone(),
+            reason: format!("unknown state {state_text:?}"),
+        })?;
+        out.insert(
+            revision.clone(),
+            RevisionRecord {
+                revision,
+                tree: text(&r[1]).unwrap_or_default(),
+                version: text(&r[2]).unwrap_or_default(),
+                state,
+                checksum: text(&r[4]).unwrap_or_default(),
+                failed_step: text(&r[5]),
+                error: text(&r[6]),
+                how: text(&r[7]).unwrap_or_default(),
+                updated_at: int(&r[8]),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// The ids of applied revisions.
+pub fn applied(records: &BTreeMap<String, RevisionRecord>) -> std::collections::BTreeSet<String> {
+    records
+        .values()
+        .filter(|r| r.state == RevisionState::Applied)
+        .map(|r| r.revision.clone())
+        .collect()
+}
+
+/// Steps recorded for one revision, in the order they were first recorded.
+pub fn steps(conn: &mut dyn Connection, revision: &str) -> Result<Vec<StepRecord>, LedgerError> {
+    if !exists(conn)? {
+        return Ok(vec![]);
+    }
+    let rows = conn.query(
+        "SELECT revision, step, done, cursor, batches, row_count FROM ferry_steps \
+         WHERE revision = ? ORDER BY updated_at, step",
+        &[Value::Text(revision.into())],
+    )?;
+    Ok(rows
+        .rows
+        .into_iter()
+        .map(|r| StepRecord {
+            revision: text(&r[0]).unwrap_or_default(),
+            step: text(&r[1]).unwrap_or_default(),
+            done: int(&r[2]) != 0,
+            cursor: text(&r[3]),
+            batches: int(&r[4]),
+            rows: int(&r[5]),
+        })
+        .collect())
+}
+
+/// The history, newest first; `limit` 0 means all.
+pub fn history(conn: &mut dyn Connection, limit: usize) -> Result<Vec<HistoryEntry>, LedgerError> {
+    if !exists(conn)? {
+        return Ok(vec![]);
+    }
+    let rows = conn.query(
+        "SELECT id, revision, tree, direction, checksum, started_at, finished_at, duration_ms, \
+         row_count, outcome, error, host, username, pid, note FROM ferry_history ORDER BY id DESC",
+        &[],
+    )?;
+    let iter = rows.rows.into_iter().map(|r| HistoryEntry {
+        id: int(&r[0]),
+        revision: text(&r[1]).unwrap_or_default(),
+        tree: text(&r[2]).unwrap_or_default(),
+        direction: text(&r[3]).unwrap_or_default(),
+        checksum: text(&r[4]).unwrap_or_default(),
+        started_at: int(&r[5]),
+        finished_at: int(&r[6]),
+        duration_ms: int(&r[7]),
+        rows: int(&r[8]),
+        outcome: text(&r[9]).unwrap_or_default(),
+        error: text(&r[10]),
+        host: text(&r[11]).unwrap_or_default(),
+        username: text(&r[12]).unwrap_or_default(),
+        pid: int(&r[13]),
+        note: text(&r[14]),
+    });
+    Ok(if limit == 0 {
+        iter.collect()
+    } else {
+        iter.take(limit).collect()
+    })
+}
+
+/// What the runner knows about the revision it is recording.
+#[derive(Debug, Clone)]
+pub struct RevisionKey<'a> {
+    pub revision: &'a str,
+    pub tree: &'a str,
+    pub version: &'a str,
+    pub checksum: &'a str,
+}
+
+/// Writes to the ledger that must commit together with a step's own work.
+///
+/// These functions take the connection *inside* the transaction that the runner opened
+/// for the step; they never begin or commit themselves. The runner's `StepTx`
+/// is the only caller, which is what makes "a step's work and its completion record
+/// commit together" the only possible path.
+pub mod write {
+    use super::*;
+
+    /// Sets the revision's record (insert or update).
+    pub fn set_revision(
+        conn: &mut dyn Connection,
+        key: &RevisionKey<'_>,
+        state: RevisionState,
+        how: &str,
+        failed_step: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(), DbError> {
+        let now = Value::Int(now_unix());
+        let opt = |s: Option<&str>| s.map(|s| Value::Text(s.into())).unwrap_or(Value::Null);
+        let updated = conn.execute(
+            "UPDATE ferry_revisions SET tree = ?, version = ?, state = ?, checksum = ?, \
+             failed_step = ?, error = ?, how = ?, updated_at = ? WHERE revision = ?",
+            &[
+                Value::Text(key.tree.into()),
+                Value::Text(key.version.into()),
+                Value::Text(state.as_str().into()),
+                Value::Text(key.checksum.into()),
+                opt(failed_step),
+                opt(error),
+                Value::Text(how.into()),
+                now.clone(),
+                Value::Text(key.revision.into()),
+            ],
+        )?;
+        if updated == 0 {
+            conn.execute(
+                "INSERT INTO ferry_revisions (revision, tree, version, state, checksum, \
+                 failed_step, error, how, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                &[
+                    Value::Text(key.revision.into()),
+                    Value::Text(key.tree.into()),
+                    Value::Text(key.version.into()),
+                    Value::Text(state.as_str().into()),
+                    Value::Text(key.checksum.into()),
+                    opt(failed_step),
+                    opt(error),
+                    Value::Text(how.into()),
+                    now,
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Removes the revision's record (after a downgrade) and its steps.
+    pub fn remove_revision(conn: &mut dyn Connection, revision: &str) -> Result<(), DbError> {
+        conn.execute(
+            "DELETE FROM ferry_steps WHERE revision = ?",
+            &[Value::Text(revision.into())],
+        )?;
+        conn.execute(
+            "DELETE FROM ferry_revisions WHERE revision = ?",
+            &[Value::Text(revision.into())],
+        )?;
+        Ok(())
+    }
+
+    /// Records progress of a step: `done`, or the cursor after a committed batch.
+    pub fn set_step(
+        conn: &mut dyn Connection,
+        revision: &str,
+        step: &str,
+        done: bool,
+        cursor: Option<&str>,
+        batches: i64,
+        rows: i64,
+    ) -> Result<(), DbError> {
+        let now = Value::Int(now_unix());
+        let cursor = cursor.map(|c| Value::Text(c.into())).unwrap_or(Value::Null);
+        let updated = conn.execute(
+            "UPDATE ferry_steps SET done = ?, cursor = ?, batches = ?, row_count = ?, updated_at = ? \
+             WHERE revision = ? AND step = ?",
+            &[
+                Value::Int(done as i64),
+                cursor.clone(),
+                Value::Int(batches),
+                Value::Int(rows),
+                now.clone(),
+                Value::Text(revision.into()),
+                Value::Text(step.into()),
+            ],
+        )?;
+        if updated == 0 {
+            conn.execute(
+                "INSERT INTO ferry_steps (revision, step, done, cursor, batches, row_count, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                &[
+                    Value::Text(revision.into()),
+                    Value::Text(step.into()),
+                    Value::Int(done as i64),
+                    cursor,
+                    Value::Int(batches),
+                    Value::Int(rows),
+                    now,
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Clears the steps of a revision (when it completes, or before a downgrade).
+    pub fn clear_steps(conn: &mut dyn Connection, revision: &str) -> Result<(), DbError> {
+        conn.execute(
+            "DELETE FROM ferry_steps WHERE revision = ?",
+            &[Value::Text(revision.into())],
+        )?;
+        Ok(())
+    }
+
+    /// Appends a history row.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_history(
+        conn: &mut dyn Connection,
+        key: &RevisionKey<'_>,
+        actor: &Actor,
+        direction: &str,
+        started_at_ms: i64,
+        finished_at_ms: i64,
+        rows: i64,
+        outcome: &str,
+        error: Option<&str>,
+        note: Option<&str>,
+    ) -> Result<(), DbError> {
+        let opt = |s: Option<&str>| s.map(|s| Value::Text(s.into())).unwrap_or(Value::Null);
+        conn.execute(
+            "INSERT INTO ferry_history (revision, tree, direction, checksum, started_at, \
+             finished_at, duration_ms, row_count, outcome, error, host, username, pid, note) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            &[
+                Value::Text(key.revision.into()),
+                Value::Text(key.tree.into()),
+                Value::Text(direction.into()),
+                Value::Text(key.checksum.into()),
+                Value::Int(started_at_ms / 1000),
+                Value::Int(finished_at_ms / 1000),
+                Value::Int(finished_at_ms - started_at_ms),
+                Value::Int(rows),
+                Value::Text(outcome.into()),
+                opt(error),
+                Value::Text(actor.host.clone()),
+                Value::Text(actor.username.clone()),
+                Value::Int(actor.pid as i64),
+                opt(note),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records the lock holder (the lock itself is the backend's).
+    pub fn set_lock_holder(
+        conn: &mut dyn Connection,
+        actor: &Actor,
+        since: i64,
+    ) -> Result<(), DbError> {
+        conn.execute("DELETE FROM ferry_lock", &[])?;
+        conn.execute(
+            "INSERT INTO ferry_lock (id, host, pid, username, since, heartbeat) VALUES (1, ?, ?, ?, ?, ?)",
+            &[
+                Value::Text(actor.host.clone()),
+                Value::Int(actor.pid as i64),
+                Value::Text(actor.username.clone()),
+                Value::Int(since),
+                Value::Int(since),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the lock holder.
+    pub fn clear_lock_holder(conn: &mut dyn Connection) -> Result<(), DbError> {
+        conn.execute("DELETE FROM ferry_lock", &[])?;
+        Ok(())
+    }
+}
+
+/// The recorded lock holder, if any (it may be stale: the backend's lock is the truth).
+pub fn lock_holder(
+    conn: &mut dyn Connection,
+) -> Result<Option<crate::backend::LockHolder>, LedgerError> {
+    if !exists(conn)? {
+        return Ok(None);
+    }
+    let rows = conn.query("SELECT host, pid, username, since FROM ferry_lock", &[])?;
+    Ok(rows.rows.first().map(|r| crate::backend::LockHolder {
+        host: text(&r[0]).unwrap_or_default(),
+        pid: int(&r[1]) as u32,
+        user: text(&r[2]).unwrap_or_default(),
+        since: int(&r[3]),
+    }))
+}
+
+/// Milliseconds since the Unix epoch (history rows keep durations in ms).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,425 @@
+//! The `db` capability: statements with bound parameters, queries, streaming, bulk
+//! insert, introspection, and steps with checkpoints.
+//!
+//! Scripts receive it as the argument of `fn upgrade(db)` / `fn downgrade(db)`.
+
+use super::error::{host_failure, script_failure};
+use super::session::{cursor_text, cursor_value, SharedSession};
+use super::values::{row_map, rows_array, strings, to_dynamic, to_params, to_value};
+use crate::backend::{DbError, Value};
+use crate::observer::Event;
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
+
+/// The script's handle on the database.
+#[derive(Clone)]
+pub struct Db(pub SharedSession);
+
+type Res<T> = Result<T, Box<EvalAltResult>>;
+
+fn is_write(sql: &str) -> bool {
+    let head = sql
+        .trim_start()
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    !matches!(
+        head.as_str(),
+        "SELECT" | "WITH" | "EXPLAIN" | "SHOW" | "VALUES" | "PRAGMA"
+    )
+}
+
+impl Db {
+    /// Borrows the session; fails (instead of panicking) when a callback that runs
+    /// while the session is busy, such as `db.each`'s, tries to use `db`.
+    pub fn session(&self) -> Res<std::cell::RefMut<'_, super::session::Session>> {
+        self.0.try_borrow_mut().map_err(|_| {
+            script_failure(
+                "db cannot be used inside the callback of db.each (the result is still being \
+                 read); collect what you need and write after the loop, or use db.batches",
+            )
+        })
+    }
+
+    fn run<T>(
+        &self,
+        writes: bool,
+        f: impl FnOnce(&mut dyn crate::backend::Connection) -> Result<T, DbError>,
+    ) -> Res<T> {
+        let mut s = self.session()?;
+        let result = s.before_statement(writes).and_then(|_| f(s.conn()));
+        result.map_err(|e| host_failure(&mut s, e))
+    }
+
+    fn execute(&mut self, sql: &str, params: Array) -> Res<i64> {
+        let params = to_params(&params).map_err(script_failure)?;
+        let rows = self.run(is_write(sql), |c| c.execute(sql, &params))?;
+        self.session()?.after_statement(sql, rows);
+        Ok(rows as i64)
+    }
+
+    fn query(&mut self, sql: &str, params: Array) -> Res<Array> {
+        let params = to_params(&params).map_err(script_failure)?;
+        let rows = self.run(is_write(sql), |c| c.query(sql, &params))?;
+        self.session()?.after_statement(sql, rows.rows.len() as u64);
+        Ok(rows_array(rows))
+    }
+
+    fn query_row(&mut self, sql: &str, params: Array) -> Res<Dynamic> {
+        let params = to_params(&params).map_err(script_failure)?;
+        let rows = self.run(is_write(sql), |c| c.query(sql, &params))?;
+        let columns = rows.columns;
+        Ok(match rows.rows.into_iter().next() {
+            Some(r) => Dynamic::from_map(row_map(&columns, r)),
+            None => Dynamic::UNIT,
+        })
+    }
+
+    fn query_value(&mut self, sql: &str, params: Array) -> Res<Dynamic> {
+        let params = to_params(&params).map_err(script_failure)?;
+        let rows = self.run(is_write(sql), |c| c.query(sql, &params))?;
+        Ok(rows
+            .rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .map(to_dynamic)
+            .unwrap_or(Dynamic::UNIT))
+    }
+
+    /// Streams rows to a callback; the callback returning `false` stops early.
+    fn each(&mut self, ctx: &NativeCallContext, sql: &str, params: Array, f: FnPtr) -> Res<i64> {
+        let params = to_params(&params).map_err(script_failure)?;
+        // The callback gets each row while the result is still being read, so it may
+        // compute but not use `db` (Db::session reports that clearly).
+        let mut script_error: Option<Box<EvalAltResult>> = None;
+        let this = self.clone();
+        let mut s = this.session()?;
+        s.before_statement(is_write(sql))
+            .map_err(|e| host_failure(&mut s, e))?;
+        let result = s.conn().query_each(sql, &params, &mut |cols, row| {
+            let map = row_map(cols, row);
+            match f.call_within_context::<Dynamic>(ctx, (Dynamic::from_map(map),)) {
+                Ok(v) => Ok(v.as_bool().unwrap_or(true)),
+                Err(e) => {
+                    script_error = Some(e);
+                    Ok(false)
+                }
+            }
+        });
+        match (result, script_error) {
+            (_, Some(e)) => Err(e),
+            (Ok(n), None) => Ok(n as i64),
+            (Err(e), None) => Err(host_failure(&mut s, e)),
+        }
+    }
+
+    fn bulk_insert(&mut self, table: &str, columns: Array, rows: Array) -> Res<i64> {
+        let columns = strings(&columns, "columns").map_err(script_failure)?;
+        let width = columns.len();
+        let mut converted = Vec::with_capacity(rows.len());
+        for (i, row) in rows.into_iter().enumerate() {
+            let values: Vec<Value> = if let Some(a) = row.clone().try_cast::<Array>() {
+                to_params(&a).map_err(|e| script_failure(format!("row {}: {e}", i + 1)))?
+            } else if let Some(m) = row.clone().try_cast::<Map>() {
+                columns
+                    .iter()
+                    .map(|c| m.get(c.as_str()).map(to_value).unwrap_or(Ok(Value::Null)))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| script_failure(format!("row {}: {e}", i + 1)))?
+            } else {
+                return Err(script_failure(format!(
+                    "row {} must be an array or a map, found {}",
+                    i + 1,
+                    row.type_name()
+                )));
+            };
+            if values.len() != width {
+                return Err(script_failure(format!(
+                    "row {} has {} values for {} columns",
+                    i + 1,
+                    values.len(),
+                    width
+                )));
+            }
+            converted.push(values);
+        }
+        let n = self.run(true, |c| {
+            c.bulk_insert(table, &columns, &mut converted.into_iter())
+        })?;
+        self.session()?
+            .after_statement(&format!("bulk insert into {table}"), n);
+        Ok(n as i64)
+    }
+
+    /// Runs `f(db)` as a named step: skipped if the ledger records it done, otherwise
+    /// run in its own transaction that also records it done.
+    fn step(
+        &mut self,
+        ctx: &NativeCallContext,
+        name: &str,
+        options: Map,
+        f: FnPtr,
+    ) -> Res<Dynamic> {
+        let transactional = options
+            .get("transactional")
+            .and_then(|v| v.as_bool().ok())
+            .unwrap_or(true);
+        let total = options
+            .get("total")
+            .and_then(|v| v.as_int().ok())
+            .map(|t| t as u64);
+        let revision = {
+            let mut s = self.session()?;
+            self.enter_step(&mut s, name)?;
+            if s.steps.done.contains(name) {
+                s.steps.current = None;
+                s.emit(Event::StepSkipped {
+                    revision: s.revision_id(),
+                    step: name.into(),
+                });
+                return Ok(Dynamic::UNIT);
+            }
+            if transactional {
+                s.begin_transaction().map_err(|e| host_failure(&mut s, e))?;
+            }
+            let revision = s.revision_id();
+            s.emit(Event::StepStarted {
+                revision: revision.clone(),
+                step: name.into(),
+                total,
+            });
+            revision
+        };
+        let rows_before = self.session()?.rows;
+        let result = f.call_within_context::<Dynamic>(ctx, (self.clone(),));
+        let mut s = self.session()?;
+        match result {
+            Ok(v) => {
+                let rows = (s.rows - rows_before) as i64;
+                let recorded = (|| {
+                    if !transactional {
+                        s.begin_transaction()?;
+                    }
+                    s.record_step_done(name, None, 0, rows)?;
+                    s.finish_transaction()
+                })();
+                recorded.map_err(|e| host_failure(&mut s, e))?;
+                s.steps.current = None;
+                s.steps.completed_now.push(name.into());
+                s.emit(Event::StepFinished {
+                    revision,
+                    step: name.into(),
+                    rows: rows as u64,
+                });
+                Ok(v)
+            }
+            Err(e) => {
+                s.steps.failed = Some(name.into());
+                Err(e)
+            }
+        }
+    }
+
+    fn enter_step(&self, s: &mut super::session::Session, name: &str) -> Res<()> {
+        if let Some(outer) = &s.steps.current {
+            return Err(script_failure(format!(
+                "step {name:?} starts inside step {outer:?}: steps cannot be nested"
+            )));
+        }
+        if s.steps.implicit_writes {
+            return Err(script_failure(format!(
+                "step {name:?} follows statements that wrote outside any step: a revision \
+                 that uses db.step must do all its writing inside steps"
+            )));
+        }
+        // Close the implicit (read-only) transaction, if reads opened one.
+        s.finish_transaction().map_err(|e| host_failure(s, e))?;
+        s.steps.uses_steps = true;
+        s.steps.current = Some(name.to_string());
+        Ok(())
+    }
+
+    /// Walks `options.table` in key order (`options.key`, `options.size` keys per batch),
+    /// calling `f(db, batch)` with `batch.lo` (exclusive) and `batch.hi` (inclusive);
+    /// each batch commits together with its cursor, so a rerun resumes after the last
+    /// committed batch.
+    fn batches(&mut self, ctx: &NativeCallContext, name: &str, options: Map, f: FnPtr) -> Res<i64> {
+        let get = |k: &str| options.get(k).cloned();
+        let table = get("table")
+            .and_then(|v| v.into_string().ok())
+            .ok_or_else(|| script_failure("db.batches needs options.table (a string)"))?;
+        let key = get("key")
+            .and_then(|v| v.into_string().ok())
+            .ok_or_else(|| script_failure("db.batches needs options.key (a column name)"))?;
+        let size = get("size").and_then(|v| v.as_int().ok()).unwrap_or(10_000);
+        if size <= 0 {
+            return Err(script_failure("db.batches: options.size must be positive"));
+        }
+        let total = get("total").and_then(|v| v.as_int().ok()).map(|t| t as u64);
+        let (revision, mut lo, mut batches, mut rows) = {
+            let mut s = self.session()?;
+            self.enter_step(&mut s, name)?;
+            if s.steps.done.contains(name) {
+                s.steps.current = None;
+                s.emit(Event::StepSkipped {
+                    revision: s.revision_id(),
+                    step: name.into(),
+                });
+                return Ok(0);
+            }
+            let recorded = s.steps.cursors.get(name).cloned();
+            let revision = s.revision_id();
+            s.emit(Event::StepStarted {
+                revision: revision.clone(),
+                step: name.into(),
+                total,
+            });
+            match recorded {
+                Some((cursor, b, r)) => (revision, cursor_value(&cursor), b, r),
+                None => (revision, Value::Null, 0, 0),
+            }
+        };
+        let (qt, qk) = {
+            let mut s = self.session()?;
+            let c = s.conn();
+            (c.quote_ident(&table), c.quote_ident(&key))
+        };
+        if lo == Value::Null {
+            let sql = format!("SELECT MIN({qk}) FROM {qt}");
+            let first = self.run(false, |c| c.query(&sql, &[]))?;
+            lo = match first.rows.into_iter().next().and_then(|r| r.into_iter().next()) {
+                Some(Value::Int(i)) => Value::Int(i - 1),
+                Some(Value::Text(_)) => Value::Text(String::new()),
+                Some(Value::Null) | None => Value::Null,
+                Some(other) => {
+                    return Err(script_failure(format!(
+                        "db.batches: key {key} of {table} has values like {other}; use an integer or text key"
+                    )))
+                }
+            };
+        }
+        let bound_sql = format!(
+            "SELECT MAX({qk}) FROM (SELECT {qk} FROM {qt} WHERE {qk} > ? ORDER BY {qk} LIMIT ?) AS ferry_batch"
+        );
+        loop {
+            let mut s = self.session()?;
+            // Close any implicit transaction opened by reads, then one transaction per batch.
+            s.begin_transaction().map_err(|e| host_failure(&mut s, e))?;
+            let hi = if lo == Value::Null {
+                None
+            } else {
+                let r = s
+                    .conn()
+                    .query(&bound_sql, &[lo.clone(), Value::Int(size)])
+                    .map_err(|e| host_failure(&mut s, e))?;
+                r.rows
+                    .into_iter()
+                    .next()
+                    .and_then(|r| r.into_iter().next())
+                    .filter(|v| *v != Value::Null)
+            };
+            let Some(hi) = hi else {
+                let done = s
+                    .record_step_done(name, Some(&cursor_text(&lo)), batches, rows)
+                    .and_then(|_| s.finish_transaction());
+                done.map_err(|e| host_failure(&mut s, e))?;
+                s.steps.current = None;
+                s.steps.completed_now.push(name.into());
+                s.emit(Event::StepFinished {
+                    revision,
+                    step: name.into(),
+                    rows: rows as u64,
+                });
+                return Ok(batches);
+            };
+            let rows_before = s.rows;
+            drop(s);
+            let mut batch = Map::new();
+            batch.insert("lo".into(), to_dynamic(lo.clone()));
+            batch.insert("hi".into(), to_dynamic(hi.clone()));
+            batch.insert("number".into(), Dynamic::from_int(batches + 1));
+            if let Err(e) =
+                f.call_within_context::<Dynamic>(ctx, (self.clone(), Dynamic::from_map(batch)))
+            {
+                self.session()?.steps.failed = Some(name.into());
+                return Err(e);
+            }
+            let mut s = self.session()?;
+            batches += 1;
+            rows += (s.rows - rows_before) as i64;
+            let saved = s
+                .record_batch(name, &cursor_text(&hi), batches, rows)
+                .and_then(|_| s.finish_transaction());
+            saved.map_err(|e| host_failure(&mut s, e))?;
+            s.emit(Event::Progress {
+                revision: revision.clone(),
+                step: name.into(),
+                done: batches as u64,
+                total,
+            });
+            lo = hi;
+        }
+    }
+}
+
+/// Registers the `db` type and its methods.
+pub fn register(engine: &mut Engine) {
+    engine.register_type_with_name::<Db>("Db");
+    engine.register_get("dialect", |db: &mut Db| -> Res<String> {
+        Ok(db.session()?.conn().dialect().name().to_string())
+    });
+    engine.register_fn("quote", |db: &mut Db, ident: &str| -> Res<String> {
+        Ok(db.session()?.conn().quote_ident(ident))
+    });
+    engine.register_fn("execute", |db: &mut Db, sql: &str| {
+        db.execute(sql, Array::new())
+    });
+    engine.register_fn("execute", |db: &mut Db, sql: &str, p: Array| {
+        db.execute(sql, p)
+    });
+    engine.register_fn("query", |db: &mut Db, sql: &str| {
+        db.query(sql, Array::new())
+    });
+    engine.register_fn("query", |db: &mut Db, sql: &str, p: Array| db.query(sql, p));
+    engine.register_fn("query_row", |db: &mut Db, sql: &str| {
+        db.query_row(sql, Array::new())
+    });
+    engine.register_fn("query_row", |db: &mut Db, sql: &str, p: Array| {
+        db.query_row(sql, p)
+    });
+    engine.register_fn("query_value", |db: &mut Db, sql: &str| {
+        db.query_value(sql, Array::new())
+    });
+    engine.register_fn("query_value", |db: &mut Db, sql: &str, p: Array| {
+        db.query_value(sql, p)
+    });
+    engine.register_fn(
+        "each",
+        |ctx: NativeCallContext, db: &mut Db, sql: &str, p: Array, f: FnPtr| {
+            db.each(&ctx, sql, p, f)
+        },
+    );
+    engine.register_fn("bulk_insert", |db: &mut Db, t: &str, c: Array, r: Array| {
+        db.bulk_insert(t, c, r)
+    });
+    engine.register_fn(
+        "step",
+        |ctx: NativeCallContext, db: &mut Db, name: &str, f: FnPtr| {
+            db.step(&ctx, name, Map::new(), f)
+        },
+    );
+    engine.register_fn(
+        "step",
+        |ctx: NativeCallContext, db: &mut Db, name: &str, o: Map, f: FnPtr| {
+            db.step(&ctx, name, o, f)
+        },
+    );
+    engine.register_fn(
+        "batches",
+        |ctx: NativeCallContext, db: &mut Db, name: &str, o: Map, f: FnPtr| {
+            db.batches(&ctx, name, o, f)
+        },
+    );
+    super::introspect::register(engine);
+}

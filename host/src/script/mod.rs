@@ -1,0 +1,213 @@
+//! The script API: a sandboxed Rhai engine with one capability module per concern.
+//!
+//! * `db` (the argument of `upgrade` / `downgrade`): statements, queries, streaming,
+//!   bulk insert, introspection, steps and batches ([`db`], [`introspect`]).
+//! * `schema::` portable DDL ([`schema`]), `uuid::` ([`uuids`]), `config::`
+//!   ([`config`]), `attributes::` ([`attributes`]), `hooks::` ([`hooks`]),
+//!   `log::` ([`log`]).
+//!
+//! What a script cannot reach is simply not registered: the engine is built from
+//! `Engine::new_raw()` with the language packages only (no time package), `eval` is
+//! disabled, `import` resolves only inside `stdlib/` and the importing root's `lib/`,
+//! and operation, time, depth and size limits stop runaway scripts.
+
+pub mod attributes;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod hooks;
+pub mod introspect;
+pub mod log;
+mod resolver;
+pub mod schema;
+pub mod session;
+pub mod uuids;
+pub mod values;
+
+pub use error::{FailureKind, ScriptError};
+pub use session::{Mode, RevisionCtx, Session, SharedSession};
+
+use rhai::packages::{
+    BasicArrayPackage, BasicBlobPackage, BasicMapPackage, BasicMathPackage, BitFieldPackage,
+    CorePackage, LogicPackage, MoreStringPackage, Package,
+};
+use rhai::{CallFnOptions, Dynamic, Engine, Scope, AST};
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Sandbox limits (configurable under `limits.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Rhai operations per call into a script.
+    pub max_operations: u64,
+    /// Wall-clock time per call into a script.
+    pub max_duration: Duration,
+    pub max_call_depth: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+    /// Longest any single SQL statement may run.
+    pub statement_timeout: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_operations: 500_000_000,
+            max_duration: Duration::from_secs(6 * 3600),
+            max_call_depth: 64,
+            max_string_size: 16 * 1024 * 1024,
+            max_array_size: 2_000_000,
+            max_map_size: 100_000,
+            statement_timeout: None,
+        }
+    }
+}
+
+/// Where scripts may import modules from.
+#[derive(Debug, Clone, Default)]
+pub struct ModulePaths {
+    pub stdlib: Option<PathBuf>,
+    pub roots: Vec<PathBuf>,
+}
+
+/// A sandboxed engine bound to one session.
+pub struct ScriptHost {
+    engine: Engine,
+    session: SharedSession,
+    deadline: Rc<Cell<Option<Instant>>>,
+    limits: Limits,
+}
+
+impl ScriptHost {
+    pub fn new(
+        session: SharedSession,
+        limits: Limits,
+        paths: ModulePaths,
+        hooks: hooks::HookSet,
+    ) -> ScriptHost {
+        let mut engine = Engine::new_raw();
+        engine.register_global_module(CorePackage::new().as_shared_module());
+        engine.register_global_module(LogicPackage::new().as_shared_module());
+        engine.register_global_module(BitFieldPackage::new().as_shared_module());
+        engine.register_global_module(BasicMathPackage::new().as_shared_module());
+        engine.register_global_module(BasicArrayPackage::new().as_shared_module());
+        engine.register_global_module(BasicBlobPackage::new().as_shared_module());
+        engine.register_global_module(BasicMapPackage::new().as_shared_module());
+        engine.register_global_module(MoreStringPackage::new().as_shared_module());
+        engine.disable_symbol("eval");
+        engine.set_max_operations(limits.max_operations);
+        engine.set_max_call_levels(limits.max_call_depth);
+        engine.set_max_expr_depths(128, 64);
+        engine.set_max_string_size(limits.max_string_size);
+        engine.set_max_array_size(limits.max_array_size);
+        engine.set_max_map_size(limits.max_map_size);
+        engine.set_max_modules(256);
+        let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
+        let d = deadline.clone();
+        let max = limits.max_duration;
+        engine.on_progress(move |_ops| match d.get() {
+            Some(t) if Instant::now() > t => Some(Dynamic::from(format!(
+                "the script ran longer than its time limit of {}s (limits.max_seconds)",
+                max.as_secs()
+            ))),
+            _ => None,
+        });
+        let s = session.clone();
+        engine.on_print(move |text| log::emit(&s, crate::observer::Level::Info, text));
+        let s = session.clone();
+        engine.on_debug(move |text, _, _| log::emit(&s, crate::observer::Level::Debug, text));
+        engine.set_module_resolver(resolver::SandboxResolver::new(paths));
+        db::register(&mut engine);
+        uuids::register(&mut engine);
+        engine.register_static_module("schema", schema::module(session.clone()).into());
+        engine.register_static_module("config", config::module(session.clone()).into());
+        engine.register_static_module("attributes", attributes::module(session.clone()).into());
+        engine.register_static_module("log", log::module(session.clone()).into());
+        engine.register_static_module("hooks", hooks::module(session.clone(), hooks).into());
+        ScriptHost {
+            engine,
+            session,
+            deadline,
+            limits,
+        }
+    }
+
+    pub fn session(&self) -> &SharedSession {
+        &self.session
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compiles a script file; its source is the path, so errors inside name it.
+    pub fn compile(&self, path: &Path, revision: &str) -> Result<AST, ScriptError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScriptError {
+            kind: FailureKind::Syntax,
+            message: format!("cannot read the script: {e}"),
+            revision: revision.into(),
+            step: None,
+            file: path.into(),
+            line: 0,
+            column: 0,
+            source_line: None,
+        })?;
+        let mut ast = self.engine.compile(&text).map_err(|e| {
+            let pos = e.position();
+            let line = pos.line().unwrap_or(0);
+            ScriptError {
+                kind: FailureKind::Syntax,
+                message: e.err_type().to_string(),
+                revision: revision.into(),
+                step: None,
+                file: path.into(),
+                line,
+                column: pos.position().unwrap_or(0),
+                source_line: text.lines().nth(line.saturating_sub(1)).map(str::to_string),
+            }
+        })?;
+        ast.set_source(path.to_string_lossy().to_string());
+        Ok(ast)
+    }
+
+    /// Calls `name(db, extra...)` in a compiled script under the sandbox limits.
+    pub fn call(
+        &self,
+        ast: &AST,
+        name: &str,
+        revision: &str,
+        file: &Path,
+    ) -> Result<Dynamic, ScriptError> {
+        self.deadline
+            .set(Some(Instant::now() + self.limits.max_duration));
+        {
+            let mut s = self.session.borrow_mut();
+            s.host_error = None;
+        }
+        let mut scope = Scope::new();
+        let db = db::Db(self.session.clone());
+        let result = self.engine.call_fn_with_options::<Dynamic>(
+            CallFnOptions::new().eval_ast(true).rewind_scope(true),
+            &mut scope,
+            ast,
+            name,
+            (db,),
+        );
+        self.deadline.set(None);
+        result.map_err(|e| {
+            let mut s = self.session.borrow_mut();
+            let host = s.host_error.take();
+            let step = s.steps.failed.clone().or_else(|| s.steps.current.clone());
+            error::classify(&e, host, revision, step, file)
+        })
+    }
+
+    /// Whether a compiled script defines `name` with `arity` parameters.
+    pub fn defines(ast: &AST, name: &str, arity: usize) -> bool {
+        ast.iter_functions()
+            .any(|f| f.name == name && f.params.len() == arity)
+    }
+}

@@ -1,0 +1,127 @@
+//! `import` inside the sandbox: only `stdlib/` and the importing root's own `lib/`.
+
+use super::ModulePaths;
+use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Shared};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+pub struct SandboxResolver {
+    paths: ModulePaths,
+    cache: RefCell<HashMap<PathBuf, Shared<Module>>>,
+}
+
+impl SandboxResolver {
+    pub fn new(paths: ModulePaths) -> Self {
+        SandboxResolver {
+            paths,
+            cache: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The directories an import from `source` may read, most specific first.
+    fn allowed_dirs(&self, source: Option<&str>) -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
+        if let Some(src) = source {
+            let src = canonical(Path::new(src));
+            // The longest root that contains the importing file is its own root.
+            if let Some(root) = self
+                .paths
+                .roots
+                .iter()
+                .map(|r| canonical(r))
+                .filter(|r| src.starts_with(r))
+                .max_by_key(|r| r.as_os_str().len())
+            {
+                dirs.push(root.join("lib"));
+            }
+        }
+        if let Some(std) = &self.paths.stdlib {
+            dirs.push(canonical(std));
+        }
+        dirs
+    }
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn refuse(path: &str, why: &str, pos: Position) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorModuleNotFound(
+        format!("{path} ({why})"),
+        pos,
+    ))
+}
+
+impl ModuleResolver for SandboxResolver {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        let rel = Path::new(path);
+        if path.is_empty()
+            || path.contains('\\')
+            || rel.components().any(|c| !matches!(c, Component::Normal(_)))
+        {
+            return Err(refuse(
+                path,
+                "imports name a module inside stdlib/ or the plugin's lib/, without '..' or an absolute path",
+                pos,
+            ));
+        }
+        let file_name = if path.ends_with(".rhai") {
+            path.to_string()
+        } else {
+            format!("{path}.rhai")
+        };
+        let dirs = self.allowed_dirs(source);
+        for dir in &dirs {
+            let candidate = canonical(&dir.join(&file_name));
+            // A symlink may not lead out of the allowed folder.
+            if !candidate.starts_with(dir) || !candidate.is_file() {
+                continue;
+            }
+            if let Some(m) = self.cache.borrow().get(&candidate) {
+                return Ok(m.clone());
+            }
+            let text = std::fs::read_to_string(&candidate).map_err(|e| {
+                refuse(
+                    path,
+                    &format!("cannot read {}: {e}", candidate.display()),
+                    pos,
+                )
+            })?;
+            let mut ast = engine.compile(&text).map_err(|e| {
+                Box::new(EvalAltResult::ErrorInModule(
+                    candidate.to_string_lossy().to_string(),
+                    Box::new(EvalAltResult::ErrorParsing(
+                        e.err_type().clone(),
+                        e.position(),
+                    )),
+                    pos,
+                ))
+            })?;
+            ast.set_source(candidate.to_string_lossy().to_string());
+            let module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(|e| {
+                Box::new(EvalAltResult::ErrorInModule(
+                    candidate.to_string_lossy().to_string(),
+                    e,
+                    pos,
+                ))
+            })?;
+            let shared: Shared<Module> = module.into();
+            self.cache.borrow_mut().insert(candidate, shared.clone());
+            return Ok(shared);
+        }
+        let looked: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        Err(refuse(
+            path,
+            &format!("not found in {}", looked.join(", ")),
+            pos,
+        ))
+    }
+}
