@@ -255,6 +255,15 @@ impl Session {
     }
 }
 
+/// See [`Session::step_owner`].
+pub fn step_owner(revision: &str, direction: &str) -> String {
+    if direction == "downgrade" {
+        format!("{revision} (downgrade)")
+    } else {
+        revision.to_string()
+    }
+}
+
 /// Converts a value read from the database into a JSON cursor text.
 pub fn cursor_text(v: &Value) -> String {
     match v {

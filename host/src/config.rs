@@ -1,0 +1,112 @@
+//! Layered configuration: tree defaults (a revision's `DEFAULTS`) < the repository
+//! config file (`ferry.toml`, or `--config FILE`) < `--set KEY=VALUE`.
+//!
+//! Nested TOML tables flatten to dotted keys: `[datasets] batch_size = 5` is
+//! `datasets.batch_size`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("--set {0:?} must look like KEY=VALUE")]
+    Set(String),
+}
+
+/// Flattened configuration, dotted key → value.
+pub type ConfigMap = BTreeMap<String, toml::Value>;
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut ConfigMap) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(t) => flatten(&key, t, out),
+            other => {
+                out.insert(key, other.clone());
+            }
+        }
+    }
+}
+
+/// Reads a config file into dotted keys.
+pub fn read_file(path: &Path) -> Result<ConfigMap, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    let mut out = ConfigMap::new();
+    flatten("", &table, &mut out);
+    Ok(out)
+}
+
+/// Parses `KEY=VALUE`; VALUE is read as a TOML value (`5`, `true`, `"x"`), else as a string.
+pub fn parse_set(text: &str) -> Result<(String, toml::Value), ConfigError> {
+    let (k, v) = text.split_once('=').ok_or_else(|| ConfigError::Set(text.into()))?;
+    let k = k.trim();
+    if k.is_empty() {
+        return Err(ConfigError::Set(text.into()));
+    }
+    let value = format!("v = {v}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(v.to_string()));
+    Ok((k.to_string(), value))
+}
+
+/// Builds the layered configuration: the file (explicit, or `./ferry.toml` if it
+/// exists), then each `--set`.
+pub fn load(file: Option<&Path>, cwd: &Path, sets: &[String]) -> Result<ConfigMap, ConfigError> {
+    let mut out = match file {
+        Some(f) => read_file(f)?,
+        None => {
+            let default = cwd.join("ferry.toml");
+            if default.is_file() {
+                read_file(&default)?
+            } else {
+                ConfigMap::new()
+            }
+        }
+    };
+    for s in sets {
+        let (k, v) = parse_set(s)?;
+        out.insert(k, v);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_values_are_typed() {
+        assert_eq!(parse_set("a.b=5").unwrap().1, toml::Value::Integer(5));
+        assert_eq!(parse_set("a=true").unwrap().1, toml::Value::Boolean(true));
+        assert_eq!(parse_set("a=hello world").unwrap().1, toml::Value::String("hello world".into()));
+        assert!(parse_set("novalue").is_err());
+    }
+
+    #[test]
+    fn files_flatten_and_sets_override() {
+        let dir = std::env::temp_dir().join(format!("ferry-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ferry.toml"), "[datasets]\nbatch_size = 7\nname = \"x\"\n").unwrap();
+        let c = load(None, &dir, &["datasets.name=y".into()]).unwrap();
+        assert_eq!(c["datasets.batch_size"], toml::Value::Integer(7));
+        assert_eq!(c["datasets.name"], toml::Value::String("y".into()));
+        std::fs::write(dir.join("bad.toml"), "[x\n").unwrap();
+        let err = load(Some(&dir.join("bad.toml")), &dir, &[]).unwrap_err();
+        assert!(err.to_string().contains("bad.toml"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

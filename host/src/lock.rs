@@ -1,0 +1,87 @@
+//! The migration lock: one migrator at a time.
+//!
+//! The lock itself belongs to the backend and dies with its holder: a PostgreSQL
+//! session-level advisory lock (taken with `pg_try_advisory_lock` in a polling loop,
+//! never a blocking wait that could deadlock with `CREATE INDEX CONCURRENTLY`), and on
+//! SQLite an OS file lock on `<file>.ferry-lock`. A killed migrator therefore never
+//! leaves a repository locked. The `ferry_lock` table only records who holds it, so
+//! that a second migrator can name the holder.
+
+use crate::backend::{Connection, DbError, LockAttempt, LockHolder};
+use crate::ledger::{self, Actor};
+use crate::observer::{Event, Observer};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    #[error("the repository is locked by another migrator{}; waited {waited:?}", holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    Held { holder: Option<LockHolder>, waited: Duration },
+    #[error("cannot take the migration lock: {0}")]
+    Db(#[from] DbError),
+    #[error("cannot take the migration lock: {0}")]
+    Ledger(#[from] ledger::LedgerError),
+}
+
+/// Polls for the lock until `timeout`, then records the holder in the ledger.
+pub fn acquire(
+    conn: &mut dyn Connection,
+    actor: &Actor,
+    timeout: Duration,
+    observer: &dyn Observer,
+) -> Result<(), LockError> {
+    let start = Instant::now();
+    let since = crate::clock::now_unix();
+    let me = LockHolder { host: actor.host.clone(), pid: actor.pid, user: actor.username.clone(), since };
+    let mut told = false;
+    loop {
+        match conn.try_lock(&me)? {
+            LockAttempt::Acquired => break,
+            LockAttempt::HeldBy(holder) => {
+                // The backend may not know the holder; the ledger's record names it.
+                let holder = match holder {
+                    Some(h) => Some(h),
+                    None => ledger::lock_holder(conn).ok().flatten(),
+                };
+                if start.elapsed() >= timeout {
+                    return Err(LockError::Held { holder, waited: start.elapsed() });
+                }
+                if !told {
+                    observer.event(&Event::LockWaiting {
+                        holder: holder.map(|h| h.to_string()).unwrap_or_else(|| "another migrator".into()),
+                    });
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_millis(100).min(timeout.saturating_sub(start.elapsed())));
+            }
+        }
+    }
+    let recorded = (|| -> Result<(), LockError> {
+        ledger::ensure(conn)?;
+        conn.begin()?;
+        ledger::write::set_lock_holder(conn, actor, since)?;
+        conn.commit()?;
+        Ok(())
+    })();
+    if let Err(e) = recorded {
+        let _ = conn.rollback();
+        let _ = conn.unlock();
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Forgets the recorded holder and releases the backend's lock.
+pub fn release(conn: &mut dyn Connection) {
+    if conn.in_transaction() {
+        let _ = conn.rollback();
+    }
+    if conn.begin().is_ok() {
+        if ledger::write::clear_lock_holder(conn).is_ok() {
+            let _ = conn.commit();
+        } else {
+            let _ = conn.rollback();
+        }
+    }
+    let _ = conn.unlock();
+}

@@ -1,0 +1,336 @@
+//! The runner: applies planned revisions step by step, each step committed together
+//! with its ledger record, under the migration lock.
+
+use crate::backend::{Connection, DbError};
+use crate::ledger::{self, Actor, RevisionState};
+use crate::lock::{self, LockError};
+use crate::metadata::RevisionMeta;
+use crate::observer::{Event, Observer};
+use crate::script::hooks::HookSet;
+use crate::script::session::StatementRecord;
+use crate::script::{Limits, Mode, ModulePaths, RevisionCtx, ScriptError, ScriptHost, Session};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Which way a revision is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Upgrade,
+    Downgrade,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Upgrade => "upgrade",
+            Direction::Downgrade => "downgrade",
+        }
+    }
+}
+
+/// How the runner behaves.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub mode: Mode,
+    pub limits: Limits,
+    pub lock_timeout: Duration,
+    pub paths: ModulePaths,
+    /// Layered configuration (repository file < command line), flattened to dotted keys.
+    pub config: BTreeMap<String, toml::Value>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            mode: Mode::Apply,
+            limits: Limits::default(),
+            lock_timeout: Duration::from_secs(0),
+            paths: ModulePaths::default(),
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+/// What happened to one revision in a run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RevisionOutcome {
+    pub revision: String,
+    pub direction: Direction,
+    pub duration_ms: i64,
+    pub rows: u64,
+    /// Steps completed by this run; steps skipped because an earlier run completed them.
+    pub steps_run: Vec<String>,
+    pub steps_skipped: Vec<String>,
+}
+
+/// The result of a run: what completed, and what failed (if anything).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    pub completed: Vec<RevisionOutcome>,
+    pub failed: Option<ScriptError>,
+    /// The revisions that were planned but not reached.
+    pub not_run: Vec<String>,
+    /// Statements carried out by a dry run (empty otherwise).
+    pub statements: Vec<StatementRecord>,
+}
+
+impl Report {
+    pub fn succeeded(&self) -> bool {
+        self.failed.is_none()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("ledger: {0}")]
+    Ledger(#[from] ledger::LedgerError),
+    #[error("{0}")]
+    Db(#[from] DbError),
+    #[error("revision {revision} has no fn {direction}(db) in {file}")]
+    MissingFunction { revision: String, direction: &'static str, file: String },
+}
+
+/// Holds the migration lock for as long as it lives; the only way to run revisions.
+pub struct Runner {
+    host: ScriptHost,
+    options: RunOptions,
+}
+
+impl Runner {
+    /// Takes the migration lock (waiting up to `options.lock_timeout`) and prepares
+    /// the script engine.
+    pub fn acquire(
+        mut conn: Box<dyn Connection>,
+        options: RunOptions,
+        hooks: HookSet,
+        observer: Rc<dyn Observer>,
+    ) -> Result<Runner, (RunError, Box<dyn Connection>)> {
+        let actor = Actor::current();
+        if let Err(e) = lock::acquire(conn.as_mut(), &actor, options.lock_timeout, observer.as_ref()) {
+            return Err((e.into(), conn));
+        }
+        if let Some(t) = options.limits.statement_timeout {
+            if let Err(e) = conn.set_statement_timeout(Some(t)) {
+                lock::release(conn.as_mut());
+                return Err((e.into(), conn));
+            }
+        }
+        let mut session = Session::new(conn, observer, actor);
+        session.mode = options.mode;
+        session.config = options.config.clone();
+        let session = Rc::new(RefCell::new(session));
+        let host = ScriptHost::new(session, options.limits.clone(), options.paths.clone(), hooks);
+        Ok(Runner { host, options })
+    }
+
+    /// Releases the lock and gives the connection back.
+    pub fn release(self) -> Box<dyn Connection> {
+        let Runner { host, .. } = self;
+        let session = host.session().clone();
+        drop(host);
+        let session = Rc::try_unwrap(session)
+            .ok()
+            .expect("the script engine is gone, so nothing else holds the session");
+        let mut conn = session.into_inner().into_connection();
+        lock::release(conn.as_mut());
+        conn
+    }
+
+    /// Runs revisions in order; stops at the first failure, which is recorded.
+    pub fn run(&mut self, revisions: &[&RevisionMeta], direction: Direction) -> Result<Report, RunError> {
+        let mut report = Report::default();
+        for (i, rev) in revisions.iter().enumerate() {
+            match self.run_one(rev, direction)? {
+                Ok(outcome) => report.completed.push(outcome),
+                Err(e) => {
+                    report.failed = Some(e);
+                    report.not_run = revisions[i + 1..].iter().map(|r| r.id.clone()).collect();
+                    break;
+                }
+            }
+        }
+        if self.options.mode == Mode::DryRun {
+            let mut s = self.host.session().borrow_mut();
+            s.abort_transaction();
+            report.statements = std::mem::take(&mut s.statements);
+        }
+        Ok(report)
+    }
+
+    /// Runs one revision. The outer `Result` is a failure of the ledger itself; the
+    /// inner one is the revision's own outcome (already recorded in the ledger).
+    fn run_one(
+        &mut self,
+        rev: &RevisionMeta,
+        direction: Direction,
+    ) -> Result<Result<RevisionOutcome, ScriptError>, RunError> {
+        let fn_name = direction.as_str();
+        let ast = match self.host.compile(&rev.path, &rev.id) {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !ScriptHost::defines(&ast, fn_name, 1) {
+            return Err(RunError::MissingFunction {
+                revision: rev.id.clone(),
+                direction: fn_name,
+                file: rev.path.display().to_string(),
+            });
+        }
+        let ctx = RevisionCtx {
+            id: rev.id.clone(),
+            tree: rev.tree.clone(),
+            version: rev.version.clone(),
+            checksum: rev.checksum.clone(),
+            file: rev.path.display().to_string(),
+            direction: fn_name,
+            hooks: rev.hooks.clone(),
+        };
+        let started = ledger::now_ms();
+        {
+            let session = self.host.session().clone();
+            let mut s = session.borrow_mut();
+            let owner = crate::script::session::step_owner(&rev.id, fn_name);
+            let steps = ledger::steps(s.conn(), &owner)?;
+            s.steps = Default::default();
+            for st in steps {
+                if st.done {
+                    s.steps.done.insert(st.step.clone());
+                } else if let Some(c) = st.cursor {
+                    s.steps.cursors.insert(st.step.clone(), (c, st.batches, st.rows));
+                }
+            }
+            s.defaults = ast
+                .iter_literal_variables(true, false)
+                .filter(|(name, _, _)| *name == "DEFAULTS")
+                .filter_map(|(_, _, v)| v.try_cast::<rhai::Map>())
+                .flat_map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Vec<_>>())
+                .collect();
+            s.rows = 0;
+            s.revision = Some(ctx.clone());
+            s.emit(Event::RevisionStarted { revision: rev.id.clone(), direction: fn_name.into() });
+            if direction == Direction::Upgrade {
+                // The record says "running" from the first moment, so that a kill leaves
+                // an honest state behind.
+                let marked = s.begin_transaction().and_then(|_| {
+                    s.ledger_write(|c, r, _| {
+                        ledger::write::set_revision(c, &r.key(), RevisionState::Running, "upgrade", None, None)
+                    })
+                });
+                let marked = marked.and_then(|_| s.finish_transaction());
+                if let Err(e) = marked {
+                    s.abort_transaction();
+                    return Err(e.into());
+                }
+            }
+        }
+        let result = self.host.call(&ast, fn_name, &rev.id, &rev.path);
+        let session = self.host.session().clone();
+        let mut s = session.borrow_mut();
+        let finished = ledger::now_ms();
+        let rows = s.rows;
+        match result {
+            Ok(_) => {
+                let recorded = s.begin_transaction().and_then(|_| {
+                    s.ledger_write(|c, r, actor| {
+                        match direction {
+                            Direction::Upgrade => {
+                                ledger::write::set_revision(c, &r.key(), RevisionState::Applied, "upgrade", None, None)?;
+                                ledger::write::clear_steps(c, &r.id)?;
+                            }
+                            Direction::Downgrade => {
+                                ledger::write::remove_revision(c, &r.id)?;
+                                ledger::write::clear_steps(c, &crate::script::session::step_owner(&r.id, "downgrade"))?;
+                            }
+                        }
+                        ledger::write::add_history(
+                            c,
+                            &r.key(),
+                            actor,
+                            fn_name,
+                            started,
+                            finished,
+                            rows as i64,
+                            "applied",
+                            None,
+                            None,
+                        )
+                    })
+                });
+                let recorded = recorded.and_then(|_| s.finish_transaction());
+                if let Err(e) = recorded {
+                    s.abort_transaction();
+                    return Err(e.into());
+                }
+                let outcome = RevisionOutcome {
+                    revision: rev.id.clone(),
+                    direction,
+                    duration_ms: finished - started,
+                    rows,
+                    steps_run: std::mem::take(&mut s.steps.completed_now),
+                    steps_skipped: s.steps.done.iter().cloned().collect(),
+                };
+                s.emit(Event::RevisionFinished {
+                    revision: rev.id.clone(),
+                    direction: fn_name.into(),
+                    outcome: "applied".into(),
+                    duration_ms: finished - started,
+                    rows,
+                });
+                s.revision = None;
+                Ok(Ok(outcome))
+            }
+            Err(err) => {
+                s.abort_transaction();
+                if self.options.mode == Mode::Apply {
+                    let text = err.ledger_text();
+                    let recorded = s.begin_transaction().and_then(|_| {
+                        s.ledger_write(|c, r, actor| {
+                            if direction == Direction::Upgrade {
+                                ledger::write::set_revision(
+                                    c,
+                                    &r.key(),
+                                    RevisionState::Failed,
+                                    "upgrade",
+                                    err.step.as_deref(),
+                                    Some(&text),
+                                )?;
+                            }
+                            ledger::write::add_history(
+                                c,
+                                &r.key(),
+                                actor,
+                                fn_name,
+                                started,
+                                finished,
+                                rows as i64,
+                                "failed",
+                                Some(&text),
+                                None,
+                            )
+                        })
+                    });
+                    let recorded = recorded.and_then(|_| s.finish_transaction());
+                    if let Err(e) = recorded {
+                        s.abort_transaction();
+                        return Err(e.into());
+                    }
+                }
+                s.emit(Event::RevisionFinished {
+                    revision: rev.id.clone(),
+                    direction: fn_name.into(),
+                    outcome: "failed".into(),
+                    duration_ms: finished - started,
+                    rows,
+                });
+                s.revision = None;
+                Ok(Err(err))
+            }
+        }
+    }
+}
