@@ -127,7 +127,8 @@ impl Hooks {
         let db = Db(self.session.clone());
         ctx.engine()
             .call_fn_with_options::<Dynamic>(
-                CallFnOptions::new().eval_ast(false),
+                // Evaluating the hook file's top level defines its constants (global::NAME).
+                CallFnOptions::new().eval_ast(true),
                 &mut Scope::new(),
                 &ast,
                 "run",

@@ -14,6 +14,7 @@
 pub mod attributes;
 pub mod config;
 pub mod db;
+mod derive;
 pub mod error;
 pub mod hooks;
 pub mod introspect;

@@ -1,0 +1,88 @@
+//! The command line, as clap reads it.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Ferry migrates long-lived data repositories between schema versions with Rhai scripts.
+///
+/// Exit codes: 0 done; 1 a migration failed; 2 bad usage, configuration, script tree or
+/// database URL; 3 the repository is locked by another run, or `check` found it not at
+/// the heads.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Database URL: sqlite:PATH, postgres://… or postgresql://… (?schema=NAME for a namespace).
+    #[arg(long, env = "FERRY_DB", global = true, default_value = "sqlite:ferry.sqlite")]
+    pub db: String,
+    /// A root of script trees (repeatable). Default: FERRY_PATH (colon-separated), else
+    /// ./scripts plus every directory under ./plugins.
+    #[arg(long = "scripts", value_name = "DIR", global = true)]
+    pub scripts: Vec<PathBuf>,
+    /// The folder of shared Rhai modules scripts may import (default: ./stdlib).
+    #[arg(long, value_name = "DIR", env = "FERRY_STDLIB", global = true)]
+    pub stdlib: Option<PathBuf>,
+    /// Repository configuration file (default: ./ferry.toml if it exists).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Set a configuration value (repeatable), overriding the file: KEY=VALUE.
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+    pub set: Vec<String>,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Progress output: a bar on a terminal (auto), plain lines, JSON lines, or none.
+    #[arg(long, value_enum, global = true, default_value = "auto")]
+    pub progress: ProgressMode,
+    /// How long to wait for another migrator's lock before giving up (seconds).
+    #[arg(long, value_name = "SECONDS", global = true, default_value_t = 10.0)]
+    pub lock_timeout: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    Plain,
+    Json,
+    None,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Per tree: current revision and version, heads, pending revisions, unfinished work.
+    Status,
+    /// Every run of every revision, newest first.
+    History {
+        /// Show at most this many entries (0: all).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+    },
+    /// The head revisions of every tree.
+    Heads,
+    /// Upgrade to the targets (default: every head).
+    Upgrade {
+        /// Targets: heads, TREE@head, REVISION, partial ids, +N, TREE@+N.
+        targets: Vec<String>,
+        /// Run inside transactions that are rolled back; report statements and rows.
+        #[arg(long)]
+        dry_run: bool,
+        /// Run even if an applied script has changed since it was applied (recorded).
+        #[arg(long)]
+        allow_changed: bool,
+    },
+    /// Undo revisions until TARGET is the newest applied (base: undo everything).
+    Downgrade {
+        target: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Exit 0 when the repository is at the heads and unchanged, 3 otherwise.
+    Check,
+}
