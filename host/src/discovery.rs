@@ -1,1 +1,219 @@
 //! Finding script files under the roots.
+//!
+//! Every `*.rhai` file under a root is a revision, except files under a `lib/` folder
+//! (modules that scripts `import`) and files under a `hooks/` folder (hook
+//! implementations). Roots are walked in sorted order so that discovery is deterministic.
+
+use std::path::{Component, Path, PathBuf};
+
+use walkdir::WalkDir;
+
+use crate::metadata::{self, HookMeta, MetadataError, ModuleFile, RevisionMeta};
+
+/// Everything found under the roots.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Discovered {
+    pub revisions: Vec<RevisionMeta>,
+    pub hooks: Vec<HookMeta>,
+    pub modules: Vec<ModuleFile>,
+}
+
+/// Why discovery failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    #[error("script root {} does not exist", .0.display())]
+    MissingRoot(PathBuf),
+    #[error("script root {} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("cannot walk {}: {message}", path.display())]
+    Walk { path: PathBuf, message: String },
+    /// Every broken file, not only the first.
+    #[error("{} script file(s) have broken metadata:\n{}", count_files(.0), join_lines(.0))]
+    Metadata(Vec<MetadataError>),
+}
+
+fn count_files(errors: &[MetadataError]) -> usize {
+    let mut files: Vec<&Path> = errors.iter().map(|e| e.path()).collect();
+    files.sort();
+    files.dedup();
+    files.len()
+}
+
+fn join_lines(errors: &[MetadataError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The roots used when none are given: `cwd/scripts` and every directory under
+/// `cwd/plugins/`, sorted, keeping only those that exist (the caller decides what an
+/// empty list means).
+pub fn default_roots(cwd: &Path) -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    let scripts = cwd.join("scripts");
+    if scripts.is_dir() {
+        roots.push(scripts);
+    }
+    if let Ok(entries) = std::fs::read_dir(cwd.join("plugins")) {
+        let mut plugins: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        plugins.sort();
+        roots.extend(plugins);
+    }
+    roots
+}
+
+/// What a script file is, from the folders between its root and itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Revision,
+    Hook,
+    Module,
+}
+
+fn kind_of(relative: &Path) -> Kind {
+    let folders = relative
+        .parent()
+        .map(|p| p.components())
+        .into_iter()
+        .flatten();
+    for c in folders {
+        if let Component::Normal(name) = c {
+            if name == "lib" {
+                return Kind::Module;
+            }
+            if name == "hooks" {
+                return Kind::Hook;
+            }
+        }
+    }
+    Kind::Revision
+}
+
+/// Walks every root and reads the metadata of every script. A root that does not exist
+/// is an error naming it; metadata faults of all files are collected and returned together.
+pub fn discover(roots: &[PathBuf]) -> Result<Discovered, DiscoveryError> {
+    for root in roots {
+        if !root.exists() {
+            return Err(DiscoveryError::MissingRoot(root.clone()));
+        }
+        if !root.is_dir() {
+            return Err(DiscoveryError::NotADirectory(root.clone()));
+        }
+    }
+    let mut found = Discovered::default();
+    let mut errors = Vec::new();
+    for root in roots {
+        let walker = WalkDir::new(root).sort_by_file_name().follow_links(true);
+        for entry in walker {
+            let entry = entry.map_err(|e| DiscoveryError::Walk {
+                path: e.path().unwrap_or(root).to_path_buf(),
+                message: e.to_string(),
+            })?;
+            let path = entry.path();
+            if !entry.file_type().is_file() || path.extension().is_none_or(|e| e != "rhai") {
+                continue;
+            }
+            let relative = path.strip_prefix(root).unwrap_or(path);
+            match kind_of(relative) {
+                Kind::Module => found.modules.push(ModuleFile {
+                    path: path.to_path_buf(),
+                    root: root.clone(),
+                }),
+                Kind::Hook => match metadata::read_hook(path, root) {
+                    Ok(h) => found.hooks.push(h),
+                    Err(e) => errors.extend(e),
+                },
+                Kind::Revision => match metadata::read_revision(path, root) {
+                    Ok(r) => found.revisions.push(r),
+                    Err(e) => errors.extend(e),
+                },
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(found)
+    } else {
+        Err(DiscoveryError::Metadata(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn revision(id: &str, parents: &str) -> String {
+        format!(
+            "const REVISION = \"{id}\";\nconst TREE = \"t\";\nconst PARENTS = [{parents}];\n\
+             const VERSION = \"1\";\nconst DEPENDS_ON = [];\nconst MESSAGE = \"m\";\n\
+             fn upgrade(db) {{ db.execute(\"SELECT 1\", []); }}\n"
+        )
+    }
+
+    #[test]
+    fn classifies_files_and_sorts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("scripts");
+        fs::create_dir_all(root.join("t/lib")).unwrap();
+        fs::create_dir_all(root.join("hooks")).unwrap();
+        fs::write(root.join("t/b.rhai"), revision("t-2", "\"t-1\"")).unwrap();
+        fs::write(root.join("t/a.rhai"), revision("t-1", "")).unwrap();
+        fs::write(root.join("t/notes.txt"), "not a script").unwrap();
+        fs::write(root.join("t/lib/util.rhai"), "fn helper() { 1 }").unwrap();
+        fs::write(root.join("hooks/h.rhai"), "const HOOK = \"h\"; fn run() {}").unwrap();
+        let d = discover(std::slice::from_ref(&root)).expect("discovered");
+        let ids: Vec<_> = d.revisions.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["t-1", "t-2"]);
+        assert_eq!(d.hooks.len(), 1);
+        assert_eq!(d.hooks[0].name, "h");
+        assert_eq!(d.modules.len(), 1);
+        assert_eq!(d.modules[0].path, root.join("t/lib/util.rhai"));
+        assert_eq!(d.modules[0].root, root);
+        assert_eq!(d.revisions[0].root, root);
+    }
+
+    #[test]
+    fn missing_root_is_named() {
+        let err = discover(&[PathBuf::from("/no/such/root")]).unwrap_err();
+        assert_eq!(err.to_string(), "script root /no/such/root does not exist");
+    }
+
+    #[test]
+    fn collects_errors_of_every_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        fs::write(root.join("a.rhai"), "const REVISION = ;").unwrap();
+        fs::write(root.join("b.rhai"), "const REVISION = \"b\";").unwrap();
+        let err = discover(std::slice::from_ref(&root)).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("a.rhai:1:"), "{text}");
+        assert!(text.contains("b.rhai:1: TREE is not declared"), "{text}");
+        assert!(text.starts_with("2 script file(s)"), "{text}");
+    }
+
+    #[test]
+    fn default_roots_lists_existing_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(default_roots(dir.path()).is_empty());
+        fs::create_dir_all(dir.path().join("plugins/obs_b")).unwrap();
+        fs::create_dir_all(dir.path().join("plugins/obs_a")).unwrap();
+        fs::write(dir.path().join("plugins/README"), "").unwrap();
+        fs::create_dir_all(dir.path().join("scripts")).unwrap();
+        let roots = default_roots(dir.path());
+        assert_eq!(
+            roots,
+            vec![
+                dir.path().join("scripts"),
+                dir.path().join("plugins/obs_a"),
+                dir.path().join("plugins/obs_b"),
+            ]
+        );
+    }
+}

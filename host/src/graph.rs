@@ -1,1 +1,681 @@
 //! The revision graph over all roots.
+//!
+//! Edges: a revision's `PARENTS` (same tree only) and its `DEPENDS_ON` (any tree). Several
+//! roots and several heads per tree are allowed, as in Alembic; merges are revisions with
+//! several parents. The graph keeps revisions in one deterministic topological order
+//! (ties broken by tree, then id) and index maps, so every query is linear at worst.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::metadata::RevisionMeta;
+
+/// A place in a script file, printed as `path:line`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Location {
+    pub path: PathBuf,
+    pub line: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.path.display(), self.line)
+    }
+}
+
+/// A fault in the revision graph; [`GraphError::Several`] holds every fault found.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GraphError {
+    #[error("{second}: revision {id} is declared twice: first in {first}")]
+    DuplicateRevision {
+        id: String,
+        first: Location,
+        second: Location,
+    },
+    #[error("{at}: revision {id} has unknown parent {parent}{}", hint(.close))]
+    UnknownParent {
+        id: String,
+        parent: String,
+        at: Location,
+        close: Vec<String>,
+    },
+    #[error("{at}: revision {id} depends on unknown revision {dependency}{}", hint(.close))]
+    UnknownDependency {
+        id: String,
+        dependency: String,
+        at: Location,
+        close: Vec<String>,
+    },
+    #[error("{at}: revision {id} has parent {parent} in another tree ({parent_tree}); a parent must be in the same tree, use DEPENDS_ON for links across trees")]
+    ParentInOtherTree {
+        id: String,
+        parent: String,
+        parent_tree: String,
+        at: Location,
+    },
+    /// `cycle` lists revisions each of which names the next as a parent or dependency;
+    /// the first is repeated at the end.
+    #[error("cycle in the revision graph: {} (in {})", .cycle.join(" -> "), join(.files))]
+    Cycle {
+        cycle: Vec<String>,
+        files: Vec<Location>,
+    },
+    #[error("{} faults in the revision graph:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<GraphError>),
+}
+
+impl GraphError {
+    /// The single faults, flattening [`GraphError::Several`].
+    pub fn faults(&self) -> Vec<&GraphError> {
+        match self {
+            Self::Several(all) => all.iter().flat_map(|e| e.faults()).collect(),
+            one => vec![one],
+        }
+    }
+}
+
+fn hint(close: &[String]) -> String {
+    if close.is_empty() {
+        String::new()
+    } else {
+        format!(" (did you mean {}?)", close.join(", "))
+    }
+}
+
+fn join(files: &[Location]) -> String {
+    files
+        .iter()
+        .map(|f| f.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Edit distance between two strings (for "did you mean" hints).
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// Up to five names among `names` close to `wanted` (by edit distance or containment).
+pub(crate) fn close_names<'a>(wanted: &str, names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let limit = (wanted.chars().count() / 3).max(1);
+    let mut scored: Vec<(usize, &str)> = names
+        .filter_map(|n| {
+            let d = edit_distance(wanted, n);
+            let related = n.contains(wanted) || wanted.contains(n);
+            (d <= limit || related).then_some((d, n))
+        })
+        .collect();
+    scored.sort();
+    scored
+        .into_iter()
+        .take(5)
+        .map(|(_, n)| n.to_string())
+        .collect()
+}
+
+/// The validated revision graph.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    /// Revisions in topological order; every index below refers to this order.
+    revs: Vec<RevisionMeta>,
+    index: HashMap<String, usize>,
+    parents: Vec<Vec<usize>>,
+    deps: Vec<Vec<usize>>,
+    children: Vec<Vec<usize>>,
+    dependents: Vec<Vec<usize>>,
+    /// Tree -> its revisions in topological order.
+    trees: BTreeMap<String, Vec<usize>>,
+}
+
+impl Graph {
+    /// Builds and validates the graph, reporting every fault found (duplicates, unknown
+    /// parents or dependencies, parents in another tree, cycles).
+    pub fn build(revisions: Vec<RevisionMeta>) -> Result<Graph, GraphError> {
+        let mut errors = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(revisions.len());
+        let mut revs: Vec<RevisionMeta> = Vec::with_capacity(revisions.len());
+        for r in revisions {
+            if let Some(&first) = index.get(&r.id) {
+                let first: &RevisionMeta = &revs[first];
+                errors.push(GraphError::DuplicateRevision {
+                    id: r.id.clone(),
+                    first: Location {
+                        path: first.path.clone(),
+                        line: first.revision_pos.line,
+                    },
+                    second: Location {
+                        path: r.path.clone(),
+                        line: r.revision_pos.line,
+                    },
+                });
+                continue;
+            }
+            index.insert(r.id.clone(), revs.len());
+            revs.push(r);
+        }
+        let n = revs.len();
+        let mut parents = vec![Vec::new(); n];
+        let mut deps = vec![Vec::new(); n];
+        for (i, r) in revs.iter().enumerate() {
+            let at_parents = Location {
+                path: r.path.clone(),
+                line: r.parents_pos.line,
+            };
+            for p in &r.parents {
+                match index.get(p) {
+                    Some(&j) if revs[j].tree != r.tree => {
+                        errors.push(GraphError::ParentInOtherTree {
+                            id: r.id.clone(),
+                            parent: p.clone(),
+                            parent_tree: revs[j].tree.clone(),
+                            at: at_parents.clone(),
+                        })
+                    }
+                    Some(&j) => parents[i].push(j),
+                    None => errors.push(GraphError::UnknownParent {
+                        id: r.id.clone(),
+                        parent: p.clone(),
+                        at: at_parents.clone(),
+                        close: close_names(p, index.keys().map(String::as_str)),
+                    }),
+                }
+            }
+            for d in &r.depends_on {
+                match index.get(d) {
+                    Some(&j) => deps[i].push(j),
+                    None => errors.push(GraphError::UnknownDependency {
+                        id: r.id.clone(),
+                        dependency: d.clone(),
+                        at: Location {
+                            path: r.path.clone(),
+                            line: r.depends_on_pos.line,
+                        },
+                        close: close_names(d, index.keys().map(String::as_str)),
+                    }),
+                }
+            }
+        }
+
+        // Kahn's algorithm; the heap yields the smallest (tree, id) among ready revisions.
+        let mut successors = vec![Vec::new(); n];
+        let mut indegree = vec![0usize; n];
+        for i in 0..n {
+            for &p in parents[i].iter().chain(&deps[i]) {
+                successors[p].push(i);
+                indegree[i] += 1;
+            }
+        }
+        let key = |i: usize| Reverse((revs[i].tree.as_str(), revs[i].id.as_str(), i));
+        let mut ready: BinaryHeap<_> = (0..n).filter(|&i| indegree[i] == 0).map(key).collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(Reverse((_, _, i))) = ready.pop() {
+            order.push(i);
+            for &s in &successors[i] {
+                indegree[s] -= 1;
+                if indegree[s] == 0 {
+                    ready.push(key(s));
+                }
+            }
+        }
+        if order.len() < n {
+            errors.extend(find_cycles(&revs, &parents, &deps, &indegree));
+        }
+        if !errors.is_empty() {
+            return Err(if errors.len() == 1 {
+                errors.remove(0)
+            } else {
+                GraphError::Several(errors)
+            });
+        }
+
+        // Renumber everything in topological order.
+        let mut position = vec![0usize; n];
+        for (pos, &i) in order.iter().enumerate() {
+            position[i] = pos;
+        }
+        let remap = |edges: Vec<Vec<usize>>| -> Vec<Vec<usize>> {
+            let mut out = vec![Vec::new(); n];
+            for (i, list) in edges.into_iter().enumerate() {
+                let mut list: Vec<usize> = list.into_iter().map(|j| position[j]).collect();
+                list.sort_unstable();
+                list.dedup();
+                out[position[i]] = list;
+            }
+            out
+        };
+        let parents = remap(parents);
+        let deps = remap(deps);
+        let mut slots: Vec<Option<RevisionMeta>> = revs.into_iter().map(Some).collect();
+        let revs: Vec<RevisionMeta> = order.iter().filter_map(|&i| slots[i].take()).collect();
+        let index = revs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.clone(), i))
+            .collect();
+        let mut children = vec![Vec::new(); n];
+        let mut dependents = vec![Vec::new(); n];
+        let mut trees: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for i in 0..n {
+            for &p in &parents[i] {
+                children[p].push(i);
+            }
+            for &d in &deps[i] {
+                dependents[d].push(i);
+            }
+            trees.entry(revs[i].tree.clone()).or_default().push(i);
+        }
+        Ok(Graph {
+            revs,
+            index,
+            parents,
+            deps,
+            children,
+            dependents,
+            trees,
+        })
+    }
+
+    /// The number of revisions.
+    pub fn len(&self) -> usize {
+        self.revs.len()
+    }
+
+    /// Whether the graph has no revision.
+    pub fn is_empty(&self) -> bool {
+        self.revs.is_empty()
+    }
+
+    /// The revision with this exact id.
+    pub fn get(&self, id: &str) -> Option<&RevisionMeta> {
+        self.index.get(id).map(|&i| &self.revs[i])
+    }
+
+    /// Whether a revision with this exact id exists.
+    pub fn contains(&self, id: &str) -> bool {
+        self.index.contains_key(id)
+    }
+
+    /// The position of a revision in [`Graph::revisions`].
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// Every revision in topological order (ties broken by tree, then id).
+    pub fn revisions(&self) -> &[RevisionMeta] {
+        &self.revs
+    }
+
+    /// The trees, sorted by name.
+    pub fn trees(&self) -> Vec<&str> {
+        self.trees.keys().map(String::as_str).collect()
+    }
+
+    /// Whether a tree of this name exists.
+    pub fn has_tree(&self, tree: &str) -> bool {
+        self.trees.contains_key(tree)
+    }
+
+    /// The revisions of one tree in topological order (empty for an unknown tree).
+    pub fn tree_revisions(&self, tree: &str) -> Vec<&RevisionMeta> {
+        self.tree_indices(tree)
+            .iter()
+            .map(|&i| &self.revs[i])
+            .collect()
+    }
+
+    pub(crate) fn tree_indices(&self, tree: &str) -> &[usize] {
+        self.trees.get(tree).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The heads of one tree (revisions no other revision of the tree names as a parent),
+    /// sorted by id.
+    pub fn heads(&self, tree: &str) -> Vec<&str> {
+        let mut heads: Vec<&str> = self
+            .tree_indices(tree)
+            .iter()
+            .filter(|&&i| self.children[i].is_empty())
+            .map(|&i| self.revs[i].id.as_str())
+            .collect();
+        heads.sort_unstable();
+        heads
+    }
+
+    /// The heads of every tree, by tree then id.
+    pub fn all_heads(&self) -> Vec<&str> {
+        self.trees.keys().flat_map(|t| self.heads(t)).collect()
+    }
+
+    /// The ids that name `id` as a parent, in topological order.
+    pub fn children(&self, id: &str) -> Vec<&str> {
+        self.ids(self.index.get(id).map(|&i| self.children[i].as_slice()))
+    }
+
+    /// The parents of `id` (in topological order).
+    pub fn parents(&self, id: &str) -> Vec<&str> {
+        self.ids(self.index.get(id).map(|&i| self.parents[i].as_slice()))
+    }
+
+    fn ids(&self, indices: Option<&[usize]>) -> Vec<&str> {
+        indices
+            .unwrap_or(&[])
+            .iter()
+            .map(|&i| self.revs[i].id.as_str())
+            .collect()
+    }
+
+    /// Every revision `id` needs, transitively over parents and dependencies, excluding
+    /// `id` itself (empty for an unknown id).
+    pub fn ancestors(&self, id: &str) -> BTreeSet<&str> {
+        let mut set = self.ancestors_inclusive([id]);
+        set.remove(id);
+        set
+    }
+
+    /// Every revision that needs `id`, transitively over children and dependents,
+    /// excluding `id` itself (empty for an unknown id).
+    pub fn descendants(&self, id: &str) -> BTreeSet<&str> {
+        let mut set = self.descendants_inclusive([id]);
+        set.remove(id);
+        set
+    }
+
+    /// The given revisions and all their ancestors (unknown ids are skipped).
+    pub fn ancestors_inclusive<'s>(
+        &self,
+        ids: impl IntoIterator<Item = &'s str>,
+    ) -> BTreeSet<&str> {
+        let starts = ids.into_iter().filter_map(|id| self.index.get(id).copied());
+        self.to_ids(self.closure(starts, true))
+    }
+
+    /// The given revisions and all their descendants (unknown ids are skipped).
+    pub fn descendants_inclusive<'s>(
+        &self,
+        ids: impl IntoIterator<Item = &'s str>,
+    ) -> BTreeSet<&str> {
+        let starts = ids.into_iter().filter_map(|id| self.index.get(id).copied());
+        self.to_ids(self.closure(starts, false))
+    }
+
+    fn to_ids(&self, marks: Vec<bool>) -> BTreeSet<&str> {
+        marks
+            .iter()
+            .enumerate()
+            .filter(|(_, &m)| m)
+            .map(|(i, _)| self.revs[i].id.as_str())
+            .collect()
+    }
+
+    /// Marks the starts and everything reachable upwards (parents, dependencies) or
+    /// downwards (children, dependents).
+    pub(crate) fn closure(&self, starts: impl IntoIterator<Item = usize>, up: bool) -> Vec<bool> {
+        let mut seen = vec![false; self.revs.len()];
+        let mut stack: Vec<usize> = Vec::new();
+        for s in starts {
+            if !seen[s] {
+                seen[s] = true;
+                stack.push(s);
+            }
+        }
+        while let Some(i) = stack.pop() {
+            let (a, b) = if up {
+                (&self.parents[i], &self.deps[i])
+            } else {
+                (&self.children[i], &self.dependents[i])
+            };
+            for &j in a.iter().chain(b) {
+                if !seen[j] {
+                    seen[j] = true;
+                    stack.push(j);
+                }
+            }
+        }
+        seen
+    }
+
+    /// The known ids among `ids`, in topological order (unknown ids are dropped).
+    pub fn topo_sort<S: AsRef<str>>(&self, ids: impl IntoIterator<Item = S>) -> Vec<&str> {
+        let mut positions: Vec<usize> = ids
+            .into_iter()
+            .filter_map(|id| self.index.get(id.as_ref()).copied())
+            .collect();
+        positions.sort_unstable();
+        positions.dedup();
+        positions
+            .into_iter()
+            .map(|i| self.revs[i].id.as_str())
+            .collect()
+    }
+}
+
+/// Finds the cycles among the revisions Kahn's algorithm could not order (those with a
+/// remaining indegree). Each such revision has a remaining parent or dependency, so
+/// walking upwards from it always ends in a cycle.
+fn find_cycles(
+    revs: &[RevisionMeta],
+    parents: &[Vec<usize>],
+    deps: &[Vec<usize>],
+    indegree: &[usize],
+) -> Vec<GraphError> {
+    let mut remaining: Vec<usize> = (0..revs.len()).filter(|&i| indegree[i] > 0).collect();
+    remaining.sort_by(|&a, &b| revs[a].id.cmp(&revs[b].id));
+    let mut visited = vec![false; revs.len()];
+    let mut errors = Vec::new();
+    for start in remaining {
+        if visited[start] {
+            continue;
+        }
+        let mut path = Vec::new();
+        let mut on_path = HashMap::new();
+        let mut i = start;
+        loop {
+            if let Some(&at) = on_path.get(&i) {
+                let cycle_idx = &path[at..];
+                let mut cycle: Vec<String> = cycle_idx
+                    .iter()
+                    .map(|&c: &usize| revs[c].id.clone())
+                    .collect();
+                cycle.push(revs[i].id.clone());
+                let mut files: Vec<Location> = cycle_idx
+                    .iter()
+                    .map(|&c| Location {
+                        path: revs[c].path.clone(),
+                        line: revs[c].revision_pos.line,
+                    })
+                    .collect();
+                files.sort();
+                errors.push(GraphError::Cycle { cycle, files });
+                break;
+            }
+            if visited[i] {
+                break; // joins a walk already reported
+            }
+            visited[i] = true;
+            on_path.insert(i, path.len());
+            path.push(i);
+            let next = parents[i]
+                .iter()
+                .chain(&deps[i])
+                .copied()
+                .filter(|&j| indegree[j] > 0)
+                .min_by(|&a, &b| revs[a].id.cmp(&revs[b].id));
+            match next {
+                Some(j) => i = j,
+                None => break,
+            }
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::metadata::Position;
+
+    /// A revision for tests: `parents` and `deps` as comma-separated ids.
+    pub(crate) fn meta(id: &str, tree: &str, parents: &[&str], deps: &[&str]) -> RevisionMeta {
+        RevisionMeta {
+            id: id.into(),
+            tree: tree.into(),
+            parents: parents.iter().map(|s| s.to_string()).collect(),
+            version: "1".into(),
+            depends_on: deps.iter().map(|s| s.to_string()).collect(),
+            message: format!("revision {id}"),
+            hooks: vec![],
+            online_safe: false,
+            expected_digest: None,
+            has_downgrade: true,
+            has_upgrade: true,
+            path: PathBuf::from(format!("{tree}/{id}.rhai")),
+            root: PathBuf::from(tree),
+            checksum: String::new(),
+            revision_pos: Position { line: 1, column: 1 },
+            parents_pos: Position { line: 3, column: 1 },
+            depends_on_pos: Position { line: 5, column: 1 },
+        }
+    }
+
+    /// a-1 -> a-2 -> {a-3, a-4} -> a-5 (merge); b-1 -> b-2 (depends on a-2).
+    pub(crate) fn sample() -> Graph {
+        Graph::build(vec![
+            meta("a-5", "a", &["a-3", "a-4"], &[]),
+            meta("b-2", "b", &["b-1"], &["a-2"]),
+            meta("a-1", "a", &[], &[]),
+            meta("a-2", "a", &["a-1"], &[]),
+            meta("a-3", "a", &["a-2"], &[]),
+            meta("a-4", "a", &["a-2"], &[]),
+            meta("b-1", "b", &[], &[]),
+        ])
+        .expect("valid graph")
+    }
+
+    #[test]
+    fn topological_order_is_deterministic() {
+        let g = sample();
+        let ids: Vec<_> = g.revisions().iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["a-1", "a-2", "a-3", "a-4", "a-5", "b-1", "b-2"]);
+        assert_eq!(g.trees(), ["a", "b"]);
+        assert_eq!(g.heads("a"), ["a-5"]);
+        assert_eq!(g.all_heads(), ["a-5", "b-2"]);
+        assert_eq!(g.children("a-2"), ["a-3", "a-4"]);
+        assert_eq!(g.parents("a-5"), ["a-3", "a-4"]);
+        let tree_b: Vec<_> = g
+            .tree_revisions("b")
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect();
+        assert_eq!(tree_b, ["b-1", "b-2"]);
+        assert_eq!(g.get("b-2").map(|r| r.tree.as_str()), Some("b"));
+    }
+
+    #[test]
+    fn ancestors_and_descendants_follow_dependencies() {
+        let g = sample();
+        let anc: Vec<_> = g.ancestors("b-2").into_iter().collect();
+        assert_eq!(anc, ["a-1", "a-2", "b-1"]);
+        let desc: Vec<_> = g.descendants("a-2").into_iter().collect();
+        assert_eq!(desc, ["a-3", "a-4", "a-5", "b-2"]);
+        assert!(g.ancestors("nope").is_empty());
+        assert_eq!(
+            g.topo_sort(["b-2", "a-1", "x", "a-5"]),
+            ["a-1", "a-5", "b-2"]
+        );
+    }
+
+    #[test]
+    fn several_heads_and_roots_are_allowed() {
+        let g = Graph::build(vec![
+            meta("a-1", "a", &[], &[]),
+            meta("a-2", "a", &["a-1"], &[]),
+            meta("a-3", "a", &["a-1"], &[]),
+            meta("a-0", "a", &[], &[]),
+        ])
+        .expect("valid");
+        assert_eq!(g.heads("a"), ["a-0", "a-2", "a-3"]);
+    }
+
+    #[test]
+    fn reports_every_fault() {
+        let err = Graph::build(vec![
+            meta("a-1", "a", &[], &[]),
+            meta("a-1", "a", &[], &[]),
+            meta("a-2", "a", &["a-l"], &["zz-9"]),
+            meta("b-1", "b", &["a-1"], &[]),
+        ])
+        .unwrap_err();
+        let faults = err.faults();
+        assert_eq!(faults.len(), 4, "{err}");
+        let text = err.to_string();
+        assert!(text.contains("revision a-1 is declared twice"), "{text}");
+        assert!(
+            text.contains(
+                "a/a-2.rhai:3: revision a-2 has unknown parent a-l (did you mean a-1, a-2?)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("a/a-2.rhai:5: revision a-2 depends on unknown revision zz-9"),
+            "{text}"
+        );
+        assert!(text.contains("parent a-1 in another tree (a)"), "{text}");
+    }
+
+    #[test]
+    fn cycles_are_printed() {
+        let err = Graph::build(vec![
+            meta("a-1", "a", &["a-3"], &[]),
+            meta("a-2", "a", &["a-1"], &[]),
+            meta("a-3", "a", &["a-2"], &[]),
+            meta("a-4", "a", &["a-3"], &[]),
+            meta("b-1", "b", &[], &["b-1"]),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("cycle in the revision graph: a-1 -> a-3 -> a-2 -> a-1"),
+            "{text}"
+        );
+        assert!(text.contains("b-1 -> b-1"), "{text}");
+        assert_eq!(err.faults().len(), 2, "{text}");
+    }
+
+    #[test]
+    fn ten_thousand_revisions_build_fast() {
+        let mut revs = Vec::new();
+        for t in 0..10 {
+            for i in 0..1000 {
+                let id = format!("t{t}-{i}");
+                let parent = format!("t{t}-{}", i.max(1) - 1);
+                let parents: Vec<&str> = if i == 0 {
+                    vec![]
+                } else {
+                    vec![parent.as_str()]
+                };
+                let dep = format!("t{}-{i}", t.max(1) - 1);
+                let deps: Vec<&str> = if t == 0 { vec![] } else { vec![dep.as_str()] };
+                revs.push(meta(&id, &format!("t{t}"), &parents, &deps));
+            }
+        }
+        let start = std::time::Instant::now();
+        let g = Graph::build(revs).expect("valid");
+        assert_eq!(g.len(), 10_000);
+        assert_eq!(g.ancestors("t9-999").len(), 9_999);
+        // Generous for debug builds; release is far below a second.
+        assert!(start.elapsed().as_secs() < 5);
+    }
+}

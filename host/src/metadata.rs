@@ -6,7 +6,12 @@
 //! upgrading). Hook files (under a `hooks/` folder) declare `HOOK` and optionally
 //! `KEY` (for hooks provided once per key, e.g. per instrument).
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use rhai::{ASTFlags, Dynamic, Engine, OptimizationLevel, Stmt};
+use sha2::{Digest, Sha256};
 
 /// Where in a file a field (or an error) is: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,4 +56,641 @@ pub struct HookMeta {
     pub path: PathBuf,
     pub root: PathBuf,
     pub pos: Position,
+}
+
+/// A module file under a `lib/` folder, importable by scripts of the same root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleFile {
+    pub path: PathBuf,
+    pub root: PathBuf,
+}
+
+/// A fault in one script's metadata. Every message starts with `file:line:`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetadataError {
+    #[error("{}: cannot read the file: {message}", path.display())]
+    Io { path: PathBuf, message: String },
+    #[error("{}:{line}:{column}: syntax error: {message}", path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}:1: {field} is not declared (expected `const {field} = ...;` at the top level)", path.display())]
+    Missing { path: PathBuf, field: &'static str },
+    #[error("{}:{line}: {field} must be {expected}, found {found}", path.display())]
+    WrongType {
+        path: PathBuf,
+        line: usize,
+        field: &'static str,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("{}:{line}: {field} is not a literal: metadata constants are read without running the script, so they must be written out (no function calls, operators or variables)", path.display())]
+    NotLiteral {
+        path: PathBuf,
+        line: usize,
+        field: &'static str,
+    },
+    #[error("{}:{line}: {field} is empty", path.display())]
+    Empty {
+        path: PathBuf,
+        line: usize,
+        field: &'static str,
+    },
+    #[error("{}:{line}: {field} is declared twice (first at line {first_line})", path.display())]
+    Duplicate {
+        path: PathBuf,
+        line: usize,
+        first_line: usize,
+        field: &'static str,
+    },
+    #[error("{}:1: the file does not define `fn {function}`", path.display())]
+    MissingFunction {
+        path: PathBuf,
+        function: &'static str,
+    },
+}
+
+impl MetadataError {
+    /// The file at fault.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Io { path, .. }
+            | Self::Syntax { path, .. }
+            | Self::Missing { path, .. }
+            | Self::WrongType { path, .. }
+            | Self::NotLiteral { path, .. }
+            | Self::Empty { path, .. }
+            | Self::Duplicate { path, .. }
+            | Self::MissingFunction { path, .. } => path,
+        }
+    }
+}
+
+const REVISION_FIELDS: &[&str] = &[
+    "REVISION",
+    "TREE",
+    "PARENTS",
+    "VERSION",
+    "DEPENDS_ON",
+    "MESSAGE",
+    "HOOKS",
+    "ONLINE_SAFE",
+    "DIGEST",
+];
+const HOOK_FIELDS: &[&str] = &["HOOK", "KEY"];
+
+/// The compiled file: its top-level metadata constants and its functions.
+struct Parsed {
+    /// Field name -> (literal value or `None` when not a literal, position).
+    consts: HashMap<&'static str, (Option<Dynamic>, Position)>,
+    /// (name, number of parameters) of every script-defined function.
+    functions: Vec<(String, usize)>,
+}
+
+/// Compiles `source` without running it and collects the top-level constants named in
+/// `fields`. Constants with other names are the script's own business and are ignored.
+fn parse(path: &Path, source: &str, fields: &[&'static str]) -> Result<Parsed, Vec<MetadataError>> {
+    // A raw engine registers no packages; compiling never resolves `import`s (they are
+    // resolved when the script runs), and no optimisation may fold or drop constants.
+    let mut engine = Engine::new_raw();
+    engine.set_optimization_level(OptimizationLevel::None);
+    let ast = engine.compile(source).map_err(|e| {
+        let pos = e.position();
+        vec![MetadataError::Syntax {
+            path: path.to_path_buf(),
+            line: pos.line().unwrap_or(1),
+            column: pos.position().unwrap_or(1),
+            message: e.err_type().to_string(),
+        }]
+    })?;
+    let mut consts = HashMap::new();
+    let mut errors = Vec::new();
+    for stmt in ast.statements() {
+        let Stmt::Var(var, flags, stmt_pos) = stmt else {
+            continue;
+        };
+        if !flags.contains(ASTFlags::CONSTANT) {
+            continue;
+        }
+        let (ident, expr, _) = var.as_ref();
+        let Some(field) = fields.iter().copied().find(|f| *f == ident.name.as_str()) else {
+            continue;
+        };
+        let pos = to_position(*stmt_pos);
+        if let Some((_, first)) = consts.get(field) {
+            let first: &Position = first;
+            errors.push(MetadataError::Duplicate {
+                path: path.to_path_buf(),
+                line: pos.line,
+                first_line: first.line,
+                field,
+            });
+            continue;
+        }
+        consts.insert(field, (expr.get_literal_value(None), pos));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let functions = ast
+        .iter_functions()
+        .map(|f| (f.name.to_string(), f.params.len()))
+        .collect();
+    Ok(Parsed { consts, functions })
+}
+
+fn to_position(pos: rhai::Position) -> Position {
+    Position {
+        line: pos.line().unwrap_or(1),
+        column: pos.position().unwrap_or(1),
+    }
+}
+
+/// A readable name for a value's type, for "found ..." in messages.
+fn type_name(value: &Dynamic) -> String {
+    if value.is_string() {
+        "string".into()
+    } else if value.is_array() {
+        "array".into()
+    } else if value.is_int() {
+        "integer".into()
+    } else if value.is_bool() {
+        "bool".into()
+    } else if value.is_unit() {
+        "()".into()
+    } else if value.is_float() {
+        "float".into()
+    } else if value.is_map() {
+        "object map".into()
+    } else {
+        value.type_name().to_string()
+    }
+}
+
+/// Reads fields one by one, collecting every fault rather than stopping at the first.
+struct Reader<'a> {
+    path: &'a Path,
+    parsed: Parsed,
+    errors: Vec<MetadataError>,
+}
+
+impl Reader<'_> {
+    fn pos(&self, field: &str) -> Position {
+        self.parsed
+            .consts
+            .get(field)
+            .map(|(_, p)| *p)
+            .unwrap_or(Position { line: 1, column: 1 })
+    }
+
+    /// The literal value of `field`, `None` (after recording an error) when it is not a
+    /// literal, and `Some(None)` when it is not declared.
+    fn literal(&mut self, field: &'static str) -> Option<Option<(Dynamic, Position)>> {
+        match self.parsed.consts.get(field) {
+            None => Some(None),
+            Some((Some(v), pos)) => Some(Some((v.clone(), *pos))),
+            Some((None, pos)) => {
+                self.errors.push(MetadataError::NotLiteral {
+                    path: self.path.to_path_buf(),
+                    line: pos.line,
+                    field,
+                });
+                None
+            }
+        }
+    }
+
+    fn missing(&mut self, field: &'static str) {
+        self.errors.push(MetadataError::Missing {
+            path: self.path.to_path_buf(),
+            field,
+        });
+    }
+
+    fn wrong_type(
+        &mut self,
+        field: &'static str,
+        line: usize,
+        expected: &'static str,
+        found: String,
+    ) {
+        self.errors.push(MetadataError::WrongType {
+            path: self.path.to_path_buf(),
+            line,
+            field,
+            expected,
+            found,
+        });
+    }
+
+    /// An optional string field.
+    fn opt_string(&mut self, field: &'static str, non_empty: bool) -> Option<String> {
+        let (value, pos) = self.literal(field)??;
+        match value.clone().into_immutable_string() {
+            Ok(s) if non_empty && s.trim().is_empty() => {
+                self.errors.push(MetadataError::Empty {
+                    path: self.path.to_path_buf(),
+                    line: pos.line,
+                    field,
+                });
+                None
+            }
+            Ok(s) => Some(s.to_string()),
+            Err(_) => {
+                self.wrong_type(field, pos.line, "a string", type_name(&value));
+                None
+            }
+        }
+    }
+
+    /// A required string field.
+    fn string(&mut self, field: &'static str, non_empty: bool) -> Option<String> {
+        if !self.parsed.consts.contains_key(field) {
+            self.missing(field);
+            return None;
+        }
+        self.opt_string(field, non_empty)
+    }
+
+    /// An array-of-strings field; `required` decides whether absence is an error
+    /// (otherwise it is an empty list).
+    fn strings(&mut self, field: &'static str, required: bool) -> Option<Vec<String>> {
+        let Some((value, pos)) = self.literal(field)? else {
+            if required {
+                self.missing(field);
+                return None;
+            }
+            return Some(Vec::new());
+        };
+        const EXPECTED: &str = "an array of strings";
+        if !value.is_array() {
+            self.wrong_type(field, pos.line, EXPECTED, type_name(&value));
+            return None;
+        }
+        let items = value.into_array().unwrap_or_default();
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match item.clone().into_immutable_string() {
+                Ok(s) if s.trim().is_empty() => {
+                    self.wrong_type(field, pos.line, EXPECTED, "an empty string in it".into());
+                    return None;
+                }
+                Ok(s) => out.push(s.to_string()),
+                Err(_) => {
+                    let found = format!("an array holding {}", type_name(&item));
+                    self.wrong_type(field, pos.line, EXPECTED, found);
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn opt_bool(&mut self, field: &'static str) -> Option<bool> {
+        let (value, pos) = self.literal(field)??;
+        match value.as_bool() {
+            Ok(b) => Some(b),
+            Err(_) => {
+                self.wrong_type(field, pos.line, "a bool", type_name(&value));
+                None
+            }
+        }
+    }
+
+    fn has_function(&self, name: &str, arity: Option<usize>) -> bool {
+        self.parsed
+            .functions
+            .iter()
+            .any(|(n, a)| n == name && arity.is_none_or(|arity| *a == arity))
+    }
+}
+
+fn read_file(path: &Path) -> Result<(Vec<u8>, String), Vec<MetadataError>> {
+    let io = |message: String| {
+        vec![MetadataError::Io {
+            path: path.to_path_buf(),
+            message,
+        }]
+    };
+    let bytes = std::fs::read(path).map_err(|e| io(e.to_string()))?;
+    let source = String::from_utf8(bytes.clone()).map_err(|e| io(format!("not UTF-8: {e}")))?;
+    Ok((bytes, source))
+}
+
+/// sha256 of `bytes`, lowercase hex.
+pub fn checksum(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Reads the metadata of the revision file at `path`, found under `root`.
+/// Returns every fault found in the file, not only the first.
+pub fn read_revision(path: &Path, root: &Path) -> Result<RevisionMeta, Vec<MetadataError>> {
+    let (bytes, source) = read_file(path)?;
+    parse_revision(path, root, &source, checksum(&bytes))
+}
+
+/// Reads the metadata of a revision from its source text (`path` names it in messages).
+pub fn revision_from_source(
+    path: &Path,
+    root: &Path,
+    source: &str,
+) -> Result<RevisionMeta, Vec<MetadataError>> {
+    parse_revision(path, root, source, checksum(source.as_bytes()))
+}
+
+fn parse_revision(
+    path: &Path,
+    root: &Path,
+    source: &str,
+    checksum: String,
+) -> Result<RevisionMeta, Vec<MetadataError>> {
+    let parsed = parse(path, source, REVISION_FIELDS)?;
+    let mut r = Reader {
+        path,
+        parsed,
+        errors: Vec::new(),
+    };
+    let id = r.string("REVISION", true);
+    let tree = r.string("TREE", true);
+    let parents = r.strings("PARENTS", true);
+    let version = r.string("VERSION", false);
+    let depends_on = r.strings("DEPENDS_ON", true);
+    let message = r.string("MESSAGE", false);
+    let hooks = r.strings("HOOKS", false);
+    let online_safe = r.opt_bool("ONLINE_SAFE");
+    let expected_digest = r.opt_string("DIGEST", true);
+    let has_upgrade = r.has_function("upgrade", Some(1));
+    let has_downgrade = r.has_function("downgrade", Some(1));
+    let (revision_pos, parents_pos, depends_on_pos) =
+        (r.pos("REVISION"), r.pos("PARENTS"), r.pos("DEPENDS_ON"));
+    if !r.errors.is_empty() {
+        return Err(r.errors);
+    }
+    match (id, tree, parents, version, depends_on, message, hooks) {
+        (
+            Some(id),
+            Some(tree),
+            Some(parents),
+            Some(version),
+            Some(depends_on),
+            Some(message),
+            Some(hooks),
+        ) => Ok(RevisionMeta {
+            id,
+            tree,
+            parents,
+            version,
+            depends_on,
+            message,
+            hooks,
+            online_safe: online_safe.unwrap_or(false),
+            expected_digest,
+            has_downgrade,
+            has_upgrade,
+            path: path.to_path_buf(),
+            root: root.to_path_buf(),
+            checksum,
+            revision_pos,
+            parents_pos,
+            depends_on_pos,
+        }),
+        // Every `None` above recorded an error, so this is unreachable in practice.
+        _ => Err(vec![MetadataError::Missing {
+            path: path.to_path_buf(),
+            field: "REVISION",
+        }]),
+    }
+}
+
+/// Reads the metadata of the hook file at `path`, found under `root`.
+pub fn read_hook(path: &Path, root: &Path) -> Result<HookMeta, Vec<MetadataError>> {
+    let (_, source) = read_file(path)?;
+    hook_from_source(path, root, &source)
+}
+
+/// Reads the metadata of a hook from its source text (`path` names it in messages).
+pub fn hook_from_source(
+    path: &Path,
+    root: &Path,
+    source: &str,
+) -> Result<HookMeta, Vec<MetadataError>> {
+    let parsed = parse(path, source, HOOK_FIELDS)?;
+    let mut r = Reader {
+        path,
+        parsed,
+        errors: Vec::new(),
+    };
+    let name = r.string("HOOK", true);
+    let key = r.opt_string("KEY", true);
+    let pos = r.pos("HOOK");
+    if !r.has_function("run", None) {
+        r.errors.push(MetadataError::MissingFunction {
+            path: path.to_path_buf(),
+            function: "run",
+        });
+    }
+    match name {
+        Some(name) if r.errors.is_empty() => Ok(HookMeta {
+            name,
+            key,
+            path: path.to_path_buf(),
+            root: root.to_path_buf(),
+            pos,
+        }),
+        _ => Err(r.errors),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+const REVISION = "alpha-2";
+const TREE = "alpha";
+const PARENTS = ["alpha-1"];
+const VERSION = "2.0.0";
+const DEPENDS_ON = [];
+const MESSAGE = "Add a name column";
+const HOOKS = ["populate_names"];
+const ONLINE_SAFE = true;
+const DIGEST = "abc123";
+import "helpers" as h;
+fn upgrade(db) { db.execute("ALTER TABLE t1 ADD COLUMN name VARCHAR(64)", []); }
+fn downgrade(db) { db.execute("ALTER TABLE t1 DROP COLUMN name", []); }
+"#;
+
+    fn rev(source: &str) -> Result<RevisionMeta, Vec<MetadataError>> {
+        revision_from_source(Path::new("scripts/x.rhai"), Path::new("scripts"), source)
+    }
+
+    fn messages(errors: &[MetadataError]) -> String {
+        errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn reads_every_field_without_resolving_imports() {
+        let m = rev(GOOD).expect("valid");
+        assert_eq!(m.id, "alpha-2");
+        assert_eq!(m.tree, "alpha");
+        assert_eq!(m.parents, vec!["alpha-1"]);
+        assert_eq!(m.version, "2.0.0");
+        assert!(m.depends_on.is_empty());
+        assert_eq!(m.message, "Add a name column");
+        assert_eq!(m.hooks, vec!["populate_names"]);
+        assert!(m.online_safe);
+        assert_eq!(m.expected_digest.as_deref(), Some("abc123"));
+        assert!(m.has_upgrade && m.has_downgrade);
+        assert_eq!(m.revision_pos.line, 2);
+        assert_eq!(m.parents_pos.line, 4);
+        assert_eq!(m.depends_on_pos.line, 6);
+        assert_eq!(m.checksum, checksum(GOOD.as_bytes()));
+        assert_eq!(m.checksum.len(), 64);
+    }
+
+    #[test]
+    fn optional_fields_default() {
+        let src = r#"const REVISION = "a-1"; const TREE = "a"; const PARENTS = [];
+const VERSION = "1"; const DEPENDS_ON = []; const MESSAGE = "m";
+fn upgrade(db) {}"#;
+        let m = rev(src).expect("valid");
+        assert!(m.hooks.is_empty());
+        assert!(!m.online_safe);
+        assert_eq!(m.expected_digest, None);
+        assert!(m.has_upgrade);
+        assert!(!m.has_downgrade);
+    }
+
+    #[test]
+    fn checksum_is_sha256_hex() {
+        assert_eq!(
+            checksum(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let errs = rev("const REVISION = \"a\";\nfn upgrade(db) { db.execute( }").unwrap_err();
+        assert_eq!(errs.len(), 1);
+        match &errs[0] {
+            MetadataError::Syntax { line, column, .. } => {
+                assert_eq!(*line, 2);
+                assert!(*column > 1);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(errs[0].to_string().starts_with("scripts/x.rhai:2:"));
+    }
+
+    #[test]
+    fn every_missing_field_is_reported() {
+        let errs = rev("const REVISION = \"a-1\";\nfn upgrade(db) {}").unwrap_err();
+        let text = messages(&errs);
+        for field in ["TREE", "PARENTS", "VERSION", "DEPENDS_ON", "MESSAGE"] {
+            assert!(text.contains(&format!("{field} is not declared")), "{text}");
+        }
+        assert_eq!(errs.len(), 5);
+    }
+
+    #[test]
+    fn wrong_type_names_the_field_and_line() {
+        let src = GOOD.replace(
+            r#"const PARENTS = ["alpha-1"];"#,
+            r#"const PARENTS = "alpha-1";"#,
+        );
+        let text = messages(&rev(&src).unwrap_err());
+        assert_eq!(
+            text,
+            "scripts/x.rhai:4: PARENTS must be an array of strings, found string"
+        );
+        let src = GOOD.replace("ONLINE_SAFE = true", "ONLINE_SAFE = 1");
+        let text = messages(&rev(&src).unwrap_err());
+        assert!(
+            text.contains("ONLINE_SAFE must be a bool, found integer"),
+            "{text}"
+        );
+        let src = GOOD.replace(r#"["populate_names"]"#, "[1]");
+        let text = messages(&rev(&src).unwrap_err());
+        assert!(text.contains("HOOKS must be an array of strings, found an array holding integer"));
+    }
+
+    #[test]
+    fn computed_constant_is_not_a_literal() {
+        let src = GOOD.replace(
+            r#"const VERSION = "2.0.0";"#,
+            r#"const VERSION = make_version();"#,
+        );
+        let text = messages(&rev(&src).unwrap_err());
+        assert!(text.contains(":5: VERSION is not a literal"), "{text}");
+        let src = GOOD.replace(
+            r#"const VERSION = "2.0.0";"#,
+            r#"const VERSION = "2" + ".0";"#,
+        );
+        assert!(messages(&rev(&src).unwrap_err()).contains("VERSION is not a literal"));
+    }
+
+    #[test]
+    fn empty_revision_and_tree_are_rejected() {
+        let src = GOOD
+            .replace(r#""alpha-2""#, r#""""#)
+            .replace(r#"TREE = "alpha""#, r#"TREE = " ""#);
+        let text = messages(&rev(&src).unwrap_err());
+        assert!(text.contains(":2: REVISION is empty"), "{text}");
+        assert!(text.contains(":3: TREE is empty"), "{text}");
+    }
+
+    #[test]
+    fn duplicate_constant_is_rejected() {
+        let src = format!("{GOOD}\nconst TREE = \"beta\";\n");
+        let text = messages(&rev(&src).unwrap_err());
+        assert!(
+            text.contains("TREE is declared twice (first at line 3)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn nested_and_other_constants_are_ignored() {
+        let src =
+            format!("{GOOD}\nconst BATCH = 1000;\nfn f() {{ const REVISION = \"other\"; }}\n");
+        assert_eq!(rev(&src).expect("valid").id, "alpha-2");
+    }
+
+    #[test]
+    fn hook_files() {
+        let path = Path::new("plugins/p/hooks/h.rhai");
+        let root = Path::new("plugins/p");
+        let h = hook_from_source(
+            path,
+            root,
+            "const HOOK = \"dataset_uuid\";\nconst KEY = \"HSC\";\nfn run(db, row) { 1 }",
+        )
+        .expect("valid");
+        assert_eq!(h.name, "dataset_uuid");
+        assert_eq!(h.key.as_deref(), Some("HSC"));
+        assert_eq!(h.pos.line, 1);
+        let h = hook_from_source(path, root, "const HOOK = \"x\"; fn run() {}").expect("valid");
+        assert_eq!(h.key, None);
+        let text = messages(&hook_from_source(path, root, "const KEY = 3;").unwrap_err());
+        assert!(text.contains("HOOK is not declared"), "{text}");
+        assert!(
+            text.contains("KEY must be a string, found integer"),
+            "{text}"
+        );
+        assert!(text.contains("does not define `fn run`"), "{text}");
+    }
 }
