@@ -142,6 +142,39 @@ impl Runner {
         conn
     }
 
+    /// Runs every planned revision's `fn preflight(db)` (if it has one) before anything
+    /// runs, inside a transaction that is rolled back: a revision that would fail for a
+    /// reason known now (an instrument without a plugin) stops the plan here.
+    pub fn preflight(&mut self, revisions: &[&RevisionMeta]) -> Result<(), ScriptError> {
+        for rev in revisions {
+            let ast = self.host.compile(&rev.path, &rev.id)?;
+            if !ScriptHost::defines(&ast, "preflight", 1) {
+                continue;
+            }
+            {
+                let mut s = self.host.session().borrow_mut();
+                s.steps = Default::default();
+                s.revision = Some(RevisionCtx {
+                    id: rev.id.clone(),
+                    tree: rev.tree.clone(),
+                    version: rev.version.clone(),
+                    checksum: rev.checksum.clone(),
+                    file: rev.path.display().to_string(),
+                    direction: "preflight",
+                    hooks: rev.hooks.clone(),
+                });
+            }
+            let result = self.host.call(&ast, "preflight", &rev.id, &rev.path);
+            let mut s = self.host.session().borrow_mut();
+            if s.mode == Mode::Apply {
+                s.abort_transaction();
+            }
+            s.revision = None;
+            result.map(|_| ())?;
+        }
+        Ok(())
+    }
+
     /// Runs revisions in order; stops at the first failure, which is recorded.
     pub fn run(&mut self, revisions: &[&RevisionMeta], direction: Direction) -> Result<Report, RunError> {
         let mut report = Report::default();
