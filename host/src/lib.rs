@@ -8,6 +8,7 @@ pub mod graph;
 pub mod ledger;
 pub mod lock;
 pub mod metadata;
+pub mod migrator;
 pub mod observer;
 pub mod plan;
 pub mod runner;

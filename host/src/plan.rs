@@ -11,10 +11,21 @@ use crate::graph::Graph;
 use crate::target::Target;
 
 /// Which way a plan runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Direction {
     Upgrade,
     Downgrade,
+}
+
+impl Direction {
+    /// The name of the script function that runs in this direction.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Upgrade => "upgrade",
+            Direction::Downgrade => "downgrade",
+        }
+    }
 }
 
 /// The revisions to run, in execution order.

@@ -14,22 +14,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// Which way a revision is run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Upgrade,
-    Downgrade,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Upgrade => "upgrade",
-            Direction::Downgrade => "downgrade",
-        }
-    }
-}
+pub use crate::plan::Direction;
 
 /// How the runner behaves.
 #[derive(Debug, Clone)]
@@ -127,6 +112,12 @@ impl Runner {
         let session = Rc::new(RefCell::new(session));
         let host = ScriptHost::new(session, options.limits.clone(), options.paths.clone(), hooks);
         Ok(Runner { host, options })
+    }
+
+    /// Lends the connection (held under the lock) to `f`, e.g. to read the ledger.
+    pub fn with_connection<R>(&mut self, f: impl FnOnce(&mut dyn Connection) -> R) -> R {
+        let mut s = self.host.session().borrow_mut();
+        f(s.conn())
     }
 
     /// Releases the lock and gives the connection back.

@@ -154,12 +154,12 @@ pub fn module(session: SharedSession, set: HookSet) -> Module {
     let mut m = Module::new();
     let h = hooks.clone();
     m.set_native_fn(
-        "call",
+        "run",
         move |ctx: NativeCallContext, name: &str, args: Dynamic| h.call(&ctx, name, None, args),
     );
     let h = hooks.clone();
     m.set_native_fn(
-        "call",
+        "run",
         move |ctx: NativeCallContext, name: &str, key: &str, args: Dynamic| {
             h.call(&ctx, name, Some(key), args)
         },

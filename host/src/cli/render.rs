@@ -1,0 +1,144 @@
+//! Text for people: tables, and error reports with the script's source line.
+
+use ferry::clock::format_utc;
+use ferry::ledger::HistoryEntry;
+use ferry::migrator::Status;
+use ferry::script::ScriptError;
+use miette::{Diagnostic, NamedSource, SourceSpan};
+
+/// A table with left-aligned columns.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.clone()));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn status(s: &Status) -> String {
+    let mut out = format!("database: {}\n", s.database);
+    if !s.ledger {
+        out.push_str("no Ferry ledger yet: nothing applied\n");
+    }
+    let rows: Vec<Vec<String>> = s
+        .trees
+        .iter()
+        .map(|t| {
+            vec![
+                t.tree.clone(),
+                if t.current.is_empty() { "-".into() } else { t.current.join(", ") },
+                t.version.clone().unwrap_or_else(|| "-".into()),
+                t.heads.join(", "),
+                t.pending.len().to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["TREE", "CURRENT", "VERSION", "HEAD", "PENDING"], &rows));
+    for t in &s.trees {
+        for u in &t.unfinished {
+            out.push_str(&format!("\nunfinished: {} is {}", u.revision, u.state.as_str()));
+            if let Some(step) = &u.failed_step {
+                out.push_str(&format!(" at step {step:?}"));
+            }
+            if !u.steps_done.is_empty() {
+                out.push_str(&format!("\n  steps committed: {}", u.steps_done.join(", ")));
+            }
+            for (step, batches) in &u.batches_done {
+                out.push_str(&format!("\n  step {step:?} interrupted after {batches} committed batch(es)"));
+            }
+            if let Some(e) = &u.error {
+                out.push_str(&format!("\n  error: {e}"));
+            }
+            out.push_str("\n  `ferry upgrade` resumes it from there.\n");
+        }
+    }
+    if let Some(h) = &s.locked_by {
+        out.push_str(&format!("\nlocked by {h}\n"));
+    }
+    if !s.changed.is_empty() {
+        out.push_str(&format!("\nchanged since applied: {}\n", s.changed.join(", ")));
+    }
+    if !s.unknown.is_empty() {
+        out.push_str(&format!("\napplied but unknown to these scripts: {}\n", s.unknown.join(", ")));
+    }
+    out
+}
+
+pub fn history(entries: &[HistoryEntry]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                format_utc(e.started_at),
+                e.revision.clone(),
+                e.direction.clone(),
+                e.outcome.clone(),
+                format!("{:.2}s", e.duration_ms as f64 / 1000.0),
+                e.rows.to_string(),
+                format!("{}@{}", e.username, e.host),
+                e.error.clone().or_else(|| e.note.clone()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["STARTED", "REVISION", "DIRECTION", "OUTCOME", "TIME", "ROWS", "BY", "ERROR"], &rows)
+}
+
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{kind}: {message}")]
+#[diagnostic(help("{help}"))]
+struct ScriptDiagnostic {
+    kind: String,
+    message: String,
+    help: String,
+    #[source_code]
+    src: NamedSource<String>,
+    #[label("here")]
+    span: SourceSpan,
+}
+
+/// Renders a script failure with the offending source line, as miette draws it.
+pub fn script_error(e: &ScriptError) -> String {
+    let mut help = format!("revision {}", e.revision);
+    if let Some(step) = &e.step {
+        help.push_str(&format!(", step {step:?}"));
+    }
+    help.push_str(&format!(", {}", e.file.display()));
+    if e.line > 0 {
+        help.push_str(&format!(":{}:{}", e.line, e.column));
+    }
+    let text = std::fs::read_to_string(&e.file).ok();
+    match text {
+        Some(text) if e.line > 0 => {
+            let offset: usize = text.split_inclusive('\n').take(e.line - 1).map(str::len).sum::<usize>()
+                + e.column.saturating_sub(1);
+            let offset = offset.min(text.len());
+            let d = ScriptDiagnostic {
+                kind: e.kind.to_string(),
+                message: e.message.clone(),
+                help,
+                src: NamedSource::new(e.file.display().to_string(), text),
+                span: (offset, 1).into(),
+            };
+            format!("{:?}", miette::Report::new(d))
+        }
+        _ => e.to_string(),
+    }
+}
