@@ -158,6 +158,9 @@ fn parse(path: &Path, source: &str, fields: &[&'static str]) -> Result<Parsed, V
     // resolved when the script runs), and no optimisation may fold or drop constants.
     let mut engine = Engine::new_raw();
     engine.set_optimization_level(OptimizationLevel::None);
+    // Scripts nest maps in arrays in calls (table definitions); debug builds of Rhai
+    // default to a depth of 16 inside functions, far too little for that.
+    engine.set_max_expr_depths(256, 256);
     let ast = engine.compile(source).map_err(|e| {
         let pos = e.position();
         vec![MetadataError::Syntax {

@@ -11,7 +11,9 @@ pub mod sqlite;
 mod url;
 
 pub use placeholders::rewrite_placeholders;
-pub use schema_change::{ColumnDef, ForeignKeyDef, IndexDef, SchemaChange, TableDef};
+pub use schema_change::{
+    ColumnDef, ColumnRewrite, ForeignKeyDef, IndexDef, SchemaChange, TableDef, TableRewrite,
+};
 pub use url::{DbUrl, UrlError};
 
 use std::fmt;
@@ -205,6 +207,14 @@ pub trait Connection {
     ) -> Result<u64, DbError>;
 
     fn begin(&mut self) -> Result<(), DbError>;
+    /// Begins a transaction whose foreign keys are checked once, at commit, instead of
+    /// statement by statement, so that a table and the tables referencing it can be
+    /// rebuilt together. A violation makes `commit` fail and roll back. SQLite turns
+    /// enforcement off before `BEGIN` and runs `PRAGMA foreign_key_check` before
+    /// `COMMIT`; PostgreSQL needs nothing (its DDL keeps constraints consistent).
+    fn begin_checking_foreign_keys_at_commit(&mut self) -> Result<(), DbError> {
+        self.begin()
+    }
     fn commit(&mut self) -> Result<(), DbError>;
     fn rollback(&mut self) -> Result<(), DbError>;
     fn in_transaction(&self) -> bool;

@@ -101,7 +101,7 @@ impl ScriptHost {
         engine.disable_symbol("eval");
         engine.set_max_operations(limits.max_operations);
         engine.set_max_call_levels(limits.max_call_depth);
-        engine.set_max_expr_depths(128, 64);
+        engine.set_max_expr_depths(256, 256);
         engine.set_max_string_size(limits.max_string_size);
         engine.set_max_array_size(limits.max_array_size);
         engine.set_max_map_size(limits.max_map_size);

@@ -53,7 +53,9 @@ fn column(d: &Dynamic) -> Res<ColumnDef> {
         name: field_str(&m, "name", "a column")?,
         data_type: field_str(&m, "type", "a column")?,
         nullable: opt_bool(&m, "nullable", true),
-        default: m.get("default").and_then(default_sql),
+        // `default` is a reserved word in Rhai, so scripts write `default_value:`
+        // (or the quoted key `"default":`).
+        default: m.get("default_value").or_else(|| m.get("default")).and_then(default_sql),
         auto_increment: opt_bool(&m, "auto_increment", false),
     })
 }
