@@ -249,6 +249,6 @@ pub fn connect(url: &DbUrl) -> Result<Box<dyn Connection>, DbError> {
         // Replaced by `Ok(Box::new(sqlite::SqliteConnection::open(url)?))` once the
         // backends implement `Connection`.
         DbUrl::Sqlite { .. } => sqlite::SqliteConnection::open(url).map(|_| unreachable!()),
-        DbUrl::Postgres { .. } => postgres::PgConnection::open(url).map(|_| unreachable!()),
+        DbUrl::Postgres { .. } => Ok(Box::new(postgres::PgConnection::open(url)?)),
     }
 }
