@@ -579,3 +579,68 @@ fn missing_schema_and_unreachable_server_are_connect_errors() {
     assert!(matches!(err, DbError::Connect { .. }), "{err}");
     assert!(!err.to_string().contains("secret"), "{err}");
 }
+
+/// `cargo test --release --test pg_backend -- --ignored --nocapture bulk_insert_speed`
+#[test]
+#[ignore = "benchmark"]
+fn bulk_insert_speed_against_native_copy() {
+    let s = scratch!("bulk_insert_speed_against_native_copy");
+    const ROWS: i64 = 300_000;
+    let mut db = s.open();
+    db.execute_batch("CREATE TABLE a (id bigint, run uuid, name text); CREATE TABLE b (LIKE a)")
+        .unwrap();
+    let ids: Vec<uuid::Uuid> = (0..ROWS).map(|_| uuid::Uuid::new_v4()).collect();
+
+    let columns: Vec<String> = ["id", "run", "name"].map(String::from).to_vec();
+    let started = std::time::Instant::now();
+    let mut rows = ids.iter().enumerate().map(|(i, u)| {
+        vec![
+            Value::Int(i as i64),
+            Value::Uuid(*u),
+            Value::Text(format!("row {i}")),
+        ]
+    });
+    db.bulk_insert("a", &columns, &mut rows).unwrap();
+    let ferry = started.elapsed();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let native = runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&s.base, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("SET search_path TO \"{}\"", s.schema))
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let sink = client
+            .copy_in("COPY b (id, run, name) FROM STDIN BINARY")
+            .await
+            .unwrap();
+        let types = [
+            tokio_postgres::types::Type::INT8,
+            tokio_postgres::types::Type::UUID,
+            tokio_postgres::types::Type::TEXT,
+        ];
+        let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
+        let mut writer = std::pin::pin!(writer);
+        for (i, u) in ids.iter().enumerate() {
+            let name = format!("row {i}");
+            writer
+                .as_mut()
+                .write(&[&(i as i64), u, &name])
+                .await
+                .unwrap();
+        }
+        writer.as_mut().finish().await.unwrap();
+        started.elapsed()
+    });
+    println!(
+        "bulk_insert {ferry:?}, native COPY {native:?}, ratio {:.2}",
+        ferry.as_secs_f64() / native.as_secs_f64()
+    );
+}
