@@ -23,7 +23,11 @@ pub type ConfigMap = BTreeMap<String, toml::Value>;
 
 fn flatten(prefix: &str, table: &toml::Table, out: &mut ConfigMap) {
     for (k, v) in table {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             toml::Value::Table(t) => flatten(&key, t, out),
             other => {
@@ -39,10 +43,12 @@ pub fn read_file(path: &Path) -> Result<ConfigMap, ConfigError> {
         path: path.into(),
         message: e.to_string(),
     })?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
-        path: path.into(),
-        message: e.to_string(),
-    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
     let mut out = ConfigMap::new();
     flatten("", &table, &mut out);
     Ok(out)
@@ -50,7 +56,9 @@ pub fn read_file(path: &Path) -> Result<ConfigMap, ConfigError> {
 
 /// Parses `KEY=VALUE`; VALUE is read as a TOML value (`5`, `true`, `"x"`), else as a string.
 pub fn parse_set(text: &str) -> Result<(String, toml::Value), ConfigError> {
-    let (k, v) = text.split_once('=').ok_or_else(|| ConfigError::Set(text.into()))?;
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| ConfigError::Set(text.into()))?;
     let k = k.trim();
     if k.is_empty() {
         return Err(ConfigError::Set(text.into()));
@@ -92,7 +100,10 @@ mod tests {
     fn set_values_are_typed() {
         assert_eq!(parse_set("a.b=5").unwrap().1, toml::Value::Integer(5));
         assert_eq!(parse_set("a=true").unwrap().1, toml::Value::Boolean(true));
-        assert_eq!(parse_set("a=hello world").unwrap().1, toml::Value::String("hello world".into()));
+        assert_eq!(
+            parse_set("a=hello world").unwrap().1,
+            toml::Value::String("hello world".into())
+        );
         assert!(parse_set("novalue").is_err());
     }
 
@@ -100,7 +111,11 @@ mod tests {
     fn files_flatten_and_sets_override() {
         let dir = std::env::temp_dir().join(format!("ferry-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("ferry.toml"), "[datasets]\nbatch_size = 7\nname = \"x\"\n").unwrap();
+        std::fs::write(
+            dir.join("ferry.toml"),
+            "[datasets]\nbatch_size = 7\nname = \"x\"\n",
+        )
+        .unwrap();
         let c = load(None, &dir, &["datasets.name=y".into()]).unwrap();
         assert_eq!(c["datasets.batch_size"], toml::Value::Integer(7));
         assert_eq!(c["datasets.name"], toml::Value::String("y".into()));

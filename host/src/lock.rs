@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 #[non_exhaustive]
 pub enum LockError {
     #[error("the repository is locked by another migrator{}; waited {waited:?}", holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
-    Held { holder: Option<LockHolder>, waited: Duration },
+    Held {
+        holder: Option<LockHolder>,
+        waited: Duration,
+    },
     #[error("cannot take the migration lock: {0}")]
     Db(#[from] DbError),
     #[error("cannot take the migration lock: {0}")]
@@ -32,7 +35,12 @@ pub fn acquire(
 ) -> Result<(), LockError> {
     let start = Instant::now();
     let since = crate::clock::now_unix();
-    let me = LockHolder { host: actor.host.clone(), pid: actor.pid, user: actor.username.clone(), since };
+    let me = LockHolder {
+        host: actor.host.clone(),
+        pid: actor.pid,
+        user: actor.username.clone(),
+        since,
+    };
     let mut told = false;
     loop {
         match conn.try_lock(&me)? {
@@ -44,15 +52,22 @@ pub fn acquire(
                     None => ledger::lock_holder(conn).ok().flatten(),
                 };
                 if start.elapsed() >= timeout {
-                    return Err(LockError::Held { holder, waited: start.elapsed() });
+                    return Err(LockError::Held {
+                        holder,
+                        waited: start.elapsed(),
+                    });
                 }
                 if !told {
                     observer.event(&Event::LockWaiting {
-                        holder: holder.map(|h| h.to_string()).unwrap_or_else(|| "another migrator".into()),
+                        holder: holder
+                            .map(|h| h.to_string())
+                            .unwrap_or_else(|| "another migrator".into()),
                     });
                     told = true;
                 }
-                std::thread::sleep(Duration::from_millis(100).min(timeout.saturating_sub(start.elapsed())));
+                std::thread::sleep(
+                    Duration::from_millis(100).min(timeout.saturating_sub(start.elapsed())),
+                );
             }
         }
     }

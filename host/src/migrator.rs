@@ -85,10 +85,15 @@ impl Project {
     pub fn hook_problems(&self, revisions: &[&RevisionMeta]) -> Vec<String> {
         let mut problems = Vec::new();
         for ((name, key), providers) in self.hooks.duplicates() {
-            let files: Vec<String> = providers.iter().map(|h| h.path.display().to_string()).collect();
+            let files: Vec<String> = providers
+                .iter()
+                .map(|h| h.path.display().to_string())
+                .collect();
             problems.push(format!(
                 "hook {name:?}{} is provided {} times: {}",
-                key.as_ref().map(|k| format!(" for {k:?}")).unwrap_or_default(),
+                key.as_ref()
+                    .map(|k| format!(" for {k:?}"))
+                    .unwrap_or_default(),
                 providers.len(),
                 files.join(", ")
             ));
@@ -163,7 +168,10 @@ impl Status {
     pub fn at_heads(&self) -> bool {
         self.unknown.is_empty()
             && self.changed.is_empty()
-            && self.trees.iter().all(|t| t.pending.is_empty() && t.unfinished.is_empty())
+            && self
+                .trees
+                .iter()
+                .all(|t| t.pending.is_empty() && t.unfinished.is_empty())
     }
 }
 
@@ -309,18 +317,33 @@ impl Migrator {
     ) -> Result<Report, Error> {
         let conn = self.connect()?;
         let run_options = RunOptions {
-            mode: if options.dry_run { Mode::DryRun } else { Mode::Apply },
+            mode: if options.dry_run {
+                Mode::DryRun
+            } else {
+                Mode::Apply
+            },
             limits: self.limits.clone(),
             lock_timeout: self.lock_timeout,
-            paths: ModulePaths { stdlib: self.stdlib.clone(), roots: self.roots.clone() },
+            paths: ModulePaths {
+                stdlib: self.stdlib.clone(),
+                roots: self.roots.clone(),
+            },
             config: self.config.clone(),
         };
-        let mut runner = Runner::acquire(conn, run_options, project.hooks.clone(), self.observer.clone())
-            .map_err(|(e, _conn)| Error::Run(e))?;
+        let mut runner = Runner::acquire(
+            conn,
+            run_options,
+            project.hooks.clone(),
+            self.observer.clone(),
+        )
+        .map_err(|(e, _conn)| Error::Run(e))?;
         let result = (|| {
             let plan = runner.with_connection(|c| make_plan(project, c))?;
-            let revisions: Vec<&RevisionMeta> =
-                plan.revisions.iter().filter_map(|id| project.graph.get(id)).collect();
+            let revisions: Vec<&RevisionMeta> = plan
+                .revisions
+                .iter()
+                .filter_map(|id| project.graph.get(id))
+                .collect();
             let problems = project.hook_problems(&revisions);
             if !problems.is_empty() {
                 return Err(Error::Hooks(problems));
@@ -336,7 +359,11 @@ impl Migrator {
 }
 
 /// Resolves target strings (default `heads`) and plans the upgrade.
-pub fn upgrade_plan(project: &Project, applied: &BTreeSet<String>, targets: &[String]) -> Result<Plan, Error> {
+pub fn upgrade_plan(
+    project: &Project,
+    applied: &BTreeSet<String>,
+    targets: &[String],
+) -> Result<Plan, Error> {
     let resolved: Vec<Target> = if targets.is_empty() {
         vec![Target::Heads]
     } else {
@@ -353,7 +380,12 @@ pub fn changed_scripts(graph: &Graph, records: &BTreeMap<String, RevisionRecord>
     records
         .values()
         .filter(|r| r.state == RevisionState::Applied)
-        .filter_map(|r| graph.get(&r.revision).filter(|m| m.checksum != r.checksum).map(|m| m.id.clone()))
+        .filter_map(|r| {
+            graph
+                .get(&r.revision)
+                .filter(|m| m.checksum != r.checksum)
+                .map(|m| m.id.clone())
+        })
         .collect()
 }
 
@@ -368,7 +400,10 @@ pub fn status_of(project: &Project, conn: &mut dyn Connection) -> Result<Status,
     tree_names.extend(records.values().map(|r| r.tree.clone()));
     for tree in tree_names {
         let current: Vec<String> = if graph.has_tree(&tree) {
-            target::current_heads(graph, &applied, &tree).into_iter().map(String::from).collect()
+            target::current_heads(graph, &applied, &tree)
+                .into_iter()
+                .map(String::from)
+                .collect()
         } else {
             records
                 .values()
@@ -386,15 +421,26 @@ pub fn status_of(project: &Project, conn: &mut dyn Connection) -> Result<Status,
             .map(|r| r.id.clone())
             .collect();
         let mut unfinished = Vec::new();
-        for r in records.values().filter(|r| r.tree == tree && r.state != RevisionState::Applied) {
+        for r in records
+            .values()
+            .filter(|r| r.tree == tree && r.state != RevisionState::Applied)
+        {
             let steps = ledger::steps(conn, &r.revision)?;
             unfinished.push(Unfinished {
                 revision: r.revision.clone(),
                 state: r.state,
                 failed_step: r.failed_step.clone(),
                 error: r.error.clone(),
-                steps_done: steps.iter().filter(|s| s.done).map(|s| s.step.clone()).collect(),
-                batches_done: steps.iter().filter(|s| !s.done).map(|s| (s.step.clone(), s.batches)).collect(),
+                steps_done: steps
+                    .iter()
+                    .filter(|s| s.done)
+                    .map(|s| s.step.clone())
+                    .collect(),
+                batches_done: steps
+                    .iter()
+                    .filter(|s| !s.done)
+                    .map(|s| (s.step.clone(), s.batches))
+                    .collect(),
             });
         }
         trees.push(TreeStatus {
@@ -406,11 +452,20 @@ pub fn status_of(project: &Project, conn: &mut dyn Connection) -> Result<Status,
             unfinished,
         });
     }
-    let locked_by = if has_ledger { ledger::lock_holder(conn)? } else { None };
+    let locked_by = if has_ledger {
+        ledger::lock_holder(conn)?
+    } else {
+        None
+    };
     // The record may be stale (a killed holder): the backend's lock is the truth.
     let locked_by = match locked_by {
         Some(h) => {
-            let probe = LockHolder { host: String::new(), pid: 0, user: String::new(), since: 0 };
+            let probe = LockHolder {
+                host: String::new(),
+                pid: 0,
+                user: String::new(),
+                since: 0,
+            };
             match conn.try_lock(&probe)? {
                 backend::LockAttempt::Acquired => {
                     conn.unlock()?;
@@ -421,7 +476,11 @@ pub fn status_of(project: &Project, conn: &mut dyn Connection) -> Result<Status,
         }
         None => None,
     };
-    let unknown = records.keys().filter(|id| !graph.contains(id)).cloned().collect();
+    let unknown = records
+        .keys()
+        .filter(|id| !graph.contains(id))
+        .cloned()
+        .collect();
     Ok(Status {
         database: conn.describe(),
         ledger: has_ledger,

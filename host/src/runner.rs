@@ -78,7 +78,11 @@ pub enum RunError {
     #[error("{0}")]
     Db(#[from] DbError),
     #[error("revision {revision} has no fn {direction}(db) in {file}")]
-    MissingFunction { revision: String, direction: &'static str, file: String },
+    MissingFunction {
+        revision: String,
+        direction: &'static str,
+        file: String,
+    },
 }
 
 /// Holds the migration lock for as long as it lives; the only way to run revisions.
@@ -97,7 +101,12 @@ impl Runner {
         observer: Rc<dyn Observer>,
     ) -> Result<Runner, (RunError, Box<dyn Connection>)> {
         let actor = Actor::current();
-        if let Err(e) = lock::acquire(conn.as_mut(), &actor, options.lock_timeout, observer.as_ref()) {
+        if let Err(e) = lock::acquire(
+            conn.as_mut(),
+            &actor,
+            options.lock_timeout,
+            observer.as_ref(),
+        ) {
             return Err((e.into(), conn));
         }
         if let Some(t) = options.limits.statement_timeout {
@@ -110,7 +119,12 @@ impl Runner {
         session.mode = options.mode;
         session.config = options.config.clone();
         let session = Rc::new(RefCell::new(session));
-        let host = ScriptHost::new(session, options.limits.clone(), options.paths.clone(), hooks);
+        let host = ScriptHost::new(
+            session,
+            options.limits.clone(),
+            options.paths.clone(),
+            hooks,
+        );
         Ok(Runner { host, options })
     }
 
@@ -167,7 +181,11 @@ impl Runner {
     }
 
     /// Runs revisions in order; stops at the first failure, which is recorded.
-    pub fn run(&mut self, revisions: &[&RevisionMeta], direction: Direction) -> Result<Report, RunError> {
+    pub fn run(
+        &mut self,
+        revisions: &[&RevisionMeta],
+        direction: Direction,
+    ) -> Result<Report, RunError> {
         let mut report = Report::default();
         for (i, rev) in revisions.iter().enumerate() {
             match self.run_one(rev, direction)? {
@@ -226,24 +244,40 @@ impl Runner {
                 if st.done {
                     s.steps.done.insert(st.step.clone());
                 } else if let Some(c) = st.cursor {
-                    s.steps.cursors.insert(st.step.clone(), (c, st.batches, st.rows));
+                    s.steps
+                        .cursors
+                        .insert(st.step.clone(), (c, st.batches, st.rows));
                 }
             }
             s.defaults = ast
                 .iter_literal_variables(true, false)
                 .filter(|(name, _, _)| *name == "DEFAULTS")
                 .filter_map(|(_, _, v)| v.try_cast::<rhai::Map>())
-                .flat_map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Vec<_>>())
+                .flat_map(|m| {
+                    m.into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect::<Vec<_>>()
+                })
                 .collect();
             s.rows = 0;
             s.revision = Some(ctx.clone());
-            s.emit(Event::RevisionStarted { revision: rev.id.clone(), direction: fn_name.into() });
+            s.emit(Event::RevisionStarted {
+                revision: rev.id.clone(),
+                direction: fn_name.into(),
+            });
             if direction == Direction::Upgrade {
                 // The record says "running" from the first moment, so that a kill leaves
                 // an honest state behind.
                 let marked = s.begin_transaction().and_then(|_| {
                     s.ledger_write(|c, r, _| {
-                        ledger::write::set_revision(c, &r.key(), RevisionState::Running, "upgrade", None, None)
+                        ledger::write::set_revision(
+                            c,
+                            &r.key(),
+                            RevisionState::Running,
+                            "upgrade",
+                            None,
+                            None,
+                        )
                     })
                 });
                 let marked = marked.and_then(|_| s.finish_transaction());
@@ -264,12 +298,22 @@ impl Runner {
                     s.ledger_write(|c, r, actor| {
                         match direction {
                             Direction::Upgrade => {
-                                ledger::write::set_revision(c, &r.key(), RevisionState::Applied, "upgrade", None, None)?;
+                                ledger::write::set_revision(
+                                    c,
+                                    &r.key(),
+                                    RevisionState::Applied,
+                                    "upgrade",
+                                    None,
+                                    None,
+                                )?;
                                 ledger::write::clear_steps(c, &r.id)?;
                             }
                             Direction::Downgrade => {
                                 ledger::write::remove_revision(c, &r.id)?;
-                                ledger::write::clear_steps(c, &crate::script::session::step_owner(&r.id, "downgrade"))?;
+                                ledger::write::clear_steps(
+                                    c,
+                                    &crate::script::session::step_owner(&r.id, "downgrade"),
+                                )?;
                             }
                         }
                         ledger::write::add_history(

@@ -122,4 +122,30 @@ pub enum SchemaChange {
         table: String,
         name: String,
     },
+    /// Rewrites a set of tables through a join, changing the type and value of some
+    /// columns, and keeps every row count, constraint and index name. Foreign keys
+    /// among the set are recreated after all tables are rewritten, so a parent key
+    /// and the children that reference it can change type together (int → UUID).
+    RewriteTables(Vec<TableRewrite>),
+}
+
+/// One table of [`SchemaChange::RewriteTables`]: `SELECT … FROM table AS t {join}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRewrite {
+    pub table: String,
+    /// SQL that follows `FROM "table" AS t`, e.g. `JOIN map m ON m.old_id = t.id`.
+    /// Every row of the table must match exactly once: the rewrite fails if the
+    /// row count would change.
+    pub join: String,
+    pub columns: Vec<ColumnRewrite>,
+}
+
+/// A column whose type and value change in a [`TableRewrite`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnRewrite {
+    pub column: String,
+    /// Portable type of the new column.
+    pub data_type: String,
+    /// SQL expression for the new value (may use `t.` and the join's aliases).
+    pub value: String,
 }

@@ -20,7 +20,12 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct Global {
     /// Database URL: sqlite:PATH, postgres://… or postgresql://… (?schema=NAME for a namespace).
-    #[arg(long, env = "FERRY_DB", global = true, default_value = "sqlite:ferry.sqlite")]
+    #[arg(
+        long,
+        env = "FERRY_DB",
+        global = true,
+        default_value = "sqlite:ferry.sqlite"
+    )]
     pub db: String,
     /// A root of script trees (repeatable). Default: FERRY_PATH (colon-separated), else
     /// ./scripts plus every directory under ./plugins.

@@ -26,7 +26,11 @@ fn migrator(g: &Global) -> Result<Migrator, Error> {
     if !g.scripts.is_empty() {
         m = m.with_roots(g.scripts.clone());
     } else if let Ok(path) = std::env::var("FERRY_PATH") {
-        let roots: Vec<PathBuf> = path.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect();
+        let roots: Vec<PathBuf> = path
+            .split(':')
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect();
         m = m.with_roots(roots);
     }
     if g.stdlib.is_some() {
@@ -47,7 +51,10 @@ fn report(r: &Report, g: &Global) -> i32 {
             println!(
                 "[{}{}] {} -- {} row(s)",
                 s.revision,
-                s.step.as_ref().map(|s| format!(" / {s}")).unwrap_or_default(),
+                s.step
+                    .as_ref()
+                    .map(|s| format!(" / {s}"))
+                    .unwrap_or_default(),
                 s.sql.split_whitespace().collect::<Vec<_>>().join(" "),
                 s.rows
             );
@@ -74,7 +81,9 @@ fn report(r: &Report, g: &Global) -> i32 {
             if !r.not_run.is_empty() {
                 eprintln!("not run: {}", r.not_run.join(", "));
             }
-            eprintln!("the failure is recorded; fix the cause and run `ferry upgrade` again to resume");
+            eprintln!(
+                "the failure is recorded; fix the cause and run `ferry upgrade` again to resume"
+            );
             EXIT_FAILED
         }
         None => 0,
@@ -109,11 +118,18 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 .graph
                 .trees()
                 .into_iter()
-                .map(|t| (t.to_string(), p.graph.heads(t).into_iter().map(String::from).collect()))
+                .map(|t| {
+                    (
+                        t.to_string(),
+                        p.graph.heads(t).into_iter().map(String::from).collect(),
+                    )
+                })
                 .collect();
             if g.json {
-                let map: serde_json::Map<String, serde_json::Value> =
-                    heads.into_iter().map(|(t, h)| (t, serde_json::json!(h))).collect();
+                let map: serde_json::Map<String, serde_json::Value> = heads
+                    .into_iter()
+                    .map(|(t, h)| (t, serde_json::json!(h)))
+                    .collect();
                 println!("{}", json(&map));
             } else {
                 for (t, h) in heads {
@@ -122,12 +138,28 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             }
             Ok(0)
         }
-        Command::Upgrade { targets, dry_run, allow_changed } => {
-            let r = m.upgrade(targets, &UpgradeOptions { dry_run: *dry_run, allow_changed: *allow_changed })?;
+        Command::Upgrade {
+            targets,
+            dry_run,
+            allow_changed,
+        } => {
+            let r = m.upgrade(
+                targets,
+                &UpgradeOptions {
+                    dry_run: *dry_run,
+                    allow_changed: *allow_changed,
+                },
+            )?;
             Ok(report(&r, g))
         }
         Command::Downgrade { target, dry_run } => {
-            let r = m.downgrade(target, &UpgradeOptions { dry_run: *dry_run, allow_changed: true })?;
+            let r = m.downgrade(
+                target,
+                &UpgradeOptions {
+                    dry_run: *dry_run,
+                    allow_changed: true,
+                },
+            )?;
             Ok(report(&r, g))
         }
         Command::Check => {

@@ -21,7 +21,11 @@ impl Progress {
             ProgressMode::Auto => ProgressMode::Plain,
             other => other,
         };
-        Progress { mode, bar: RefCell::new(None), step_started: RefCell::new(None) }
+        Progress {
+            mode,
+            bar: RefCell::new(None),
+            step_started: RefCell::new(None),
+        }
     }
 
     fn line(&self, text: &str) {
@@ -44,12 +48,15 @@ impl Observer for Progress {
             ProgressMode::None => {}
             ProgressMode::Json => {
                 let mut value = serde_json::to_value(event).unwrap_or_default();
-                if let (Event::Progress { done, total, .. }, Some(start)) = (event, *self.step_started.borrow()) {
+                if let (Event::Progress { done, total, .. }, Some(start)) =
+                    (event, *self.step_started.borrow())
+                {
                     let secs = start.elapsed().as_secs_f64().max(1e-9);
                     let rate = *done as f64 / secs;
                     value["rate"] = serde_json::json!(rate);
                     if let Some(t) = total {
-                        value["eta_seconds"] = serde_json::json!((t.saturating_sub(*done)) as f64 / rate.max(1e-9));
+                        value["eta_seconds"] =
+                            serde_json::json!((t.saturating_sub(*done)) as f64 / rate.max(1e-9));
                     }
                 }
                 if let Event::StepStarted { .. } = event {
@@ -59,8 +66,17 @@ impl Observer for Progress {
                 let _ = writeln!(out, "{value}");
             }
             ProgressMode::Plain | ProgressMode::Auto => match event {
-                Event::RevisionStarted { revision, direction } => self.line(&format!("{direction} {revision} ...")),
-                Event::RevisionFinished { revision, outcome, duration_ms, rows, .. } => {
+                Event::RevisionStarted {
+                    revision,
+                    direction,
+                } => self.line(&format!("{direction} {revision} ...")),
+                Event::RevisionFinished {
+                    revision,
+                    outcome,
+                    duration_ms,
+                    rows,
+                    ..
+                } => {
                     self.finish_bar();
                     self.line(&format!(
                         "{revision}: {outcome} in {:.2}s ({rows} rows)",
@@ -74,20 +90,30 @@ impl Observer for Progress {
                         if let Some(t) = total {
                             let bar = ProgressBar::new(*t);
                             bar.set_style(
-                                ProgressStyle::with_template("  {bar:40} {pos}/{len} {per_sec} eta {eta}")
-                                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                                ProgressStyle::with_template(
+                                    "  {bar:40} {pos}/{len} {per_sec} eta {eta}",
+                                )
+                                .unwrap_or_else(|_| ProgressStyle::default_bar()),
                             );
                             *self.bar.borrow_mut() = Some(bar);
                         }
                     }
                 }
-                Event::StepSkipped { step, .. } => self.line(&format!("  step {step:?} already done, skipped")),
+                Event::StepSkipped { step, .. } => {
+                    self.line(&format!("  step {step:?} already done, skipped"))
+                }
                 Event::StepFinished { step, rows, .. } => {
                     self.finish_bar();
-                    let secs = self.step_started.borrow().map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
+                    let secs = self
+                        .step_started
+                        .borrow()
+                        .map(|s| s.elapsed().as_secs_f64())
+                        .unwrap_or(0.0);
                     self.line(&format!("  step {step:?} done in {secs:.2}s ({rows} rows)"))
                 }
-                Event::Progress { step, done, total, .. } => {
+                Event::Progress {
+                    step, done, total, ..
+                } => {
                     if let Some(bar) = self.bar.borrow().as_ref() {
                         bar.set_position(*done);
                         return;
@@ -104,7 +130,9 @@ impl Observer for Progress {
                     };
                     self.line(&format!("  [{tag}] {message}"))
                 }
-                Event::LockWaiting { holder } => self.line(&format!("waiting for the migration lock held by {holder}")),
+                Event::LockWaiting { holder } => {
+                    self.line(&format!("waiting for the migration lock held by {holder}"))
+                }
             },
         }
     }

@@ -44,17 +44,28 @@ pub fn status(s: &Status) -> String {
         .map(|t| {
             vec![
                 t.tree.clone(),
-                if t.current.is_empty() { "-".into() } else { t.current.join(", ") },
+                if t.current.is_empty() {
+                    "-".into()
+                } else {
+                    t.current.join(", ")
+                },
                 t.version.clone().unwrap_or_else(|| "-".into()),
                 t.heads.join(", "),
                 t.pending.len().to_string(),
             ]
         })
         .collect();
-    out.push_str(&table(&["TREE", "CURRENT", "VERSION", "HEAD", "PENDING"], &rows));
+    out.push_str(&table(
+        &["TREE", "CURRENT", "VERSION", "HEAD", "PENDING"],
+        &rows,
+    ));
     for t in &s.trees {
         for u in &t.unfinished {
-            out.push_str(&format!("\nunfinished: {} is {}", u.revision, u.state.as_str()));
+            out.push_str(&format!(
+                "\nunfinished: {} is {}",
+                u.revision,
+                u.state.as_str()
+            ));
             if let Some(step) = &u.failed_step {
                 out.push_str(&format!(" at step {step:?}"));
             }
@@ -62,7 +73,9 @@ pub fn status(s: &Status) -> String {
                 out.push_str(&format!("\n  steps committed: {}", u.steps_done.join(", ")));
             }
             for (step, batches) in &u.batches_done {
-                out.push_str(&format!("\n  step {step:?} interrupted after {batches} committed batch(es)"));
+                out.push_str(&format!(
+                    "\n  step {step:?} interrupted after {batches} committed batch(es)"
+                ));
             }
             if let Some(e) = &u.error {
                 out.push_str(&format!("\n  error: {e}"));
@@ -74,10 +87,16 @@ pub fn status(s: &Status) -> String {
         out.push_str(&format!("\nlocked by {h}\n"));
     }
     if !s.changed.is_empty() {
-        out.push_str(&format!("\nchanged since applied: {}\n", s.changed.join(", ")));
+        out.push_str(&format!(
+            "\nchanged since applied: {}\n",
+            s.changed.join(", ")
+        ));
     }
     if !s.unknown.is_empty() {
-        out.push_str(&format!("\napplied but unknown to these scripts: {}\n", s.unknown.join(", ")));
+        out.push_str(&format!(
+            "\napplied but unknown to these scripts: {}\n",
+            s.unknown.join(", ")
+        ));
     }
     out
 }
@@ -94,11 +113,26 @@ pub fn history(entries: &[HistoryEntry]) -> String {
                 format!("{:.2}s", e.duration_ms as f64 / 1000.0),
                 e.rows.to_string(),
                 format!("{}@{}", e.username, e.host),
-                e.error.clone().or_else(|| e.note.clone()).unwrap_or_default(),
+                e.error
+                    .clone()
+                    .or_else(|| e.note.clone())
+                    .unwrap_or_default(),
             ]
         })
         .collect();
-    table(&["STARTED", "REVISION", "DIRECTION", "OUTCOME", "TIME", "ROWS", "BY", "ERROR"], &rows)
+    table(
+        &[
+            "STARTED",
+            "REVISION",
+            "DIRECTION",
+            "OUTCOME",
+            "TIME",
+            "ROWS",
+            "BY",
+            "ERROR",
+        ],
+        &rows,
+    )
 }
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
@@ -127,7 +161,11 @@ pub fn script_error(e: &ScriptError) -> String {
     let text = std::fs::read_to_string(&e.file).ok();
     match text {
         Some(text) if e.line > 0 => {
-            let offset: usize = text.split_inclusive('\n').take(e.line - 1).map(str::len).sum::<usize>()
+            let offset: usize = text
+                .split_inclusive('\n')
+                .take(e.line - 1)
+                .map(str::len)
+                .sum::<usize>()
                 + e.column.saturating_sub(1);
             let offset = offset.min(text.len());
             let d = ScriptDiagnostic {

@@ -400,7 +400,9 @@ pub fn register(engine: &mut Engine) {
             db.each(&ctx, sql, p, f)
         },
     );
-    engine.register_fn("insert_derived", |db: &mut Db, spec: Map| db.insert_derived(spec));
+    engine.register_fn("insert_derived", |db: &mut Db, spec: Map| {
+        db.insert_derived(spec)
+    });
     engine.register_fn("bulk_insert", |db: &mut Db, t: &str, c: Array, r: Array| {
         db.bulk_insert(t, c, r)
     });

@@ -31,7 +31,10 @@ enum Piece {
 enum Derivation {
     Copy(usize),
     Uuid4,
-    Uuid5 { namespace: uuid::Uuid, name: Vec<Piece> },
+    Uuid5 {
+        namespace: uuid::Uuid,
+        name: Vec<Piece>,
+    },
     Template(Vec<Piece>),
 }
 
@@ -83,27 +86,37 @@ fn render(pieces: &[Piece], row: &[Value], out: &mut String) {
 
 fn derivation(spec: &Dynamic, columns: &[String]) -> Result<Derivation, String> {
     if let Ok(name) = spec.clone().into_string() {
-        let idx = columns
-            .iter()
-            .position(|c| *c == name)
-            .ok_or_else(|| format!("value {name:?} is not a column of the source query (it returns {})", columns.join(", ")))?;
+        let idx = columns.iter().position(|c| *c == name).ok_or_else(|| {
+            format!(
+                "value {name:?} is not a column of the source query (it returns {})",
+                columns.join(", ")
+            )
+        })?;
         return Ok(Derivation::Copy(idx));
     }
-    let m = spec
-        .clone()
-        .try_cast::<Map>()
-        .ok_or_else(|| format!("a value is a column name or a map, found {}", spec.type_name()))?;
+    let m = spec.clone().try_cast::<Map>().ok_or_else(|| {
+        format!(
+            "a value is a column name or a map, found {}",
+            spec.type_name()
+        )
+    })?;
     if m.contains_key("uuid4") {
         return Ok(Derivation::Uuid4);
     }
     if let Some(ns) = m.get("uuid5") {
         let ns_text = ns.to_string();
-        let namespace = uuid::Uuid::parse_str(&ns_text).map_err(|e| format!("uuid5 namespace {ns_text:?}: {e}"))?;
+        let namespace = uuid::Uuid::parse_str(&ns_text)
+            .map_err(|e| format!("uuid5 namespace {ns_text:?}: {e}"))?;
         let name = m
             .get("name")
             .and_then(|v| v.clone().into_string().ok())
-            .ok_or_else(|| "a uuid5 value needs `name`, a template like \"run={run}\"".to_string())?;
-        return Ok(Derivation::Uuid5 { namespace, name: template(&name, columns)? });
+            .ok_or_else(|| {
+                "a uuid5 value needs `name`, a template like \"run={run}\"".to_string()
+            })?;
+        return Ok(Derivation::Uuid5 {
+            namespace,
+            name: template(&name, columns)?,
+        });
     }
     if let Some(t) = m.get("template").and_then(|v| v.clone().into_string().ok()) {
         return Ok(Derivation::Template(template(&t, columns)?));
@@ -115,9 +128,15 @@ impl Db {
     /// See the module documentation.
     pub fn insert_derived(&mut self, spec: Map) -> Res<i64> {
         let get_str = |k: &str| spec.get(k).and_then(|v| v.clone().into_string().ok());
-        let source = get_str("source").ok_or_else(|| script_failure("insert_derived needs `source` (a query)"))?;
-        let key = get_str("key").ok_or_else(|| script_failure("insert_derived needs `key` (a column of the source, unique and ordered)"))?;
-        let into = get_str("into").ok_or_else(|| script_failure("insert_derived needs `into` (a table)"))?;
+        let source = get_str("source")
+            .ok_or_else(|| script_failure("insert_derived needs `source` (a query)"))?;
+        let key = get_str("key").ok_or_else(|| {
+            script_failure(
+                "insert_derived needs `key` (a column of the source, unique and ordered)",
+            )
+        })?;
+        let into = get_str("into")
+            .ok_or_else(|| script_failure("insert_derived needs `into` (a table)"))?;
         let columns = spec
             .get("columns")
             .and_then(|v| v.clone().try_cast::<Array>())
@@ -126,7 +145,9 @@ impl Db {
         let values = spec
             .get("values")
             .and_then(|v| v.clone().try_cast::<Array>())
-            .ok_or_else(|| script_failure("insert_derived needs `values` (one per target column)"))?;
+            .ok_or_else(|| {
+                script_failure("insert_derived needs `values` (one per target column)")
+            })?;
         if values.len() != columns.len() {
             return Err(script_failure(format!(
                 "insert_derived has {} values for {} columns",
@@ -134,21 +155,37 @@ impl Db {
                 columns.len()
             )));
         }
-        let params = match spec.get("params").and_then(|v| v.clone().try_cast::<Array>()) {
+        let params = match spec
+            .get("params")
+            .and_then(|v| v.clone().try_cast::<Array>())
+        {
             Some(p) => super::values::to_params(&p).map_err(script_failure)?,
             None => vec![],
         };
-        let chunk = spec.get("chunk").and_then(|v| v.as_int().ok()).unwrap_or(50_000).max(1);
+        let chunk = spec
+            .get("chunk")
+            .and_then(|v| v.as_int().ok())
+            .unwrap_or(50_000)
+            .max(1);
 
         let mut s = self.session()?;
-        s.before_statement(true).map_err(|e| host_failure(&mut s, e))?;
+        s.before_statement(true)
+            .map_err(|e| host_failure(&mut s, e))?;
         let qk = s.conn().quote_ident(&key);
         let sql = format!(
             "SELECT * FROM ({source}) AS ferry_src WHERE ferry_src.{qk} > ? ORDER BY ferry_src.{qk} LIMIT {chunk}"
         );
         let first_sql = format!("SELECT MIN(ferry_src.{qk}) FROM ({source}) AS ferry_src");
-        let first = s.conn().query(&first_sql, &params).map_err(|e| host_failure(&mut s, e))?;
-        let mut after = match first.rows.into_iter().next().and_then(|r| r.into_iter().next()) {
+        let first = s
+            .conn()
+            .query(&first_sql, &params)
+            .map_err(|e| host_failure(&mut s, e))?;
+        let mut after = match first
+            .rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+        {
             Some(Value::Int(i)) => Value::Int(i - 1),
             Some(Value::Text(_)) => Value::Text(String::new()),
             _ => return Ok(0),
@@ -159,7 +196,10 @@ impl Db {
         loop {
             let mut p = params.clone();
             p.push(after.clone());
-            let rows = s.conn().query(&sql, &p).map_err(|e| host_failure(&mut s, e))?;
+            let rows = s
+                .conn()
+                .query(&sql, &p)
+                .map_err(|e| host_failure(&mut s, e))?;
             if rows.rows.is_empty() {
                 break;
             }
@@ -169,21 +209,28 @@ impl Db {
                     .map(|v| derivation(v, &rows.columns))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| script_failure(format!("insert_derived: {e}")))?;
-                let key_idx = rows
-                    .columns
-                    .iter()
-                    .position(|c| *c == key)
-                    .ok_or_else(|| script_failure(format!("insert_derived: the source returns no column {key:?}")))?;
+                let key_idx = rows.columns.iter().position(|c| *c == key).ok_or_else(|| {
+                    script_failure(format!(
+                        "insert_derived: the source returns no column {key:?}"
+                    ))
+                })?;
                 derivations = Some((d, key_idx));
             }
             let (d, key_idx) = derivations.as_ref().expect("set above");
-            after = rows.rows.last().map(|r| r[*key_idx].clone()).unwrap_or(Value::Null);
+            after = rows
+                .rows
+                .last()
+                .map(|r| r[*key_idx].clone())
+                .unwrap_or(Value::Null);
             let mut out = rows.rows.iter().map(|row| {
                 d.iter()
                     .map(|dv| match dv {
                         Derivation::Copy(i) => row[*i].clone(),
                         Derivation::Uuid4 => Value::Uuid(uuid::Uuid::new_v4()),
-                        Derivation::Uuid5 { namespace, name: pieces } => {
+                        Derivation::Uuid5 {
+                            namespace,
+                            name: pieces,
+                        } => {
                             render(pieces, row, &mut name);
                             Value::Uuid(uuid::Uuid::new_v5(namespace, name.as_bytes()))
                         }
@@ -194,7 +241,10 @@ impl Db {
                     })
                     .collect::<Vec<_>>()
             });
-            let n = s.conn().bulk_insert(&into, &columns, &mut out).map_err(|e| host_failure(&mut s, e))?;
+            let n = s
+                .conn()
+                .bulk_insert(&into, &columns, &mut out)
+                .map_err(|e| host_failure(&mut s, e))?;
             total += n;
         }
         s.after_statement(&format!("insert derived rows into {into}"), total);
@@ -211,7 +261,11 @@ mod tests {
         let cols = vec!["id".to_string(), "run".to_string()];
         let t = template("run={run},id={id}", &cols).unwrap();
         let mut out = String::new();
-        render(&t, &[Value::Int(7), Value::Text("HSC/raw/all".into())], &mut out);
+        render(
+            &t,
+            &[Value::Int(7), Value::Text("HSC/raw/all".into())],
+            &mut out,
+        );
         assert_eq!(out, "run=HSC/raw/all,id=7");
         assert!(template("x={nope}", &cols).unwrap_err().contains("nope"));
         assert!(template("x={run", &cols).unwrap_err().contains("unclosed"));

@@ -55,7 +55,10 @@ fn column(d: &Dynamic) -> Res<ColumnDef> {
         nullable: opt_bool(&m, "nullable", true),
         // `default` is a reserved word in Rhai, so scripts write `default_value:`
         // (or the quoted key `"default":`).
-        default: m.get("default_value").or_else(|| m.get("default")).and_then(default_sql),
+        default: m
+            .get("default_value")
+            .or_else(|| m.get("default"))
+            .and_then(default_sql),
         auto_increment: opt_bool(&m, "auto_increment", false),
     })
 }
