@@ -7,3 +7,4 @@ pub mod graph;
 pub mod metadata;
 pub mod plan;
 pub mod target;
+pub mod workload;

@@ -152,7 +152,9 @@ pub enum DbError {
     #[error("cannot open database {url}: {message}")]
     Connect { url: String, message: String },
     /// The statement ran longer than the configured statement timeout.
-    #[error("statement cancelled after the statement timeout of {timeout:?}\n  in statement: {sql}")]
+    #[error(
+        "statement cancelled after the statement timeout of {timeout:?}\n  in statement: {sql}"
+    )]
     Timeout { timeout: Duration, sql: String },
     /// A value cannot be stored in, or read from, a column of this type.
     #[error("{0}")]
@@ -220,7 +222,10 @@ pub trait Connection {
     /// Tables whose name matches a SQL `LIKE` pattern (`_` and `%`), sorted by name.
     fn tables(&mut self, like_pattern: &str) -> Result<Vec<String>, DbError>;
     fn table_exists(&mut self, table: &str) -> Result<bool, DbError> {
-        let escaped = table.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%");
+        let escaped = table
+            .replace('\\', "\\\\")
+            .replace('_', "\\_")
+            .replace('%', "\\%");
         Ok(self.tables(&escaped)?.iter().any(|t| t == table))
     }
     fn columns(&mut self, table: &str) -> Result<Vec<ColumnInfo>, DbError>;

@@ -7,6 +7,8 @@ pub struct PgConnection {}
 
 impl PgConnection {
     pub fn open(_url: &DbUrl) -> Result<Self, DbError> {
-        Err(DbError::Other("the PostgreSQL backend is not built yet".into()))
+        Err(DbError::Other(
+            "the PostgreSQL backend is not built yet".into(),
+        ))
     }
 }

@@ -62,20 +62,64 @@ pub struct TableDef {
 #[non_exhaustive]
 pub enum SchemaChange {
     CreateTable(TableDef),
-    DropTable { table: String, if_exists: bool },
-    RenameTable { table: String, new_name: String },
-    AddColumn { table: String, column: ColumnDef },
-    DropColumn { table: String, column: String },
-    RenameColumn { table: String, column: String, new_name: String },
+    DropTable {
+        table: String,
+        if_exists: bool,
+    },
+    RenameTable {
+        table: String,
+        new_name: String,
+    },
+    AddColumn {
+        table: String,
+        column: ColumnDef,
+    },
+    DropColumn {
+        table: String,
+        column: String,
+    },
+    RenameColumn {
+        table: String,
+        column: String,
+        new_name: String,
+    },
     /// Changes a column's type. `using` is a SQL expression over the old column
     /// (by its name) that converts each value; `None` converts with a cast.
-    AlterColumnType { table: String, column: String, data_type: String, using: Option<String> },
-    SetNullable { table: String, column: String, nullable: bool },
+    AlterColumnType {
+        table: String,
+        column: String,
+        data_type: String,
+        using: Option<String>,
+    },
+    SetNullable {
+        table: String,
+        column: String,
+        nullable: bool,
+    },
     AddIndex(IndexDef),
-    DropIndex { table: String, name: String, if_exists: bool, concurrently: bool },
-    AddUnique { table: String, name: String, columns: Vec<String> },
-    AddForeignKey { table: String, key: ForeignKeyDef },
-    AddPrimaryKey { table: String, name: String, columns: Vec<String> },
+    DropIndex {
+        table: String,
+        name: String,
+        if_exists: bool,
+        concurrently: bool,
+    },
+    AddUnique {
+        table: String,
+        name: String,
+        columns: Vec<String>,
+    },
+    AddForeignKey {
+        table: String,
+        key: ForeignKeyDef,
+    },
+    AddPrimaryKey {
+        table: String,
+        name: String,
+        columns: Vec<String>,
+    },
     /// Drops a unique, foreign key or primary key constraint by name.
-    DropConstraint { table: String, name: String },
+    DropConstraint {
+        table: String,
+        name: String,
+    },
 }

@@ -5,9 +5,14 @@ use std::path::PathBuf;
 /// A parsed database URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbUrl {
-    Sqlite { path: PathBuf },
+    Sqlite {
+        path: PathBuf,
+    },
     /// `conninfo` is the URL without Ferry's own `schema` parameter, as the driver takes it.
-    Postgres { conninfo: String, schema: String },
+    Postgres {
+        conninfo: String,
+        schema: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
