@@ -1,4 +1,12 @@
 //! Database URLs: `sqlite:PATH`, `postgres://…` / `postgresql://…` with `?schema=NAME`.
+//!
+//! - `sqlite:PATH` and `sqlite://PATH` name a file relative to the working directory;
+//!   `sqlite:///abs/path` names `/abs/path`.
+//! - `postgres://…` and `postgresql://…` are handed to the driver as they are, minus
+//!   Ferry's own `schema` parameter (default `public`); other parameters are kept.
+//!
+//! Error messages never show a password: `postgres://u:secret@h/db` is shown as
+//! `postgres://u:***@h/db`.
 
 use std::path::PathBuf;
 
@@ -24,8 +32,238 @@ pub enum UrlError {
     Malformed { url: String, reason: String },
 }
 
+/// The schema used when a PostgreSQL URL names none.
+pub const DEFAULT_SCHEMA: &str = "public";
+
 impl DbUrl {
-    pub fn parse(_text: &str) -> Result<DbUrl, UrlError> {
-        todo!("helper C writes this")
+    pub fn parse(text: &str) -> Result<DbUrl, UrlError> {
+        let malformed = |reason: &str| UrlError::Malformed {
+            url: mask_password(text),
+            reason: reason.to_string(),
+        };
+        if let Some(rest) = text.strip_prefix("sqlite:") {
+            let path = match rest.strip_prefix("//") {
+                // `sqlite:///abs` keeps the third slash: `/abs`.
+                Some(after) => after,
+                None => rest,
+            };
+            if path.is_empty() {
+                return Err(malformed("the SQLite file path is empty"));
+            }
+            return Ok(DbUrl::Sqlite {
+                path: PathBuf::from(path),
+            });
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            let (base, query) = match text.split_once('?') {
+                Some((base, query)) => (base, Some(query)),
+                None => (text, None),
+            };
+            let authority = base.split_once("://").map(|(_, a)| a).unwrap_or("");
+            if authority.is_empty() {
+                return Err(malformed("no host or database is given"));
+            }
+            let mut schema: Option<String> = None;
+            let mut kept: Vec<&str> = Vec::new();
+            for param in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+                match param.split_once('=') {
+                    Some(("schema", value)) => {
+                        if schema.is_some() {
+                            return Err(malformed("the schema parameter is given twice"));
+                        }
+                        if !is_plain_identifier(value) {
+                            return Err(malformed(&format!(
+                                "schema {value:?} is not a plain identifier \
+                                 (letters, digits, `_` and `$`, not starting with a digit, at most 63 bytes)"
+                            )));
+                        }
+                        schema = Some(value.to_string());
+                    }
+                    None if param == "schema" => {
+                        return Err(malformed("the schema parameter has no value"));
+                    }
+                    _ => kept.push(param),
+                }
+            }
+            let conninfo = if kept.is_empty() {
+                base.to_string()
+            } else {
+                format!("{base}?{}", kept.join("&"))
+            };
+            return Ok(DbUrl::Postgres {
+                conninfo,
+                schema: schema.unwrap_or_else(|| DEFAULT_SCHEMA.to_string()),
+            });
+        }
+        Err(UrlError::Scheme(mask_password(text)))
+    }
+
+    /// The URL as it may be shown to a person (password masked).
+    pub fn display(&self) -> String {
+        match self {
+            DbUrl::Sqlite { path } => format!("sqlite:{}", path.display()),
+            DbUrl::Postgres { conninfo, schema } => {
+                format!("{} (schema {schema})", mask_password(conninfo))
+            }
+        }
+    }
+}
+
+/// Whether `name` is an unquoted-style SQL identifier.
+fn is_plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return false,
+    }
+    name.len() <= 63 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+}
+
+/// Replaces the password of `scheme://user:password@host…` (and of a `password=`
+/// query parameter) with `***`.
+pub fn mask_password(url: &str) -> String {
+    let mut out = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(authority_end);
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+                    None => url.to_string(),
+                },
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    };
+    if let Some((base, query)) = out.clone().split_once('?') {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some(("password", _)) => "password=***".to_string(),
+                _ => p.to_string(),
+            })
+            .collect();
+        out = format!("{base}?{}", params.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pg(conninfo: &str, schema: &str) -> DbUrl {
+        DbUrl::Postgres {
+            conninfo: conninfo.into(),
+            schema: schema.into(),
+        }
+    }
+
+    #[test]
+    fn sqlite_forms() {
+        let file = |p: &str| DbUrl::Sqlite {
+            path: PathBuf::from(p),
+        };
+        assert_eq!(DbUrl::parse("sqlite:repo.db"), Ok(file("repo.db")));
+        assert_eq!(DbUrl::parse("sqlite:dir/repo.db"), Ok(file("dir/repo.db")));
+        assert_eq!(
+            DbUrl::parse("sqlite:/abs/repo.db"),
+            Ok(file("/abs/repo.db"))
+        );
+        assert_eq!(
+            DbUrl::parse("sqlite://rel/repo.db"),
+            Ok(file("rel/repo.db"))
+        );
+        assert_eq!(
+            DbUrl::parse("sqlite:///abs/repo.db"),
+            Ok(file("/abs/repo.db"))
+        );
+    }
+
+    #[test]
+    fn sqlite_empty_path_is_rejected() {
+        for text in ["sqlite:", "sqlite://"] {
+            assert!(
+                matches!(DbUrl::parse(text), Err(UrlError::Malformed { .. })),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn postgres_default_schema() {
+        assert_eq!(
+            DbUrl::parse("postgres://u@h:5432/db"),
+            Ok(pg("postgres://u@h:5432/db", "public"))
+        );
+        assert_eq!(
+            DbUrl::parse("postgresql://h/db"),
+            Ok(pg("postgresql://h/db", "public"))
+        );
+    }
+
+    #[test]
+    fn postgres_schema_is_removed_and_other_params_kept() {
+        assert_eq!(
+            DbUrl::parse("postgres://h/db?schema=repo_1"),
+            Ok(pg("postgres://h/db", "repo_1"))
+        );
+        assert_eq!(
+            DbUrl::parse("postgres://h/db?sslmode=disable&schema=s&connect_timeout=5"),
+            Ok(pg("postgres://h/db?sslmode=disable&connect_timeout=5", "s"))
+        );
+    }
+
+    #[test]
+    fn invalid_schema_names_are_rejected() {
+        for bad in [
+            "schema=",
+            "schema",
+            "schema=1abc",
+            "schema=a-b",
+            "schema=a%20b",
+            "schema=x&schema=y",
+        ] {
+            let text = format!("postgres://h/db?{bad}");
+            assert!(
+                matches!(DbUrl::parse(&text), Err(UrlError::Malformed { .. })),
+                "{text} should be rejected"
+            );
+        }
+        let long = "a".repeat(64);
+        assert!(DbUrl::parse(&format!("postgres://h/db?schema={long}")).is_err());
+    }
+
+    #[test]
+    fn other_schemes_are_rejected() {
+        for text in [
+            "mysql://h/db",
+            "repo.db",
+            "",
+            "postgres:/h/db",
+            "postgres://",
+        ] {
+            assert!(DbUrl::parse(text).is_err(), "{text} should be rejected");
+        }
+        assert!(matches!(
+            DbUrl::parse("mysql://h/db"),
+            Err(UrlError::Scheme(_))
+        ));
+    }
+
+    #[test]
+    fn errors_mask_passwords() {
+        let err = DbUrl::parse("postgres://u:secret@h/db?schema=1x").unwrap_err();
+        let message = err.to_string();
+        assert!(!message.contains("secret"), "{message}");
+        assert!(message.contains("postgres://u:***@h/db"), "{message}");
+        let err = DbUrl::parse("mysql://u:secret@h/db").unwrap_err();
+        assert!(!err.to_string().contains("secret"));
+        assert_eq!(
+            mask_password("postgres://h/db?password=secret&x=1"),
+            "postgres://h/db?password=***&x=1"
+        );
+        assert_eq!(mask_password("postgres://u@h/db"), "postgres://u@h/db");
     }
 }
