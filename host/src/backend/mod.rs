@@ -251,9 +251,7 @@ pub trait Connection {
 /// Opens a connection for a parsed URL.
 pub fn connect(url: &DbUrl) -> Result<Box<dyn Connection>, DbError> {
     match url {
-        // Replaced by `Ok(Box::new(sqlite::SqliteConnection::open(url)?))` once the
-        // backends implement `Connection`.
-        DbUrl::Sqlite { .. } => sqlite::SqliteConnection::open(url).map(|_| unreachable!()),
+        DbUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteConnection::open(url)?)),
         DbUrl::Postgres { .. } => postgres::PgConnection::open(url).map(|_| unreachable!()),
     }
 }

@@ -1,12 +1,463 @@
 //! The SQLite backend (rusqlite, bundled SQLite).
+//!
+//! A repository is one file: the default rollback journal is kept (no WAL side
+//! files). Writers take the write lock up front (`BEGIN IMMEDIATE`) and wait up to
+//! [`BUSY_TIMEOUT`] for another process to release it.
+//!
+//! The migration lock is an exclusive OS file lock (`flock` on Unix, `LockFileEx`
+//! on Windows) on the sidecar file `<db path>.ferry-lock`, which holds the holder as
+//! JSON. The operating system releases it when the holding process exits, even when
+//! killed, so a crashed run never leaves a stale lock; the JSON left behind is then
+//! only a record and is overwritten by the next holder.
 
-use super::{DbError, DbUrl};
+mod ddl;
+mod introspect;
+mod table_sql;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{ErrorCode, OpenFlags, ToSql};
+
+use super::{
+    ColumnInfo, Connection, DbError, DbUrl, Dialect, ForeignKeyInfo, IndexInfo, KeyInfo,
+    LockAttempt, LockHolder, RowCallback, Rows, SchemaChange, Value,
+};
+
+pub use ddl::sqlite_type;
+
+/// How long a statement waits for another process's write lock.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Virtual-machine steps between two checks of the statement deadline.
+const PROGRESS_STEPS: i32 = 1000;
 
 /// An open SQLite repository file.
-pub struct SqliteConnection {}
+pub struct SqliteConnection {
+    raw: rusqlite::Connection,
+    path: PathBuf,
+    timer: Timer,
+    lock: Option<File>,
+}
+
+/// The statement timeout: a deadline that the progress handler checks.
+#[derive(Default)]
+struct Timer {
+    timeout: Option<Duration>,
+    deadline: Arc<Mutex<Option<Instant>>>,
+    fired: Arc<AtomicBool>,
+}
+
+impl Timer {
+    /// Starts the clock for one statement.
+    fn start(&self) {
+        if let Some(t) = self.timeout {
+            self.fired.store(false, Ordering::Relaxed);
+            *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + t);
+        }
+    }
+
+    fn stop(&self) {
+        if self.timeout.is_some() {
+            *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
+    /// Maps a failure, telling a timeout apart from other interrupts.
+    fn error(&self, e: rusqlite::Error, sql: &str) -> DbError {
+        if let (Some(timeout), Some(ErrorCode::OperationInterrupted)) =
+            (self.timeout, e.sqlite_error_code())
+        {
+            if self.fired.load(Ordering::Relaxed) {
+                return DbError::Timeout {
+                    timeout,
+                    sql: sql.to_string(),
+                };
+            }
+        }
+        statement_error(e, sql)
+    }
+}
+
+/// Maps a rusqlite failure to a [`DbError`] naming the statement.
+fn statement_error(e: rusqlite::Error, sql: &str) -> DbError {
+    let message = match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy) => format!("database is locked by another process ({e})"),
+        Some(ErrorCode::DatabaseLocked) => format!("a table is locked by another connection ({e})"),
+        Some(ErrorCode::ReadOnly) => format!("the database file is read-only ({e})"),
+        _ => e.to_string(),
+    };
+    DbError::Statement {
+        message,
+        sql: sql.to_string(),
+    }
+}
+
+/// A [`Value`] bound as a statement parameter.
+struct Param<'a>(&'a Value);
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        use rusqlite::types::Value as V;
+        Ok(match self.0 {
+            Value::Null => ToSqlOutput::Owned(V::Null),
+            Value::Bool(b) => ToSqlOutput::Owned(V::Integer(i64::from(*b))),
+            Value::Int(i) => ToSqlOutput::Owned(V::Integer(*i)),
+            Value::Float(f) => ToSqlOutput::Owned(V::Real(*f)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            Value::Uuid(u) => ToSqlOutput::Owned(V::Text(u.simple().to_string())),
+        })
+    }
+}
+
+fn read_value(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Int(i),
+        ValueRef::Real(f) => Value::Float(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+    }
+}
+
+fn lock_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".ferry-lock");
+    PathBuf::from(s)
+}
 
 impl SqliteConnection {
-    pub fn open(_url: &DbUrl) -> Result<Self, DbError> {
-        Err(DbError::Other("the SQLite backend is not built yet".into()))
+    pub fn open(url: &DbUrl) -> Result<Self, DbError> {
+        match url {
+            DbUrl::Sqlite { path } => Self::open_path(path),
+            DbUrl::Postgres { .. } => Err(DbError::Connect {
+                url: "postgres".into(),
+                message: "not a SQLite URL".into(),
+            }),
+        }
+    }
+
+    /// Opens (or creates, for a new repository) the SQLite file at `path`.
+    pub fn open_path(path: &Path) -> Result<Self, DbError> {
+        let connect_error = |message: String| DbError::Connect {
+            url: format!("sqlite:{}", path.display()),
+            message,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                return Err(connect_error(format!(
+                    "the directory {} does not exist",
+                    parent.display()
+                )));
+            }
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI;
+        let flags = flags | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let raw = rusqlite::Connection::open_with_flags(path, flags)
+            .map_err(|e| connect_error(e.to_string()))?;
+        raw.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| connect_error(e.to_string()))?;
+        raw.execute_batch("PRAGMA foreign_keys = ON")
+            .map_err(|e| connect_error(e.to_string()))?;
+        raw.set_prepared_statement_cache_capacity(64);
+        Ok(SqliteConnection {
+            raw,
+            path: path.to_path_buf(),
+            timer: Timer::default(),
+            lock: None,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The rusqlite connection underneath (for benchmarks and tests).
+    pub fn raw(&self) -> &rusqlite::Connection {
+        &self.raw
+    }
+
+    fn bulk_insert_rows(
+        &mut self,
+        sql: &str,
+        width: usize,
+        rows: &mut dyn Iterator<Item = Vec<Value>>,
+    ) -> Result<u64, DbError> {
+        let timer = &self.timer;
+        let mut stmt = self
+            .raw
+            .prepare_cached(sql)
+            .map_err(|e| statement_error(e, sql))?;
+        let mut count = 0u64;
+        for row in rows {
+            if row.len() != width {
+                return Err(DbError::Conversion(format!(
+                    "bulk insert row {count} has {} values for {width} columns",
+                    row.len()
+                )));
+            }
+            for (i, v) in row.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 1, Param(v))
+                    .map_err(|e| statement_error(e, sql))?;
+            }
+            timer.start();
+            let result = stmt.raw_execute();
+            timer.stop();
+            result.map_err(|e| timer.error(e, sql))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+}
+
+impl Connection for SqliteConnection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn namespace(&self) -> Option<&str> {
+        None
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let mut stmt = self
+            .raw
+            .prepare_cached(sql)
+            .map_err(|e| statement_error(e, sql))?;
+        self.timer.start();
+        let result = stmt.execute(rusqlite::params_from_iter(params.iter().map(Param)));
+        self.timer.stop();
+        result
+            .map(|n| n as u64)
+            .map_err(|e| self.timer.error(e, sql))
+    }
+
+    fn execute_batch(&mut self, sql: &str) -> Result<(), DbError> {
+        self.timer.start();
+        let result = self.raw.execute_batch(sql);
+        self.timer.stop();
+        result.map_err(|e| self.timer.error(e, sql))
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        let mut out = Rows::default();
+        let mut each = |columns: &[String], row: Vec<Value>| {
+            if out.columns.is_empty() {
+                out.columns = columns.to_vec();
+            }
+            out.rows.push(row);
+            Ok(true)
+        };
+        self.query_each(sql, params, &mut each)?;
+        if out.columns.is_empty() {
+            let stmt = self
+                .raw
+                .prepare_cached(sql)
+                .map_err(|e| statement_error(e, sql))?;
+            out.columns = stmt.column_names().into_iter().map(String::from).collect();
+        }
+        Ok(out)
+    }
+
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        each: &mut RowCallback<'_>,
+    ) -> Result<u64, DbError> {
+        let timer = &self.timer;
+        let mut stmt = self
+            .raw
+            .prepare_cached(sql)
+            .map_err(|e| statement_error(e, sql))?;
+        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        timer.start();
+        let result = (|| {
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(params.iter().map(Param)))
+                .map_err(|e| timer.error(e, sql))?;
+            let mut count = 0u64;
+            while let Some(row) = rows.next().map_err(|e| timer.error(e, sql))? {
+                let values = (0..columns.len())
+                    .map(|i| row.get_ref(i).map(read_value))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| statement_error(e, sql))?;
+                count += 1;
+                if !each(&columns, values)? {
+                    break;
+                }
+            }
+            Ok(count)
+        })();
+        timer.stop();
+        result
+    }
+
+    fn bulk_insert(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &mut dyn Iterator<Item = Vec<Value>>,
+    ) -> Result<u64, DbError> {
+        let names: Vec<String> = columns.iter().map(|c| self.quote_ident(c)).collect();
+        let marks = vec!["?"; columns.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({marks})",
+            self.quote_ident(table),
+            names.join(", ")
+        );
+        if !self.in_transaction() {
+            self.begin()?;
+            return match self.bulk_insert_rows(&sql, columns.len(), rows) {
+                Ok(n) => self.commit().map(|()| n),
+                Err(e) => {
+                    let _ = self.rollback();
+                    Err(e)
+                }
+            };
+        }
+        self.bulk_insert_rows(&sql, columns.len(), rows)
+    }
+
+    fn begin(&mut self) -> Result<(), DbError> {
+        self.raw
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| statement_error(e, "BEGIN IMMEDIATE"))
+    }
+
+    fn commit(&mut self) -> Result<(), DbError> {
+        self.raw
+            .execute_batch("COMMIT")
+            .map_err(|e| statement_error(e, "COMMIT"))
+    }
+
+    fn rollback(&mut self) -> Result<(), DbError> {
+        self.raw
+            .execute_batch("ROLLBACK")
+            .map_err(|e| statement_error(e, "ROLLBACK"))
+    }
+
+    fn in_transaction(&self) -> bool {
+        !self.raw.is_autocommit()
+    }
+
+    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {
+        self.timer.timeout = timeout;
+        *self
+            .timer
+            .deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        match timeout {
+            Some(_) => {
+                let deadline = Arc::clone(&self.timer.deadline);
+                let fired = Arc::clone(&self.timer.fired);
+                self.raw.progress_handler(
+                    PROGRESS_STEPS,
+                    Some(move || {
+                        let due = deadline
+                            .lock()
+                            .map(|d| d.is_some_and(|d| Instant::now() >= d))
+                            .unwrap_or(false);
+                        if due {
+                            fired.store(true, Ordering::Relaxed);
+                        }
+                        due
+                    }),
+                );
+            }
+            None => self
+                .raw
+                .progress_handler(PROGRESS_STEPS, None::<fn() -> bool>),
+        }
+        Ok(())
+    }
+
+    fn tables(&mut self, like_pattern: &str) -> Result<Vec<String>, DbError> {
+        introspect::tables(&self.raw, like_pattern)
+    }
+
+    fn columns(&mut self, table: &str) -> Result<Vec<ColumnInfo>, DbError> {
+        introspect::columns(&self.raw, table)
+    }
+
+    fn primary_key(&mut self, table: &str) -> Result<Option<KeyInfo>, DbError> {
+        introspect::primary_key(&self.raw, table)
+    }
+
+    fn foreign_keys(&mut self, table: &str) -> Result<Vec<ForeignKeyInfo>, DbError> {
+        introspect::foreign_keys(&self.raw, table)
+    }
+
+    fn unique_constraints(&mut self, table: &str) -> Result<Vec<KeyInfo>, DbError> {
+        introspect::unique_constraints(&self.raw, table)
+    }
+
+    fn indexes(&mut self, table: &str) -> Result<Vec<IndexInfo>, DbError> {
+        introspect::indexes(&self.raw, table)
+    }
+
+    fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError> {
+        ddl::apply(&self.raw, change)
+    }
+
+    fn try_lock(&mut self, holder: &LockHolder) -> Result<LockAttempt, DbError> {
+        if self.lock.is_some() {
+            return Ok(LockAttempt::Acquired);
+        }
+        let path = lock_path(&self.path);
+        let io = |e: std::io::Error| DbError::Other(format!("lock file {}: {e}", path.display()));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {
+                let json =
+                    serde_json::to_string(holder).map_err(|e| DbError::Other(e.to_string()))?;
+                file.set_len(0).map_err(io)?;
+                file.seek(SeekFrom::Start(0)).map_err(io)?;
+                file.write_all(json.as_bytes()).map_err(io)?;
+                file.sync_data().map_err(io)?;
+                self.lock = Some(file);
+                Ok(LockAttempt::Acquired)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let holder = file
+                    .read_to_string(&mut text)
+                    .ok()
+                    .and_then(|_| serde_json::from_str(&text).ok());
+                Ok(LockAttempt::HeldBy(holder))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+
+    fn unlock(&mut self) -> Result<(), DbError> {
+        if let Some(file) = self.lock.take() {
+            let path = lock_path(&self.path);
+            let io =
+                |e: std::io::Error| DbError::Other(format!("lock file {}: {e}", path.display()));
+            file.set_len(0).map_err(io)?;
+            file.unlock().map_err(io)?;
+        }
+        Ok(())
     }
 }
