@@ -576,21 +576,31 @@ fn check_contents(contents: &Contents, before: &Snapshot, problems: &mut Vec<Str
         .into_iter()
         .map(|(id, path)| (path, id))
         .collect();
+    let mut bad_removed = 0usize;
     for (old, path) in &before.removed {
-        let Some(id) = by_path.get(path) else {
-            problems.push(format!(
-                "removed dataset {old} ({path}) is gone from the datastore"
-            ));
-            continue;
-        };
-        if let Some(uuid) = parse_uuid("file_datastore_records", id, problems) {
-            if uuid.get_version_num() != 4 {
-                problems.push(format!(
-                    "removed dataset {old} ({path}) has id {uuid}, not a UUID4"
-                ));
+        let uuid = by_path.get(path).and_then(|id| Uuid::parse_str(id).ok());
+        match uuid {
+            Some(uuid) if uuid.get_version_num() == 4 => {
+                mapping.insert(*old, uuid);
             }
-            mapping.insert(*old, uuid);
+            _ => {
+                bad_removed += 1;
+                if bad_removed <= SHOWN {
+                    problems.push(format!(
+                        "removed dataset {old} ({path}): datastore id {:?} is not a UUID4",
+                        by_path.get(path)
+                    ));
+                }
+                if let Some(uuid) = uuid {
+                    mapping.insert(*old, uuid);
+                }
+            }
         }
+    }
+    if bad_removed > SHOWN {
+        problems.push(format!(
+            "{bad_removed} removed datasets lack a UUID4 in all"
+        ));
     }
     let mut seen: HashMap<Uuid, i64> = HashMap::new();
     for (old, new) in &mapping {
