@@ -252,6 +252,6 @@ pub trait Connection {
 pub fn connect(url: &DbUrl) -> Result<Box<dyn Connection>, DbError> {
     match url {
         DbUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteConnection::open(url)?)),
-        DbUrl::Postgres { .. } => postgres::PgConnection::open(url).map(|_| unreachable!()),
+        DbUrl::Postgres { .. } => Ok(Box::new(postgres::PgConnection::open(url)?)),
     }
 }

@@ -1,0 +1,621 @@
+//! The PostgreSQL backend (tokio-postgres).
+//!
+//! The [`Connection`] trait is synchronous: each connection owns a current-thread
+//! tokio runtime, the driver's connection task is spawned on it, and every call
+//! blocks on its future. Every unqualified name resolves in the connection's schema
+//! (`SET search_path`), Ferry's own `ferry_` tables included.
+//!
+//! Notes for script authors:
+//! - `?` is always a placeholder, so jsonb's `?`, `?|` and `?&` operators cannot be
+//!   used; see [`crate::backend::rewrite_placeholders`].
+//! - Parameter and column conversions are listed in [`values`].
+//! - `set_statement_timeout` is a session `SET`; inside a transaction that is then
+//!   rolled back, PostgreSQL reverts it.
+
+mod ddl;
+mod introspect;
+mod values;
+
+use std::collections::HashMap;
+use std::pin::pin;
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use sha2::{Digest, Sha256};
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls, Row, Statement};
+
+use super::url::mask_password;
+use super::{
+    rewrite_placeholders, ColumnInfo, Connection, DbError, DbUrl, Dialect, ForeignKeyInfo,
+    IndexInfo, KeyInfo, LockAttempt, LockHolder, RowCallback, Rows, SchemaChange, Value,
+};
+use values::Param;
+
+/// How many prepared statements a connection keeps before it starts afresh.
+const STATEMENT_CACHE_LIMIT: usize = 512;
+
+/// An open PostgreSQL connection, every table in one namespace.
+pub struct PgConnection {
+    // Declared before the runtime so that it is dropped first.
+    client: Option<Client>,
+    task: Option<JoinHandle<()>>,
+    runtime: Runtime,
+    schema: String,
+    /// The URL without password, for messages.
+    shown: String,
+    statements: HashMap<String, Statement>,
+    in_transaction: bool,
+    statement_timeout: Option<Duration>,
+    lock_held: bool,
+}
+
+/// The text of a driver error, with the server's message, detail and hint.
+fn error_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut text = format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        );
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!("\n  detail: {detail}"));
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!("\n  hint: {hint}"));
+        }
+        return text;
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The application name that lets another session name this one as lock holder.
+fn application_name() -> String {
+    let host = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    format!("ferry {} {}", host.replace(' ', "_"), std::process::id())
+}
+
+/// The advisory lock key of a schema: the first 8 bytes of sha256("ferry:" + schema).
+pub fn lock_key(schema: &str) -> i64 {
+    let digest = Sha256::digest(format!("ferry:{schema}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+impl PgConnection {
+    /// Connects to the server of a `postgres://` URL and enters its schema.
+    pub fn open(url: &DbUrl) -> Result<Self, DbError> {
+        let DbUrl::Postgres { conninfo, schema } = url else {
+            return Err(DbError::Other(format!(
+                "not a PostgreSQL URL: {}",
+                mask_password(&url.display())
+            )));
+        };
+        let shown = mask_password(conninfo);
+        let connect_error = |message: String| DbError::Connect {
+            url: shown.clone(),
+            message,
+        };
+        let mut config: tokio_postgres::Config = conninfo
+            .parse()
+            .map_err(|e| connect_error(error_text(&e)))?;
+        config.application_name(application_name());
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| connect_error(format!("cannot start the I/O runtime: {e}")))?;
+        let (client, connection) = runtime
+            .block_on(config.connect(NoTls))
+            .map_err(|e| connect_error(error_text(&e)))?;
+        let task = runtime.spawn(async move {
+            // Errors surface on the client's next call as a closed connection.
+            let _ = connection.await;
+        });
+        Self::enter(client, Some(task), runtime, schema, &shown)
+    }
+
+    /// Wraps a client connected elsewhere whose connection task is driven elsewhere
+    /// (e.g. on a multi-threaded runtime), and enters `schema`.
+    pub fn from_client(client: Client, schema: &str, shown: &str) -> Result<Self, DbError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| DbError::Other(format!("cannot start the I/O runtime: {e}")))?;
+        Self::enter(client, None, runtime, schema, &mask_password(shown))
+    }
+
+    fn enter(
+        client: Client,
+        task: Option<JoinHandle<()>>,
+        runtime: Runtime,
+        schema: &str,
+        shown: &str,
+    ) -> Result<Self, DbError> {
+        let connect_error = |message: String| DbError::Connect {
+            url: shown.into(),
+            message,
+        };
+        let exists = runtime
+            .block_on(client.query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema]))
+            .map_err(|e| connect_error(error_text(&e)))?
+            .is_some();
+        if !exists {
+            return Err(connect_error(format!("schema {schema} does not exist")));
+        }
+        runtime
+            .block_on(client.batch_execute(&format!("SET search_path TO {}", ddl::ident(schema))))
+            .map_err(|e| connect_error(error_text(&e)))?;
+        Ok(PgConnection {
+            client: Some(client),
+            task,
+            runtime,
+            schema: schema.to_string(),
+            shown: shown.to_string(),
+            statements: HashMap::new(),
+            in_transaction: false,
+            statement_timeout: None,
+            lock_held: false,
+        })
+    }
+
+    fn client(&self) -> &Client {
+        self.client
+            .as_ref()
+            .expect("the client lives as long as the connection")
+    }
+
+    /// Turns a driver error on statement `sql` into a [`DbError`].
+    fn error(&self, e: tokio_postgres::Error, sql: &str) -> DbError {
+        if e.is_closed() || self.client().is_closed() {
+            return DbError::ConnectionLost(format!("{}: {}", self.shown, error_text(&e)));
+        }
+        match e.code() {
+            Some(code) if *code == SqlState::QUERY_CANCELED => {
+                if let Some(timeout) = self.statement_timeout {
+                    return DbError::Timeout {
+                        timeout,
+                        sql: sql.to_string(),
+                    };
+                }
+            }
+            Some(code)
+                if *code == SqlState::ADMIN_SHUTDOWN
+                    || *code == SqlState::CRASH_SHUTDOWN
+                    || *code == SqlState::CANNOT_CONNECT_NOW =>
+            {
+                return DbError::ConnectionLost(format!("{}: {}", self.shown, error_text(&e)));
+            }
+            _ => {}
+        }
+        if e.as_db_error().is_none() {
+            // Serialising a parameter or reading a column failed.
+            let text = error_text(&e);
+            if text.starts_with("error serializing") || text.starts_with("error deserializing") {
+                return DbError::Conversion(format!("{text}\n  in statement: {sql}"));
+            }
+        }
+        DbError::Statement {
+            message: error_text(&e),
+            sql: sql.to_string(),
+        }
+    }
+
+    /// The prepared statement for `sql` (with `?` placeholders), from the cache.
+    fn statement(&mut self, sql: &str) -> Result<Statement, DbError> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let (text, _) = rewrite_placeholders(sql);
+        let statement = self
+            .runtime
+            .block_on(self.client().prepare(&text))
+            .map_err(|e| self.error(e, sql))?;
+        if self.statements.len() >= STATEMENT_CACHE_LIMIT {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Prepares `sql` and checks the number of parameters.
+    fn bound_statement(&mut self, sql: &str, params: &[Value]) -> Result<Statement, DbError> {
+        let statement = self.statement(sql)?;
+        if statement.params().len() != params.len() {
+            return Err(DbError::Statement {
+                message: format!(
+                    "the statement has {} placeholders but {} values were given",
+                    statement.params().len(),
+                    params.len()
+                ),
+                sql: sql.to_string(),
+            });
+        }
+        Ok(statement)
+    }
+
+    /// Checks that every column of a statement's result can be read.
+    fn check_readable(statement: &Statement) -> Result<Vec<String>, DbError> {
+        statement
+            .columns()
+            .iter()
+            .map(|c| {
+                if values::readable(c.type_()) {
+                    Ok(c.name().to_string())
+                } else {
+                    Err(DbError::Conversion(values::unreadable(c.name(), c.type_())))
+                }
+            })
+            .collect()
+    }
+
+    fn row_values(row: &Row) -> Result<Vec<Value>, DbError> {
+        (0..row.len())
+            .map(|i| {
+                row.try_get::<_, Value>(i).map_err(|e| {
+                    let column = &row.columns()[i];
+                    DbError::Conversion(format!(
+                        "cannot read column {:?} of type {}: {}",
+                        column.name(),
+                        column.type_(),
+                        error_text(&e)
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// Runs a catalogue query with native parameters.
+    fn catalogue(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, DbError> {
+        self.runtime
+            .block_on(self.client().query(sql, params))
+            .map_err(|e| self.error(e, sql))
+    }
+
+    fn constraints(&self, table: &str, kind: i8) -> Result<Vec<Row>, DbError> {
+        self.catalogue(introspect::CONSTRAINTS, &[&self.schema, &table, &kind])
+    }
+
+    fn key_infos(&self, table: &str, kind: u8) -> Result<Vec<KeyInfo>, DbError> {
+        Ok(self
+            .constraints(table, kind as i8)?
+            .iter()
+            .map(|row| KeyInfo {
+                name: row.get(0),
+                columns: row.get(1),
+            })
+            .collect())
+    }
+
+    fn batch(&self, sql: &str) -> Result<(), DbError> {
+        self.runtime
+            .block_on(self.client().batch_execute(sql))
+            .map_err(|e| self.error(e, sql))
+    }
+}
+
+impl Drop for PgConnection {
+    fn drop(&mut self) {
+        // Dropping the client asks the connection task to say goodbye to the server.
+        drop(self.client.take());
+        if let Some(task) = self.task.take() {
+            let _ = self
+                .runtime
+                .block_on(async { tokio::time::timeout(Duration::from_secs(1), task).await });
+        }
+    }
+}
+
+impl Connection for PgConnection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn namespace(&self) -> Option<&str> {
+        Some(&self.schema)
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (schema {})", self.shown, self.schema)
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let statement = self.bound_statement(sql, params)?;
+        self.runtime
+            .block_on(
+                self.client()
+                    .execute_raw(&statement, params.iter().map(Param)),
+            )
+            .map_err(|e| self.error(e, sql))
+    }
+
+    fn execute_batch(&mut self, sql: &str) -> Result<(), DbError> {
+        // The batch may change tables that cached statements read.
+        self.statements.clear();
+        self.batch(sql)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        let mut rows = Vec::new();
+        let mut columns = Vec::new();
+        self.query_each(sql, params, &mut |names, row| {
+            if columns.is_empty() {
+                columns = names.to_vec();
+            }
+            rows.push(row);
+            Ok(true)
+        })?;
+        if columns.is_empty() {
+            columns = Self::check_readable(&self.statement(sql)?)?;
+        }
+        Ok(Rows { columns, rows })
+    }
+
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        each: &mut RowCallback<'_>,
+    ) -> Result<u64, DbError> {
+        let statement = self.bound_statement(sql, params)?;
+        let columns = Self::check_readable(&statement)?;
+        let client = self
+            .client
+            .as_ref()
+            .expect("the client lives as long as the connection");
+        let result: Result<u64, Result<DbError, tokio_postgres::Error>> =
+            self.runtime.block_on(async {
+                let stream = client
+                    .query_raw(&statement, params.iter().map(Param))
+                    .await
+                    .map_err(Err)?;
+                let mut stream = pin!(stream);
+                let mut count = 0u64;
+                while let Some(row) = stream.try_next().await.map_err(Err)? {
+                    count += 1;
+                    let values = Self::row_values(&row).map_err(Ok)?;
+                    if !each(&columns, values).map_err(Ok)? {
+                        break;
+                    }
+                }
+                Ok(count)
+            });
+        match result {
+            Ok(count) => Ok(count),
+            Err(Ok(error)) => Err(error),
+            Err(Err(error)) => Err(self.error(error, sql)),
+        }
+    }
+
+    fn bulk_insert(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &mut dyn Iterator<Item = Vec<Value>>,
+    ) -> Result<u64, DbError> {
+        let list = columns
+            .iter()
+            .map(|c| ddl::ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let probe = format!("SELECT {list} FROM {} LIMIT 0", ddl::ident(table));
+        let types: Vec<Type> = self
+            .statement(&probe)?
+            .columns()
+            .iter()
+            .map(|c| c.type_().clone())
+            .collect();
+        let copy = format!("COPY {} ({list}) FROM STDIN BINARY", ddl::ident(table));
+        let client = self
+            .client
+            .as_ref()
+            .expect("the client lives as long as the connection");
+        let width = columns.len();
+        let result: Result<u64, Result<DbError, tokio_postgres::Error>> =
+            self.runtime.block_on(async {
+                let sink = client.copy_in(copy.as_str()).await.map_err(Err)?;
+                let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+                for (index, row) in rows.enumerate() {
+                    if row.len() != width {
+                        return Err(Ok(DbError::Conversion(format!(
+                            "bulk insert into {table}: row {index} has {} values for {width} columns",
+                            row.len()
+                        ))));
+                    }
+                    writer.as_mut().write_raw(row.iter().map(Param)).await.map_err(Err)?;
+                }
+                writer.as_mut().finish().await.map_err(Err)
+            });
+        match result {
+            Ok(count) => Ok(count),
+            Err(Ok(error)) => Err(error),
+            Err(Err(error)) => Err(self.error(error, &copy)),
+        }
+    }
+
+    fn begin(&mut self) -> Result<(), DbError> {
+        self.batch("BEGIN")?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), DbError> {
+        // A failed COMMIT ends the transaction too.
+        self.in_transaction = false;
+        self.batch("COMMIT")
+    }
+
+    fn rollback(&mut self) -> Result<(), DbError> {
+        self.in_transaction = false;
+        self.batch("ROLLBACK")
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {
+        let millis = timeout.map_or(0, |t| t.as_millis().clamp(1, i32::MAX as u128));
+        self.batch(&format!("SET statement_timeout = {millis}"))?;
+        self.statement_timeout = timeout;
+        Ok(())
+    }
+
+    fn tables(&mut self, like_pattern: &str) -> Result<Vec<String>, DbError> {
+        Ok(self
+            .catalogue(introspect::TABLES, &[&self.schema, &like_pattern])?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
+    }
+
+    fn columns(&mut self, table: &str) -> Result<Vec<ColumnInfo>, DbError> {
+        let rows = self.catalogue(introspect::COLUMNS, &[&self.schema, &table])?;
+        if rows.is_empty() && !self.table_exists(table)? {
+            return Err(DbError::Other(format!(
+                "table {table} does not exist in schema {}",
+                self.schema
+            )));
+        }
+        Ok(rows
+            .iter()
+            .map(|row| ColumnInfo {
+                name: row.get(0),
+                data_type: row.get(1),
+                nullable: row.get(2),
+                default: row.get(3),
+            })
+            .collect())
+    }
+
+    fn primary_key(&mut self, table: &str) -> Result<Option<KeyInfo>, DbError> {
+        Ok(self.key_infos(table, b'p')?.into_iter().next())
+    }
+
+    fn foreign_keys(&mut self, table: &str) -> Result<Vec<ForeignKeyInfo>, DbError> {
+        Ok(self
+            .constraints(table, b'f' as i8)?
+            .iter()
+            .map(|row| ForeignKeyInfo {
+                name: row.get(0),
+                columns: row.get(1),
+                referenced_table: row.get(2),
+                referenced_columns: row.get(3),
+                on_delete: row.get(4),
+            })
+            .collect())
+    }
+
+    fn unique_constraints(&mut self, table: &str) -> Result<Vec<KeyInfo>, DbError> {
+        self.key_infos(table, b'u')
+    }
+
+    fn indexes(&mut self, table: &str) -> Result<Vec<IndexInfo>, DbError> {
+        Ok(self
+            .catalogue(introspect::INDEXES, &[&self.schema, &table])?
+            .iter()
+            .map(|row| IndexInfo {
+                name: row.get(0),
+                unique: row.get(1),
+                columns: row.get(2),
+            })
+            .collect())
+    }
+
+    fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError> {
+        let statements = ddl::statements(change)?;
+        self.statements.clear();
+        // Several statements run as one simple query: one implicit transaction.
+        self.batch(&statements.join(";\n"))?;
+        Ok(statements)
+    }
+
+    fn try_lock(&mut self, _holder: &LockHolder) -> Result<LockAttempt, DbError> {
+        if self.lock_held {
+            return Ok(LockAttempt::Acquired);
+        }
+        let key = lock_key(&self.schema);
+        let sql = "SELECT pg_try_advisory_lock($1)";
+        let rows = self.catalogue(sql, &[&key])?;
+        if rows.first().is_some_and(|row| row.get::<_, bool>(0)) {
+            self.lock_held = true;
+            return Ok(LockAttempt::Acquired);
+        }
+        let holder = self
+            .catalogue(introspect::LOCK_HOLDER, &[&key])?
+            .first()
+            .map(|row| {
+                let application: Option<String> = row.get(0);
+                let address: Option<String> = row.get(1);
+                let pid: i32 = row.get(2);
+                let user: Option<String> = row.get(3);
+                let since: Option<i64> = row.get(4);
+                // `ferry HOST PID` names the holder's own process; otherwise report the
+                // server backend.
+                let named = application.as_deref().and_then(|a| {
+                    let mut parts = a.split(' ');
+                    match (parts.next(), parts.next(), parts.next()) {
+                        (Some("ferry"), Some(host), Some(pid)) => {
+                            pid.parse::<u32>().ok().map(|pid| (host.to_string(), pid))
+                        }
+                        _ => None,
+                    }
+                });
+                let (host, pid) = named.unwrap_or_else(|| {
+                    (
+                        address.unwrap_or_else(|| "local socket".into()),
+                        pid.max(0) as u32,
+                    )
+                });
+                LockHolder {
+                    host,
+                    pid,
+                    user: user.unwrap_or_default(),
+                    since: since.unwrap_or(0),
+                }
+            });
+        Ok(LockAttempt::HeldBy(holder))
+    }
+
+    fn unlock(&mut self) -> Result<(), DbError> {
+        if !self.lock_held {
+            return Ok(());
+        }
+        let key = lock_key(&self.schema);
+        self.catalogue("SELECT pg_advisory_unlock($1)", &[&key])?;
+        self.lock_held = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lock_key;
+
+    #[test]
+    fn lock_keys_differ_per_schema_and_are_stable() {
+        assert_eq!(lock_key("public"), lock_key("public"));
+        assert_ne!(lock_key("public"), lock_key("repo"));
+    }
+}
