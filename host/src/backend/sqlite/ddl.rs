@@ -152,7 +152,9 @@ fn run(raw: &Raw, sql: String, ran: &mut Vec<String>) -> Result<(), DbError> {
 pub fn apply(raw: &Raw, change: &SchemaChange) -> Result<Vec<String>, DbError> {
     let mut ran = Vec::new();
     match change {
-        SchemaChange::RewriteTables(rewrites) => return super::rewrite::rewrite_tables(raw, rewrites),
+        SchemaChange::RewriteTables(rewrites) => {
+            return super::rewrite::rewrite_tables(raw, rewrites)
+        }
         SchemaChange::CreateTable(def) => run(raw, create_table_sql(def, &def.name)?, &mut ran)?,
         SchemaChange::DropTable { table, if_exists } => {
             let ie = if *if_exists { "IF EXISTS " } else { "" };

@@ -19,7 +19,9 @@ fn quote(name: &str) -> String {
 }
 
 fn run(raw: &Raw, sql: String, ran: &mut Vec<String>) -> Result<usize, DbError> {
-    let n = raw.execute(&sql, []).map_err(|e| statement_error(e, &sql))?;
+    let n = raw
+        .execute(&sql, [])
+        .map_err(|e| statement_error(e, &sql))?;
     ran.push(sql);
     Ok(n)
 }
@@ -49,7 +51,9 @@ pub fn rewrite_tables(raw: &Raw, rewrites: &[TableRewrite]) -> Result<Vec<String
                 .columns
                 .iter_mut()
                 .find(|d| d.name == c.column)
-                .ok_or_else(|| DbError::Other(format!("table {} has no column {}", rw.table, c.column)))?;
+                .ok_or_else(|| {
+                    DbError::Other(format!("table {} has no column {}", rw.table, c.column))
+                })?;
             col.data_type = c.data_type.clone();
             // The old integer sequence goes with the old type.
             col.auto_increment = false;
@@ -69,7 +73,11 @@ pub fn rewrite_tables(raw: &Raw, rewrites: &[TableRewrite]) -> Result<Vec<String
             })
             .collect();
         let before = count(raw, &rw.table)?;
-        run(raw, format!("DROP TABLE IF EXISTS {}", quote(&tmp)), &mut ran)?;
+        run(
+            raw,
+            format!("DROP TABLE IF EXISTS {}", quote(&tmp)),
+            &mut ran,
+        )?;
         run(raw, create_table_sql(&def, &tmp)?, &mut ran)?;
         let copied = run(
             raw,
