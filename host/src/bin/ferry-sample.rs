@@ -1,8 +1,11 @@
 //! `ferry-sample`: creates a v1 sample repository of the reference workload and fills
 //! it at scale N, printing timings.
 //!
-//! For now the v1 schema is always created without Ferry (as another tool would);
-//! creating it through Ferry's own root revisions comes with the runner.
+//! By default the v1 schema is created by Ferry itself (an upgrade to the root
+//! revisions of the reference trees under `--scripts`, default `./scripts` and
+//! `./plugins/*`), then the dataset types' dynamic tables are created as the
+//! application would, and the data is filled in. `--without-ferry` creates the same
+//! schema as another tool would, leaving no trace of Ferry (for `ferry adopt`).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -29,6 +32,9 @@ struct Args {
     /// Create the v1 schema as another tool would, with no trace of Ferry.
     #[arg(long)]
     without_ferry: bool,
+    /// Script roots (repeatable; default ./scripts and ./plugins/*).
+    #[arg(long = "scripts", value_name = "DIR")]
+    scripts: Vec<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -44,15 +50,29 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), String> {
     let url = DbUrl::parse(&args.db).map_err(|e| e.to_string())?;
-    let mut conn = backend::connect(&url).map_err(|e| e.to_string())?;
-    if !args.without_ferry {
-        eprintln!(
-            "note: creating v1 through Ferry's root revisions is not available yet; \
-             creating it without Ferry"
-        );
-    }
     let start = Instant::now();
-    workload::create_v1_without_ferry(conn.as_mut()).map_err(|e| e.to_string())?;
+    if !args.without_ferry {
+        let mut migrator = ferry::migrator::Migrator::new(&args.db).map_err(|e| e.to_string())?;
+        if !args.scripts.is_empty() {
+            migrator = migrator.with_roots(args.scripts.clone());
+        }
+        let targets: Vec<String> = workload::schema::V1_REVISIONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let report = migrator
+            .upgrade(&targets, &Default::default())
+            .map_err(|e| e.to_string())?;
+        if let Some(e) = report.failed {
+            return Err(e.to_string());
+        }
+    }
+    let mut conn = backend::connect(&url).map_err(|e| e.to_string())?;
+    if args.without_ferry {
+        workload::create_v1_without_ferry(conn.as_mut()).map_err(|e| e.to_string())?;
+    } else {
+        workload::schema::create_missing_tables(conn.as_mut()).map_err(|e| e.to_string())?;
+    }
     println!(
         "{}: v1 schema created in {:.2?}",
         conn.describe(),

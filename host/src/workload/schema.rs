@@ -402,3 +402,42 @@ fn create_v1_tables(conn: &mut dyn Connection) -> Result<(), DbError> {
     conn.bulk_insert("butler_attributes", &columns, &mut rows)?;
     Ok(())
 }
+
+/// Creates the tables and indexes of v1 that do not exist yet, as the application does
+/// when it registers dataset types (the dynamic `dataset_tags_*` / `dataset_calibs_*`
+/// tables), after Ferry's root revisions have created the static ones.
+pub fn create_missing_tables(conn: &mut dyn Connection) -> Result<Vec<String>, DbError> {
+    conn.begin()?;
+    let result = (|| {
+        let mut created = Vec::new();
+        for table in v1_tables() {
+            if !conn.table_exists(&table.name)? {
+                created.push(table.name.clone());
+                conn.apply_schema_change(&SchemaChange::CreateTable(table))?;
+            }
+        }
+        for index in v1_indexes() {
+            if created.contains(&index.table) {
+                conn.apply_schema_change(&SchemaChange::AddIndex(index))?;
+            }
+        }
+        Ok(created)
+    })();
+    match result {
+        Ok(created) => conn.commit().map(|_| created),
+        Err(e) => {
+            let _ = conn.rollback();
+            Err(e)
+        }
+    }
+}
+
+/// The root revisions of the reference trees: upgrading to them gives registry v1.
+pub const V1_REVISIONS: [&str; 6] = [
+    "attributes-1.0.0",
+    "dimensions-6.0.2",
+    "dimensions-config-0",
+    "collections-2.0.0",
+    "datasets-int-1.0.0",
+    "datastores-0.2.0",
+];
