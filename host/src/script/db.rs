@@ -172,9 +172,11 @@ impl Db {
             Some(v) => match v.clone().into_string().as_deref() {
                 Ok("at_commit") => true,
                 Ok("immediate") => false,
-                _ => return Err(script_failure(format!(
+                _ => {
+                    return Err(script_failure(format!(
                     "step {name:?}: foreign_keys must be \"at_commit\" or \"immediate\", found {v}"
-                ))),
+                )))
+                }
             },
         };
         let total = options
