@@ -123,22 +123,18 @@ pub fn classify(
     let mut current = err;
     let mut file: PathBuf = default_file.to_path_buf();
     let mut pos = err.position();
-    loop {
-        match current {
-            EvalAltResult::ErrorInFunctionCall(_, source, inner, p)
-            | EvalAltResult::ErrorInModule(source, inner, p) => {
-                if !source.is_empty() {
-                    file = PathBuf::from(source);
-                }
-                if !p.is_none() {
-                    pos = *p;
-                }
-                current = inner;
-                if !current.position().is_none() {
-                    pos = current.position();
-                }
-            }
-            _ => break,
+    while let EvalAltResult::ErrorInFunctionCall(_, source, inner, p)
+    | EvalAltResult::ErrorInModule(source, inner, p) = current
+    {
+        if !source.is_empty() {
+            file = PathBuf::from(source);
+        }
+        if !p.is_none() {
+            pos = *p;
+        }
+        current = inner;
+        if !current.position().is_none() {
+            pos = current.position();
         }
     }
     let (kind, message) = match (current, host_error) {

@@ -14,10 +14,13 @@ use std::rc::Rc;
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
+/// A hook's identity: its name and, for hooks provided once per key, the key.
+pub type HookId = (String, Option<String>);
+
 /// The hook implementations found by discovery, by `(name, key)`.
 #[derive(Debug, Clone, Default)]
 pub struct HookSet {
-    pub providers: BTreeMap<(String, Option<String>), Vec<HookMeta>>,
+    pub providers: BTreeMap<HookId, Vec<HookMeta>>,
 }
 
 impl HookSet {
@@ -47,7 +50,7 @@ impl HookSet {
     }
 
     /// Hooks provided more than once for the same key (an error at planning time).
-    pub fn duplicates(&self) -> Vec<(&(String, Option<String>), &Vec<HookMeta>)> {
+    pub fn duplicates(&self) -> Vec<(&HookId, &Vec<HookMeta>)> {
         self.providers.iter().filter(|(_, v)| v.len() > 1).collect()
     }
 
