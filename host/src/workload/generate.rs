@@ -360,7 +360,7 @@ pub fn fill_v1(conn: &mut dyn Connection, n: u64, seed: u64) -> Result<FillRepor
     let start = Instant::now();
     conn.begin()?;
     let mut rows = Vec::new();
-    match insert_all(conn, &layout, &mut rows) {
+    match insert_all(conn, &layout, &mut rows).and_then(|_| advance_sequences(conn)) {
         Ok(()) => conn.commit()?,
         Err(e) => {
             let _ = conn.rollback();
@@ -373,6 +373,27 @@ pub fn fill_v1(conn: &mut dyn Connection, n: u64, seed: u64) -> Result<FillRepor
         rows,
         elapsed: start.elapsed(),
     })
+}
+
+/// The generator writes explicit ids, as a dump restore would; the application's next
+/// insert must still get a fresh one. SQLite's AUTOINCREMENT follows the largest id
+/// by itself; a PostgreSQL identity sequence must be moved past it.
+fn advance_sequences(conn: &mut dyn Connection) -> Result<(), DbError> {
+    if conn.dialect() != crate::backend::Dialect::Postgres {
+        return Ok(());
+    }
+    for (table, column) in [
+        ("collection", "collection_id"),
+        ("dataset", "id"),
+        (CALIBS_DETECTOR, "id"),
+    ] {
+        let (t, c) = (conn.quote_ident(table), conn.quote_ident(column));
+        conn.query(
+            &format!("SELECT setval(pg_get_serial_sequence(?, ?), GREATEST(COALESCE(MAX({c}), 0), 1)) FROM {t}"),
+            &[Value::Text(t.clone()), Value::Text(column.to_string())],
+        )?;
+    }
+    Ok(())
 }
 
 fn insert(
