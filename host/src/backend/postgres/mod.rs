@@ -91,6 +91,14 @@ fn application_name() -> String {
 }
 
 /// The advisory lock key of a schema: the first 8 bytes of sha256("ferry:" + schema).
+/// Whether a statement changes the schema.
+fn is_ddl(sql: &str) -> bool {
+    let head = sql.split_whitespace().next().unwrap_or("");
+    ["CREATE", "ALTER", "DROP", "TRUNCATE", "COMMENT"]
+        .iter()
+        .any(|k| head.eq_ignore_ascii_case(k))
+}
+
 pub fn lock_key(schema: &str) -> i64 {
     let digest = Sha256::digest(format!("ferry:{schema}").as_bytes());
     let mut bytes = [0u8; 8];
@@ -343,12 +351,19 @@ impl Connection for PgConnection {
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         let statement = self.bound_statement(sql, params)?;
-        self.runtime
+        let result = self
+            .runtime
             .block_on(
                 self.client()
                     .execute_raw(&statement, params.iter().map(Param)),
             )
-            .map_err(|e| self.error(e, sql))
+            .map_err(|e| self.error(e, sql));
+        if is_ddl(sql) {
+            // DDL can change what cached statements read ("cached plan must not change
+            // result type"); DDL is rare, so forgetting the cache costs nothing.
+            self.statements.clear();
+        }
+        result
     }
 
     fn execute_batch(&mut self, sql: &str) -> Result<(), DbError> {
