@@ -964,7 +964,8 @@ impl Migrator {
     /// PostgreSQL inside a transaction that is rolled back.
     pub fn upgrade_sql(&self, targets: &[String]) -> Result<Report, Error> {
         let (project, plan) = self.plan_upgrade(targets)?;
-        let engine = rhai::Engine::new();
+        let mut engine = rhai::Engine::new();
+        engine.set_max_expr_depths(256, 256);
         let mut refused = Vec::new();
         for id in &plan.revisions {
             let m = project.graph.get(id).expect("planned ids exist");
