@@ -2,7 +2,8 @@
 //!
 //! Every `*.rhai` file under a root is a revision, except files under a `lib/` folder
 //! (modules that scripts `import`) and files under a `hooks/` folder (hook
-//! implementations). Roots are walked in sorted order so that discovery is deterministic.
+//! implementations) and files under a `probes/` folder (scripts that recognise a
+//! repository created by another tool, for `ferry adopt`). Roots are walked in sorted order so that discovery is deterministic.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -16,6 +17,8 @@ pub struct Discovered {
     pub revisions: Vec<RevisionMeta>,
     pub hooks: Vec<HookMeta>,
     pub modules: Vec<ModuleFile>,
+    /// Probe scripts (`probes/*.rhai`), for `ferry adopt`.
+    pub probes: Vec<ModuleFile>,
 }
 
 /// Why discovery failed.
@@ -75,6 +78,7 @@ enum Kind {
     Revision,
     Hook,
     Module,
+    Probe,
 }
 
 fn kind_of(relative: &Path) -> Kind {
@@ -90,6 +94,9 @@ fn kind_of(relative: &Path) -> Kind {
             }
             if name == "hooks" {
                 return Kind::Hook;
+            }
+            if name == "probes" {
+                return Kind::Probe;
             }
         }
     }
@@ -123,6 +130,10 @@ pub fn discover(roots: &[PathBuf]) -> Result<Discovered, DiscoveryError> {
             let relative = path.strip_prefix(root).unwrap_or(path);
             match kind_of(relative) {
                 Kind::Module => found.modules.push(ModuleFile {
+                    path: path.to_path_buf(),
+                    root: root.clone(),
+                }),
+                Kind::Probe => found.probes.push(ModuleFile {
                     path: path.to_path_buf(),
                     root: root.clone(),
                 }),

@@ -277,6 +277,20 @@ pub fn ensure(conn: &mut dyn Connection) -> Result<(), LedgerError> {
     }
 }
 
+/// Creates the missing ledger tables inside the transaction the caller holds open
+/// (a dry run, which rolls them back with everything else).
+pub fn create_in_transaction(conn: &mut dyn Connection) -> Result<(), LedgerError> {
+    if exists(conn)? {
+        return Ok(());
+    }
+    for t in ledger_tables() {
+        if !conn.table_exists(&t.name)? {
+            conn.apply_schema_change(&SchemaChange::CreateTable(t))?;
+        }
+    }
+    Ok(())
+}
+
 fn ledger_version(conn: &mut dyn Connection) -> Result<i64, LedgerError> {
     let rows = conn.query(
         "SELECT value FROM ferry_meta WHERE key = 'ledger_version'",

@@ -33,6 +33,31 @@ pub fn acquire(
     timeout: Duration,
     observer: &dyn Observer,
 ) -> Result<(), LockError> {
+    acquire_backend_lock(conn, actor, timeout, observer)?;
+    let since = crate::clock::now_unix();
+    let recorded = (|| -> Result<(), LockError> {
+        ledger::ensure(conn)?;
+        conn.begin()?;
+        ledger::write::set_lock_holder(conn, actor, since)?;
+        conn.commit()?;
+        Ok(())
+    })();
+    if let Err(e) = recorded {
+        let _ = conn.rollback();
+        let _ = conn.unlock();
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Polls for the backend's lock until `timeout` without recording the holder: for a
+/// dry run, which must commit nothing at all.
+pub fn acquire_backend_lock(
+    conn: &mut dyn Connection,
+    actor: &Actor,
+    timeout: Duration,
+    observer: &dyn Observer,
+) -> Result<(), LockError> {
     let start = Instant::now();
     let since = crate::clock::now_unix();
     let me = LockHolder {
@@ -70,18 +95,6 @@ pub fn acquire(
                 );
             }
         }
-    }
-    let recorded = (|| -> Result<(), LockError> {
-        ledger::ensure(conn)?;
-        conn.begin()?;
-        ledger::write::set_lock_holder(conn, actor, since)?;
-        conn.commit()?;
-        Ok(())
-    })();
-    if let Err(e) = recorded {
-        let _ = conn.rollback();
-        let _ = conn.unlock();
-        return Err(e);
     }
     Ok(())
 }

@@ -15,6 +15,7 @@
 
 use crate::backend::{self, Connection, DbError, DbUrl, LockHolder, UrlError};
 use crate::config::{ConfigError, ConfigMap};
+use crate::digest::{self, SchemaDigest};
 use crate::discovery::{self, DiscoveryError};
 use crate::graph::{Graph, GraphError};
 use crate::ledger::{self, HistoryEntry, LedgerError, RevisionRecord, RevisionState};
@@ -56,11 +57,34 @@ pub enum Error {
     Run(#[from] RunError),
     /// A preflight check of a planned revision refused; nothing ran.
     #[error("{0}")]
-    Preflight(ScriptError),
+    Preflight(Box<ScriptError>),
     #[error("applied script(s) changed since they were applied: {}\n  rerun with --allow-changed to run anyway (recorded in the history)", .0.join(", "))]
     Changed(Vec<String>),
     #[error("revision(s) cannot be downgraded (no fn downgrade(db)): {}; nothing was run", .0.join(", "))]
     NoDowngrade(Vec<String>),
+    /// The upgrade ran, but the schema is not the one the revision declares.
+    #[error("the upgrade ran, but the schema digest after {revision} differs from its DIGEST\n  expected: {expected}\n  found:    {found}\n  (run `ferry digest --verbose` to see the schema as Ferry reads it)")]
+    DigestAfterUpgrade {
+        revision: String,
+        expected: String,
+        found: String,
+    },
+    /// The schema is not the one the revisions to stamp or adopt declare.
+    #[error("the schema digest does not match what {revision} declares\n  expected: {expected}\n  found:    {found}\n  nothing was recorded; check the repository, or pass --force to record anyway")]
+    DigestMismatch {
+        revision: String,
+        expected: String,
+        found: String,
+    },
+    /// `unlock` refused: the lock is really held.
+    #[error("the lock is held by a live migrator: {0}\n  nothing was changed; wait for it, or stop that process")]
+    LockHeld(String),
+    /// `upgrade --sql` refused revisions whose statements depend on the data.
+    #[error("cannot print SQL for revision(s) that read the database: {}\n  their statements depend on the data; use `ferry upgrade --dry-run` to see what they would do", .0.join("; "))]
+    SqlNeedsData(Vec<String>),
+    /// `stamp`, `adopt` or `new` refused for a reason given in the message.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl Error {
@@ -68,6 +92,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Run(RunError::Lock(crate::lock::LockError::Held { .. })) => 3,
+            Error::LockHeld(_) => 3,
+            Error::DigestAfterUpgrade { .. } => 1,
             _ => 2,
         }
     }
@@ -77,6 +103,8 @@ impl Error {
 pub struct Project {
     pub graph: Graph,
     pub hooks: HookSet,
+    /// Probe scripts found under the roots (`probes/`), for `adopt`.
+    pub probes: Vec<crate::metadata::ModuleFile>,
 }
 
 impl Project {
@@ -119,6 +147,8 @@ pub struct UpgradeOptions {
     pub dry_run: bool,
     /// Run even if applied scripts changed since they were applied.
     pub allow_changed: bool,
+    /// A note for the history rows of this run (set by `upgrade` for `allow-changed`).
+    pub note: Option<String>,
 }
 
 /// One tree's state.
@@ -241,7 +271,11 @@ impl Migrator {
         let found = discovery::discover(&self.roots)?;
         let hooks = HookSet::new(&found.hooks);
         let graph = Graph::build(found.revisions)?;
-        Ok(Project { graph, hooks })
+        Ok(Project {
+            graph,
+            hooks,
+            probes: found.probes,
+        })
     }
 
     /// Opens the database.
@@ -274,7 +308,12 @@ impl Migrator {
     /// Upgrades to `targets` (default: every head) under the lock.
     pub fn upgrade(&self, targets: &[String], options: &UpgradeOptions) -> Result<Report, Error> {
         let project = self.load()?;
-        self.run(&project, options, |project, conn| {
+        let mut options = options.clone();
+        if options.allow_changed && options.note.is_none() {
+            options.note = Some("allow-changed".into());
+        }
+        let options = &options;
+        let report = self.run(&project, options, |project, conn| {
             let records = ledger::revisions(conn)?;
             let changed = changed_scripts(&project.graph, &records);
             if !changed.is_empty() && !options.allow_changed {
@@ -282,7 +321,43 @@ impl Migrator {
             }
             let plan = upgrade_plan(project, &ledger::applied(&records), targets)?;
             Ok(plan)
-        })
+        })?;
+        if !options.dry_run && report.succeeded() {
+            self.check_digests(&project, &report)?;
+        }
+        Ok(report)
+    }
+
+    /// After an upgrade: for each tree, if the last revision the run applied declares a
+    /// `DIGEST`, the schema must have that digest now.
+    fn check_digests(&self, project: &Project, report: &Report) -> Result<(), Error> {
+        let mut last: BTreeMap<&str, &RevisionMeta> = BTreeMap::new();
+        for c in &report.completed {
+            if let Some(m) = project.graph.get(&c.revision) {
+                last.insert(m.tree.as_str(), m);
+            }
+        }
+        let declared: Vec<&RevisionMeta> = last
+            .values()
+            .copied()
+            .filter(|m| m.expected_digest.is_some())
+            .collect();
+        if declared.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.connect()?;
+        let now = digest::digest(conn.as_mut())?;
+        for m in declared {
+            let expected = m.expected_digest.clone().unwrap_or_default();
+            if !now.matches(&expected) {
+                return Err(Error::DigestAfterUpgrade {
+                    revision: m.id.clone(),
+                    expected,
+                    found: now.sha256.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Downgrades to `target` (`base`, `TREE@base`, a revision, `-N`) under the lock.
@@ -329,6 +404,7 @@ impl Migrator {
                 roots: self.roots.clone(),
             },
             config: self.config.clone(),
+            note: options.note.clone(),
         };
         let mut runner = Runner::acquire(
             conn,
@@ -349,7 +425,9 @@ impl Migrator {
                 return Err(Error::Hooks(problems));
             }
             if plan.direction == Direction::Upgrade {
-                runner.preflight(&revisions).map_err(Error::Preflight)?;
+                runner
+                    .preflight(&revisions)
+                    .map_err(|e| Error::Preflight(Box::new(e)))?;
             }
             Ok(runner.run(&revisions, plan.direction)?)
         })();
@@ -489,4 +567,478 @@ pub fn status_of(project: &Project, conn: &mut dyn Connection) -> Result<Status,
         changed: changed_scripts(graph, &records),
         unknown,
     })
+}
+
+/// A hook a revision calls, and the plugin files that provide it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HookUse {
+    pub hook: String,
+    /// `KEY` (or `null` for an unkeyed hook) and the file providing it.
+    pub providers: Vec<HookProvider>,
+}
+
+/// One file that provides a hook.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HookProvider {
+    pub key: Option<String>,
+    pub file: String,
+}
+
+impl Project {
+    /// Which files provide each hook `rev` declares.
+    pub fn hook_uses(&self, rev: &RevisionMeta) -> Vec<HookUse> {
+        rev.hooks
+            .iter()
+            .map(|hook| HookUse {
+                hook: hook.clone(),
+                providers: self
+                    .hooks
+                    .providers
+                    .iter()
+                    .filter(|((name, _), _)| name == hook)
+                    .flat_map(|((_, key), metas)| {
+                        metas.iter().map(move |m| HookProvider {
+                            key: key.clone(),
+                            file: m.path.display().to_string(),
+                        })
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// What `show REV` reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RevisionInfo {
+    pub revision: String,
+    pub tree: String,
+    pub version: String,
+    pub message: String,
+    pub file: String,
+    pub checksum: String,
+    pub parents: Vec<String>,
+    pub children: Vec<String>,
+    pub depends_on: Vec<String>,
+    pub hooks: Vec<HookUse>,
+    pub online_safe: bool,
+    pub downgradable: bool,
+    pub expected_digest: Option<String>,
+    pub head: bool,
+    /// `pending` when the ledger has no record, else the record's state.
+    pub state: String,
+    /// The ledger record, when there is one.
+    pub record: Option<RevisionRecord>,
+    /// Whether the applied script's checksum differs from the file's now.
+    pub changed: bool,
+}
+
+/// One revision of a plan, as `plan` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlanEntry {
+    pub revision: String,
+    pub tree: String,
+    pub version: String,
+    pub message: String,
+    pub file: String,
+    pub hooks: Vec<HookUse>,
+    /// Whether it may run while the repository is in use (`ONLINE_SAFE`).
+    pub online_safe: bool,
+    pub downgradable: bool,
+    /// Steps an earlier run of it already committed (a rerun skips them).
+    pub steps_done: Vec<String>,
+    /// `pending`, or the state of an unfinished earlier run (`failed`, `running`).
+    pub state: String,
+}
+
+/// What `plan` reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlanReport {
+    pub direction: Direction,
+    pub revisions: Vec<PlanEntry>,
+    /// Hook problems that would stop the run (missing or doubly provided hooks).
+    pub problems: Vec<String>,
+}
+
+fn state_text(record: Option<&RevisionRecord>) -> String {
+    record
+        .map(|r| r.state.as_str().to_string())
+        .unwrap_or_else(|| "pending".into())
+}
+
+impl Migrator {
+    /// Everything known about one revision (full or unique partial id).
+    pub fn show(&self, rev: &str) -> Result<RevisionInfo, Error> {
+        let project = self.load()?;
+        let id = target::resolve_id(&project.graph, rev)?.to_string();
+        let mut conn = self.connect()?;
+        let records = ledger::revisions(conn.as_mut())?;
+        let g = &project.graph;
+        let m = g.get(&id).expect("resolved ids exist");
+        let record = records.get(&id).cloned();
+        Ok(RevisionInfo {
+            revision: id.clone(),
+            tree: m.tree.clone(),
+            version: m.version.clone(),
+            message: m.message.clone(),
+            file: m.path.display().to_string(),
+            checksum: m.checksum.clone(),
+            parents: m.parents.clone(),
+            children: g.children(&id).into_iter().map(String::from).collect(),
+            depends_on: m.depends_on.clone(),
+            hooks: project.hook_uses(m),
+            online_safe: m.online_safe,
+            downgradable: m.has_downgrade,
+            expected_digest: m.expected_digest.clone(),
+            head: g.heads(&m.tree).contains(&id.as_str()),
+            state: state_text(record.as_ref()),
+            changed: record
+                .as_ref()
+                .is_some_and(|r| r.state == RevisionState::Applied && r.checksum != m.checksum),
+            record,
+        })
+    }
+
+    /// The upgrade plan to `targets` with what an operator needs to know of each
+    /// revision (hooks and their providers, online-safety, downgradability).
+    pub fn plan_report(&self, targets: &[String]) -> Result<PlanReport, Error> {
+        let project = self.load()?;
+        let mut conn = self.connect()?;
+        let records = ledger::revisions(conn.as_mut())?;
+        let plan = upgrade_plan(&project, &ledger::applied(&records), targets)?;
+        let mut revisions = Vec::new();
+        let mut metas = Vec::new();
+        for id in &plan.revisions {
+            let m = project.graph.get(id).expect("planned ids exist");
+            metas.push(m);
+            let steps_done = ledger::steps(conn.as_mut(), id)?
+                .into_iter()
+                .filter(|s| s.done)
+                .map(|s| s.step)
+                .collect();
+            revisions.push(PlanEntry {
+                revision: id.clone(),
+                tree: m.tree.clone(),
+                version: m.version.clone(),
+                message: m.message.clone(),
+                file: m.path.display().to_string(),
+                hooks: project.hook_uses(m),
+                online_safe: m.online_safe,
+                downgradable: m.has_downgrade,
+                steps_done,
+                state: state_text(records.get(id)),
+            });
+        }
+        Ok(PlanReport {
+            direction: plan.direction,
+            revisions,
+            problems: project.hook_problems(&metas),
+        })
+    }
+
+    /// The digest of the repository's schema now.
+    pub fn digest(&self) -> Result<SchemaDigest, Error> {
+        let mut conn = self.connect()?;
+        Ok(digest::digest(conn.as_mut())?)
+    }
+}
+
+/// What `unlock` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UnlockReport {
+    /// The stale record that was cleared (`None`: there was nothing recorded).
+    pub cleared: Option<LockHolder>,
+}
+
+/// What `adopt` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdoptReport {
+    pub probes: Vec<crate::stamp::ProbeResult>,
+    pub stamp: crate::stamp::StampReport,
+}
+
+impl Migrator {
+    fn module_paths(&self) -> ModulePaths {
+        ModulePaths {
+            stdlib: self.stdlib.clone(),
+            roots: self.roots.clone(),
+        }
+    }
+
+    /// Runs `f` under the migration lock (recorded in the ledger), then releases it.
+    fn locked<T>(
+        &self,
+        conn: &mut dyn Connection,
+        f: impl FnOnce(&mut dyn Connection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let actor = ledger::Actor::current();
+        crate::lock::acquire(conn, &actor, self.lock_timeout, self.observer.as_ref())
+            .map_err(|e| Error::Run(RunError::Lock(e)))?;
+        let result = f(conn);
+        crate::lock::release(conn);
+        result
+    }
+
+    /// Records `revisions` (and their unapplied ancestors) as applied without running
+    /// them, after checking the schema digest against the `DIGEST` of the last revision
+    /// of each tree, when declared; `force` records anyway ("stamp --force").
+    pub fn stamp(
+        &self,
+        revisions: &[String],
+        force: bool,
+    ) -> Result<crate::stamp::StampReport, Error> {
+        use crate::stamp;
+        let project = self.load()?;
+        let ids: Vec<String> = revisions
+            .iter()
+            .map(|r| target::resolve_id(&project.graph, r).map(String::from))
+            .collect::<Result<_, _>>()?;
+        let mut conn = self.connect()?;
+        self.locked(conn.as_mut(), |conn| {
+            let records = ledger::revisions(conn)?;
+            let applied = ledger::applied(&records);
+            let set = stamp::stamp_set(&project.graph, &applied, &ids);
+            let last = stamp::last_per_tree(&set);
+            let digest = if force {
+                digest::digest(conn)?
+            } else {
+                stamp::check_digest(conn, &last)?
+            };
+            let kind = if force {
+                stamp::StampKind::StampForce
+            } else {
+                stamp::StampKind::Stamp
+            };
+            stamp::record(conn, &set, kind)?;
+            Ok(stamp::StampReport {
+                stamped: set.iter().map(|m| m.id.clone()).collect(),
+                already: ids
+                    .iter()
+                    .filter(|id| applied.contains(*id))
+                    .cloned()
+                    .collect(),
+                digest: digest.sha256,
+            })
+        })
+    }
+
+    /// Adopts a repository another tool created: runs every tree's probe read-only and
+    /// stamps each tree at the revision it names, refusing on any inconsistency.
+    pub fn adopt(&self) -> Result<AdoptReport, Error> {
+        use crate::stamp;
+        let project = self.load()?;
+        let mut conn = self.connect()?;
+        if ledger::exists(conn.as_mut())? {
+            let records = ledger::revisions(conn.as_mut())?;
+            return Err(Error::Refused(format!(
+                "this repository already has a Ferry ledger ({} revision record(s)); adopt is \
+                 only for repositories that Ferry never touched (see `ferry status`)",
+                records.len()
+            )));
+        }
+        if project.probes.is_empty() {
+            return Err(Error::Refused(
+                "no probe scripts (probes/*.rhai) under the script roots: nothing can \
+                 recognise this repository"
+                    .into(),
+            ));
+        }
+        let (probes, mut conn) = stamp::run_probes(
+            conn,
+            &project,
+            &project.probes,
+            self.limits.clone(),
+            self.module_paths(),
+        )?;
+        let mut by_tree: BTreeMap<&str, &stamp::ProbeResult> = BTreeMap::new();
+        for p in &probes {
+            if let Some(other) = by_tree.insert(p.tree.as_str(), p) {
+                return Err(Error::Refused(format!(
+                    "two probes for tree {:?}: {} and {}",
+                    p.tree, other.file, p.file
+                )));
+            }
+        }
+        let named: Vec<String> = probes.iter().filter_map(|p| p.revision.clone()).collect();
+        if named.is_empty() {
+            let tables: Vec<String> = conn
+                .tables("%")?
+                .into_iter()
+                .filter(|t| !t.starts_with("ferry_"))
+                .collect();
+            return Err(Error::Refused(if tables.is_empty() {
+                "the repository is empty: there is nothing to adopt; run `ferry upgrade` to \
+                 create it"
+                    .into()
+            } else {
+                format!(
+                    "no probe recognised this repository, yet it has {} table(s) ({}…); it \
+                     was not created by a version these scripts know",
+                    tables.len(),
+                    tables
+                        .iter()
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }));
+        }
+        let stamped = self.locked(conn.as_mut(), |conn| {
+            if ledger::revisions(conn)?.values().any(|_| true) {
+                return Err(Error::Refused(
+                    "another migrator wrote a ledger meanwhile; nothing was recorded".into(),
+                ));
+            }
+            let set = stamp::stamp_set(&project.graph, &BTreeSet::new(), &named);
+            // A dependency may pull in a revision of a tree beyond what its probe said.
+            for m in &set {
+                if let Some(p) = by_tree.get(m.tree.as_str()) {
+                    let ok = match &p.revision {
+                        Some(r) => r == &m.id || project.graph.ancestors(r).contains(m.id.as_str()),
+                        None => false,
+                    };
+                    if !ok {
+                        return Err(Error::Refused(format!(
+                            "inconsistent probes: {} needs {} of tree {:?}, but that tree's \
+                             probe ({}) says {}",
+                            named.join(", "),
+                            m.id,
+                            m.tree,
+                            p.file,
+                            p.revision.as_deref().unwrap_or("not present")
+                        )));
+                    }
+                }
+            }
+            let named_metas: Vec<&RevisionMeta> = named
+                .iter()
+                .filter_map(|id| project.graph.get(id))
+                .collect();
+            let digest = stamp::check_digest(conn, &named_metas)?;
+            stamp::record(conn, &set, stamp::StampKind::Adopt)?;
+            Ok(stamp::StampReport {
+                stamped: set.iter().map(|m| m.id.clone()).collect(),
+                already: vec![],
+                digest: digest.sha256,
+            })
+        })?;
+        Ok(AdoptReport {
+            probes,
+            stamp: stamped,
+        })
+    }
+
+    /// Frees a recorded lock whose holder is gone. The backend's lock dies with its
+    /// holder, so if it can be taken now, the holder is gone and its record is stale.
+    pub fn unlock(&self) -> Result<UnlockReport, Error> {
+        let mut conn = self.connect()?;
+        let recorded = ledger::lock_holder(conn.as_mut())?;
+        let me = LockHolder {
+            host: String::new(),
+            pid: std::process::id(),
+            user: String::new(),
+            since: crate::clock::now_unix(),
+        };
+        match conn.try_lock(&me)? {
+            backend::LockAttempt::HeldBy(holder) => Err(Error::LockHeld(
+                holder
+                    .or(recorded)
+                    .map(|h| h.to_string())
+                    .unwrap_or_else(|| "another migrator".into()),
+            )),
+            backend::LockAttempt::Acquired => {
+                if recorded.is_some() {
+                    crate::lock::release(conn.as_mut());
+                } else {
+                    conn.unlock()?;
+                }
+                Ok(UnlockReport { cleared: recorded })
+            }
+        }
+    }
+
+    /// The SQL an upgrade to `targets` would run, for plans whose revisions only write;
+    /// revisions whose statements depend on the data are refused by name. The
+    /// statements come from a dry run: on SQLite against a scratch copy of the file, on
+    /// PostgreSQL inside a transaction that is rolled back.
+    pub fn upgrade_sql(&self, targets: &[String]) -> Result<Report, Error> {
+        let (project, plan) = self.plan_upgrade(targets)?;
+        let mut engine = rhai::Engine::new();
+        engine.set_max_expr_depths(256, 256);
+        let mut refused = Vec::new();
+        for id in &plan.revisions {
+            let m = project.graph.get(id).expect("planned ids exist");
+            let text = std::fs::read_to_string(&m.path)
+                .map_err(|e| Error::Refused(format!("cannot read {}: {e}", m.path.display())))?;
+            let calls = match engine.compile(&text) {
+                Ok(ast) => crate::offline::data_dependent_calls(&ast),
+                Err(e) => vec![format!("(does not compile: {e})")],
+            };
+            if !calls.is_empty() {
+                refused.push(format!("{id} (calls {})", calls.join(", ")));
+            }
+        }
+        if !refused.is_empty() {
+            return Err(Error::SqlNeedsData(refused));
+        }
+        let options = UpgradeOptions {
+            dry_run: true,
+            ..UpgradeOptions::default()
+        };
+        match &self.url {
+            DbUrl::Sqlite { path, .. } => {
+                let scratch = tempfile_path(path);
+                if path.exists() {
+                    std::fs::copy(path, &scratch).map_err(|e| {
+                        Error::Refused(format!(
+                            "cannot copy {} to a scratch file: {e}",
+                            path.display()
+                        ))
+                    })?;
+                }
+                let url = format!("sqlite:{}", scratch.display());
+                let copy = Migrator {
+                    url: DbUrl::parse(&url)?,
+                    roots: self.roots.clone(),
+                    stdlib: self.stdlib.clone(),
+                    config: self.config.clone(),
+                    limits: self.limits.clone(),
+                    lock_timeout: self.lock_timeout,
+                    observer: Rc::new(Silent),
+                };
+                let result = copy.upgrade(targets, &options);
+                let _ = std::fs::remove_file(&scratch);
+                let _ = std::fs::remove_file(format!("{}.ferry-lock", scratch.display()));
+                result
+            }
+            _ => self.upgrade(targets, &options),
+        }
+    }
+}
+
+fn tempfile_path(path: &std::path::Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "repo".into());
+    std::env::temp_dir().join(format!(
+        "ferry-sql-{}-{}-{name}",
+        std::process::id(),
+        crate::ledger::now_ms()
+    ))
+}
+
+impl Migrator {
+    /// Writes a new revision of `tree` (see [`crate::newrev`]).
+    pub fn new_revision(
+        &self,
+        tree: &str,
+        message: &str,
+        new_tree: bool,
+    ) -> Result<crate::newrev::NewRevision, Error> {
+        let project = self.load()?;
+        crate::newrev::write_new(&project.graph, &self.roots, tree, message, new_tree)
+            .map_err(|e| Error::Refused(e.to_string()))
+    }
 }

@@ -25,6 +25,8 @@ pub struct RunOptions {
     pub paths: ModulePaths,
     /// Layered configuration (repository file < command line), flattened to dotted keys.
     pub config: BTreeMap<String, toml::Value>,
+    /// A note written into every history row of this run (e.g. `allow-changed`).
+    pub note: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -35,6 +37,7 @@ impl Default for RunOptions {
             lock_timeout: Duration::from_secs(0),
             paths: ModulePaths::default(),
             config: BTreeMap::new(),
+            note: None,
         }
     }
 }
@@ -101,12 +104,23 @@ impl Runner {
         observer: Rc<dyn Observer>,
     ) -> Result<Runner, (RunError, Box<dyn Connection>)> {
         let actor = Actor::current();
-        if let Err(e) = lock::acquire(
-            conn.as_mut(),
-            &actor,
-            options.lock_timeout,
-            observer.as_ref(),
-        ) {
+        // A dry run commits nothing, not even the lock holder's record.
+        let taken = if options.mode == Mode::DryRun {
+            lock::acquire_backend_lock(
+                conn.as_mut(),
+                &actor,
+                options.lock_timeout,
+                observer.as_ref(),
+            )
+        } else {
+            lock::acquire(
+                conn.as_mut(),
+                &actor,
+                options.lock_timeout,
+                observer.as_ref(),
+            )
+        };
+        if let Err(e) = taken {
             return Err((e.into(), conn));
         }
         if let Some(t) = options.limits.statement_timeout {
@@ -142,8 +156,17 @@ impl Runner {
         let session = Rc::try_unwrap(session)
             .ok()
             .expect("the script engine is gone, so nothing else holds the session");
-        let mut conn = session.into_inner().into_connection();
-        lock::release(conn.as_mut());
+        let session = session.into_inner();
+        let dry = session.mode == Mode::DryRun;
+        let mut conn = session.into_connection();
+        if dry {
+            if conn.in_transaction() {
+                let _ = conn.rollback();
+            }
+            let _ = conn.unlock();
+        } else {
+            lock::release(conn.as_mut());
+        }
         conn
     }
 
@@ -187,6 +210,13 @@ impl Runner {
         direction: Direction,
     ) -> Result<Report, RunError> {
         let mut report = Report::default();
+        if self.options.mode == Mode::DryRun {
+            // One transaction for the whole dry run; the ledger's tables, if missing, are
+            // created inside it so that the run can record steps, and rolled back too.
+            let mut s = self.host.session().borrow_mut();
+            s.begin_transaction()?;
+            ledger::create_in_transaction(s.conn())?;
+        }
         for (i, rev) in revisions.iter().enumerate() {
             match self.run_one(rev, direction)? {
                 Ok(outcome) => report.completed.push(outcome),
@@ -292,6 +322,7 @@ impl Runner {
         let mut s = session.borrow_mut();
         let finished = ledger::now_ms();
         let rows = s.rows;
+        let note = self.options.note.clone();
         match result {
             Ok(_) => {
                 let recorded = s.begin_transaction().and_then(|_| {
@@ -326,7 +357,7 @@ impl Runner {
                             rows as i64,
                             "applied",
                             None,
-                            None,
+                            note.as_deref(),
                         )
                     })
                 });
@@ -379,7 +410,7 @@ impl Runner {
                                 rows as i64,
                                 "failed",
                                 Some(&text),
-                                None,
+                                note.as_deref(),
                             )
                         })
                     });

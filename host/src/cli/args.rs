@@ -71,6 +71,48 @@ pub enum Command {
     },
     /// The head revisions of every tree.
     Heads,
+    /// Everything about one revision: metadata, file, checksum, relations, hooks, state.
+    Show {
+        /// A full or unique partial revision id.
+        revision: String,
+    },
+    /// The revisions an upgrade to the targets would run, in order, with their hooks,
+    /// online-safety and downgradability.
+    Plan {
+        /// Targets (default: heads).
+        targets: Vec<String>,
+    },
+    /// A text drawing of the revision graph, per tree, newest first.
+    Graph,
+    /// The schema digest of the repository (sha256 of a canonical schema text).
+    Digest {
+        /// Also print the canonical text the digest is the hash of.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Record revisions (and their unapplied ancestors) as applied without running them,
+    /// after checking the schema digest they declare.
+    Stamp {
+        #[arg(required = true)]
+        revisions: Vec<String>,
+        /// Record even if the schema digest does not match (noted in the history).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stamp every tree of a repository created by another tool, from its probe.
+    Adopt,
+    /// Free a recorded lock whose holder is gone; refuses while the lock is held.
+    Unlock,
+    /// Write a new revision file for TREE, its parent the tree's head.
+    New {
+        tree: String,
+        /// The revision's message.
+        #[arg(short, long)]
+        message: String,
+        /// Start a tree that does not exist yet.
+        #[arg(long)]
+        new_tree: bool,
+    },
     /// Upgrade to the targets (default: every head).
     Upgrade {
         /// Targets: heads, TREE@head, REVISION, partial ids, +N, TREE@+N.
@@ -78,6 +120,9 @@ pub enum Command {
         /// Run inside transactions that are rolled back; report statements and rows.
         #[arg(long)]
         dry_run: bool,
+        /// Print the SQL without touching the database (revisions that only write).
+        #[arg(long, conflicts_with = "dry_run")]
+        sql: bool,
         /// Run even if an applied script has changed since it was applied (recorded).
         #[arg(long)]
         allow_changed: bool,

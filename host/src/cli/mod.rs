@@ -139,18 +139,163 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Upgrade {
+            targets, sql: true, ..
+        } => {
+            let r = m.upgrade_sql(targets)?;
+            if g.json {
+                println!("{}", json(&r.statements));
+            } else {
+                print!("{}", render::sql(&r));
+            }
+            match &r.failed {
+                Some(e) => {
+                    eprintln!("{}", render::script_error(e));
+                    Ok(EXIT_FAILED)
+                }
+                None => Ok(0),
+            }
+        }
+        Command::Upgrade {
             targets,
             dry_run,
             allow_changed,
+            ..
         } => {
             let r = m.upgrade(
                 targets,
                 &UpgradeOptions {
                     dry_run: *dry_run,
                     allow_changed: *allow_changed,
+                    note: None,
                 },
             )?;
             Ok(report(&r, g))
+        }
+        Command::Show { revision } => {
+            let info = m.show(revision)?;
+            if g.json {
+                println!("{}", json(&info));
+            } else {
+                print!("{}", render::show(&info));
+            }
+            Ok(0)
+        }
+        Command::Plan { targets } => {
+            let p = m.plan_report(targets)?;
+            if g.json {
+                println!("{}", json(&p));
+            } else {
+                print!("{}", render::plan(&p));
+            }
+            Ok(if p.problems.is_empty() { 0 } else { EXIT_USAGE })
+        }
+        Command::Graph => {
+            let p = m.load()?;
+            // The graph needs no database; mark applied revisions when one is reachable.
+            let applied = m
+                .connect()
+                .ok()
+                .and_then(|mut c| ferry::ledger::revisions(c.as_mut()).ok())
+                .map(|r| ferry::ledger::applied(&r))
+                .unwrap_or_default();
+            if g.json {
+                let trees: serde_json::Map<String, serde_json::Value> = p
+                    .graph
+                    .trees()
+                    .into_iter()
+                    .map(|t| {
+                        (
+                            t.to_string(),
+                            serde_json::json!(ferry::graph_text::draw_tree(&p.graph, t, &applied)),
+                        )
+                    })
+                    .collect();
+                println!("{}", json(&trees));
+            } else {
+                print!("{}", ferry::graph_text::draw(&p.graph, &applied));
+            }
+            Ok(0)
+        }
+        Command::Digest { verbose } => {
+            let d = m.digest()?;
+            if g.json {
+                println!("{}", json(&d));
+            } else {
+                if *verbose {
+                    print!("{}", d.text);
+                }
+                println!("{}", d.sha256);
+            }
+            Ok(0)
+        }
+        Command::Stamp { revisions, force } => {
+            let r = m.stamp(revisions, *force)?;
+            if g.json {
+                println!("{}", json(&r));
+            } else {
+                if r.stamped.is_empty() {
+                    println!("nothing to stamp: already applied");
+                }
+                for id in &r.stamped {
+                    println!(
+                        "stamped {id} as applied{}",
+                        if *force { " (--force)" } else { "" }
+                    );
+                }
+                println!("schema digest {}", r.digest);
+            }
+            Ok(0)
+        }
+        Command::Adopt => {
+            let r = m.adopt()?;
+            if g.json {
+                println!("{}", json(&r));
+            } else {
+                for p in &r.probes {
+                    println!(
+                        "probe {}: {}",
+                        p.tree,
+                        p.revision.as_deref().unwrap_or("not present")
+                    );
+                }
+                for id in &r.stamp.stamped {
+                    println!("stamped {id} as applied (adopt)");
+                }
+                println!("schema digest {}", r.stamp.digest);
+            }
+            Ok(0)
+        }
+        Command::Unlock => {
+            let r = m.unlock()?;
+            if g.json {
+                println!("{}", json(&r));
+            } else {
+                match &r.cleared {
+                    Some(h) => println!(
+                        "cleared the stale lock record of {h}: the lock is free (its holder is gone)"
+                    ),
+                    None => println!("no lock recorded and none held: nothing to do"),
+                }
+            }
+            Ok(0)
+        }
+        Command::New {
+            tree,
+            message,
+            new_tree,
+        } => {
+            let r = m.new_revision(tree, message, *new_tree)?;
+            if g.json {
+                println!("{}", json(&r));
+            } else {
+                println!(
+                    "wrote {} (revision {}, parents [{}])",
+                    r.file.display(),
+                    r.revision,
+                    r.parents.join(", ")
+                );
+            }
+            Ok(0)
         }
         Command::Downgrade { target, dry_run } => {
             let r = m.downgrade(
@@ -158,12 +303,17 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 &UpgradeOptions {
                     dry_run: *dry_run,
                     allow_changed: true,
+                    note: None,
                 },
             )?;
             Ok(report(&r, g))
         }
         Command::Check => {
             let s = m.status()?;
+            if g.json {
+                println!("{}", json(&s));
+                return Ok(if s.at_heads() { 0 } else { EXIT_NOT_CURRENT });
+            }
             if s.at_heads() {
                 println!("at heads");
                 Ok(0)

@@ -180,3 +180,158 @@ pub fn script_error(e: &ScriptError) -> String {
         _ => e.to_string(),
     }
 }
+
+fn yes_no(b: bool, yes: &str, no: &str) -> String {
+    if b { yes } else { no }.to_string()
+}
+
+fn hooks_text(hooks: &[ferry::migrator::HookUse]) -> String {
+    hooks
+        .iter()
+        .map(|h| {
+            if h.providers.is_empty() {
+                format!("{} (NOT PROVIDED)", h.hook)
+            } else {
+                let files: Vec<String> = h
+                    .providers
+                    .iter()
+                    .map(|p| match &p.key {
+                        Some(k) => format!("{k}: {}", p.file),
+                        None => p.file.clone(),
+                    })
+                    .collect();
+                format!("{} <- {}", h.hook, files.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub fn show(i: &ferry::migrator::RevisionInfo) -> String {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<15} {v}\n"));
+    line("revision", i.revision.clone());
+    line("tree", i.tree.clone());
+    line("version", i.version.clone());
+    line("message", i.message.clone());
+    line("file", i.file.clone());
+    line("checksum", i.checksum.clone());
+    line("parents", list(&i.parents));
+    line("children", list(&i.children));
+    line("depends on", list(&i.depends_on));
+    line(
+        "hooks",
+        if i.hooks.is_empty() {
+            "-".into()
+        } else {
+            hooks_text(&i.hooks)
+        },
+    );
+    line(
+        "online-safe",
+        yes_no(i.online_safe, "yes", "no: needs the repository idle"),
+    );
+    line("downgradable", yes_no(i.downgradable, "yes", "no"));
+    line(
+        "digest",
+        i.expected_digest.clone().unwrap_or_else(|| "-".into()),
+    );
+    line("head", yes_no(i.head, "yes", "no"));
+    let mut state = i.state.clone();
+    if let Some(r) = &i.record {
+        state.push_str(&format!(" ({}, {})", r.how, format_utc(r.updated_at)));
+        if let Some(step) = &r.failed_step {
+            state.push_str(&format!(", failed at step {step:?}"));
+        }
+    }
+    line("state", state);
+    if let Some(e) = i.record.as_ref().and_then(|r| r.error.clone()) {
+        line("error", e);
+    }
+    if i.changed {
+        line(
+            "CHANGED",
+            "the file differs from the script that was applied".into(),
+        );
+    }
+    out
+}
+
+pub fn plan(p: &ferry::migrator::PlanReport) -> String {
+    if p.revisions.is_empty() {
+        return "nothing to do: every target is applied\n".into();
+    }
+    let rows: Vec<Vec<String>> = p
+        .revisions
+        .iter()
+        .enumerate()
+        .map(|(n, e)| {
+            let mut state = e.state.clone();
+            if !e.steps_done.is_empty() {
+                state.push_str(&format!(" (resumes after {})", e.steps_done.join(", ")));
+            }
+            vec![
+                (n + 1).to_string(),
+                e.revision.clone(),
+                e.tree.clone(),
+                e.version.clone(),
+                yes_no(e.online_safe, "online-safe", "needs idle"),
+                yes_no(e.downgradable, "yes", "NO"),
+                state,
+                if e.hooks.is_empty() {
+                    "-".into()
+                } else {
+                    hooks_text(&e.hooks)
+                },
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "#",
+            "REVISION",
+            "TREE",
+            "VERSION",
+            "ONLINE",
+            "DOWNGRADE",
+            "STATE",
+            "HOOKS",
+        ],
+        &rows,
+    );
+    let idle = p.revisions.iter().filter(|e| !e.online_safe).count();
+    if idle > 0 {
+        out.push_str(&format!(
+            "\n{idle} revision(s) need the repository to be idle (no other users) while they run\n"
+        ));
+    }
+    for problem in &p.problems {
+        out.push_str(&format!("problem: {problem}\n"));
+    }
+    out
+}
+
+pub fn sql(r: &ferry::runner::Report) -> String {
+    let mut out = String::new();
+    let mut current = String::new();
+    for s in &r.statements {
+        if s.revision != current {
+            out.push_str(&format!("-- revision {}\n", s.revision));
+            current = s.revision.clone();
+        }
+        let text = s.sql.trim_end();
+        out.push_str(text);
+        if !text.ends_with(';') && !text.starts_with("--") {
+            out.push(';');
+        }
+        out.push('\n');
+    }
+    out
+}
