@@ -14,3 +14,4 @@ pub mod plan;
 pub mod runner;
 pub mod script;
 pub mod target;
+pub mod workload;

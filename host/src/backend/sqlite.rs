@@ -12,6 +12,7 @@
 
 mod ddl;
 mod introspect;
+mod rewrite;
 mod table_sql;
 
 use std::fs::{File, OpenOptions};
@@ -43,6 +44,8 @@ pub struct SqliteConnection {
     path: PathBuf,
     timer: Timer,
     lock: Option<File>,
+    /// Set while a transaction begun by `begin_checking_foreign_keys_at_commit` runs.
+    fk_check_at_commit: bool,
 }
 
 /// The statement timeout: a deadline that the progress handler checks.
@@ -173,7 +176,20 @@ impl SqliteConnection {
             path: path.to_path_buf(),
             timer: Timer::default(),
             lock: None,
+            fk_check_at_commit: false,
         })
+    }
+
+    /// Turns enforcement back on after a transaction that checked at commit.
+    fn restore_foreign_keys(&mut self) -> Result<(), DbError> {
+        if self.fk_check_at_commit && self.raw.is_autocommit() {
+            self.fk_check_at_commit = false;
+            let sql = "PRAGMA foreign_keys = ON";
+            self.raw
+                .execute_batch(sql)
+                .map_err(|e| statement_error(e, sql))?;
+        }
+        Ok(())
     }
 
     /// The database file.
@@ -338,16 +354,38 @@ impl Connection for SqliteConnection {
             .map_err(|e| statement_error(e, "BEGIN IMMEDIATE"))
     }
 
-    fn commit(&mut self) -> Result<(), DbError> {
+    fn begin_checking_foreign_keys_at_commit(&mut self) -> Result<(), DbError> {
+        // The pragma is a no-op inside a transaction, so it must come first.
+        let sql = "PRAGMA foreign_keys = OFF; BEGIN IMMEDIATE";
         self.raw
+            .execute_batch(sql)
+            .map_err(|e| statement_error(e, sql))?;
+        self.fk_check_at_commit = true;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), DbError> {
+        if self.fk_check_at_commit {
+            if let Err(e) = ddl::check_foreign_keys(&self.raw) {
+                let _ = self.rollback();
+                return Err(e);
+            }
+        }
+        let result = self
+            .raw
             .execute_batch("COMMIT")
-            .map_err(|e| statement_error(e, "COMMIT"))
+            .map_err(|e| statement_error(e, "COMMIT"));
+        self.restore_foreign_keys()?;
+        result
     }
 
     fn rollback(&mut self) -> Result<(), DbError> {
-        self.raw
+        let result = self
+            .raw
             .execute_batch("ROLLBACK")
-            .map_err(|e| statement_error(e, "ROLLBACK"))
+            .map_err(|e| statement_error(e, "ROLLBACK"));
+        self.restore_foreign_keys()?;
+        result
     }
 
     fn in_transaction(&self) -> bool {

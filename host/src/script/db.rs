@@ -165,6 +165,20 @@ impl Db {
             .get("transactional")
             .and_then(|v| v.as_bool().ok())
             .unwrap_or(true);
+        // `foreign_keys: "at_commit"`: check foreign keys once at commit, so a parent
+        // table and the tables referencing it can be rebuilt together.
+        let check_fks_at_commit = match options.get("foreign_keys") {
+            None => false,
+            Some(v) => match v.clone().into_string().as_deref() {
+                Ok("at_commit") => true,
+                Ok("immediate") => false,
+                _ => {
+                    return Err(script_failure(format!(
+                    "step {name:?}: foreign_keys must be \"at_commit\" or \"immediate\", found {v}"
+                )))
+                }
+            },
+        };
         let total = options
             .get("total")
             .and_then(|v| v.as_int().ok())
@@ -181,7 +195,12 @@ impl Db {
                 return Ok(Dynamic::UNIT);
             }
             if transactional {
-                s.begin_transaction().map_err(|e| host_failure(&mut s, e))?;
+                let begun = if check_fks_at_commit {
+                    s.begin_transaction_checking_foreign_keys_at_commit()
+                } else {
+                    s.begin_transaction()
+                };
+                begun.map_err(|e| host_failure(&mut s, e))?;
             }
             let revision = s.revision_id();
             s.emit(Event::StepStarted {

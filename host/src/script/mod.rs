@@ -121,6 +121,13 @@ impl ScriptHost {
         let s = session.clone();
         engine.on_debug(move |text, _, _| log::emit(&s, crate::observer::Level::Debug, text));
         engine.set_module_resolver(resolver::SandboxResolver::new(paths));
+        // Rhai has no array join; SQL building needs one constantly.
+        engine.register_fn("join", |a: rhai::Array, sep: &str| {
+            a.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(sep)
+        });
         db::register(&mut engine);
         uuids::register(&mut engine);
         engine.register_static_module("schema", schema::module(session.clone()).into());

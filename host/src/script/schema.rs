@@ -5,7 +5,9 @@
 use super::error::{host_failure, script_failure};
 use super::session::SharedSession;
 use super::values::strings;
-use crate::backend::{ColumnDef, ForeignKeyDef, IndexDef, SchemaChange, TableDef};
+use crate::backend::{
+    ColumnDef, ColumnRewrite, ForeignKeyDef, IndexDef, SchemaChange, TableDef, TableRewrite,
+};
 use rhai::{Array, Dynamic, EvalAltResult, Map, Module};
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
@@ -164,6 +166,40 @@ fn index_def(table: &str, name: &str, columns: Array, o: &Map) -> Res<IndexDef> 
     })
 }
 
+/// `[#{ table, join, columns: #{ col: #{ type, value } } }, ...]`
+fn rewrites(list: &Array) -> Res<Vec<TableRewrite>> {
+    list.iter()
+        .map(|d| {
+            let m = d
+                .clone()
+                .try_cast::<Map>()
+                .ok_or_else(|| script_failure("rewrite_tables takes an array of maps"))?;
+            let table = field_str(&m, "table", "a table rewrite")?;
+            let join = opt_str(&m, "join").unwrap_or_default();
+            let cols = m
+                .get("columns")
+                .and_then(|v| v.clone().try_cast::<Map>())
+                .ok_or_else(|| {
+                    script_failure(format!(
+                        "rewrite of {table} needs `columns`: #{{ column: #{{ type: \"UUID\", value: \"m.new_id\" }} }}"
+                    ))
+                })?;
+            let mut columns = Vec::new();
+            for (name, spec) in cols {
+                let spec = spec
+                    .try_cast::<Map>()
+                    .ok_or_else(|| script_failure(format!("rewrite of {table}.{name}: expected #{{ type, value }}")))?;
+                columns.push(ColumnRewrite {
+                    column: name.to_string(),
+                    data_type: field_str(&spec, "type", "a column rewrite")?,
+                    value: field_str(&spec, "value", "a column rewrite")?,
+                });
+            }
+            Ok(TableRewrite { table, join, columns })
+        })
+        .collect()
+}
+
 pub fn module(session: SharedSession) -> Module {
     let mut m = Module::new();
     macro_rules! def {
@@ -289,6 +325,8 @@ pub fn module(session: SharedSession) -> Module {
                 columns,
             })
     });
+    def!("rewrite_tables", |list: Array| rewrites(&list)
+        .map(SchemaChange::RewriteTables));
     def!("drop_constraint", |table: &str, name: &str| Res::Ok(
         SchemaChange::DropConstraint {
             table: table.into(),

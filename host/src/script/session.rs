@@ -247,6 +247,15 @@ impl Session {
         self.conn.begin()
     }
 
+    /// Begins a transaction whose foreign keys are checked at commit (see
+    /// [`Connection::begin_checking_foreign_keys_at_commit`]).
+    pub fn begin_transaction_checking_foreign_keys_at_commit(&mut self) -> Result<(), DbError> {
+        if self.conn.in_transaction() {
+            return Ok(());
+        }
+        self.conn.begin_checking_foreign_keys_at_commit()
+    }
+
     /// Rolls back whatever is open.
     pub fn abort_transaction(&mut self) {
         if self.conn.in_transaction() {

@@ -14,6 +14,7 @@
 
 mod ddl;
 mod introspect;
+mod rewrite;
 mod values;
 
 use std::collections::HashMap;
@@ -544,6 +545,11 @@ impl Connection for PgConnection {
     }
 
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError> {
+        if let SchemaChange::RewriteTables(rewrites) = change {
+            let ran = rewrite::rewrite_tables(self, rewrites);
+            self.statements.clear();
+            return ran;
+        }
         let statements = ddl::statements(change)?;
         self.statements.clear();
         // Several statements run as one simple query: one implicit transaction.

@@ -152,6 +152,9 @@ fn run(raw: &Raw, sql: String, ran: &mut Vec<String>) -> Result<(), DbError> {
 pub fn apply(raw: &Raw, change: &SchemaChange) -> Result<Vec<String>, DbError> {
     let mut ran = Vec::new();
     match change {
+        SchemaChange::RewriteTables(rewrites) => {
+            return super::rewrite::rewrite_tables(raw, rewrites)
+        }
         SchemaChange::CreateTable(def) => run(raw, create_table_sql(def, &def.name)?, &mut ran)?,
         SchemaChange::DropTable { table, if_exists } => {
             let ie = if *if_exists { "IF EXISTS " } else { "" };
@@ -254,7 +257,7 @@ fn column_in_key_or_index(raw: &Raw, table: &str, column: &str) -> Result<bool, 
 }
 
 /// The table's current definition as Ferry would write it.
-fn current_definition(raw: &Raw, table: &str) -> Result<TableDef, DbError> {
+pub(super) fn current_definition(raw: &Raw, table: &str) -> Result<TableDef, DbError> {
     if introspect::create_sql(raw, table)?.is_none() {
         return Err(DbError::Other(format!("no table named {table}")));
     }
@@ -541,7 +544,7 @@ fn referencing_tables(raw: &Raw, table: &str) -> Result<Vec<String>, DbError> {
     Ok(out)
 }
 
-fn check_foreign_keys(raw: &Raw) -> Result<(), DbError> {
+pub(super) fn check_foreign_keys(raw: &Raw) -> Result<(), DbError> {
     let sql = "PRAGMA foreign_key_check";
     let mut stmt = raw.prepare(sql).map_err(|e| statement_error(e, sql))?;
     let violations: Vec<(String, Option<i64>, String)> = stmt

@@ -1,0 +1,115 @@
+//! The reference repository end to end: registry v1 created by Ferry's root revisions
+//! and filled per WORKLOAD.md, upgraded to the heads, then every rule of WORKLOAD.md's
+//! "Registry v2" checked against a snapshot taken before.
+
+use ferry::backend::{self, Connection, DbUrl, Value};
+use ferry::migrator::{Migrator, UpgradeOptions};
+use ferry::workload::{self, Snapshot};
+use std::path::PathBuf;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn migrator(url: &str) -> Migrator {
+    let root = repo_root();
+    Migrator::new(url)
+        .unwrap()
+        .with_roots(vec![
+            root.join("scripts"),
+            root.join("plugins/obs_base"),
+            root.join("plugins/obs_lsst"),
+            root.join("plugins/obs_subaru"),
+        ])
+        .with_stdlib(Some(root.join("stdlib")))
+}
+
+/// Creates v1 through Ferry and fills it at scale `n`.
+fn create_v1(url: &str, n: u64) -> Box<dyn Connection> {
+    let targets: Vec<String> = workload::schema::V1_REVISIONS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let report = migrator(url)
+        .upgrade(&targets, &UpgradeOptions::default())
+        .unwrap();
+    assert!(report.succeeded(), "{:?}", report.failed);
+    let mut conn = backend::connect(&DbUrl::parse(url).unwrap()).unwrap();
+    workload::schema::create_missing_tables(conn.as_mut()).unwrap();
+    workload::fill_v1(conn.as_mut(), n, 7).unwrap();
+    conn
+}
+
+fn migrate_and_check(url: &str, n: u64) {
+    let mut conn = create_v1(url, n);
+    let before = Snapshot::take(conn.as_mut()).unwrap();
+    drop(conn);
+    let m = migrator(url).with_config(
+        // Small batches so the map is built over many checkpointed batches.
+        [(
+            "datasets.uuid_batch_size".to_string(),
+            toml::Value::Integer(1000),
+        )]
+        .into(),
+    );
+    // v1 -> v2 exactly: the int -> UUID revision and nothing else.
+    let report = m
+        .upgrade(
+            &["datasets-uuid-1.0.0".to_string()],
+            &UpgradeOptions::default(),
+        )
+        .unwrap();
+    assert!(report.succeeded(), "{}", report.failed.unwrap());
+    let ran: Vec<&str> = report
+        .completed
+        .iter()
+        .map(|c| c.revision.as_str())
+        .collect();
+    assert_eq!(ran, ["datasets-uuid-1.0.0"]);
+    let mut conn = backend::connect(&DbUrl::parse(url).unwrap()).unwrap();
+    if let Err(problems) = workload::check_v2(conn.as_mut(), &before) {
+        panic!("v2 rules violated:\n{}", problems.join("\n"));
+    }
+    drop(conn);
+    // Then everything else: the datasets patch, the collections patch, the amplifier.
+    let report = m.upgrade(&[], &UpgradeOptions::default()).unwrap();
+    assert!(report.succeeded(), "{}", report.failed.unwrap());
+    let mut conn = backend::connect(&DbUrl::parse(url).unwrap()).unwrap();
+    let amps = conn.query("SELECT COUNT(*) FROM amplifier", &[]).unwrap();
+    assert_eq!(
+        amps.rows[0][0],
+        Value::Int(400),
+        "HSC: 100 detectors x 4 amplifiers"
+    );
+    let status = migrator(url).status().unwrap();
+    assert!(status.at_heads(), "{status:?}");
+}
+
+#[test]
+fn sqlite_v1_to_heads_meets_every_v2_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("repo.sqlite").display());
+    migrate_and_check(&url, 12_000);
+}
+
+#[test]
+fn postgres_v1_to_heads_meets_every_v2_rule() {
+    let Ok(base) = std::env::var("FERRY_TEST_PG_URL") else {
+        eprintln!("FERRY_TEST_PG_URL is not set: PostgreSQL test skipped");
+        return;
+    };
+    let schema = format!("ferry_ref_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = backend::connect(&DbUrl::parse(&base).unwrap()).expect("PostgreSQL reachable");
+    admin
+        .execute_batch(&format!("CREATE SCHEMA \"{schema}\""))
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}schema={schema}");
+    let result = std::panic::catch_unwind(|| migrate_and_check(&url, 12_000));
+    admin
+        .execute_batch(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .unwrap();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
