@@ -201,6 +201,22 @@ fn broken_two_heads() {
     );
 }
 
+/// `failing/` and `fixed/` are the same tree (same ids, same first script); only
+/// alpha-2's script differs. `slow/` is a plain linear tree. foundation.rs runs them.
+#[test]
+fn failing_fixed_and_slow() {
+    let failing = graph("failing");
+    let fixed = graph("fixed");
+    let plan = |g: &Graph| plan_upgrade(g, &none(), &[Target::Heads]).expect("plan");
+    assert_eq!(ids(&plan(&failing).revisions), ["alpha-1", "alpha-2"]);
+    assert_eq!(ids(&plan(&fixed).revisions), ["alpha-1", "alpha-2"]);
+    let checksum = |g: &Graph, id: &str| g.get(id).expect(id).checksum.clone();
+    assert_eq!(checksum(&failing, "alpha-1"), checksum(&fixed, "alpha-1"));
+    assert_ne!(checksum(&failing, "alpha-2"), checksum(&fixed, "alpha-2"));
+    let slow = graph("slow");
+    assert_eq!(ids(&plan(&slow).revisions), ["bulk-1", "bulk-2", "bulk-3"]);
+}
+
 #[test]
 fn every_fixture_folder_is_tested() {
     let tested = [
@@ -213,9 +229,12 @@ fn every_fixture_folder_is_tested() {
         "broken_unknown_dep",
         "broken_unknown_parent",
         "cross_tree",
+        "failing",
+        "fixed",
         "linear",
         "merge",
         "plugin",
+        "slow",
     ];
     let mut found: Vec<String> = std::fs::read_dir(fixture(""))
         .expect("fixtures")
