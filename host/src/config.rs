@@ -16,6 +16,12 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("--set {0:?} must look like KEY=VALUE")]
     Set(String),
+    #[error("configuration key {key} must be {expected}, found {found}")]
+    Type {
+        key: String,
+        expected: &'static str,
+        found: String,
+    },
 }
 
 /// Flattened configuration, dotted key → value.
@@ -92,9 +98,68 @@ pub fn load(file: Option<&Path>, cwd: &Path, sets: &[String]) -> Result<ConfigMa
     Ok(out)
 }
 
+fn positive(config: &ConfigMap, key: &str) -> Result<Option<u64>, ConfigError> {
+    match config.get(key) {
+        None => Ok(None),
+        Some(toml::Value::Integer(i)) if *i > 0 => Ok(Some(*i as u64)),
+        Some(toml::Value::Float(f)) if *f > 0.0 => Ok(Some(f.ceil() as u64)),
+        Some(other) => Err(ConfigError::Type {
+            key: key.to_string(),
+            expected: "a positive number",
+            found: other.to_string(),
+        }),
+    }
+}
+
+/// The sandbox limits, from `limits.*` keys over the defaults:
+/// `limits.max_operations`, `limits.max_seconds` (wall clock per call into a script),
+/// `limits.max_call_depth`, `limits.max_string_size`, `limits.max_array_size`,
+/// `limits.max_map_size`, `limits.statement_timeout_seconds` (defaults to
+/// `limits.max_seconds`, so no single statement outlives the script's own limit).
+pub fn limits(config: &ConfigMap) -> Result<crate::script::Limits, ConfigError> {
+    let mut l = crate::script::Limits::default();
+    if let Some(v) = positive(config, "limits.max_operations")? {
+        l.max_operations = v;
+    }
+    if let Some(v) = positive(config, "limits.max_seconds")? {
+        l.max_duration = std::time::Duration::from_secs(v);
+    }
+    if let Some(v) = positive(config, "limits.max_call_depth")? {
+        l.max_call_depth = v as usize;
+    }
+    if let Some(v) = positive(config, "limits.max_string_size")? {
+        l.max_string_size = v as usize;
+    }
+    if let Some(v) = positive(config, "limits.max_array_size")? {
+        l.max_array_size = v as usize;
+    }
+    if let Some(v) = positive(config, "limits.max_map_size")? {
+        l.max_map_size = v as usize;
+    }
+    l.statement_timeout = Some(match positive(config, "limits.statement_timeout_seconds")? {
+        Some(v) => std::time::Duration::from_secs(v),
+        None => l.max_duration,
+    });
+    Ok(l)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_come_from_the_configuration() {
+        let mut c = ConfigMap::new();
+        c.insert("limits.max_operations".into(), toml::Value::Integer(1000));
+        c.insert("limits.max_seconds".into(), toml::Value::Integer(3));
+        let l = limits(&c).unwrap();
+        assert_eq!(l.max_operations, 1000);
+        assert_eq!(l.max_duration, std::time::Duration::from_secs(3));
+        assert_eq!(l.statement_timeout, Some(std::time::Duration::from_secs(3)));
+        c.insert("limits.max_call_depth".into(), toml::Value::String("deep".into()));
+        let err = limits(&c).unwrap_err().to_string();
+        assert!(err.contains("limits.max_call_depth") && err.contains("positive"), "{err}");
+    }
 
     #[test]
     fn set_values_are_typed() {

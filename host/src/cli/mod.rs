@@ -19,7 +19,9 @@ pub const EXIT_NOT_CURRENT: i32 = 3;
 fn migrator(g: &Global) -> Result<Migrator, Error> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let config = ferry::config::load(g.config.as_deref(), &cwd, &g.set)?;
+    let limits = ferry::config::limits(&config)?;
     let mut m = Migrator::new(&g.db)?
+        .with_limits(limits)
         .with_config(config)
         .with_lock_timeout(Duration::from_secs_f64(g.lock_timeout.max(0.0)))
         .with_observer(Rc::new(progress::Progress::new(g.progress)));
