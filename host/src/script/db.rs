@@ -18,7 +18,6 @@ type Res<T> = Result<T, Box<EvalAltResult>>;
 
 fn is_write(sql: &str) -> bool {
     let head = sql
-        .trim_start()
         .split_whitespace()
         .next()
         .unwrap_or("")

@@ -14,6 +14,9 @@ use std::rc::Rc;
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
+/// A hook's name and, for keyed hooks, its key.
+pub type HookId = (String, Option<String>);
+
 /// The hook implementations found by discovery, by `(name, key)`.
 #[derive(Debug, Clone, Default)]
 pub struct HookSet {
@@ -47,7 +50,7 @@ impl HookSet {
     }
 
     /// Hooks provided more than once for the same key (an error at planning time).
-    pub fn duplicates(&self) -> Vec<(&(String, Option<String>), &Vec<HookMeta>)> {
+    pub fn duplicates(&self) -> Vec<(&HookId, &Vec<HookMeta>)> {
         self.providers.iter().filter(|(_, v)| v.len() > 1).collect()
     }
 

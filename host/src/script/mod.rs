@@ -121,6 +121,7 @@ impl ScriptHost {
         let s = session.clone();
         engine.on_debug(move |text, _, _| log::emit(&s, crate::observer::Level::Debug, text));
         engine.set_module_resolver(resolver::SandboxResolver::new(paths));
+        error::register(&mut engine);
         db::register(&mut engine);
         uuids::register(&mut engine);
         engine.register_static_module("schema", schema::module(session.clone()).into());
@@ -167,7 +168,7 @@ impl ScriptHost {
                 file: path.into(),
                 line,
                 column: pos.position().unwrap_or(0),
-                source_line: text.lines().nth(line.saturating_sub(1)).map(str::to_string),
+                source_line: text.lines().nth(line.saturating_sub(1)).map(Into::into),
             }
         })?;
         ast.set_source(path.to_string_lossy().to_string());
