@@ -99,6 +99,24 @@ impl ScriptHost {
         engine.register_global_module(BasicMapPackage::new().as_shared_module());
         engine.register_global_module(MoreStringPackage::new().as_shared_module());
         engine.disable_symbol("eval");
+        // The core package's `sleep` would block the migration without using any
+        // operations (so no limit could stop it): scripts have no clock.
+        engine.register_fn(
+            "sleep",
+            |_: rhai::INT| -> Result<(), Box<rhai::EvalAltResult>> {
+                Err(error::script_failure(
+                    "sleep is not available in Ferry scripts",
+                ))
+            },
+        );
+        engine.register_fn(
+            "sleep",
+            |_: rhai::FLOAT| -> Result<(), Box<rhai::EvalAltResult>> {
+                Err(error::script_failure(
+                    "sleep is not available in Ferry scripts",
+                ))
+            },
+        );
         engine.set_max_operations(limits.max_operations);
         engine.set_max_call_levels(limits.max_call_depth);
         engine.set_max_expr_depths(256, 256);
