@@ -74,6 +74,29 @@ pub struct ModulePaths {
     pub roots: Vec<PathBuf>,
 }
 
+/// The editor definitions file (`docs/ferry.d.rhai`): every function and type a script
+/// can reach, as Rhai's `metadata` feature describes them.
+pub fn definitions() -> String {
+    let conn = crate::backend::sqlite::SqliteConnection::open_path(Path::new(":memory:"))
+        .expect("an in-memory SQLite database");
+    let session = Session::new(
+        Box::new(conn),
+        Rc::new(crate::observer::Silent),
+        crate::ledger::Actor::current(),
+    );
+    let host = ScriptHost::new(
+        Rc::new(std::cell::RefCell::new(session)),
+        Limits::default(),
+        ModulePaths::default(),
+        hooks::HookSet::default(),
+    );
+    format!(
+        "// Ferry's script API for editors. Generated; do not edit. Regenerate with\n\
+         // FERRY_BLESS=1 cargo test --test script_definitions\n{}",
+        host.definitions()
+    )
+}
+
 /// A sandboxed engine bound to one session.
 pub struct ScriptHost {
     engine: Engine,
@@ -223,6 +246,11 @@ impl ScriptHost {
             let step = s.steps.failed.clone().or_else(|| s.steps.current.clone());
             error::classify(&e, host, revision, step, file)
         })
+    }
+
+    /// Rhai definitions of everything a script can call, for editors (`docs/ferry.d.rhai`).
+    pub fn definitions(&self) -> String {
+        self.engine.definitions().single_file()
     }
 
     /// Whether a compiled script defines `name` with `arity` parameters.
