@@ -1,9 +1,10 @@
 //! The `config::` capability: layered values (tree defaults < `ferry.toml` < `--set`)
 //! with typed getters.
 
+use super::error::at;
 use super::error::script_failure;
 use super::session::SharedSession;
-use rhai::{Dynamic, EvalAltResult, Module};
+use rhai::{Dynamic, EvalAltResult, Module, NativeCallContext};
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
@@ -61,50 +62,70 @@ fn typed<T: Clone + 'static>(
 pub fn module(session: SharedSession) -> Module {
     let mut m = Module::new();
     let s = session.clone();
-    m.set_native_fn("get", move |key: &str| {
-        lookup(&s, key).ok_or_else(|| missing(&s, key))
+    m.set_native_fn("get", move |ctx: NativeCallContext, key: &str| {
+        at(&ctx, || lookup(&s, key).ok_or_else(|| missing(&s, key)))
     });
     let s = session.clone();
-    m.set_native_fn("get", move |key: &str, default: Dynamic| {
-        Ok(lookup(&s, key).unwrap_or(default))
+    m.set_native_fn(
+        "get",
+        move |ctx: NativeCallContext, key: &str, default: Dynamic| {
+            at(&ctx, || Ok(lookup(&s, key).unwrap_or(default)))
+        },
+    );
+    let s = session.clone();
+    m.set_native_fn("has", move |ctx: NativeCallContext, key: &str| {
+        at(&ctx, || Ok(lookup(&s, key).is_some()))
     });
     let s = session.clone();
-    m.set_native_fn("has", move |key: &str| Ok(lookup(&s, key).is_some()));
-    let s = session.clone();
-    m.set_native_fn("get_int", move |key: &str| {
-        let v = lookup(&s, key).ok_or_else(|| missing(&s, key))?;
-        typed::<i64>(&s, key, v, "an integer")
+    m.set_native_fn("get_int", move |ctx: NativeCallContext, key: &str| {
+        at(&ctx, || {
+            let v = lookup(&s, key).ok_or_else(|| missing(&s, key))?;
+            typed::<i64>(&s, key, v, "an integer")
+        })
     });
     let s = session.clone();
-    m.set_native_fn("get_int", move |key: &str, default: i64| {
-        match lookup(&s, key) {
-            Some(v) => typed::<i64>(&s, key, v, "an integer"),
-            None => Ok(default),
-        }
+    m.set_native_fn(
+        "get_int",
+        move |ctx: NativeCallContext, key: &str, default: i64| {
+            at(&ctx, || match lookup(&s, key) {
+                Some(v) => typed::<i64>(&s, key, v, "an integer"),
+                None => Ok(default),
+            })
+        },
+    );
+    let s = session.clone();
+    m.set_native_fn("get_string", move |ctx: NativeCallContext, key: &str| {
+        at(&ctx, || {
+            let v = lookup(&s, key).ok_or_else(|| missing(&s, key))?;
+            typed::<rhai::ImmutableString>(&s, key, v, "a string")
+        })
     });
     let s = session.clone();
-    m.set_native_fn("get_string", move |key: &str| {
-        let v = lookup(&s, key).ok_or_else(|| missing(&s, key))?;
-        typed::<rhai::ImmutableString>(&s, key, v, "a string")
-    });
+    m.set_native_fn(
+        "get_string",
+        move |ctx: NativeCallContext, key: &str, default: &str| {
+            at(&ctx, || match lookup(&s, key) {
+                Some(v) => typed::<rhai::ImmutableString>(&s, key, v, "a string"),
+                None => Ok(default.into()),
+            })
+        },
+    );
     let s = session.clone();
-    m.set_native_fn("get_string", move |key: &str, default: &str| {
-        match lookup(&s, key) {
-            Some(v) => typed::<rhai::ImmutableString>(&s, key, v, "a string"),
-            None => Ok(default.into()),
-        }
-    });
-    let s = session.clone();
-    m.set_native_fn("get_bool", move |key: &str| {
-        let v = lookup(&s, key).ok_or_else(|| missing(&s, key))?;
-        typed::<bool>(&s, key, v, "a boolean")
+    m.set_native_fn("get_bool", move |ctx: NativeCallContext, key: &str| {
+        at(&ctx, || {
+            let v = lookup(&s, key).ok_or_else(|| missing(&s, key))?;
+            typed::<bool>(&s, key, v, "a boolean")
+        })
     });
     let s = session;
-    m.set_native_fn("get_bool", move |key: &str, default: bool| {
-        match lookup(&s, key) {
-            Some(v) => typed::<bool>(&s, key, v, "a boolean"),
-            None => Ok(default),
-        }
-    });
+    m.set_native_fn(
+        "get_bool",
+        move |ctx: NativeCallContext, key: &str, default: bool| {
+            at(&ctx, || match lookup(&s, key) {
+                Some(v) => typed::<bool>(&s, key, v, "a boolean"),
+                None => Ok(default),
+            })
+        },
+    );
     m
 }

@@ -41,13 +41,14 @@ pub struct ScriptError {
     pub kind: FailureKind,
     pub message: String,
     pub revision: String,
-    pub step: Option<String>,
-    pub file: PathBuf,
+    /// (`step`, `file` and `source_line` are boxed to keep `Result<_, ScriptError>` small.)
+    pub step: Option<Box<str>>,
+    pub file: Box<Path>,
     /// 1-based; 0 when unknown.
     pub line: usize,
     pub column: usize,
     /// The offending source line, when the file could be read.
-    pub source_line: Option<String>,
+    pub source_line: Option<Box<str>>,
 }
 
 impl fmt::Display for ScriptError {
@@ -93,12 +94,46 @@ pub fn host_failure(session: &mut Session, e: DbError) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorRuntime(message.into(), Position::NONE))
 }
 
-/// A script used the API wrongly (bad argument, nesting, ...).
+/// The value of an error raised because a script used the API wrongly. It travels as
+/// a runtime error (so that the engine records the script position of the call, which
+/// `ErrorSystem` cannot carry) and is told apart from a script's own `throw` by its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptFault(pub String);
+
+impl fmt::Display for ScriptFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A script used the API wrongly (bad argument, nesting, a missing configuration key, ...).
 pub fn script_failure(message: impl Into<String>) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorSystem(
-        "script error".into(),
-        message.into().into(),
+    Box::new(EvalAltResult::ErrorRuntime(
+        rhai::Dynamic::from(ScriptFault(message.into())),
+        Position::NONE,
     ))
+}
+
+/// Gives an error raised by a namespaced function (`config::get`, `schema::add_index`)
+/// the script position of the call: Rhai fills it in for methods (`db.execute`) but not
+/// for functions called through a namespace.
+pub fn at<T>(
+    ctx: &rhai::NativeCallContext,
+    f: impl FnOnce() -> Result<T, Box<EvalAltResult>>,
+) -> Result<T, Box<EvalAltResult>> {
+    f().map_err(|mut e| {
+        if e.position().is_none() {
+            e.set_position(ctx.call_position());
+        }
+        e
+    })
+}
+
+/// Registers [`ScriptFault`] so that a script that catches one can print it.
+pub fn register(engine: &mut rhai::Engine) {
+    engine.register_type_with_name::<ScriptFault>("ScriptFault");
+    engine.register_fn("to_string", |f: &mut ScriptFault| f.0.clone());
+    engine.register_fn("to_debug", |f: &mut ScriptFault| f.0.clone());
 }
 
 /// Reads line `line` (1-based) of a file, if it can.
@@ -139,7 +174,10 @@ pub fn classify(
     }
     let (kind, message) = match (current, host_error) {
         (_, Some(h)) => (FailureKind::Host, h.to_string()),
-        (EvalAltResult::ErrorRuntime(v, _), None) => (FailureKind::Thrown, v.to_string()),
+        (EvalAltResult::ErrorRuntime(v, _), None) => match v.read_lock::<ScriptFault>() {
+            Some(fault) => (FailureKind::Script, fault.0.clone()),
+            None => (FailureKind::Thrown, v.to_string()),
+        },
         (EvalAltResult::ErrorSystem(_, e), None) => (FailureKind::Script, e.to_string()),
         (
             EvalAltResult::ErrorTooManyOperations(_)
@@ -151,6 +189,13 @@ pub fn classify(
             None,
         ) => (FailureKind::Limit, limit_message(current)),
         (EvalAltResult::ErrorParsing(..), None) => (FailureKind::Syntax, current.to_string()),
+        // A closure passed to db.each that captures `db` shares it with the call itself.
+        (EvalAltResult::ErrorDataRace(what, _), None) if what.contains("'each'") => (
+            FailureKind::Script,
+            "db cannot be used inside the callback of db.each (the result is still being \
+             read); collect what you need and write after the loop, or use db.batches"
+                .into(),
+        ),
         (other, None) => (FailureKind::Script, strip_position(&other.to_string())),
     };
     let line = pos.line().unwrap_or(0);
@@ -159,9 +204,9 @@ pub fn classify(
         kind,
         message,
         revision: revision.to_string(),
-        step,
-        source_line: source_line(&file, line),
-        file,
+        step: step.map(String::into_boxed_str),
+        source_line: source_line(&file, line).map(String::into_boxed_str),
+        file: file.into_boxed_path(),
         line,
         column,
     }

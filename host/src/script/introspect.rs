@@ -16,10 +16,11 @@ fn column(c: ColumnInfo) -> Dynamic {
     m.insert("name".into(), c.name.into());
     m.insert("type".into(), c.data_type.into());
     m.insert("nullable".into(), c.nullable.into());
-    m.insert(
-        "default".into(),
-        c.default.map(Dynamic::from).unwrap_or(Dynamic::UNIT),
-    );
+    // `default` is a reserved word in Rhai: scripts read `col.default_value`
+    // (`col["default"]` works too).
+    let default = c.default.map(Dynamic::from).unwrap_or(Dynamic::UNIT);
+    m.insert("default_value".into(), default.clone());
+    m.insert("default".into(), default);
     Dynamic::from_map(m)
 }
 

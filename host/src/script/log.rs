@@ -20,8 +20,10 @@ pub fn emit(session: &SharedSession, level: Level, message: &str) {
 
 pub fn module(session: SharedSession) -> Module {
     let mut m = Module::new();
+    // `debug` is a keyword in Rhai (`log::debug` does not parse): scripts log at debug
+    // level with the built-in `debug(text)`, which the engine routes here too.
     for (name, level) in [
-        ("debug", Level::Debug),
+        ("verbose", Level::Debug),
         ("info", Level::Info),
         ("warn", Level::Warn),
         ("error", Level::Error),

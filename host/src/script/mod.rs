@@ -74,6 +74,29 @@ pub struct ModulePaths {
     pub roots: Vec<PathBuf>,
 }
 
+/// The editor definitions file (`docs/ferry.d.rhai`): every function and type a script
+/// can reach, as Rhai's `metadata` feature describes them.
+pub fn definitions() -> String {
+    let conn = crate::backend::sqlite::SqliteConnection::open_path(Path::new(":memory:"))
+        .expect("an in-memory SQLite database");
+    let session = Session::new(
+        Box::new(conn),
+        Rc::new(crate::observer::Silent),
+        crate::ledger::Actor::current(),
+    );
+    let host = ScriptHost::new(
+        Rc::new(std::cell::RefCell::new(session)),
+        Limits::default(),
+        ModulePaths::default(),
+        hooks::HookSet::default(),
+    );
+    format!(
+        "// Ferry's script API for editors. Generated; do not edit. Regenerate with\n\
+         // FERRY_BLESS=1 cargo test --test script_definitions\n{}",
+        host.definitions()
+    )
+}
+
 /// A sandboxed engine bound to one session.
 pub struct ScriptHost {
     engine: Engine,
@@ -99,6 +122,24 @@ impl ScriptHost {
         engine.register_global_module(BasicMapPackage::new().as_shared_module());
         engine.register_global_module(MoreStringPackage::new().as_shared_module());
         engine.disable_symbol("eval");
+        // The core package's `sleep` would block the migration without using any
+        // operations (so no limit could stop it): scripts have no clock.
+        engine.register_fn(
+            "sleep",
+            |_: rhai::INT| -> Result<(), Box<rhai::EvalAltResult>> {
+                Err(error::script_failure(
+                    "sleep is not available in Ferry scripts",
+                ))
+            },
+        );
+        engine.register_fn(
+            "sleep",
+            |_: rhai::FLOAT| -> Result<(), Box<rhai::EvalAltResult>> {
+                Err(error::script_failure(
+                    "sleep is not available in Ferry scripts",
+                ))
+            },
+        );
         engine.set_max_operations(limits.max_operations);
         engine.set_max_call_levels(limits.max_call_depth);
         engine.set_max_expr_depths(256, 256);
@@ -128,6 +169,7 @@ impl ScriptHost {
                 .collect::<Vec<_>>()
                 .join(sep)
         });
+        error::register(&mut engine);
         db::register(&mut engine);
         uuids::register(&mut engine);
         engine.register_static_module("schema", schema::module(session.clone()).into());
@@ -174,7 +216,7 @@ impl ScriptHost {
                 file: path.into(),
                 line,
                 column: pos.position().unwrap_or(0),
-                source_line: text.lines().nth(line.saturating_sub(1)).map(str::to_string),
+                source_line: text.lines().nth(line.saturating_sub(1)).map(Into::into),
             }
         })?;
         ast.set_source(path.to_string_lossy().to_string());
@@ -211,6 +253,11 @@ impl ScriptHost {
             let step = s.steps.failed.clone().or_else(|| s.steps.current.clone());
             error::classify(&e, host, revision, step, file)
         })
+    }
+
+    /// Rhai definitions of everything a script can call, for editors (`docs/ferry.d.rhai`).
+    pub fn definitions(&self) -> String {
+        self.engine.definitions().single_file()
     }
 
     /// Whether a compiled script defines `name` with `arity` parameters.

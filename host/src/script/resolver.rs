@@ -48,10 +48,11 @@ fn canonical(p: &Path) -> PathBuf {
 }
 
 fn refuse(path: &str, why: &str, pos: Position) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorModuleNotFound(
-        format!("{path} ({why})"),
-        pos,
-    ))
+    // A script fault (not `ErrorModuleNotFound`, whose text Rhai reduces to the path),
+    // so that the operator sees why the import was refused.
+    let mut e = super::error::script_failure(format!("import {path:?} refused: {why}"));
+    e.set_position(pos);
+    e
 }
 
 impl ModuleResolver for SandboxResolver {

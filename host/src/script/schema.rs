@@ -2,13 +2,14 @@
 //! [`SchemaChange`] that the backend carries out (SQLite rebuilds tables where
 //! `ALTER TABLE` cannot do the change).
 
+use super::error::at;
 use super::error::{host_failure, script_failure};
 use super::session::SharedSession;
 use super::values::strings;
 use crate::backend::{
     ColumnDef, ColumnRewrite, ForeignKeyDef, IndexDef, SchemaChange, TableDef, TableRewrite,
 };
-use rhai::{Array, Dynamic, EvalAltResult, Map, Module};
+use rhai::{Array, Dynamic, EvalAltResult, Map, Module, NativeCallContext};
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
@@ -205,7 +206,9 @@ pub fn module(session: SharedSession) -> Module {
     macro_rules! def {
         ($name:literal, |$($arg:ident : $ty:ty),*| $body:expr) => {{
             let s = session.clone();
-            m.set_native_fn($name, move |$($arg: $ty),*| -> Res<()> { apply(&s, $body?) });
+            m.set_native_fn($name, move |ctx: NativeCallContext, $($arg: $ty),*| -> Res<()> {
+                at(&ctx, || apply(&s, $body?))
+            });
         }};
     }
     def!("create_table", |name: &str, spec: Map| table_def(

@@ -1,7 +1,7 @@
 //! The `uuid::` capability: v4, v5, parsing, and both text forms used in the field.
 
 use super::values::ScriptUuid;
-use rhai::{Engine, EvalAltResult, Module};
+use rhai::{Engine, EvalAltResult, Module, NativeCallContext};
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
@@ -32,13 +32,16 @@ pub fn register(engine: &mut Engine) {
     m.set_native_fn("v5", |ns: ScriptUuid, name: &str| {
         Ok(ScriptUuid(uuid::Uuid::new_v5(&ns.0, name.as_bytes())))
     });
-    m.set_native_fn("v5", |ns: &str, name: &str| {
-        Ok(ScriptUuid(uuid::Uuid::new_v5(
-            &parse(ns)?.0,
-            name.as_bytes(),
-        )))
+    m.set_native_fn("v5", |ctx: NativeCallContext, ns: &str, name: &str| {
+        let ns = super::error::at(&ctx, || parse(ns))?;
+        Ok(ScriptUuid(uuid::Uuid::new_v5(&ns.0, name.as_bytes())))
     });
-    m.set_native_fn("parse", |text: &str| parse(text));
+    m.set_native_fn("parse", |ctx: NativeCallContext, text: &str| {
+        super::error::at(&ctx, || parse(text))
+    });
+    // A UUID column reads back as a Uuid on PostgreSQL and as 32 hex characters on
+    // SQLite; `uuid::parse(value)` accepts both, so scripts stay portable.
+    m.set_native_fn("parse", |u: ScriptUuid| Ok(u));
     m.set_native_fn("hex", |u: ScriptUuid| Ok(u.0.simple().to_string()));
     m.set_native_fn("canonical", |u: ScriptUuid| {
         Ok(u.0.hyphenated().to_string())
