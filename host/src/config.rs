@@ -136,10 +136,12 @@ pub fn limits(config: &ConfigMap) -> Result<crate::script::Limits, ConfigError> 
     if let Some(v) = positive(config, "limits.max_map_size")? {
         l.max_map_size = v as usize;
     }
-    l.statement_timeout = Some(match positive(config, "limits.statement_timeout_seconds")? {
-        Some(v) => std::time::Duration::from_secs(v),
-        None => l.max_duration,
-    });
+    l.statement_timeout = Some(
+        match positive(config, "limits.statement_timeout_seconds")? {
+            Some(v) => std::time::Duration::from_secs(v),
+            None => l.max_duration,
+        },
+    );
     Ok(l)
 }
 
@@ -156,9 +158,15 @@ mod tests {
         assert_eq!(l.max_operations, 1000);
         assert_eq!(l.max_duration, std::time::Duration::from_secs(3));
         assert_eq!(l.statement_timeout, Some(std::time::Duration::from_secs(3)));
-        c.insert("limits.max_call_depth".into(), toml::Value::String("deep".into()));
+        c.insert(
+            "limits.max_call_depth".into(),
+            toml::Value::String("deep".into()),
+        );
         let err = limits(&c).unwrap_err().to_string();
-        assert!(err.contains("limits.max_call_depth") && err.contains("positive"), "{err}");
+        assert!(
+            err.contains("limits.max_call_depth") && err.contains("positive"),
+            "{err}"
+        );
     }
 
     #[test]
