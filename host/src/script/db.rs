@@ -226,6 +226,11 @@ impl Db {
         let rows_before = self.session()?.rows;
         let result = f.call_within_context::<Dynamic>(ctx, (self.clone(),));
         let mut s = self.session()?;
+        // A database error the script caught still fails the step.
+        let result = match result {
+            Ok(_) if s.poisoned => Err(caught_host_error(&s)),
+            other => other,
+        };
         match result {
             Ok(v) => {
                 let rows = (s.rows - rows_before) as i64;
@@ -371,9 +376,13 @@ impl Db {
             batch.insert("lo".into(), to_dynamic(lo.clone()));
             batch.insert("hi".into(), to_dynamic(hi.clone()));
             batch.insert("number".into(), Dynamic::from_int(batches + 1));
-            if let Err(e) =
-                f.call_within_context::<Dynamic>(ctx, (self.clone(), Dynamic::from_map(batch)))
-            {
+            let result =
+                f.call_within_context::<Dynamic>(ctx, (self.clone(), Dynamic::from_map(batch)));
+            let result = match result {
+                Ok(_) if self.session()?.poisoned => Err(caught_host_error(&*self.session()?)),
+                other => other,
+            };
+            if let Err(e) = result {
                 self.session()?.steps.failed = Some(name.into());
                 return Err(e);
             }
@@ -393,6 +402,22 @@ impl Db {
             lo = hi;
         }
     }
+}
+
+/// The error a step fails with when the script caught a database error and went on.
+fn caught_host_error(s: &super::session::Session) -> Box<EvalAltResult> {
+    let first = s
+        .host_error
+        .as_ref()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    Box::new(EvalAltResult::ErrorRuntime(
+        format!(
+            "{first}\n  (the script caught this database error and went on; the step fails anyway)"
+        )
+        .into(),
+        rhai::Position::NONE,
+    ))
 }
 
 /// Registers the `db` type and its methods.

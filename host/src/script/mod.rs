@@ -247,6 +247,16 @@ impl ScriptHost {
             (db,),
         );
         self.deadline.set(None);
+        // A database error the script caught still fails the revision.
+        let result = match result {
+            Ok(_) if self.session.borrow().poisoned => {
+                Err(Box::new(rhai::EvalAltResult::ErrorRuntime(
+                    "the script caught a database error and went on".into(),
+                    rhai::Position::NONE,
+                )))
+            }
+            other => other,
+        };
         result.map_err(|e| {
             let mut s = self.session.borrow_mut();
             let host = s.host_error.take();

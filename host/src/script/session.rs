@@ -85,6 +85,11 @@ pub struct Session {
     pub defaults: BTreeMap<String, rhai::Dynamic>,
     /// The first host failure of the current call into the script, if any.
     pub host_error: Option<DbError>,
+    /// A database error happened inside the open transaction. PostgreSQL refuses
+    /// everything after one; Ferry makes both backends behave alike: nothing more runs
+    /// in that transaction, and the step (or revision) fails even if the script caught
+    /// the error.
+    pub poisoned: bool,
     pub statements: Vec<StatementRecord>,
     /// Rows touched by the current revision.
     pub rows: u64,
@@ -105,6 +110,7 @@ impl Session {
             config: BTreeMap::new(),
             defaults: BTreeMap::new(),
             host_error: None,
+            poisoned: false,
             statements: Vec::new(),
             rows: 0,
         }
@@ -135,6 +141,9 @@ impl Session {
     /// Remembers a host failure (the first one wins) and returns the message scripts see.
     pub fn record_host_error(&mut self, error: DbError) -> String {
         let message = error.to_string();
+        if self.conn.in_transaction() {
+            self.poisoned = true;
+        }
         if self.host_error.is_none() {
             self.host_error = Some(error);
         }
@@ -144,6 +153,9 @@ impl Session {
     /// Called before any statement: statements outside a step run in one implicit
     /// transaction that commits with the revision's ledger record.
     pub fn before_statement(&mut self, writes: bool) -> Result<(), DbError> {
+        if self.poisoned {
+            return Err(DbError::Other(POISONED.into()));
+        }
         if self.steps.current.is_none() {
             if self.steps.uses_steps && writes {
                 return Err(DbError::Other(
@@ -244,6 +256,7 @@ impl Session {
         if self.conn.in_transaction() {
             return Ok(());
         }
+        self.poisoned = false;
         self.conn.begin()
     }
 
@@ -253,6 +266,7 @@ impl Session {
         if self.conn.in_transaction() {
             return Ok(());
         }
+        self.poisoned = false;
         self.conn.begin_checking_foreign_keys_at_commit()
     }
 
@@ -261,8 +275,14 @@ impl Session {
         if self.conn.in_transaction() {
             let _ = self.conn.rollback();
         }
+        self.poisoned = false;
     }
 }
+
+/// What a statement after a caught database error is told.
+pub const POISONED: &str =
+    "a database error earlier in this transaction was caught by the script; \
+    nothing more can run in it (let the error end the step, and fix its cause)";
 
 /// See [`Session::step_owner`].
 pub fn step_owner(revision: &str, direction: &str) -> String {
