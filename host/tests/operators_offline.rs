@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fixture, for_each_backend, TestDb};
+use common::{for_each_backend, TestDb};
 
 fn digest(db: &TestDb) -> String {
     db.ferry()
