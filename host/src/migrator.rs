@@ -645,6 +645,9 @@ pub struct PlanEntry {
     /// Whether it may run while the repository is in use (`ONLINE_SAFE`).
     pub online_safe: bool,
     pub downgradable: bool,
+    /// The steps it declares (`(computed)` for names built at run time); empty for a
+    /// revision that runs as one transaction.
+    pub steps: Vec<String>,
     /// Steps an earlier run of it already committed (a rerun skips them).
     pub steps_done: Vec<String>,
     /// `pending`, or the state of an unfinished earlier run (`failed`, `running`).
@@ -725,6 +728,7 @@ impl Migrator {
                 hooks: project.hook_uses(m),
                 online_safe: m.online_safe,
                 downgradable: m.has_downgrade,
+                steps: crate::offline::steps_of_file(&m.path),
                 steps_done,
                 state: state_text(records.get(id)),
             });

@@ -61,9 +61,66 @@ pub fn data_dependent_calls(ast: &AST) -> Vec<String> {
     found.into_iter().collect()
 }
 
+/// The steps a revision declares, in the order they appear: the first argument of each
+/// `db.step(…)` / `db.batches(…)` call, or `(computed)` where the name is not a literal
+/// (e.g. a step per dynamic table). Read from the syntax tree, without running anything.
+pub fn declared_steps(ast: &AST) -> Vec<String> {
+    // Only `fn upgrade(db)`: a downgrade's steps are not part of an upgrade plan. (Built
+    // by hand: `clone_functions_only_filtered` copies every function into an empty module.)
+    let mut only_upgrade = rhai::Module::new();
+    for def in ast.iter_fn_def() {
+        if def.name == "upgrade" && def.params.len() == 1 {
+            only_upgrade.set_script_fn(def.clone());
+        }
+    }
+    let upgrade = AST::new(Vec::<Stmt>::new(), only_upgrade);
+    let mut steps: Vec<String> = Vec::new();
+    upgrade.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Expr(Expr::MethodCall(call, _))) = path.last() {
+            if matches!(call.name.as_str(), "step" | "batches") {
+                let name = match call.args.first() {
+                    Some(Expr::StringConstant(s, _)) => s.to_string(),
+                    _ => "(computed)".to_string(),
+                };
+                if !steps.contains(&name) || name == "(computed)" && steps.last() != Some(&name) {
+                    steps.push(name);
+                }
+            }
+        }
+        true
+    });
+    steps
+}
+
+/// The steps of a revision file, or nothing if it cannot be read or compiled (the
+/// metadata reader has already reported such files).
+pub fn steps_of_file(path: &std::path::Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return vec![];
+    };
+    let mut engine = rhai::Engine::new_raw();
+    engine.set_max_expr_depths(256, 256);
+    engine
+        .compile(&text)
+        .map(|ast| declared_steps(&ast))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_are_read_in_order_with_computed_names_marked() {
+        let src = r#"fn downgrade(db) { db.step("undo", |db| {}); }
+        fn upgrade(db) {
+            db.step("create", |db| {});
+            for t in ["a", "b"] { db.step(`index ${t}`, |db| {}); }
+            db.batches("copy", #{}, |db, b| {});
+        }"#;
+        let ast = rhai::Engine::new().compile(src).unwrap();
+        assert_eq!(declared_steps(&ast), ["create", "(computed)", "copy"]);
+    }
 
     fn calls(src: &str) -> Vec<String> {
         let ast = rhai::Engine::new().compile(src).expect("compiles");

@@ -306,6 +306,12 @@ pub fn plan(p: &ferry::migrator::PlanReport) -> String {
         ],
         &rows,
     );
+    for e in p.revisions.iter().filter(|e| !e.steps.is_empty()) {
+        out.push_str(&format!("\n{} steps: {}", e.revision, e.steps.join(" → ")));
+    }
+    if p.revisions.iter().any(|e| !e.steps.is_empty()) {
+        out.push('\n');
+    }
     let idle = p.revisions.iter().filter(|e| !e.online_safe).count();
     if idle > 0 {
         out.push_str(&format!(
