@@ -2,27 +2,12 @@
 //! and filled per WORKLOAD.md, upgraded to the heads, then every rule of WORKLOAD.md's
 //! "Registry v2" checked against a snapshot taken before.
 
+mod reference_support;
+
 use ferry::backend::{self, Connection, DbUrl, Value};
-use ferry::migrator::{Migrator, UpgradeOptions};
+use ferry::migrator::UpgradeOptions;
 use ferry::workload::{self, Snapshot};
-use std::path::PathBuf;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn migrator(url: &str) -> Migrator {
-    let root = repo_root();
-    Migrator::new(url)
-        .unwrap()
-        .with_roots(vec![
-            root.join("scripts"),
-            root.join("plugins/obs_base"),
-            root.join("plugins/obs_lsst"),
-            root.join("plugins/obs_subaru"),
-        ])
-        .with_stdlib(Some(root.join("stdlib")))
-}
+use reference_support::migrator;
 
 /// Creates v1 through Ferry and fills it at scale `n`.
 fn create_v1(url: &str, n: u64) -> Box<dyn Connection> {
@@ -94,22 +79,5 @@ fn sqlite_v1_to_heads_meets_every_v2_rule() {
 
 #[test]
 fn postgres_v1_to_heads_meets_every_v2_rule() {
-    let Ok(base) = std::env::var("FERRY_TEST_PG_URL") else {
-        eprintln!("FERRY_TEST_PG_URL is not set: PostgreSQL test skipped");
-        return;
-    };
-    let schema = format!("ferry_ref_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = backend::connect(&DbUrl::parse(&base).unwrap()).expect("PostgreSQL reachable");
-    admin
-        .execute_batch(&format!("CREATE SCHEMA \"{schema}\""))
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}schema={schema}");
-    let result = std::panic::catch_unwind(|| migrate_and_check(&url, 12_000));
-    admin
-        .execute_batch(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .unwrap();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
+    reference_support::postgres_only(|url| migrate_and_check(url, 12_000));
 }

@@ -3,31 +3,12 @@
 //! patch, a repository that is already partly upgraded, and an instrument without a
 //! plugin stopping the plan before anything runs. Each runs on SQLite and PostgreSQL.
 
-use ferry::backend::{self, Connection, DbUrl, Value};
-use ferry::migrator::{Error, Migrator, UpgradeOptions};
+mod reference_support;
+
+use ferry::backend::{Connection, Value};
+use ferry::migrator::{Error, UpgradeOptions};
 use ferry::workload;
-use std::path::PathBuf;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn migrator(url: &str) -> Migrator {
-    let root = repo_root();
-    Migrator::new(url)
-        .unwrap()
-        .with_roots(vec![
-            root.join("scripts"),
-            root.join("plugins/obs_base"),
-            root.join("plugins/obs_lsst"),
-            root.join("plugins/obs_subaru"),
-        ])
-        .with_stdlib(Some(root.join("stdlib")))
-}
-
-fn connect(url: &str) -> Box<dyn Connection> {
-    backend::connect(&DbUrl::parse(url).unwrap()).unwrap()
-}
+use reference_support::{connect, migrator, on_each_backend};
 
 fn upgrade(url: &str, targets: &[&str]) -> ferry::runner::Report {
     let targets: Vec<String> = targets.iter().map(|s| s.to_string()).collect();
@@ -51,34 +32,6 @@ fn v1(url: &str) {
     let mut conn = connect(url);
     workload::schema::create_missing_tables(conn.as_mut()).unwrap();
     workload::fill_v1(conn.as_mut(), 1_000, 3).unwrap();
-}
-
-/// Runs `f` with a SQLite URL and, when FERRY_TEST_PG_URL is set, a PostgreSQL URL
-/// in a fresh schema.
-fn on_each_backend(f: impl Fn(&str)) {
-    let dir = tempfile::tempdir().unwrap();
-    f(&format!(
-        "sqlite:{}",
-        dir.path().join("repo.sqlite").display()
-    ));
-    let Ok(base) = std::env::var("FERRY_TEST_PG_URL") else {
-        eprintln!("FERRY_TEST_PG_URL is not set: PostgreSQL half skipped");
-        return;
-    };
-    let schema = format!("ferry_refrepo_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = backend::connect(&DbUrl::parse(&base).unwrap()).expect("PostgreSQL reachable");
-    admin
-        .execute_batch(&format!("CREATE SCHEMA \"{schema}\""))
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}schema={schema}");
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&url)));
-    admin
-        .execute_batch(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .unwrap();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
 }
 
 #[test]
