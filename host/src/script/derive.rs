@@ -1,6 +1,9 @@
-//! `db.insert_derived`: per-row work done natively. Reads a query in key-ordered
-//! chunks, derives each output row (copied columns, text templates, UUID v4 / v5), and
-//! bulk-inserts the result. Memory is bounded by the chunk size, never by the table.
+//! `db.insert_derived`: per-row work done natively. Runs a query once (in `key` order
+//! when given), derives each output row (copied columns, text templates, UUID v4 / v5),
+//! and inserts it while the query streams ([`crate::backend::Connection::insert_derived`]:
+//! SQLite steps the query and inserts with a prepared statement, PostgreSQL reads a
+//! cursor in chunks and sends each with binary COPY). Memory is bounded by the chunk
+//! size, never by the table.
 //!
 //! ```rhai
 //! db.insert_derived(#{
@@ -15,7 +18,7 @@
 use super::db::Db;
 use super::error::{host_failure, script_failure};
 use super::values::strings;
-use crate::backend::Value;
+use crate::backend::{DbError, RowDeriver, Value};
 use rhai::{Array, Dynamic, EvalAltResult, Map};
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
@@ -130,11 +133,7 @@ impl Db {
         let get_str = |k: &str| spec.get(k).and_then(|v| v.clone().into_string().ok());
         let source = get_str("source")
             .ok_or_else(|| script_failure("insert_derived needs `source` (a query)"))?;
-        let key = get_str("key").ok_or_else(|| {
-            script_failure(
-                "insert_derived needs `key` (a column of the source, unique and ordered)",
-            )
-        })?;
+        let key = get_str("key");
         let into = get_str("into")
             .ok_or_else(|| script_failure("insert_derived needs `into` (a table)"))?;
         let columns = spec
@@ -171,84 +170,79 @@ impl Db {
         let mut s = self.session()?;
         s.before_statement(true)
             .map_err(|e| host_failure(&mut s, e))?;
-        let qk = s.conn().quote_ident(&key);
-        let sql = format!(
-            "SELECT * FROM ({source}) AS ferry_src WHERE ferry_src.{qk} > ? ORDER BY ferry_src.{qk} LIMIT {chunk}"
-        );
-        let first_sql = format!("SELECT MIN(ferry_src.{qk}) FROM ({source}) AS ferry_src");
-        let first = s
-            .conn()
-            .query(&first_sql, &params)
-            .map_err(|e| host_failure(&mut s, e))?;
-        let mut after = match first
-            .rows
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next())
-        {
-            Some(Value::Int(i)) => Value::Int(i - 1),
-            Some(Value::Text(_)) => Value::Text(String::new()),
-            _ => return Ok(0),
+        let source = match key {
+            // Rows in key order: inserts into a table keyed the same way append.
+            Some(key) => {
+                let qk = s.conn().quote_ident(&key);
+                format!("SELECT * FROM ({source}) AS ferry_src ORDER BY ferry_src.{qk}")
+            }
+            None => source,
         };
-        let mut derivations: Option<(Vec<Derivation>, usize)> = None;
-        let mut total = 0u64;
-        let mut name = String::new();
-        loop {
-            let mut p = params.clone();
-            p.push(after.clone());
-            let rows = s
-                .conn()
-                .query(&sql, &p)
-                .map_err(|e| host_failure(&mut s, e))?;
-            if rows.rows.is_empty() {
-                break;
-            }
-            if derivations.is_none() {
-                let d = values
-                    .iter()
-                    .map(|v| derivation(v, &rows.columns))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| script_failure(format!("insert_derived: {e}")))?;
-                let key_idx = rows.columns.iter().position(|c| *c == key).ok_or_else(|| {
-                    script_failure(format!(
-                        "insert_derived: the source returns no column {key:?}"
-                    ))
-                })?;
-                derivations = Some((d, key_idx));
-            }
-            let (d, key_idx) = derivations.as_ref().expect("set above");
-            after = rows
-                .rows
-                .last()
-                .map(|r| r[*key_idx].clone())
-                .unwrap_or(Value::Null);
-            let mut out = rows.rows.iter().map(|row| {
-                d.iter()
-                    .map(|dv| match dv {
-                        Derivation::Copy(i) => row[*i].clone(),
-                        Derivation::Uuid4 => Value::Uuid(uuid::Uuid::new_v4()),
-                        Derivation::Uuid5 {
-                            namespace,
-                            name: pieces,
-                        } => {
-                            render(pieces, row, &mut name);
-                            Value::Uuid(uuid::Uuid::new_v5(namespace, name.as_bytes()))
-                        }
-                        Derivation::Template(pieces) => {
-                            render(pieces, row, &mut name);
-                            Value::Text(name.clone())
-                        }
-                    })
-                    .collect::<Vec<_>>()
-            });
-            let n = s
-                .conn()
-                .bulk_insert(&into, &columns, &mut out)
-                .map_err(|e| host_failure(&mut s, e))?;
-            total += n;
+        let mut deriver = Deriver {
+            values,
+            plan: Vec::new(),
+            name: String::new(),
+            script_error: None,
+        };
+        let total = s.conn().insert_derived(
+            &source,
+            &params,
+            &into,
+            &columns,
+            chunk as usize,
+            &mut deriver,
+        );
+        if let Some(message) = deriver.script_error {
+            // The spec names what the source does not return: the script's own mistake.
+            return Err(script_failure(message));
         }
+        let total = total.map_err(|e| host_failure(&mut s, e))?;
         s.after_statement(&format!("insert derived rows into {into}"), total);
         Ok(total as i64)
+    }
+}
+
+/// The script's `values`, resolved against the source's columns once they are known.
+struct Deriver {
+    values: Array,
+    plan: Vec<Derivation>,
+    /// Scratch space for rendering templates.
+    name: String,
+    /// A mistake in the spec found once the source's columns are known.
+    script_error: Option<String>,
+}
+
+impl RowDeriver for Deriver {
+    fn columns(&mut self, names: &[String]) -> Result<(), DbError> {
+        match self.values.iter().map(|v| derivation(v, names)).collect() {
+            Ok(plan) => {
+                self.plan = plan;
+                Ok(())
+            }
+            Err(e) => {
+                let message = format!("insert_derived: {e}");
+                self.script_error = Some(message.clone());
+                Err(DbError::Other(message))
+            }
+        }
+    }
+
+    fn derive(&mut self, row: &[Value], out: &mut Vec<Value>) -> Result<(), DbError> {
+        for d in &self.plan {
+            out.push(match d {
+                Derivation::Copy(i) => row[*i].clone(),
+                Derivation::Uuid4 => Value::Uuid(super::uuids::random_v4()),
+                Derivation::Uuid5 { namespace, name } => {
+                    render(name, row, &mut self.name);
+                    Value::Uuid(uuid::Uuid::new_v5(namespace, self.name.as_bytes()))
+                }
+                Derivation::Template(pieces) => {
+                    render(pieces, row, &mut self.name);
+                    Value::Text(self.name.clone())
+                }
+            });
+        }
+        Ok(())
     }
 }
 
