@@ -36,13 +36,13 @@ fn count(raw: &Raw, table: &str) -> Result<i64, DbError> {
         .map_err(|e| statement_error(e, &sql))
 }
 
+/// A foreign key with the table that holds it.
+pub type OwedKey = (String, ForeignKeyInfo);
+
 /// The keys a rewrite can break: every key into a rewritten table, and every key of a
 /// rewritten table over a column it changes. Keys over columns copied unchanged hold
 /// as they did before.
-fn keys_to_check(
-    raw: &Raw,
-    rewrites: &[TableRewrite],
-) -> Result<Vec<(String, ForeignKeyInfo)>, DbError> {
+fn keys_to_check(raw: &Raw, rewrites: &[TableRewrite]) -> Result<Vec<OwedKey>, DbError> {
     let changed: BTreeMap<&str, BTreeSet<&str>> = rewrites
         .iter()
         .map(|rw| {
@@ -70,7 +70,7 @@ fn keys_to_check(
 pub fn rewrite_tables(
     raw: &Raw,
     rewrites: &[TableRewrite],
-) -> Result<(Vec<String>, Vec<(String, ForeignKeyInfo)>), DbError> {
+) -> Result<(Vec<String>, Vec<OwedKey>), DbError> {
     let fk_enforced: bool = raw
         .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
         .map_err(|e| statement_error(e, "PRAGMA foreign_keys"))?;
