@@ -366,7 +366,10 @@ pub fn fill_v1(conn: &mut dyn Connection, n: u64, seed: u64) -> Result<FillRepor
         advance_sequences(conn)
     });
     match loaded {
-        Ok(()) => conn.commit()?,
+        Ok(()) => {
+            conn.commit()?;
+            analyze(conn)?;
+        }
         Err(e) => {
             let _ = conn.rollback();
             return Err(e);
@@ -378,6 +381,20 @@ pub fn fill_v1(conn: &mut dyn Connection, n: u64, seed: u64) -> Result<FillRepor
         rows,
         elapsed: start.elapsed(),
     })
+}
+
+/// A live PostgreSQL repository has planner statistics (autovacuum keeps them); a
+/// freshly loaded one has none until autovacuum comes by, and plans joins over
+/// millions of rows as if they held a few hundred. Give it what a restore's
+/// `vacuumdb --analyze` would.
+fn analyze(conn: &mut dyn Connection) -> Result<(), DbError> {
+    if conn.dialect() == crate::backend::Dialect::Postgres {
+        for table in super::schema::v1_tables() {
+            let sql = format!("ANALYZE {}", conn.quote_ident(&table.name));
+            conn.execute_batch(&sql)?;
+        }
+    }
+    Ok(())
 }
 
 /// PostgreSQL checks a foreign key row by row with a trigger that locks the parent row

@@ -392,7 +392,12 @@ impl PgConnection {
         let names = Self::check_readable(&self.bound_statement(source, params)?)?;
         deriver.columns(&names)?;
         let declare = format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR {source}");
-        self.execute(&declare, params).map_err(|e| match e {
+        // The planner would otherwise plan a cursor for its first 10 % of rows (nested
+        // loops); all of them will be read, so plan for all of them.
+        self.batch("SET LOCAL cursor_tuple_fraction = 1")?;
+        let declared = self.execute(&declare, params);
+        self.batch("SET LOCAL cursor_tuple_fraction TO DEFAULT")?;
+        declared.map_err(|e| match e {
             DbError::Statement { message, .. } => DbError::Statement {
                 message,
                 sql: source.to_string(),
@@ -402,11 +407,14 @@ impl PgConnection {
         let fetch = format!("FETCH {} FROM {CURSOR}", chunk.max(1));
         let mut total = 0u64;
         let mut out = Vec::with_capacity(chunk);
+        let (mut fetching, mut copying) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
         loop {
+            let start = std::time::Instant::now();
             let rows = self
                 .runtime
                 .block_on(self.client().query(fetch.as_str(), &[]))
                 .map_err(|e| self.error(e, source))?;
+            fetching += start.elapsed();
             if rows.is_empty() {
                 break;
             }
@@ -418,8 +426,16 @@ impl PgConnection {
                 out.push(derived);
             }
             drop(rows);
+            let start = std::time::Instant::now();
             total += self.copy_in(table, columns, &mut out.drain(..))?;
+            copying += start.elapsed();
         }
+        tracing::debug!(
+            ?fetching,
+            ?copying,
+            rows = total,
+            "insert_derived into {table}"
+        );
         self.batch(&format!("CLOSE {CURSOR}"))?;
         Ok(total)
     }

@@ -110,8 +110,12 @@ pub fn migrate(conninfo: &str, schema: &str) -> Result<Phases, String> {
         let _ = connection.await;
     });
     let pg = Pg { rt, client };
+    // As Ferry's rewrite does: no JIT for a few huge statements, joins and index
+    // builds in memory, cursors planned for reading them whole.
     pg.batch(&format!(
-        "SET search_path TO \"{schema}\"; BEGIN; SET LOCAL jit = off"
+        "SET search_path TO \"{schema}\"; BEGIN; SET LOCAL jit = off;
+         SET LOCAL work_mem = '128MB'; SET LOCAL maintenance_work_mem = '256MB';
+         SET LOCAL cursor_tuple_fraction = 1"
     ))?;
     let mut phases = Phases::start();
     build_map(&pg)?;
@@ -168,9 +172,11 @@ fn build_map(pg: &Pg) -> Result<(), String> {
         },
     )?;
     pg.map_from_cursor(
-        "SELECT x.id FROM (SELECT dataset_id AS id FROM file_datastore_records
-                           UNION SELECT dataset_id FROM dataset_location_trash) x
-         WHERE NOT EXISTS (SELECT 1 FROM dataset d WHERE d.id = x.id)",
+        "SELECT f.dataset_id FROM file_datastore_records f
+           WHERE NOT EXISTS (SELECT 1 FROM dataset d WHERE d.id = f.dataset_id)
+         UNION
+         SELECT t.dataset_id FROM dataset_location_trash t
+           WHERE NOT EXISTS (SELECT 1 FROM dataset d WHERE d.id = t.dataset_id)",
         |r| (r.get(0), Uuid::new_v4()),
     )?;
     pg.batch(&format!(

@@ -152,9 +152,12 @@ fn build_map(conn: &Connection) -> Result<(), String> {
     }
     let mut removed = conn
         .prepare(
-            "SELECT x.id FROM (SELECT dataset_id AS id FROM file_datastore_records
-                               UNION SELECT dataset_id FROM dataset_location_trash) x
-             WHERE NOT EXISTS (SELECT 1 FROM dataset d WHERE d.id = x.id) ORDER BY x.id",
+            "SELECT f.dataset_id FROM file_datastore_records f
+               WHERE NOT EXISTS (SELECT 1 FROM dataset d WHERE d.id = f.dataset_id)
+             UNION
+             SELECT t.dataset_id FROM dataset_location_trash t
+               WHERE NOT EXISTS (SELECT 1 FROM dataset d WHERE d.id = t.dataset_id)
+             ORDER BY 1",
         )
         .map_err(err)?;
     let mut rows = removed.query([]).map_err(err)?;
