@@ -225,25 +225,29 @@ impl SqliteConnection {
             .raw
             .prepare_cached(sql)
             .map_err(|e| statement_error(e, sql))?;
-        let mut count = 0u64;
-        for row in rows {
-            if row.len() != width {
-                return Err(DbError::Conversion(format!(
-                    "bulk insert row {count} has {} values for {width} columns",
-                    row.len()
-                )));
+        // The whole insert is one statement for the timeout (a deadline per row would
+        // cost more than the row).
+        timer.start();
+        let result = (|| {
+            let mut count = 0u64;
+            for row in rows {
+                if row.len() != width {
+                    return Err(DbError::Conversion(format!(
+                        "bulk insert row {count} has {} values for {width} columns",
+                        row.len()
+                    )));
+                }
+                for (i, v) in row.iter().enumerate() {
+                    stmt.raw_bind_parameter(i + 1, Param(v))
+                        .map_err(|e| statement_error(e, sql))?;
+                }
+                stmt.raw_execute().map_err(|e| timer.error(e, sql))?;
+                count += 1;
             }
-            for (i, v) in row.iter().enumerate() {
-                stmt.raw_bind_parameter(i + 1, Param(v))
-                    .map_err(|e| statement_error(e, sql))?;
-            }
-            timer.start();
-            let result = stmt.raw_execute();
-            timer.stop();
-            result.map_err(|e| timer.error(e, sql))?;
-            count += 1;
-        }
-        Ok(count)
+            Ok(count)
+        })();
+        timer.stop();
+        result
     }
 }
 

@@ -25,14 +25,16 @@ type Res<T> = Result<T, Box<EvalAltResult>>;
 
 /// One piece of a name template: literal text or a column reference.
 #[derive(Debug, Clone, PartialEq)]
-enum Piece {
+pub(super) enum Piece {
     Text(String),
     Column(usize),
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Derivation {
+pub(super) enum Derivation {
     Copy(usize),
+    /// A number, boolean or `()` written in the spec: the same in every row.
+    Constant(Value),
     Uuid4,
     Uuid5 {
         namespace: uuid::Uuid,
@@ -87,7 +89,7 @@ fn render(pieces: &[Piece], row: &[Value], out: &mut String) {
     }
 }
 
-fn derivation(spec: &Dynamic, columns: &[String]) -> Result<Derivation, String> {
+pub(super) fn derivation(spec: &Dynamic, columns: &[String]) -> Result<Derivation, String> {
     if let Ok(name) = spec.clone().into_string() {
         let idx = columns.iter().position(|c| *c == name).ok_or_else(|| {
             format!(
@@ -97,9 +99,12 @@ fn derivation(spec: &Dynamic, columns: &[String]) -> Result<Derivation, String> 
         })?;
         return Ok(Derivation::Copy(idx));
     }
+    if spec.is_unit() || spec.is_int() || spec.is_float() || spec.is_bool() {
+        return super::values::to_value(spec).map(Derivation::Constant);
+    }
     let m = spec.clone().try_cast::<Map>().ok_or_else(|| {
         format!(
-            "a value is a column name or a map, found {}",
+            "a value is a column name, a number, a boolean, () or a map, found {}",
             spec.type_name()
         )
     })?;
@@ -202,6 +207,33 @@ impl Db {
     }
 }
 
+/// Appends the values of `plan` for one source row to `out` (`name`: scratch space).
+pub(super) fn derive_row(
+    plan: &[Derivation],
+    row: &[Value],
+    name: &mut String,
+    out: &mut Vec<Value>,
+) {
+    for d in plan {
+        out.push(match d {
+            Derivation::Copy(i) => row[*i].clone(),
+            Derivation::Constant(v) => v.clone(),
+            Derivation::Uuid4 => Value::Uuid(super::uuids::random_v4()),
+            Derivation::Uuid5 {
+                namespace,
+                name: pieces,
+            } => {
+                render(pieces, row, name);
+                Value::Uuid(uuid::Uuid::new_v5(namespace, name.as_bytes()))
+            }
+            Derivation::Template(pieces) => {
+                render(pieces, row, name);
+                Value::Text(name.clone())
+            }
+        });
+    }
+}
+
 /// The script's `values`, resolved against the source's columns once they are known.
 struct Deriver {
     values: Array,
@@ -228,20 +260,7 @@ impl RowDeriver for Deriver {
     }
 
     fn derive(&mut self, row: &[Value], out: &mut Vec<Value>) -> Result<(), DbError> {
-        for d in &self.plan {
-            out.push(match d {
-                Derivation::Copy(i) => row[*i].clone(),
-                Derivation::Uuid4 => Value::Uuid(super::uuids::random_v4()),
-                Derivation::Uuid5 { namespace, name } => {
-                    render(name, row, &mut self.name);
-                    Value::Uuid(uuid::Uuid::new_v5(namespace, self.name.as_bytes()))
-                }
-                Derivation::Template(pieces) => {
-                    render(pieces, row, &mut self.name);
-                    Value::Text(self.name.clone())
-                }
-            });
-        }
+        derive_row(&self.plan, row, &mut self.name, out);
         Ok(())
     }
 }

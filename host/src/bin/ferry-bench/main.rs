@@ -145,6 +145,16 @@ enum Command {
         #[arg(long)]
         db: String,
     },
+    /// (internal) Runs the native bulk insert on one database; the parent times it.
+    #[command(hide = true)]
+    NativeBulk {
+        #[arg(long, value_enum)]
+        backend: Backend,
+        #[arg(long)]
+        db: String,
+        #[arg(long)]
+        rows: u64,
+    },
     /// (internal) Runs a command and writes its exit code and peak RSS to a file.
     #[command(hide = true)]
     Measure {
@@ -181,6 +191,7 @@ fn main() -> ExitCode {
             env,
         } => all(&env, &backend, n, rows.unwrap_or(n), seed, runs),
         Command::Native { backend, db } => native::run(backend, &db),
+        Command::NativeBulk { backend, db, rows } => native::bulk::run(backend, &db, rows),
         Command::Measure { report, command } => process::measure(&report, &command),
     };
     match result {

@@ -208,7 +208,7 @@ fn one_backend(
 }
 
 /// Step durations from `--progress json` lines, timed as they arrived.
-fn scripted_steps(stderr: &[(Duration, String)]) -> Vec<(String, f64)> {
+pub fn scripted_steps(stderr: &[(Duration, String)]) -> Vec<(String, f64)> {
     let mut started: Vec<(String, Duration)> = Vec::new();
     let mut steps = Vec::new();
     for (at, line) in stderr {
@@ -230,7 +230,7 @@ fn scripted_steps(stderr: &[(Duration, String)]) -> Vec<(String, f64)> {
     steps
 }
 
-fn native_phases(stdout: &str) -> Vec<(String, f64)> {
+pub fn native_phases(stdout: &str) -> Vec<(String, f64)> {
     stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

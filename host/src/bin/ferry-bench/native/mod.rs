@@ -10,6 +10,7 @@
 //! Run as `ferry-bench native --backend B --db URL` in its own process (so that its peak
 //! memory is its own); it prints one JSON object per phase on stdout.
 
+pub mod bulk;
 mod postgres;
 mod sqlite;
 
@@ -66,7 +67,7 @@ impl Phases {
         self.done.push((name.into(), now - since));
     }
 
-    fn print(&self) {
+    pub fn print(&self) {
         for (name, d) in &self.done {
             println!(
                 "{}",
