@@ -68,52 +68,6 @@ fn build_map(conn: &Connection) -> Result<(), String> {
         .optional()
         .map_err(err)?;
     let raw = raw.unwrap_or(i64::MIN);
-    if std::env::var("FERRY_NATIVE_MAP").as_deref() == Ok("function") {
-        use rusqlite::functions::FunctionFlags;
-        conn.create_scalar_function("native_uuid4", 0, FunctionFlags::SQLITE_UTF8, |_| {
-            let mut buf = [0u8; 32];
-            Ok(hex(Uuid::new_v4(), &mut buf).to_string())
-        })
-        .map_err(err)?;
-        conn.create_scalar_function(
-            "native_raw_uuid",
-            4,
-            FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-            |ctx| {
-                let run: String = ctx.get(0)?;
-                let instrument: String = ctx.get(3)?;
-                let u = raw_uuid(&run, ctx.get(1)?, ctx.get(2)?, &instrument);
-                let mut buf = [0u8; 32];
-                Ok(hex(u, &mut buf).to_string())
-            },
-        )
-        .map_err(err)?;
-        conn.execute(
-            &format!(
-                "INSERT INTO {MAP} (old_id, new_id)
-                 SELECT d.id, CASE WHEN t.instrument IS NULL THEN native_uuid4()
-                   ELSE native_raw_uuid(c.name, t.detector, t.exposure, t.instrument) END
-                 FROM dataset d
-                 JOIN collection c ON c.collection_id = d.run_id
-                 LEFT JOIN dataset_tags_00000001 t
-                   ON d.dataset_type_id = ?1 AND t.dataset_id = d.id AND t.collection_id = d.run_id
-                 ORDER BY d.id"
-            ),
-            [raw],
-        )
-        .map_err(err)?;
-        conn.execute(
-            &format!(
-                "INSERT INTO {MAP} (old_id, new_id)
-                 SELECT x.id, native_uuid4() FROM (SELECT dataset_id AS id FROM file_datastore_records
-                                   UNION SELECT dataset_id FROM dataset_location_trash) x
-                 WHERE NOT EXISTS (SELECT 1 FROM dataset d WHERE d.id = x.id) ORDER BY x.id"
-            ),
-            [],
-        )
-        .map_err(err)?;
-        return Ok(());
-    }
     let mut insert = conn
         .prepare(&format!(
             "INSERT INTO {MAP} (old_id, new_id) VALUES (?1, ?2)"
