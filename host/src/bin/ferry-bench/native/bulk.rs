@@ -7,7 +7,6 @@ use std::pin::pin;
 use ferry::backend::DbUrl;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
-use tokio_postgres::NoTls;
 
 use super::Phases;
 use crate::Backend;
@@ -56,16 +55,7 @@ fn sqlite(path: &std::path::Path, rows: u64) -> Result<Phases, String> {
 
 fn postgres(conninfo: &str, schema: &str, rows: u64) -> Result<Phases, String> {
     let err = |e: tokio_postgres::Error| e.to_string();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let (client, connection) = rt
-        .block_on(tokio_postgres::connect(conninfo, NoTls))
-        .map_err(err)?;
-    rt.spawn(async move {
-        let _ = connection.await;
-    });
+    let (rt, client) = super::postgres::connect(conninfo)?;
     rt.block_on(client.batch_execute(&format!("SET search_path TO \"{schema}\"; {TABLE_SQL}")))
         .map_err(err)?;
     let mut phases = Phases::start();

@@ -11,7 +11,7 @@
 //! memory is its own); it prints one JSON object per phase on stdout.
 
 pub mod bulk;
-mod postgres;
+pub mod postgres;
 mod sqlite;
 
 use std::time::{Duration, Instant};
@@ -33,6 +33,16 @@ pub const OLD_MANAGER: &str =
     "lsst.daf.butler.registry.datasets.byDimensions.ByDimensionsDatasetRecordStorageManager";
 pub const NEW_MANAGER: &str =
     "lsst.daf.butler.registry.datasets.byDimensions.ByDimensionsDatasetRecordStorageManagerUUID";
+
+/// `butler_attributes` as v2 has it, and the map dropped (the same SQL on both backends).
+pub fn finish_sql(map: &str) -> String {
+    format!(
+        "UPDATE butler_attributes SET value = '{NEW_MANAGER}' WHERE name = 'config:registry.managers.datasets';
+         DELETE FROM butler_attributes WHERE name = 'version:{OLD_MANAGER}';
+         INSERT INTO butler_attributes (name, value) VALUES ('version:{NEW_MANAGER}', '1.0.0');
+         DROP TABLE {map};"
+    )
+}
 
 /// The tables rewritten, with the column that holds the dataset id.
 pub fn id_tables() -> Vec<(&'static str, &'static str)> {

@@ -16,7 +16,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
-use super::{id_tables, raw_uuid, Phases, NEW_MANAGER, OLD_MANAGER};
+use super::{finish_sql, id_tables, raw_uuid, Phases};
 
 const MAP: &str = "ferry_native_map";
 /// Rows per FETCH from a cursor (and per COPY): memory stays bounded.
@@ -98,7 +98,8 @@ impl Pg {
     }
 }
 
-pub fn migrate(conninfo: &str, schema: &str) -> Result<Phases, String> {
+/// Connects on a current-thread runtime, as Ferry's backend does.
+pub fn connect(conninfo: &str) -> Result<(Runtime, Client), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -109,6 +110,11 @@ pub fn migrate(conninfo: &str, schema: &str) -> Result<Phases, String> {
     rt.spawn(async move {
         let _ = connection.await;
     });
+    Ok((rt, client))
+}
+
+pub fn migrate(conninfo: &str, schema: &str) -> Result<Phases, String> {
+    let (rt, client) = connect(conninfo)?;
     let pg = Pg { rt, client };
     // As Ferry's rewrite does: no JIT for a few huge statements, joins and index
     // builds in memory, cursors planned for reading them whole.
@@ -132,12 +138,7 @@ pub fn migrate(conninfo: &str, schema: &str) -> Result<Phases, String> {
         ))?;
     }
     phases.end("add foreign keys");
-    pg.batch(&format!(
-        "UPDATE butler_attributes SET value = '{NEW_MANAGER}' WHERE name = 'config:registry.managers.datasets';
-         DELETE FROM butler_attributes WHERE name = 'version:{OLD_MANAGER}';
-         INSERT INTO butler_attributes (name, value) VALUES ('version:{NEW_MANAGER}', '1.0.0');
-         DROP TABLE {MAP};"
-    ))?;
+    pg.batch(&finish_sql(MAP))?;
     phases.end("attributes");
     pg.batch("COMMIT")?;
     phases.end("commit");

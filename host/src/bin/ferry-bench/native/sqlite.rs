@@ -14,7 +14,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
-use super::{id_tables, raw_uuid, Phases, NEW_MANAGER, OLD_MANAGER};
+use super::{finish_sql, id_tables, raw_uuid, Phases};
 
 const MAP: &str = "ferry_native_map";
 
@@ -42,13 +42,7 @@ pub fn migrate(path: &Path) -> Result<Phases, String> {
     }
     check_foreign_keys(&conn)?;
     phases.end("check foreign keys");
-    conn.execute_batch(&format!(
-        "UPDATE butler_attributes SET value = '{NEW_MANAGER}' WHERE name = 'config:registry.managers.datasets';
-         DELETE FROM butler_attributes WHERE name = 'version:{OLD_MANAGER}';
-         INSERT INTO butler_attributes (name, value) VALUES ('version:{NEW_MANAGER}', '1.0.0');
-         DROP TABLE {MAP};"
-    ))
-    .map_err(err)?;
+    conn.execute_batch(&finish_sql(MAP)).map_err(err)?;
     phases.end("attributes");
     conn.execute_batch("COMMIT; PRAGMA foreign_keys = ON")
         .map_err(err)?;
