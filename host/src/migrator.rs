@@ -405,6 +405,7 @@ impl Migrator {
             },
             config: self.config.clone(),
             note: options.note.clone(),
+            reconnect: Some(self.url.clone()),
         };
         let mut runner = Runner::acquire(
             conn,

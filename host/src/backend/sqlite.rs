@@ -2,7 +2,7 @@
 //!
 //! A repository is one file: the default rollback journal is kept (no WAL side
 //! files). Writers take the write lock up front (`BEGIN IMMEDIATE`) and wait up to
-//! [`BUSY_TIMEOUT`] for another process to release it.
+//! [`BUSY_TIMEOUT`] (or `FERRY_SQLITE_BUSY_TIMEOUT_MS`) for another process to release it.
 //!
 //! The migration lock is an exclusive OS file lock (`flock` on Unix, `LockFileEx`
 //! on Windows) on the sidecar file `<db path>.ferry-lock`, which holds the holder as
@@ -92,7 +92,27 @@ fn statement_error(e: rusqlite::Error, sql: &str) -> DbError {
     let message = match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy) => format!("database is locked by another process ({e})"),
         Some(ErrorCode::DatabaseLocked) => format!("a table is locked by another connection ({e})"),
+        Some(ErrorCode::ReadOnly)
+            if e.sqlite_error().map(|f| f.extended_code)
+                == Some(rusqlite::ffi::SQLITE_READONLY_DIRECTORY) =>
+        {
+            format!(
+                "the database's directory is read-only ({e}): SQLite writes its rollback \
+                 journal there; is the directory writable?"
+            )
+        }
         Some(ErrorCode::ReadOnly) => format!("the database file is read-only ({e})"),
+        // SQLite writes its rollback journal next to the database file, creating and
+        // deleting it in every transaction: a directory that turned read-only shows here.
+        Some(ErrorCode::SystemIoFailure) => format!(
+            "the file system refused a write ({e}): is the database's directory writable \
+             (SQLite keeps its rollback journal there) and is the disk not full?"
+        ),
+        Some(ErrorCode::CannotOpen) => format!(
+            "cannot open the database's rollback journal ({e}): is the database's directory \
+             writable?"
+        ),
+        Some(ErrorCode::DiskFull) => format!("the disk is full ({e})"),
         _ => e.to_string(),
     };
     DbError::Statement {
@@ -166,7 +186,13 @@ impl SqliteConnection {
         let flags = flags | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let raw = rusqlite::Connection::open_with_flags(path, flags)
             .map_err(|e| connect_error(e.to_string()))?;
-        raw.busy_timeout(BUSY_TIMEOUT)
+        // FERRY_SQLITE_BUSY_TIMEOUT_MS overrides the wait (see docs/OPERATIONS.md).
+        let busy = std::env::var("FERRY_SQLITE_BUSY_TIMEOUT_MS")
+            .ok()
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(BUSY_TIMEOUT);
+        raw.busy_timeout(busy)
             .map_err(|e| connect_error(e.to_string()))?;
         raw.execute_batch("PRAGMA foreign_keys = ON")
             .map_err(|e| connect_error(e.to_string()))?;
