@@ -10,6 +10,7 @@
 //! killed, so a crashed run never leaves a stale lock; the JSON left behind is then
 //! only a record and is overwritten by the next holder.
 
+mod constraint;
 mod ddl;
 mod introspect;
 mod rewrite;
@@ -118,6 +119,29 @@ fn statement_error(e: rusqlite::Error, sql: &str) -> DbError {
     DbError::Statement {
         message,
         sql: sql.to_string(),
+    }
+}
+
+/// Maps a failure of `sql` (with `params`) run on `raw`, naming the table and key of a
+/// unique violation.
+fn failure_on(
+    raw: &rusqlite::Connection,
+    e: rusqlite::Error,
+    sql: &str,
+    params: &[Value],
+) -> DbError {
+    let key = constraint::describe(raw, &e, sql, params);
+    with_key(statement_error(e, sql), key)
+}
+
+/// Adds what [`constraint`] found out to a statement's error.
+fn with_key(error: DbError, key: Option<String>) -> DbError {
+    match (error, key) {
+        (DbError::Statement { message, sql }, Some(key)) => DbError::Statement {
+            message: format!("{message} ({key})"),
+            sql,
+        },
+        (error, _) => error,
     }
 }
 
@@ -240,9 +264,10 @@ impl SqliteConnection {
     fn bulk_insert_rows(
         &mut self,
         sql: &str,
-        width: usize,
+        columns: &[String],
         rows: &mut dyn Iterator<Item = Vec<Value>>,
     ) -> Result<u64, DbError> {
+        let width = columns.len();
         let timer = &self.timer;
         let mut stmt = self
             .raw
@@ -263,7 +288,10 @@ impl SqliteConnection {
             timer.start();
             let result = stmt.raw_execute();
             timer.stop();
-            result.map_err(|e| timer.error(e, sql))?;
+            result.map_err(|e| {
+                let key = constraint::describe_row(&e, columns, &row);
+                with_key(timer.error(e, sql), key)
+            })?;
             count += 1;
         }
         Ok(count)
@@ -291,16 +319,20 @@ impl Connection for SqliteConnection {
         self.timer.start();
         let result = stmt.execute(rusqlite::params_from_iter(params.iter().map(Param)));
         self.timer.stop();
-        result
-            .map(|n| n as u64)
-            .map_err(|e| self.timer.error(e, sql))
+        result.map(|n| n as u64).map_err(|e| {
+            let key = constraint::describe(&self.raw, &e, sql, params);
+            with_key(self.timer.error(e, sql), key)
+        })
     }
 
     fn execute_batch(&mut self, sql: &str) -> Result<(), DbError> {
         self.timer.start();
         let result = self.raw.execute_batch(sql);
         self.timer.stop();
-        result.map_err(|e| self.timer.error(e, sql))
+        result.map_err(|e| {
+            let key = constraint::describe(&self.raw, &e, sql, &[]);
+            with_key(self.timer.error(e, sql), key)
+        })
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
@@ -372,7 +404,7 @@ impl Connection for SqliteConnection {
         );
         if !self.in_transaction() {
             self.begin()?;
-            return match self.bulk_insert_rows(&sql, columns.len(), rows) {
+            return match self.bulk_insert_rows(&sql, columns, rows) {
                 Ok(n) => self.commit().map(|()| n),
                 Err(e) => {
                     let _ = self.rollback();
@@ -380,7 +412,7 @@ impl Connection for SqliteConnection {
                 }
             };
         }
-        self.bulk_insert_rows(&sql, columns.len(), rows)
+        self.bulk_insert_rows(&sql, columns, rows)
     }
 
     fn begin(&mut self) -> Result<(), DbError> {

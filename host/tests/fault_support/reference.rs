@@ -39,6 +39,11 @@ pub fn roots() -> Vec<PathBuf> {
 /// The `ferry` binary against `db` with the reference roots and stdlib; add the
 /// command and its options.
 pub fn ferry(db: &TestDb) -> Command {
+    ferry_with(db, &roots())
+}
+
+/// The `ferry` binary against `db` with script roots `roots` and the project's stdlib.
+pub fn ferry_with(db: &TestDb, roots: &[PathBuf]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
     cmd.current_dir(db.dir())
         .env_remove("FERRY_DB")
@@ -49,10 +54,18 @@ pub fn ferry(db: &TestDb) -> Command {
         .arg(db.url())
         .arg("--stdlib")
         .arg(reference_support::repo_root().join("stdlib"));
-    for r in roots() {
+    for r in roots {
         cmd.arg("--scripts").arg(r);
     }
     cmd
+}
+
+/// The scripts of a fault scenario, `tests/fixtures/faults/<name>/scripts`.
+pub fn fault_fixture(name: &str) -> PathBuf {
+    reference_support::repo_root()
+        .join("tests/fixtures/faults")
+        .join(name)
+        .join("scripts")
 }
 
 /// The SQLite file behind a `sqlite:` URL.

@@ -73,6 +73,11 @@ fn error_text(e: &tokio_postgres::Error) -> String {
         if let Some(hint) = db.hint() {
             text.push_str(&format!("\n  hint: {hint}"));
         }
+        // A constraint's message names the constraint and its detail the key; the
+        // table is in a field of its own.
+        if let Some(table) = db.table() {
+            text.push_str(&format!("\n  table: {table}"));
+        }
         return text;
     }
     let mut text = e.to_string();
