@@ -377,14 +377,7 @@ impl Runner {
                 let recorded = recorded.and_then(|_| s.finish_transaction());
                 if let Err(e) = recorded {
                     s.abort_transaction();
-                    s.emit(Event::RevisionFinished {
-                        revision: rev.id.clone(),
-                        direction: fn_name.into(),
-                        outcome: "failed".into(),
-                        duration_ms: finished - started,
-                        rows,
-                    });
-                    s.revision = None;
+                    end_failed(&mut s, &rev.id, fn_name, finished - started, rows);
                     return Ok(Err(ledger_failure(
                         rev,
                         format!(
@@ -458,18 +451,23 @@ impl Runner {
                         });
                     }
                 }
-                s.emit(Event::RevisionFinished {
-                    revision: rev.id.clone(),
-                    direction: fn_name.into(),
-                    outcome: "failed".into(),
-                    duration_ms: finished - started,
-                    rows,
-                });
-                s.revision = None;
+                end_failed(&mut s, &rev.id, fn_name, finished - started, rows);
                 Ok(Err(err))
             }
         }
     }
+}
+
+/// Tells the observer the revision failed, and forgets it as the one running.
+fn end_failed(s: &mut Session, revision: &str, direction: &str, duration_ms: i64, rows: u64) {
+    s.emit(Event::RevisionFinished {
+        revision: revision.into(),
+        direction: direction.into(),
+        outcome: "failed".into(),
+        duration_ms,
+        rows,
+    });
+    s.revision = None;
 }
 
 /// A host failure about the ledger itself, reported like a failed revision.

@@ -23,15 +23,10 @@ const BATCH: u64 = 100;
 
 fn upgrade(db: &TestDb, lock_timeout: &str, target: Option<&str>) -> Command {
     let mut cmd = reference::ferry(db);
-    cmd.args([
-        "--progress",
-        "json",
-        "--lock-timeout",
-        lock_timeout,
-        "--set",
-    ])
-    .arg(format!("datasets.uuid_batch_size={BATCH}"))
-    .arg("upgrade");
+    reference::watched(&mut cmd, lock_timeout)
+        .arg("--set")
+        .arg(format!("datasets.uuid_batch_size={BATCH}"))
+        .arg("upgrade");
     cmd.args(target);
     cmd
 }
@@ -204,15 +199,10 @@ fn postgres_a_killed_migrator_mid_statement_does_not_hold_the_lock() {
     let roots = [reference::fault_fixture("long_statement")];
     let run = |sleep: u32, lock_timeout: &str| {
         let mut cmd = reference::ferry_with(&db, &roots);
-        cmd.args([
-            "--progress",
-            "json",
-            "--lock-timeout",
-            lock_timeout,
-            "--set",
-        ])
-        .arg(format!("fixture.sleep_seconds={sleep}"))
-        .arg("upgrade");
+        reference::watched(&mut cmd, lock_timeout)
+            .arg("--set")
+            .arg(format!("fixture.sleep_seconds={sleep}"))
+            .arg("upgrade");
         cmd
     };
     let mut holder = Running::start(run(300, "0"));

@@ -12,7 +12,7 @@ mod reference_support;
 
 use common::{Backend, TestDb};
 use fault_support::invariants::{self, LedgerView, MapProgress};
-use fault_support::process::{self, KillAt, Outcome, Running};
+use fault_support::process::{self, says, KillAt, Outcome, Running};
 use fault_support::reference::{self, V1Maker, UUID_REVISION};
 use ferry::backend::{Connection, Value};
 use ferry::ledger::RevisionState;
@@ -29,7 +29,8 @@ const MAP_STEP: &str = "map dataset ids";
 
 fn upgrade(db: &TestDb, target: Option<&str>) -> Command {
     let mut cmd = reference::ferry(db);
-    cmd.args(["--progress", "json", "--lock-timeout", "10", "--set"])
+    reference::watched(&mut cmd, "10")
+        .arg("--set")
         .arg(format!("datasets.uuid_batch_size={BATCH}"))
         .arg("upgrade");
     cmd.args(target);
@@ -66,15 +67,14 @@ fn waiting_session(conn: &mut dyn Connection, pid: u32) -> i64 {
     }
 }
 
-/// Whether `text` says `needle`, however the report wrapped its lines.
-fn says(text: &str, needle: &str) -> bool {
-    let flat = |s: &str| -> String {
-        s.replace(['│', '×'], " ")
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    flat(text).contains(&flat(needle))
+/// Ends a PostgreSQL session from another connection, as an administrator would.
+fn terminate(admin: &mut dyn Connection, session: i64) {
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(?::int4)",
+            &[Value::Int(session)],
+        )
+        .unwrap();
 }
 
 /// The run failed because of the database, said so, and left a usable repository whose
@@ -189,12 +189,7 @@ fn postgres_session_terminated_mid_step_is_recorded_and_resumed() {
         .unwrap();
     let mut admin = db.connect();
     let session = waiting_session(admin.as_mut(), ferry.pid());
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(?::int4)",
-            &[Value::Int(session)],
-        )
-        .unwrap();
+    terminate(admin.as_mut(), session);
     blocker.rollback().unwrap();
     let out = ferry.finish();
 
@@ -243,12 +238,7 @@ fn postgres_index_build_terminated_leaves_no_invalid_index() {
         invariants::invalid_indexes(admin.as_mut()).contains(&index),
         "the interrupted build leaves an invalid index"
     );
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(?::int4)",
-            &[Value::Int(session)],
-        )
-        .unwrap();
+    terminate(admin.as_mut(), session);
     blocker.rollback().unwrap();
     let out = ferry.finish();
     assert_eq!(out.code, Some(1), "{}", out.describe());

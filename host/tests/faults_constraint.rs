@@ -13,7 +13,7 @@ mod reference_support;
 
 use common::{for_each_backend, TestDb};
 use fault_support::invariants::{self, LedgerView};
-use fault_support::process::{self, KillAt};
+use fault_support::process::{self, says, KillAt};
 use fault_support::reference::{self, V1Maker, UUID_REVISION};
 use fault_support::tables;
 use ferry::ledger::RevisionState;
@@ -21,20 +21,9 @@ use std::process::Command;
 
 fn upgrade(db: &TestDb, target: Option<&str>) -> Command {
     let mut cmd = reference::ferry_with(db, &[reference::fault_fixture("constraint")]);
-    cmd.args(["--progress", "json", "upgrade"]);
+    reference::watched(&mut cmd, "10").arg("upgrade");
     cmd.args(target);
     cmd
-}
-
-/// Whether `text` says `needle`, however the report wrapped its lines.
-fn says(text: &str, needle: &str) -> bool {
-    let flat = |s: &str| -> String {
-        s.replace(['│', '×'], " ")
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    flat(text).contains(&flat(needle))
 }
 
 /// What a failed run must leave exactly as it found it.
@@ -131,7 +120,7 @@ fn a_colliding_uuid_rule_stops_the_rewrite_naming_the_key() {
         ];
         let before = unchanged(&db);
         let mut cmd = reference::ferry_with(&db, &roots);
-        cmd.args(["--progress", "json", "upgrade", UUID_REVISION]);
+        reference::watched(&mut cmd, "10").args(["upgrade", UUID_REVISION]);
         let out = process::run(cmd, KillAt::Never);
         let what = format!("[{}] {}", db.name(), out.describe());
         assert_eq!(out.code, Some(1), "{what}");

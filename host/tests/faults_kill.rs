@@ -10,10 +10,11 @@
 //! many of them), checked with `ferry::workload::check_v2`; then `ferry upgrade` to the
 //! heads (with non-transactional `CREATE INDEX CONCURRENTLY` steps on PostgreSQL). A
 //! first round without kills measures each phase's duration and number of progress
-//! events; a kill then falls either at a random delay within that duration or right
-//! after a random progress event, so kills land across the whole run, at batch and step
-//! boundaries as well as inside them. Rounds repeat until FERRY_KILLS kills have been
-//! delivered. The seed is printed; see docs/RELIABILITY.md for the knobs.
+//! events; a kill then falls either at a random delay within the first half of that
+//! duration or right after a random one of the first half of those events (each rerun
+//! resumes, so kills land across the whole run), at batch and step boundaries as well as
+//! inside them. Rounds repeat until FERRY_KILLS kills have been delivered. The seed is
+//! printed; see docs/RELIABILITY.md for the knobs.
 
 mod common;
 mod fault_support;
@@ -85,7 +86,8 @@ struct Harness {
 impl Harness {
     fn command(&self, db: &TestDb, phase: Phase) -> std::process::Command {
         let mut cmd = reference::ferry(db);
-        cmd.args(["--progress", "json", "--lock-timeout", "10", "--set"])
+        reference::watched(&mut cmd, "10")
+            .arg("--set")
             .arg(format!("datasets.uuid_batch_size={}", self.settings.batch))
             .arg("upgrade");
         if phase == Phase::ToV2 {
@@ -95,13 +97,14 @@ impl Harness {
     }
 
     fn pick(&mut self, c: Calibration) -> KillAt {
+        // Within the first half of an uninterrupted run (its duration, or its events):
+        // each rerun resumes where the last one stopped, so a few kills per phase land
+        // spread over the whole run.
         if self.dice.percent(50) {
-            // Half the uninterrupted duration: each rerun resumes where the last stopped,
-            // so a few kills per phase land spread over the whole run.
             KillAt::After(self.dice.duration_below(c.duration / 2))
         } else {
             KillAt::AfterEvent {
-                nth: 1 + self.dice.below(c.events as u64) as usize,
+                nth: 1 + self.dice.below((c.events as u64).div_ceil(2)) as usize,
                 then: self.dice.duration_below(Duration::from_millis(3)),
             }
         }

@@ -72,6 +72,17 @@ impl Outcome {
     }
 }
 
+/// Whether `text` (a report miette rendered) says `needle`, however it wrapped the lines.
+pub fn says(text: &str, needle: &str) -> bool {
+    let flat = |s: &str| -> String {
+        s.replace(['│', '×'], " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    flat(text).contains(&flat(needle))
+}
+
 /// A started `ferry` process whose stderr is read line by line.
 pub struct Running {
     child: Child,

@@ -60,6 +60,12 @@ pub fn ferry_with(db: &TestDb, roots: &[PathBuf]) -> Command {
     cmd
 }
 
+/// Asks for progress as JSON lines (what [`super::process`] reads) and sets how long
+/// to wait for another migrator's lock.
+pub fn watched<'a>(cmd: &'a mut Command, lock_timeout: &str) -> &'a mut Command {
+    cmd.args(["--progress", "json", "--lock-timeout", lock_timeout])
+}
+
 /// The scripts of a fault scenario, `tests/fixtures/faults/<name>/scripts`.
 pub fn fault_fixture(name: &str) -> PathBuf {
     reference_support::repo_root()
