@@ -111,9 +111,14 @@ impl Actor {
             host: hostname::get()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "unknown".into()),
+            // $USER first (what a `sudo -u` or a container sets on purpose), then the
+            // account of the process: cron and systemd units often set neither variable.
             username: std::env::var("USER")
                 .or_else(|_| std::env::var("LOGNAME"))
-                .unwrap_or_else(|_| "unknown".into()),
+                .ok()
+                .filter(|u| !u.is_empty())
+                .or_else(|| whoami::username().ok())
+                .unwrap_or_else(|| "unknown".into()),
             pid: std::process::id(),
         }
     }
