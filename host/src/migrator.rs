@@ -28,15 +28,19 @@
 //! ledger and lock.
 
 mod builder;
+mod moving;
 mod reports;
 mod stamping;
 mod status;
 mod verify;
 
 pub use builder::Builder;
+pub use moving::MoveReport;
 pub use reports::{HookProvider, HookUse, PlanEntry, PlanReport, RevisionInfo};
 pub use status::{DatabaseStatus, Ledgers, Misplaced, Status, TreeStatus, Unfinished};
-pub use verify::{TreeState, TreeVerdict, Verification, VerifyOptions};
+pub use verify::{
+    DatabaseVerdict, Recognition, TreeState, TreeVerdict, Verification, VerifyOptions,
+};
 
 use crate::backend::{self, Connection, DbError, DbUrl, LockHolder, UrlError};
 use crate::config::{ConfigError, ConfigMap};

@@ -341,3 +341,26 @@ pub fn sql(r: &ferry::runner::Report) -> String {
     }
     out
 }
+
+pub fn moved(r: &ferry::migrator::MoveReport) -> String {
+    let mut out = format!(
+        "moved tree(s) {} from database {} to database {}: {} revision record(s), {} history row(s)\n",
+        r.trees.join(", "),
+        r.from,
+        r.to,
+        r.revisions.len(),
+        r.history_rows
+    );
+    for (table, rows) in &r.tables {
+        out.push_str(&format!("  table {table}: {rows} row(s) in {}\n", r.to));
+    }
+    if !r.left_in_source.is_empty() {
+        out.push_str(&format!(
+            "still in database {}: {} (drop them once the application runs on {})\n",
+            r.from,
+            r.left_in_source.join(", "),
+            r.to
+        ));
+    }
+    out
+}

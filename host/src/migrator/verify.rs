@@ -435,6 +435,37 @@ impl Migrator {
                 detail,
             });
         }
+        // A database none of whose unversioned trees is recognised at a revision is not
+        // one of ours: "the probe says the tree is absent" means nothing there.
+        for (db, look) in looks.iter().enumerate() {
+            let unversioned = |t: &&mut TreeVerdict| {
+                t.state == TreeState::UnversionedRecognised && dbs.of_tree(&t.tree) == db
+            };
+            let none_named = verdicts
+                .iter_mut()
+                .filter(unversioned)
+                .all(|t| t.recognised.as_ref().is_some_and(|r| r.revision.is_none()));
+            if !none_named {
+                continue;
+            }
+            for t in verdicts.iter_mut().filter(unversioned) {
+                t.state = TreeState::UnversionedUnknown;
+                t.recognised = None;
+                t.detail = format!(
+                    "no Ferry ledger, and no probe recognises the {} table(s) in database {} \
+                     ({}): it was not made by these scripts",
+                    look.tables.len(),
+                    dbs.list()[db].name,
+                    look.tables
+                        .iter()
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                t.access = decide(&t.tree, t.state, None, &t.detail, options);
+            }
+        }
         let access = overall(&verdicts);
         Ok(Verification {
             databases: dbs
