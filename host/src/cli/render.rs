@@ -38,11 +38,25 @@ pub fn status(s: &Status) -> String {
     if !s.ledger {
         out.push_str("no Ferry ledger yet: nothing applied\n");
     }
+    for d in &s.databases {
+        out.push_str(&format!(
+            "database {}: {}{} (trees: {})\n",
+            d.name,
+            d.database,
+            if d.ledger { "" } else { ", no ledger yet" },
+            if d.trees.is_empty() {
+                "-".into()
+            } else {
+                d.trees.join(", ")
+            }
+        ));
+    }
+    let several = !s.databases.is_empty();
     let rows: Vec<Vec<String>> = s
         .trees
         .iter()
         .map(|t| {
-            vec![
+            let mut row = vec![
                 t.tree.clone(),
                 if t.current.is_empty() {
                     "-".into()
@@ -52,13 +66,18 @@ pub fn status(s: &Status) -> String {
                 t.version.clone().unwrap_or_else(|| "-".into()),
                 t.heads.join(", "),
                 t.pending.len().to_string(),
-            ]
+            ];
+            if several {
+                row.insert(1, t.database.clone().unwrap_or_default());
+            }
+            row
         })
         .collect();
-    out.push_str(&table(
-        &["TREE", "CURRENT", "VERSION", "HEAD", "PENDING"],
-        &rows,
-    ));
+    let mut header = vec!["TREE", "CURRENT", "VERSION", "HEAD", "PENDING"];
+    if several {
+        header.insert(1, "DATABASE");
+    }
+    out.push_str(&table(&header, &rows));
     for t in &s.trees {
         for u in &t.unfinished {
             out.push_str(&format!(
@@ -96,6 +115,12 @@ pub fn status(s: &Status) -> String {
         out.push_str(&format!(
             "\napplied but unknown to these scripts: {}\n",
             s.unknown.join(", ")
+        ));
+    }
+    for m in &s.misplaced {
+        out.push_str(&format!(
+            "\nmisplaced: {m}\n  copy its tables there, then `ferry move-trees {}` (docs/EMBEDDING.md)\n",
+            m.tree
         ));
     }
     out
@@ -277,10 +302,14 @@ pub fn plan(p: &ferry::migrator::PlanReport) -> String {
             if !e.steps_done.is_empty() {
                 state.push_str(&format!(" (resumes after {})", e.steps_done.join(", ")));
             }
+            let tree = match &e.database {
+                Some(d) => format!("{} ({d})", e.tree),
+                None => e.tree.clone(),
+            };
             vec![
                 (n + 1).to_string(),
                 e.revision.clone(),
-                e.tree.clone(),
+                tree,
                 e.version.clone(),
                 yes_no(e.online_safe, "online-safe", "needs idle"),
                 yes_no(e.downgradable, "yes", "NO"),
