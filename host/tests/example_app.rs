@@ -8,16 +8,10 @@ mod common;
 #[path = "../examples/inventory_service.rs"]
 mod inventory_service;
 
+use common::embed_root as root;
 use common::for_each_backend;
 use ferry::migrator::{Migrator, UpgradeOptions};
 use inventory_service::{start, Refusal, Settings};
-use std::path::PathBuf;
-
-fn root(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/embed")
-        .join(name)
-}
 
 #[test]
 fn the_example_refuses_incompatible_repositories_and_migrates_when_allowed() {

@@ -4,15 +4,9 @@
 
 mod common;
 
+use common::embed_root as root;
 use common::TestDb;
 use ferry::migrator::{Migrator, TreeState, UpgradeOptions, VerifyOptions};
-use std::path::PathBuf;
-
-fn root(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/embed")
-        .join(name)
-}
 
 #[test]
 fn a_lent_sqlite_connection_is_migrated_locked_and_given_back() {

@@ -4,15 +4,9 @@
 
 mod common;
 
+use common::embed_root as root;
 use common::{for_each_backend, Backend, TestDb};
 use ferry::backend::{LockAttempt, LockHolder};
-use std::path::PathBuf;
-
-fn root(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/embed")
-        .join(name)
-}
 
 /// A second database of the same backend as `db`.
 fn second(db: &TestDb) -> TestDb {
@@ -118,6 +112,23 @@ fn trees_in_two_databases_from_ferry_toml() {
             .run(["digest", "--database", "nowhere"])
             .code(2)
             .stderr_has("no database named");
+        // History spans both ledgers; a downgrade runs in reverse plan order, each
+        // revision in its own database; stamp records each revision in its own.
+        let h = ferry().run(["history", "--json"]).success().json();
+        assert_eq!(h.as_array().unwrap().len(), 3);
+        ferry().run(["downgrade", "base"]).success();
+        assert!(!db.has_table("app_item") && !install.has_table("install_repo"));
+        assert_eq!(
+            install.history().last().unwrap(),
+            &("install-1".into(), "downgrade".into(), "applied".into())
+        );
+        ferry().run(["stamp", "install-1"]).success();
+        assert_eq!(db.revision_state("app-1").as_deref(), Some("applied"));
+        assert_eq!(db.revision_state("install-1"), None);
+        assert_eq!(
+            install.revision_state("install-1").as_deref(),
+            Some("applied")
+        );
         // A bad [databases] section is a usage error naming the key.
         std::fs::write(
             db.dir().join("ferry.toml"),

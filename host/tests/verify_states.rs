@@ -6,18 +6,13 @@
 
 mod common;
 
+use common::embed_root as root;
 use common::{pg_base_url, Backend, TestDb};
 use ferry::backend::{connect, DbUrl};
 use ferry::compat::Access;
 use ferry::migrator::{Migrator, TreeState, UpgradeOptions, Verification, VerifyOptions};
 use std::path::PathBuf;
 use std::time::Duration;
-
-fn root(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/embed")
-        .join(name)
-}
 
 /// A database for one test: a fresh one, or (PostgreSQL) a schema that does not exist
 /// yet, dropped at the end if something created it.
