@@ -692,6 +692,24 @@ fn a_v1_repository_made_without_ferry_is_recognised_by_the_reference_probes() {
                 "{backend:?}"
             );
         }
+        // The plugin's own tree has no probe and no DIGEST: as `ferry adopt` does,
+        // verify takes it as not applied yet, so the repository can be adopted.
+        let plugin = v.tree("obs_subaru").unwrap();
+        assert_eq!(
+            plugin.state,
+            TreeState::UnversionedRecognised,
+            "{backend:?} {plugin:#?}"
+        );
+        assert_eq!(plugin.recognised.as_ref().unwrap().revision, None);
         assert_eq!(v.access.access, Access::Refuse);
+
+        let v = m
+            .verify(&VerifyOptions::default().auto_migrate(true).adopt(true))
+            .unwrap();
+        assert!(v.migrated.is_some(), "{backend:?} {v:#?}");
+        for t in &v.trees {
+            assert_eq!(t.state, TreeState::Current, "{backend:?} {t:#?}");
+        }
+        assert_eq!(v.access.access, Access::Write);
     }
 }

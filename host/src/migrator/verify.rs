@@ -406,15 +406,18 @@ impl Migrator {
                             .as_ref()
                             .and_then(|id| graph.get(id))
                             .map(|m| m.version.clone());
-                        let what = match &r.revision {
-                            Some(id) => format!("{} recognises revision {id}", r.by),
-                            None => format!("{} says the tree is not in the repository", r.by),
+                        let detail = match &r.revision {
+                            Some(id) => format!(
+                                "no Ferry ledger; {} recognises revision {id}: `ferry adopt` records it",
+                                r.by
+                            ),
+                            None => format!(
+                                "no Ferry ledger; {}: not applied yet, `ferry adopt` leaves it to `ferry upgrade`",
+                                r.by
+                            ),
                         };
                         recognised = Some(r);
-                        (
-                            TreeState::UnversionedRecognised,
-                            format!("no Ferry ledger; {what}: `ferry adopt` records it"),
-                        )
+                        (TreeState::UnversionedRecognised, detail)
                     }
                     Err(why) => (TreeState::UnversionedUnknown, why),
                 }
@@ -651,14 +654,22 @@ impl<'a> Recogniser<'a> {
                 )),
             });
         }
+        let revisions = self.project.graph.tree_revisions(tree);
+        if revisions.iter().all(|m| m.expected_digest.is_none()) {
+            // Nothing could ever recognise this tree (a plugin's data tree, say): as
+            // `ferry adopt` does, take it as not yet applied, to be upgraded. The check
+            // below that some tree of the database is recognised at a revision still
+            // keeps a stranger's database from passing for ours.
+            return Ok(Ok(Recognition {
+                revision: None,
+                by: format!("tree {tree} has no probe and no revision with a DIGEST"),
+            }));
+        }
         if let std::collections::btree_map::Entry::Vacant(e) = self.digests.entry(db) {
             e.insert(digest::digest(source.open()?.as_mut())?);
         }
         let now = &self.digests[&db];
-        let matching = self
-            .project
-            .graph
-            .tree_revisions(tree)
+        let matching = revisions
             .into_iter()
             .rfind(|m| m.expected_digest.as_ref().is_some_and(|e| now.matches(e)));
         Ok(match matching {
