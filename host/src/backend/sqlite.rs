@@ -239,6 +239,39 @@ impl SqliteConnection {
         })
     }
 
+    /// Wraps a connection the application opened itself, on a file or in memory.
+    /// Ferry turns foreign keys on and sets its busy timeout, as [`Self::open_path`]
+    /// does. An in-memory or temporary database (whose path SQLite reports as empty)
+    /// is private to this connection, so its migration lock needs no lock file.
+    pub fn from_raw(raw: rusqlite::Connection) -> Result<Self, DbError> {
+        let path = PathBuf::from(raw.path().unwrap_or(""));
+        let connect_error = |message: String| DbError::Connect {
+            url: format!("sqlite:{}", path.display()),
+            message,
+        };
+        raw.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| connect_error(e.to_string()))?;
+        raw.execute_batch("PRAGMA foreign_keys = ON")
+            .map_err(|e| connect_error(e.to_string()))?;
+        Ok(SqliteConnection {
+            raw,
+            path,
+            timer: Timer::default(),
+            lock: None,
+            fk_check_at_commit: false,
+        })
+    }
+
+    /// Gives the application its connection back.
+    pub fn into_raw(self) -> rusqlite::Connection {
+        self.raw
+    }
+
+    /// Whether the database lives only in this connection (in memory or temporary).
+    fn is_private(&self) -> bool {
+        self.path.as_os_str().is_empty()
+    }
+
     /// Turns enforcement back on after a transaction that checked at commit.
     fn restore_foreign_keys(&mut self) -> Result<(), DbError> {
         if self.fk_check_at_commit && self.raw.is_autocommit() {
@@ -308,6 +341,9 @@ impl Connection for SqliteConnection {
     }
 
     fn describe(&self) -> String {
+        if self.is_private() {
+            return "sqlite (in memory)".into();
+        }
         format!("sqlite:{}", self.path.display())
     }
 
@@ -520,7 +556,7 @@ impl Connection for SqliteConnection {
     }
 
     fn try_lock(&mut self, holder: &LockHolder) -> Result<LockAttempt, DbError> {
-        if self.lock.is_some() {
+        if self.lock.is_some() || self.is_private() {
             return Ok(LockAttempt::Acquired);
         }
         let path = lock_path(&self.path);

@@ -89,6 +89,9 @@ pub enum Command {
         /// Also print the canonical text the digest is the hash of.
         #[arg(long, short)]
         verbose: bool,
+        /// The database to digest, when trees live in several (default: main).
+        #[arg(long, value_name = "NAME")]
+        database: Option<String>,
     },
     /// Record revisions (and their unapplied ancestors) as applied without running them,
     /// after checking the schema digest they declare.
@@ -135,4 +138,32 @@ pub enum Command {
     },
     /// Exit 0 when the repository is at the heads and unchanged, 3 otherwise.
     Check,
+    /// Classify every tree (no database, empty, current, behind, ahead, unversioned,
+    /// unfinished, misplaced) and decide whether the code may write, read or must
+    /// refuse. Exit 0: writable; 3: read-only or refused; 1: --auto-migrate ran and a
+    /// revision failed.
+    Verify {
+        /// Upgrade when behind; create the database and run every revision when there
+        /// is none or it is empty. Trees in any other state block it.
+        #[arg(long)]
+        auto_migrate: bool,
+        /// With --auto-migrate: adopt a recognised unversioned repository, then upgrade.
+        #[arg(long, requires = "auto_migrate")]
+        adopt: bool,
+        /// A version of a tree the code supports (repeatable): TREE=VERSION.
+        #[arg(long = "supports", value_name = "TREE=VERSION")]
+        supports: Vec<String>,
+        /// Upgrade targets for --auto-migrate (default: heads).
+        targets: Vec<String>,
+    },
+    /// Move trees to the database the configuration places them in: their tables
+    /// (structure and rows) and their ledger records and history, under both locks.
+    MoveTrees {
+        /// The trees to move (each must be placed in the same database).
+        #[arg(required = true)]
+        trees: Vec<String>,
+        /// A table that belongs to the trees (repeatable).
+        #[arg(long = "table", value_name = "TABLE")]
+        tables: Vec<String>,
+    },
 }

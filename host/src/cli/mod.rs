@@ -3,6 +3,7 @@
 pub mod args;
 pub mod progress;
 pub mod render;
+mod verify;
 
 use args::{Cli, Command, Global};
 use ferry::migrator::{Error, Migrator, UpgradeOptions};
@@ -219,8 +220,11 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             }
             Ok(0)
         }
-        Command::Digest { verbose } => {
-            let d = m.digest()?;
+        Command::Digest { verbose, database } => {
+            let d = match database {
+                Some(name) => m.digest_of(name)?,
+                None => m.digest()?,
+            };
             if g.json {
                 println!("{}", json(&d));
             } else {
@@ -310,6 +314,21 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 },
             )?;
             Ok(report(&r, g))
+        }
+        Command::Verify {
+            auto_migrate,
+            adopt,
+            supports,
+            targets,
+        } => verify::run(&m, g, *auto_migrate, *adopt, supports, targets),
+        Command::MoveTrees { trees, tables } => {
+            let r = m.move_trees(trees, tables)?;
+            if g.json {
+                println!("{}", json(&r));
+            } else {
+                print!("{}", render::moved(&r));
+            }
+            Ok(0)
         }
         Command::Check => {
             let s = m.status()?;
