@@ -769,17 +769,22 @@ impl Migrator {
         }
     }
 
-    /// Runs `f` under the migration lock (recorded in the ledger), then releases it.
+    /// Runs `f` under the backend's migration lock, then releases it. The holder is
+    /// not recorded: these commands take milliseconds, and one that refuses (a digest
+    /// mismatch) must leave the repository byte-identical.
     fn locked<T>(
         &self,
         conn: &mut dyn Connection,
         f: impl FnOnce(&mut dyn Connection) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let actor = ledger::Actor::current();
-        crate::lock::acquire(conn, &actor, self.lock_timeout, self.observer.as_ref())
+        crate::lock::acquire_backend_lock(conn, &actor, self.lock_timeout, self.observer.as_ref())
             .map_err(|e| Error::Run(RunError::Lock(e)))?;
         let result = f(conn);
-        crate::lock::release(conn);
+        if conn.in_transaction() {
+            let _ = conn.rollback();
+        }
+        let _ = conn.unlock();
         result
     }
 
@@ -813,6 +818,7 @@ impl Migrator {
             } else {
                 stamp::StampKind::Stamp
             };
+            ledger::ensure(conn)?;
             stamp::record(conn, &set, kind)?;
             Ok(stamp::StampReport {
                 stamped: set.iter().map(|m| m.id.clone()).collect(),
@@ -920,6 +926,7 @@ impl Migrator {
                 .filter_map(|id| project.graph.get(id))
                 .collect();
             let digest = stamp::check_digest(conn, &named_metas)?;
+            ledger::ensure(conn)?;
             stamp::record(conn, &set, stamp::StampKind::Adopt)?;
             Ok(stamp::StampReport {
                 stamped: set.iter().map(|m| m.id.clone()).collect(),
