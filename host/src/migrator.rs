@@ -703,17 +703,19 @@ impl Migrator {
         }
     }
 
-    /// Runs `f` under the migration lock (recorded in the ledger), then releases it.
+    /// Runs `f` under the backend's migration lock, then releases it. The holder is
+    /// not recorded: these commands take milliseconds, and one that refuses (a digest
+    /// mismatch) must leave the repository byte-identical.
     fn locked<T>(
         &self,
         conn: &mut dyn Connection,
         f: impl FnOnce(&mut dyn Connection) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let actor = ledger::Actor::current();
-        crate::lock::acquire(conn, &actor, self.lock_timeout, self.observer.as_ref())
+        crate::lock::acquire_backend_lock(conn, &actor, self.lock_timeout, self.observer.as_ref())
             .map_err(|e| Error::Run(RunError::Lock(e)))?;
         let result = f(conn);
-        crate::lock::release(conn);
+        release_unrecorded(conn);
         result
     }
 
@@ -729,7 +731,7 @@ impl Migrator {
         let mut taken: Vec<usize> = Vec::new();
         let mut result = Ok(());
         for i in dbs.lock_order() {
-            match crate::lock::acquire(
+            match crate::lock::acquire_backend_lock(
                 conns[i].as_mut(),
                 &actor,
                 self.lock_timeout,
@@ -744,10 +746,13 @@ impl Migrator {
         }
         let result = result.and_then(|()| f(&mut conns));
         for i in taken.iter().rev() {
-            crate::lock::release(conns[*i].as_mut());
+            release_unrecorded(conns[*i].as_mut());
         }
         result
     }
+
+    /// Clears a lock record left by a migrator that is gone, after checking that the
+    /// backend's lock can be taken; refuses while a live migrator holds it.
     pub fn unlock(&self) -> Result<UnlockReport, Error> {
         let dbs = self.databases()?;
         let mut cleared = None;
@@ -875,4 +880,12 @@ impl Migrator {
         crate::newrev::write_new(&project.graph, &self.roots, tree, message, new_tree)
             .map_err(|e| Error::Refused(e.to_string()))
     }
+}
+
+/// Releases a backend lock whose holder was never recorded: nothing is written.
+fn release_unrecorded(conn: &mut dyn Connection) {
+    if conn.in_transaction() {
+        let _ = conn.rollback();
+    }
+    let _ = conn.unlock();
 }

@@ -98,11 +98,19 @@ pub enum RunError {
 pub struct Runner {
     host: ScriptHost,
     options: RunOptions,
+    actor: Actor,
+    /// Whether this run wrote its holder record into `ferry_lock` (so `release` clears it).
+    recorded: bool,
 }
 
 impl Runner {
     /// Takes the migration lock (waiting up to `options.lock_timeout`) and prepares
     /// the script engine.
+    ///
+    /// Only the backend's lock is taken here; the holder is recorded in the ledger when
+    /// [`Runner::run`] starts. Planning, hook checks and preflights happen in between, so
+    /// a run they refuse (a bad target, a missing hook, a script that does not compile)
+    /// writes nothing at all: a SQLite file stays byte-identical.
     pub fn acquire(
         mut conn: Box<dyn Connection>,
         options: RunOptions,
@@ -110,22 +118,12 @@ impl Runner {
         observer: Rc<dyn Observer>,
     ) -> Result<Runner, (RunError, Box<dyn Connection>)> {
         let actor = Actor::current();
-        // A dry run commits nothing, not even the lock holder's record.
-        let taken = if options.mode == Mode::DryRun {
-            lock::acquire_backend_lock(
-                conn.as_mut(),
-                &actor,
-                options.lock_timeout,
-                observer.as_ref(),
-            )
-        } else {
-            lock::acquire(
-                conn.as_mut(),
-                &actor,
-                options.lock_timeout,
-                observer.as_ref(),
-            )
-        };
+        let taken = lock::acquire_backend_lock(
+            conn.as_mut(),
+            &actor,
+            options.lock_timeout,
+            observer.as_ref(),
+        );
         if let Err(e) = taken {
             return Err((e.into(), conn));
         }
@@ -135,7 +133,7 @@ impl Runner {
                 return Err((e.into(), conn));
             }
         }
-        let mut session = Session::new(conn, observer, actor);
+        let mut session = Session::new(conn, observer, actor.clone());
         session.mode = options.mode;
         session.config = options.config.clone();
         let session = Rc::new(RefCell::new(session));
@@ -145,7 +143,12 @@ impl Runner {
             options.paths.clone(),
             hooks,
         );
-        Ok(Runner { host, options })
+        Ok(Runner {
+            host,
+            options,
+            actor,
+            recorded: false,
+        })
     }
 
     /// Lends the connection (held under the lock) to `f`, e.g. to read the ledger.
@@ -156,22 +159,23 @@ impl Runner {
 
     /// Releases the lock and gives the connection back.
     pub fn release(self) -> Box<dyn Connection> {
-        let Runner { host, .. } = self;
+        let Runner { host, recorded, .. } = self;
         let session = host.session().clone();
         drop(host);
         let session = Rc::try_unwrap(session)
             .ok()
             .expect("the script engine is gone, so nothing else holds the session");
         let session = session.into_inner();
-        let dry = session.mode == Mode::DryRun;
         let mut conn = session.into_connection();
-        if dry {
+        if recorded {
+            lock::release(conn.as_mut());
+        } else {
+            // Nothing was recorded (a dry run, or a run refused before it started):
+            // release without writing.
             if conn.in_transaction() {
                 let _ = conn.rollback();
             }
             let _ = conn.unlock();
-        } else {
-            lock::release(conn.as_mut());
         }
         conn
     }
@@ -182,6 +186,18 @@ impl Runner {
     pub fn preflight(&mut self, revisions: &[&RevisionMeta]) -> Result<(), ScriptError> {
         for rev in revisions {
             let ast = self.host.compile(&rev.path, &rev.id)?;
+            if !ScriptHost::defines(&ast, "upgrade", 1) {
+                return Err(ScriptError {
+                    kind: crate::script::FailureKind::Script,
+                    message: "the file does not define `fn upgrade(db)`".into(),
+                    revision: rev.id.clone(),
+                    step: None,
+                    file: rev.path.clone().into_boxed_path(),
+                    line: 1,
+                    column: 1,
+                    source_line: None,
+                });
+            }
             if !ScriptHost::defines(&ast, "preflight", 1) {
                 continue;
             }
@@ -216,6 +232,12 @@ impl Runner {
         direction: Direction,
     ) -> Result<Report, RunError> {
         let mut report = Report::default();
+        if self.options.mode == Mode::Apply && !self.recorded && !revisions.is_empty() {
+            // From here on the run writes; name its holder for migrators that wait.
+            let mut s = self.host.session().borrow_mut();
+            lock::record_holder(s.conn(), &self.actor)?;
+            self.recorded = true;
+        }
         if self.options.mode == Mode::DryRun {
             // One transaction for the whole dry run; the ledger's tables, if missing, are
             // created inside it so that the run can record steps, and rolled back too.

@@ -132,6 +132,8 @@ pub enum Command {
     },
     /// Undo revisions until TARGET is the newest applied (base: undo everything).
     Downgrade {
+        /// base, TREE@base, a revision, -N or TREE@-N (`-N` needs no `--`).
+        #[arg(allow_hyphen_values = true)]
         target: String,
         #[arg(long)]
         dry_run: bool,

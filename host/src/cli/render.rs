@@ -174,6 +174,19 @@ struct ScriptDiagnostic {
 }
 
 /// Renders a script failure with the offending source line, as miette draws it.
+/// A diagnostic rendered by miette's usual handler, with line wrapping off.
+struct Unwrapped<'a>(&'a ScriptDiagnostic);
+
+impl std::fmt::Debug for Unwrapped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use miette::ReportHandler;
+        miette::MietteHandlerOpts::new()
+            .wrap_lines(false)
+            .build()
+            .debug(self.0, f)
+    }
+}
+
 pub fn script_error(e: &ScriptError) -> String {
     let mut help = format!("revision {}", e.revision);
     if let Some(step) = &e.step {
@@ -200,7 +213,9 @@ pub fn script_error(e: &ScriptError) -> String {
                 src: NamedSource::new(e.file.display().to_string(), text),
                 span: (offset, 1).into(),
             };
-            format!("{:?}", miette::Report::new(d))
+            // Unwrapped: a wrapped message splits names ("core-" / "9") and paths
+            // across lines, which no operator can grep for.
+            format!("{:?}", Unwrapped(&d))
         }
         _ => e.to_string(),
     }

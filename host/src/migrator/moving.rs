@@ -140,6 +140,7 @@ impl Migrator {
             history.reverse();
             if already.is_empty() {
                 let target = conns[to].as_mut();
+                ledger::ensure(target)?;
                 target.begin()?;
                 let copied = (|| -> Result<(), crate::backend::DbError> {
                     for r in &records {

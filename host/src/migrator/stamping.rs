@@ -49,6 +49,7 @@ impl Migrator {
             };
             for (conn, part) in conns.iter_mut().zip(&parts) {
                 if !part.is_empty() || !dbs.several() {
+                    ledger::ensure(conn.as_mut())?;
                     stamp::record(conn.as_mut(), part, kind)?;
                 }
             }
@@ -165,6 +166,7 @@ impl Migrator {
                 .filter_map(|id| project.graph.get(id))
                 .collect();
             let digest = stamp::check_digest(conn, &named_metas)?;
+            ledger::ensure(conn)?;
             stamp::record(conn, &set, stamp::StampKind::Adopt)?;
             Ok(stamp::StampReport {
                 stamped: set.iter().map(|m| m.id.clone()).collect(),

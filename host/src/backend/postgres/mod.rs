@@ -170,12 +170,23 @@ impl PgConnection {
             url: shown.into(),
             message,
         };
-        let exists = runtime
-            .block_on(client.query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema]))
-            .map_err(|e| connect_error(error_text(&e)))?
-            .is_some();
-        if !exists {
+        let found = runtime
+            .block_on(client.query_opt(
+                "SELECT current_user::text, has_schema_privilege(oid, 'USAGE') \
+                 FROM pg_namespace WHERE nspname = $1",
+                &[&schema],
+            ))
+            .map_err(|e| connect_error(error_text(&e)))?;
+        let Some(found) = found else {
             return Err(connect_error(format!("schema {schema} does not exist")));
+        };
+        // Without USAGE every table of the schema reads as missing: say why instead.
+        if !found.get::<_, bool>(1) {
+            let role: String = found.get(0);
+            return Err(connect_error(format!(
+                "role {role} has no USAGE privilege on schema {schema}: permission denied \
+                 (GRANT USAGE ON SCHEMA {schema} TO {role})"
+            )));
         }
         runtime
             .block_on(client.batch_execute(&format!("SET search_path TO {}", ddl::ident(schema))))
