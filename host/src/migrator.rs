@@ -461,6 +461,7 @@ impl Migrator {
             paths: self.module_paths(),
             config: self.config.clone(),
             note: options.note.clone(),
+            reconnect: None,
         };
         let order = dbs.lock_order();
         let mut runners: Vec<Option<Runner>> = dbs.list().iter().map(|_| None).collect();
@@ -478,13 +479,13 @@ impl Migrator {
                 .open()
                 .map_err(Error::from)
                 .and_then(|conn| {
-                    Runner::acquire(
-                        conn,
-                        run_options.clone(),
-                        project.hooks.clone(),
-                        self.observer.clone(),
-                    )
-                    .map_err(|(e, _conn)| Error::Run(e))
+                    // A lost connection is recorded through a new one, where there is a URL.
+                    let options = RunOptions {
+                        reconnect: dbs.list()[i].source.url().cloned(),
+                        ..run_options.clone()
+                    };
+                    Runner::acquire(conn, options, project.hooks.clone(), self.observer.clone())
+                        .map_err(|(e, _conn)| Error::Run(e))
                 });
             match acquired {
                 Ok(r) => runners[i] = Some(r),

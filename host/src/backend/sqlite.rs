@@ -2,7 +2,7 @@
 //!
 //! A repository is one file: the default rollback journal is kept (no WAL side
 //! files). Writers take the write lock up front (`BEGIN IMMEDIATE`) and wait up to
-//! [`BUSY_TIMEOUT`] for another process to release it.
+//! [`BUSY_TIMEOUT`] (or `FERRY_SQLITE_BUSY_TIMEOUT_MS`) for another process to release it.
 //!
 //! The migration lock is an exclusive OS file lock (`flock` on Unix, `LockFileEx`
 //! on Windows) on the sidecar file `<db path>.ferry-lock`, which holds the holder as
@@ -10,6 +10,7 @@
 //! killed, so a crashed run never leaves a stale lock; the JSON left behind is then
 //! only a record and is overwritten by the next holder.
 
+mod constraint;
 mod ddl;
 mod introspect;
 mod rewrite;
@@ -92,12 +93,55 @@ fn statement_error(e: rusqlite::Error, sql: &str) -> DbError {
     let message = match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy) => format!("database is locked by another process ({e})"),
         Some(ErrorCode::DatabaseLocked) => format!("a table is locked by another connection ({e})"),
+        Some(ErrorCode::ReadOnly)
+            if e.sqlite_error().map(|f| f.extended_code)
+                == Some(rusqlite::ffi::SQLITE_READONLY_DIRECTORY) =>
+        {
+            format!(
+                "the database's directory is read-only ({e}): SQLite writes its rollback \
+                 journal there; is the directory writable?"
+            )
+        }
         Some(ErrorCode::ReadOnly) => format!("the database file is read-only ({e})"),
+        // SQLite writes its rollback journal next to the database file, creating and
+        // deleting it in every transaction: a directory that turned read-only shows here.
+        Some(ErrorCode::SystemIoFailure) => format!(
+            "the file system refused a write ({e}): is the database's directory writable \
+             (SQLite keeps its rollback journal there) and is the disk not full?"
+        ),
+        Some(ErrorCode::CannotOpen) => format!(
+            "cannot open the database's rollback journal ({e}): is the database's directory \
+             writable?"
+        ),
+        Some(ErrorCode::DiskFull) => format!("the disk is full ({e})"),
         _ => e.to_string(),
     };
     DbError::Statement {
         message,
         sql: sql.to_string(),
+    }
+}
+
+/// Maps a failure of `sql` (with `params`) run on `raw`, naming the table and key of a
+/// unique violation.
+fn failure_on(
+    raw: &rusqlite::Connection,
+    e: rusqlite::Error,
+    sql: &str,
+    params: &[Value],
+) -> DbError {
+    let key = constraint::describe(raw, &e, sql, params);
+    with_key(statement_error(e, sql), key)
+}
+
+/// Adds what [`constraint`] found out to a statement's error.
+fn with_key(error: DbError, key: Option<String>) -> DbError {
+    match (error, key) {
+        (DbError::Statement { message, sql }, Some(key)) => DbError::Statement {
+            message: format!("{message} ({key})"),
+            sql,
+        },
+        (error, _) => error,
     }
 }
 
@@ -166,7 +210,13 @@ impl SqliteConnection {
         let flags = flags | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let raw = rusqlite::Connection::open_with_flags(path, flags)
             .map_err(|e| connect_error(e.to_string()))?;
-        raw.busy_timeout(BUSY_TIMEOUT)
+        // FERRY_SQLITE_BUSY_TIMEOUT_MS overrides the wait (see docs/OPERATIONS.md).
+        let busy = std::env::var("FERRY_SQLITE_BUSY_TIMEOUT_MS")
+            .ok()
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(BUSY_TIMEOUT);
+        raw.busy_timeout(busy)
             .map_err(|e| connect_error(e.to_string()))?;
         raw.execute_batch("PRAGMA foreign_keys = ON")
             .map_err(|e| connect_error(e.to_string()))?;
@@ -247,9 +297,10 @@ impl SqliteConnection {
     fn bulk_insert_rows(
         &mut self,
         sql: &str,
-        width: usize,
+        columns: &[String],
         rows: &mut dyn Iterator<Item = Vec<Value>>,
     ) -> Result<u64, DbError> {
+        let width = columns.len();
         let timer = &self.timer;
         let mut stmt = self
             .raw
@@ -270,7 +321,10 @@ impl SqliteConnection {
             timer.start();
             let result = stmt.raw_execute();
             timer.stop();
-            result.map_err(|e| timer.error(e, sql))?;
+            result.map_err(|e| {
+                let key = constraint::describe_row(&e, columns, &row);
+                with_key(timer.error(e, sql), key)
+            })?;
             count += 1;
         }
         Ok(count)
@@ -301,16 +355,20 @@ impl Connection for SqliteConnection {
         self.timer.start();
         let result = stmt.execute(rusqlite::params_from_iter(params.iter().map(Param)));
         self.timer.stop();
-        result
-            .map(|n| n as u64)
-            .map_err(|e| self.timer.error(e, sql))
+        result.map(|n| n as u64).map_err(|e| {
+            let key = constraint::describe(&self.raw, &e, sql, params);
+            with_key(self.timer.error(e, sql), key)
+        })
     }
 
     fn execute_batch(&mut self, sql: &str) -> Result<(), DbError> {
         self.timer.start();
         let result = self.raw.execute_batch(sql);
         self.timer.stop();
-        result.map_err(|e| self.timer.error(e, sql))
+        result.map_err(|e| {
+            let key = constraint::describe(&self.raw, &e, sql, &[]);
+            with_key(self.timer.error(e, sql), key)
+        })
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
@@ -382,7 +440,7 @@ impl Connection for SqliteConnection {
         );
         if !self.in_transaction() {
             self.begin()?;
-            return match self.bulk_insert_rows(&sql, columns.len(), rows) {
+            return match self.bulk_insert_rows(&sql, columns, rows) {
                 Ok(n) => self.commit().map(|()| n),
                 Err(e) => {
                     let _ = self.rollback();
@@ -390,7 +448,7 @@ impl Connection for SqliteConnection {
                 }
             };
         }
-        self.bulk_insert_rows(&sql, columns.len(), rows)
+        self.bulk_insert_rows(&sql, columns, rows)
     }
 
     fn begin(&mut self) -> Result<(), DbError> {

@@ -85,7 +85,8 @@ fn report(r: &Report, g: &Global) -> i32 {
                 eprintln!("not run: {}", r.not_run.join(", "));
             }
             eprintln!(
-                "the failure is recorded; fix the cause and run `ferry upgrade` again to resume"
+                "`ferry status` shows where it stopped; fix the cause and run `ferry upgrade` \
+                 again to resume"
             );
             EXIT_FAILED
         }

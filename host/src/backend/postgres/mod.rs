@@ -37,6 +37,9 @@ use super::{
 };
 use values::Param;
 
+/// Sets how often the server checks, during a long statement, that the client is still there.
+const CLIENT_CHECK: &str = "SET client_connection_check_interval = '1s'";
+
 /// How many prepared statements a connection keeps before it starts afresh.
 const STATEMENT_CACHE_LIMIT: usize = 512;
 
@@ -69,6 +72,11 @@ fn error_text(e: &tokio_postgres::Error) -> String {
         }
         if let Some(hint) = db.hint() {
             text.push_str(&format!("\n  hint: {hint}"));
+        }
+        // A constraint's message names the constraint and its detail the key; the
+        // table is in a field of its own.
+        if let Some(table) = db.table() {
+            text.push_str(&format!("\n  table: {table}"));
         }
         return text;
     }
@@ -183,6 +191,11 @@ impl PgConnection {
         runtime
             .block_on(client.batch_execute(&format!("SET search_path TO {}", ddl::ident(schema))))
             .map_err(|e| connect_error(error_text(&e)))?;
+        // A killed migrator's session would otherwise run its statement to the end,
+        // holding the migration lock and its row locks, before it notices the client is
+        // gone: the server checks every second instead (PostgreSQL 14 and later; older
+        // servers reject the setting, and keep the old behaviour).
+        let _ = runtime.block_on(client.batch_execute(CLIENT_CHECK));
         Ok(PgConnection {
             client: Some(client),
             task,
@@ -326,6 +339,21 @@ impl PgConnection {
                 columns: row.get(1),
             })
             .collect())
+    }
+
+    /// Drops an index named `name` that is not valid: what an interrupted `CREATE
+    /// INDEX CONCURRENTLY` leaves behind (a killed or disconnected build, a statement
+    /// timeout, a unique violation). It is never used by queries but still takes the
+    /// name, so `IF NOT EXISTS` would keep it for ever and a plain create would fail.
+    fn drop_invalid_index(&self, name: &str) -> Result<(), DbError> {
+        let invalid = self.catalogue(introspect::INVALID_INDEX, &[&self.schema, &name])?;
+        if !invalid.is_empty() {
+            self.batch(&format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                ddl::ident(name)
+            ))?;
+        }
+        Ok(())
     }
 
     fn batch(&self, sql: &str) -> Result<(), DbError> {
@@ -575,6 +603,11 @@ impl Connection for PgConnection {
             let ran = rewrite::rewrite_tables(self, rewrites);
             self.statements.clear();
             return ran;
+        }
+        if let SchemaChange::AddIndex(index) = change {
+            if index.concurrently {
+                self.drop_invalid_index(&index.name)?;
+            }
         }
         let statements = ddl::statements(change)?;
         self.statements.clear();
