@@ -158,13 +158,15 @@ pub enum Command {
         /// Upgrade targets for --auto-migrate (default: heads).
         targets: Vec<String>,
     },
-    /// Move trees to the database the configuration places them in: their tables
-    /// (structure and rows) and their ledger records and history, under both locks.
+    /// Move trees' ledger records and history to the database the configuration now
+    /// places them in, under both locks, after checking that their tables (copied there
+    /// first with the database's own tools) hold as many rows as in the source.
     MoveTrees {
         /// The trees to move (each must be placed in the same database).
         #[arg(required = true)]
         trees: Vec<String>,
-        /// A table that belongs to the trees (repeatable).
+        /// A table of the trees, already copied to the new database, whose row count
+        /// must match the source's (repeatable).
         #[arg(long = "table", value_name = "TABLE")]
         tables: Vec<String>,
     },
