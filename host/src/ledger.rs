@@ -565,6 +565,20 @@ pub mod write {
         Ok(())
     }
 
+    /// Forgets one step of a revision (its completion or its batch cursor), so that the
+    /// next run of the revision runs it again; returns whether there was a record.
+    pub fn forget_step(
+        conn: &mut dyn Connection,
+        revision: &str,
+        step: &str,
+    ) -> Result<bool, DbError> {
+        let n = conn.execute(
+            "DELETE FROM ferry_steps WHERE revision = ? AND step = ?",
+            &[Value::Text(revision.into()), Value::Text(step.into())],
+        )?;
+        Ok(n > 0)
+    }
+
     /// Appends a history row.
     #[allow(clippy::too_many_arguments)]
     pub fn add_history(

@@ -30,6 +30,7 @@
 mod builder;
 mod moving;
 mod reports;
+mod resetting;
 mod stamping;
 mod status;
 mod verify;
@@ -37,6 +38,7 @@ mod verify;
 pub use builder::Builder;
 pub use moving::MoveReport;
 pub use reports::{HookProvider, HookUse, PlanEntry, PlanReport, RevisionInfo};
+pub use resetting::ResetReport;
 pub use status::{DatabaseStatus, Ledgers, Misplaced, Status, TreeStatus, Unfinished};
 pub use verify::{
     DatabaseVerdict, Recognition, TreeState, TreeVerdict, Verification, VerifyOptions,

@@ -106,6 +106,16 @@ pub enum Command {
     Adopt,
     /// Free a recorded lock whose holder is gone; refuses while the lock is held.
     Unlock,
+    /// Forget committed steps of an unfinished (failed or interrupted) revision, so the
+    /// next upgrade runs them again; for a step whose committed result was wrong. The
+    /// steps' effects stay in the database: they must be able to run again over them.
+    Reset {
+        /// The unfinished revision (full id or unique prefix).
+        revision: String,
+        /// A committed step to forget (repeatable; default: every committed step).
+        #[arg(long = "step", value_name = "NAME")]
+        steps: Vec<String>,
+    },
     /// Write a new revision file for TREE, its parent the tree's head.
     New {
         tree: String,

@@ -286,6 +286,23 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             }
             Ok(0)
         }
+        Command::Reset { revision, steps } => {
+            let r = m.reset(revision, steps)?;
+            if g.json {
+                println!("{}", json(&r));
+            } else {
+                println!(
+                    "forgot committed step(s) of {}: {}",
+                    r.revision,
+                    r.forgotten.join(", ")
+                );
+                if !r.kept.is_empty() {
+                    println!("still committed: {}", r.kept.join(", "));
+                }
+                println!("the next `ferry upgrade` runs the forgotten steps again");
+            }
+            Ok(0)
+        }
         Command::New {
             tree,
             message,
