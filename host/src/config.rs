@@ -22,6 +22,24 @@ pub enum ConfigError {
         expected: &'static str,
         found: String,
     },
+    /// A [`ConfigError::Type`] with where the value came from (`--set`, or the file).
+    #[error("{origin}: {error}")]
+    From {
+        origin: String,
+        error: Box<ConfigError>,
+    },
+}
+
+/// Checks the values `load` knows the type of (the sandbox limits) as each layer is
+/// read, so that an error says which file or `--set` holds the bad value.
+fn check_known(config: &ConfigMap, origin: impl FnOnce() -> String) -> Result<(), ConfigError> {
+    match limits(config) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(ConfigError::From {
+            origin: origin(),
+            error: Box::new(e),
+        }),
+    }
 }
 
 /// Flattened configuration, dotted key → value.
@@ -80,19 +98,20 @@ pub fn parse_set(text: &str) -> Result<(String, toml::Value), ConfigError> {
 /// Builds the layered configuration: the file (explicit, or `./ferry.toml` if it
 /// exists), then each `--set`.
 pub fn load(file: Option<&Path>, cwd: &Path, sets: &[String]) -> Result<ConfigMap, ConfigError> {
-    let mut out = match file {
-        Some(f) => read_file(f)?,
-        None => {
-            let default = cwd.join("ferry.toml");
-            if default.is_file() {
-                read_file(&default)?
-            } else {
-                ConfigMap::new()
-            }
+    let default = cwd.join("ferry.toml");
+    let path = file.or_else(|| default.is_file().then_some(default.as_path()));
+    let mut out = match path {
+        Some(f) => {
+            let read = read_file(f)?;
+            check_known(&read, || format!("config file {}", f.display()))?;
+            read
         }
+        None => ConfigMap::new(),
     };
     for s in sets {
         let (k, v) = parse_set(s)?;
+        let one = ConfigMap::from([(k.clone(), v.clone())]);
+        check_known(&one, || format!("--set {s}"))?;
         out.insert(k, v);
     }
     Ok(out)
@@ -192,6 +211,22 @@ mod tests {
         let c = load(None, &dir, &["datasets.name=y".into()]).unwrap();
         assert_eq!(c["datasets.batch_size"], toml::Value::Integer(7));
         assert_eq!(c["datasets.name"], toml::Value::String("y".into()));
+        std::fs::write(
+            dir.join("limits.toml"),
+            "[limits]\nmax_seconds = \"soon\"\n",
+        )
+        .unwrap();
+        let err = load(Some(&dir.join("limits.toml")), &dir, &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("limits.toml: configuration key limits.max_seconds"),
+            "{err}"
+        );
+        let err = load(None, &dir, &["limits.max_call_depth=-1".into()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--set limits.max_call_depth=-1: configuration key limits.max_call_depth must be a positive number, found -1"
+        );
         std::fs::write(dir.join("bad.toml"), "[x\n").unwrap();
         let err = load(Some(&dir.join("bad.toml")), &dir, &[]).unwrap_err();
         assert!(err.to_string().contains("bad.toml"), "{err}");

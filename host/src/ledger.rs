@@ -111,9 +111,14 @@ impl Actor {
             host: hostname::get()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "unknown".into()),
+            // $USER first (what a `sudo -u` or a container sets on purpose), then the
+            // account of the process: cron and systemd units often set neither variable.
             username: std::env::var("USER")
                 .or_else(|_| std::env::var("LOGNAME"))
-                .unwrap_or_else(|_| "unknown".into()),
+                .ok()
+                .filter(|u| !u.is_empty())
+                .or_else(|| whoami::username().ok())
+                .unwrap_or_else(|| "unknown".into()),
             pid: std::process::id(),
         }
     }
@@ -560,6 +565,20 @@ pub mod write {
         Ok(())
     }
 
+    /// Forgets one step of a revision (its completion or its batch cursor), so that the
+    /// next run of the revision runs it again; returns whether there was a record.
+    pub fn forget_step(
+        conn: &mut dyn Connection,
+        revision: &str,
+        step: &str,
+    ) -> Result<bool, DbError> {
+        let n = conn.execute(
+            "DELETE FROM ferry_steps WHERE revision = ? AND step = ?",
+            &[Value::Text(revision.into()), Value::Text(step.into())],
+        )?;
+        Ok(n > 0)
+    }
+
     /// Appends a history row.
     #[allow(clippy::too_many_arguments)]
     pub fn add_history(
@@ -622,6 +641,78 @@ pub mod write {
     /// Forgets the lock holder.
     pub fn clear_lock_holder(conn: &mut dyn Connection) -> Result<(), DbError> {
         conn.execute("DELETE FROM ferry_lock", &[])?;
+        Ok(())
+    }
+
+    /// Writes a revision record exactly as another ledger holds it (moving a tree
+    /// between databases keeps its records as they were).
+    pub fn copy_revision(conn: &mut dyn Connection, r: &RevisionRecord) -> Result<(), DbError> {
+        let opt = |s: &Option<String>| {
+            s.as_ref()
+                .map(|s| Value::Text(s.clone()))
+                .unwrap_or(Value::Null)
+        };
+        conn.execute(
+            "INSERT INTO ferry_revisions (revision, tree, version, state, checksum, \
+             failed_step, error, how, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            &[
+                Value::Text(r.revision.clone()),
+                Value::Text(r.tree.clone()),
+                Value::Text(r.version.clone()),
+                Value::Text(r.state.as_str().into()),
+                Value::Text(r.checksum.clone()),
+                opt(&r.failed_step),
+                opt(&r.error),
+                Value::Text(r.how.clone()),
+                Value::Int(r.updated_at),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Appends a history row exactly as another ledger holds it (but with this
+    /// ledger's next id).
+    pub fn copy_history(conn: &mut dyn Connection, h: &HistoryEntry) -> Result<(), DbError> {
+        let opt = |s: &Option<String>| {
+            s.as_ref()
+                .map(|s| Value::Text(s.clone()))
+                .unwrap_or(Value::Null)
+        };
+        conn.execute(
+            "INSERT INTO ferry_history (revision, tree, direction, checksum, started_at, \
+             finished_at, duration_ms, row_count, outcome, error, host, username, pid, note) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            &[
+                Value::Text(h.revision.clone()),
+                Value::Text(h.tree.clone()),
+                Value::Text(h.direction.clone()),
+                Value::Text(h.checksum.clone()),
+                Value::Int(h.started_at),
+                Value::Int(h.finished_at),
+                Value::Int(h.duration_ms),
+                Value::Int(h.rows),
+                Value::Text(h.outcome.clone()),
+                opt(&h.error),
+                Value::Text(h.host.clone()),
+                Value::Text(h.username.clone()),
+                Value::Int(h.pid),
+                opt(&h.note),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Removes every record, step and history row of `tree` (after they were copied to
+    /// the ledger of the database the tree moved to).
+    pub fn forget_tree(conn: &mut dyn Connection, tree: &str) -> Result<(), DbError> {
+        let t = [Value::Text(tree.into())];
+        conn.execute(
+            "DELETE FROM ferry_steps WHERE revision IN \
+             (SELECT revision FROM ferry_revisions WHERE tree = ?)",
+            &t,
+        )?;
+        conn.execute("DELETE FROM ferry_revisions WHERE tree = ?", &t)?;
+        conn.execute("DELETE FROM ferry_history WHERE tree = ?", &t)?;
         Ok(())
     }
 }

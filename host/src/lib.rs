@@ -7,7 +7,9 @@
 
 pub mod backend;
 pub mod clock;
+pub mod compat;
 pub mod config;
+pub mod databases;
 pub mod digest;
 pub mod discovery;
 pub mod graph;
@@ -22,6 +24,7 @@ pub mod offline;
 pub mod plan;
 pub mod runner;
 pub mod script;
+pub mod source;
 pub mod stamp;
 pub mod target;
 pub mod workload;

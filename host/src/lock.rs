@@ -34,6 +34,16 @@ pub fn acquire(
     observer: &dyn Observer,
 ) -> Result<(), LockError> {
     acquire_backend_lock(conn, actor, timeout, observer)?;
+    if let Err(e) = record_holder(conn, actor) {
+        let _ = conn.unlock();
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Records `actor` as the holder of the backend's lock (already taken), creating the
+/// ledger's tables if they are missing.
+pub fn record_holder(conn: &mut dyn Connection, actor: &Actor) -> Result<(), LockError> {
     let since = crate::clock::now_unix();
     let recorded = (|| -> Result<(), LockError> {
         ledger::ensure(conn)?;
@@ -42,12 +52,10 @@ pub fn acquire(
         conn.commit()?;
         Ok(())
     })();
-    if let Err(e) = recorded {
+    if recorded.is_err() {
         let _ = conn.rollback();
-        let _ = conn.unlock();
-        return Err(e);
     }
-    Ok(())
+    recorded
 }
 
 /// Polls for the backend's lock until `timeout` without recording the holder: for a

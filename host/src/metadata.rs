@@ -71,6 +71,13 @@ pub struct ModuleFile {
 pub enum MetadataError {
     #[error("{}: cannot read the file: {message}", path.display())]
     Io { path: PathBuf, message: String },
+    #[error("{}:{line}:{column}: the file is not UTF-8 (byte 0x{byte:02X} cannot start or continue a character); save it as UTF-8", path.display())]
+    NotUtf8 {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        byte: u8,
+    },
     #[error("{}:{line}:{column}: syntax error: {message}", path.display())]
     Syntax {
         path: PathBuf,
@@ -119,6 +126,7 @@ impl MetadataError {
     pub fn path(&self) -> &Path {
         match self {
             Self::Io { path, .. }
+            | Self::NotUtf8 { path, .. }
             | Self::Syntax { path, .. }
             | Self::Missing { path, .. }
             | Self::WrongType { path, .. }
@@ -380,8 +388,30 @@ fn read_file(path: &Path) -> Result<(Vec<u8>, String), Vec<MetadataError>> {
         }]
     };
     let bytes = std::fs::read(path).map_err(|e| io(e.to_string()))?;
-    let source = String::from_utf8(bytes.clone()).map_err(|e| io(format!("not UTF-8: {e}")))?;
+    let source = String::from_utf8(bytes.clone())
+        .map_err(|e| vec![not_utf8(path, &bytes, e.utf8_error().valid_up_to())])?;
     Ok((bytes, source))
+}
+
+/// The error for a file whose bytes stop being UTF-8 at `valid` (line and column of
+/// the offending byte, so that an editor can find it).
+fn not_utf8(path: &Path, bytes: &[u8], valid: usize) -> MetadataError {
+    let before = &bytes[..valid];
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    // Columns count characters, as Rhai's do; everything before `valid` is UTF-8.
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    MetadataError::NotUtf8 {
+        path: path.to_path_buf(),
+        line: before.iter().filter(|&&b| b == b'\n').count() + 1,
+        column,
+        byte: bytes.get(valid).copied().unwrap_or_default(),
+    }
 }
 
 /// sha256 of `bytes`, lowercase hex.
@@ -597,6 +627,16 @@ fn upgrade(db) {}"#;
             other => panic!("unexpected {other:?}"),
         }
         assert!(errs[0].to_string().starts_with("scripts/x.rhai:2:"));
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_located() {
+        let bytes = b"const REVISION = \"a-1\";\n// caf\xe9\nfn upgrade(db) {}\n";
+        let err = not_utf8(Path::new("scripts/x.rhai"), bytes, 30);
+        assert_eq!(
+            err.to_string(),
+            "scripts/x.rhai:2:7: the file is not UTF-8 (byte 0xE9 cannot start or continue a character); save it as UTF-8"
+        );
     }
 
     #[test]

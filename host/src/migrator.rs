@@ -1,20 +1,52 @@
 //! The library API: everything the `ferry` binary does, for applications to embed.
 //!
-//! ```no_run
-//! use ferry::migrator::Migrator;
-//! let migrator = Migrator::new("sqlite:repo.sqlite")?
-//!     .with_roots(vec!["scripts".into(), "plugins/obs_base".into()]);
-//! let status = migrator.status()?;
-//! for tree in &status.trees {
-//!     println!("{}: {:?} (pending {})", tree.tree, tree.current, tree.pending.len());
-//! }
-//! let report = migrator.upgrade(&[], &ferry::migrator::UpgradeOptions::default())?;
-//! assert!(report.succeeded());
-//! # Ok::<(), ferry::migrator::Error>(())
+//! Build a [`Migrator`] with [`Migrator::builder`] (or [`Migrator::new`] for a URL),
+//! then ask it for [`Migrator::status`], [`Migrator::plan_report`],
+//! [`Migrator::upgrade`] to targets, or [`Migrator::verify`] at an application's
+//! start-up. A whole run on a SQLite file:
+//!
 //! ```
+//! use ferry::migrator::{Migrator, UpgradeOptions};
+//! # let dir = tempfile::tempdir()?;
+//! # let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/trees/linear/scripts");
+//! let migrator = Migrator::builder()
+//!     .url(&format!("sqlite:{}", dir.path().join("repo.sqlite").display()))
+//!     .roots([scripts])
+//!     .build()?;
+//! let status = migrator.status()?;
+//! assert_eq!(status.trees[0].pending.len(), 3);
+//! let report = migrator.upgrade(&["alpha-2".into()], &UpgradeOptions::default())?;
+//! assert_eq!(report.completed.len(), 2);
+//! let report = migrator.upgrade(&[], &UpgradeOptions::default())?;
+//! assert!(report.succeeded());
+//! assert!(migrator.status()?.at_heads());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Trees may live in several databases ([`crate::databases`]); status, plan, upgrade,
+//! downgrade, stamp and verify then span all of them, each database with its own
+//! ledger and lock.
+
+mod builder;
+mod moving;
+mod reports;
+mod resetting;
+mod stamping;
+mod status;
+mod verify;
+
+pub use builder::Builder;
+pub use moving::MoveReport;
+pub use reports::{HookProvider, HookUse, PlanEntry, PlanReport, RevisionInfo};
+pub use resetting::ResetReport;
+pub use status::{DatabaseStatus, Ledgers, Misplaced, Status, TreeStatus, Unfinished};
+pub use verify::{
+    DatabaseVerdict, Recognition, TreeState, TreeVerdict, Verification, VerifyOptions,
+};
 
 use crate::backend::{self, Connection, DbError, DbUrl, LockHolder, UrlError};
 use crate::config::{ConfigError, ConfigMap};
+use crate::databases::{self, Databases, DatabasesError};
 use crate::digest::{self, SchemaDigest};
 use crate::discovery::{self, DiscoveryError};
 use crate::graph::{Graph, GraphError};
@@ -25,13 +57,15 @@ use crate::plan::{self, Direction, Plan, PlanError};
 use crate::runner::{Report, RunError, RunOptions, Runner};
 use crate::script::hooks::HookSet;
 use crate::script::{Limits, Mode, ModulePaths, ScriptError};
+use crate::source::Source;
 use crate::target::{self, Target, TargetError};
+use reports::state_text;
+use status::status_over;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// Everything that can go wrong, by stage; [`Error::exit_code`] maps it to the CLI's codes.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -39,6 +73,8 @@ pub enum Error {
     Url(#[from] UrlError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Databases(#[from] DatabasesError),
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
     #[error(transparent)]
@@ -151,63 +187,11 @@ pub struct UpgradeOptions {
     pub note: Option<String>,
 }
 
-/// One tree's state.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TreeStatus {
-    pub tree: String,
-    /// Applied revisions of the tree without applied children in it (usually one).
-    pub current: Vec<String>,
-    /// The tree's human version after its current revision.
-    pub version: Option<String>,
-    pub heads: Vec<String>,
-    /// Revisions of the tree not yet applied, in order.
-    pub pending: Vec<String>,
-    /// Revisions of the tree that started but did not finish.
-    pub unfinished: Vec<Unfinished>,
-}
-
-/// A revision left mid-way: failed at a step, or interrupted (killed) while running.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Unfinished {
-    pub revision: String,
-    pub state: RevisionState,
-    pub failed_step: Option<String>,
-    pub error: Option<String>,
-    /// Steps already committed (a rerun skips them).
-    pub steps_done: Vec<String>,
-    /// A batched step part-way through: its name and committed batches.
-    pub batches_done: Vec<(String, i64)>,
-}
-
-/// What `status` reports.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Status {
-    pub database: String,
-    pub ledger: bool,
-    pub trees: Vec<TreeStatus>,
-    /// The recorded lock holder, if a migrator holds the lock now.
-    pub locked_by: Option<LockHolder>,
-    /// Applied revisions whose script file changed since (revision ids).
-    pub changed: Vec<String>,
-    /// Revisions the database records that no script defines.
-    pub unknown: Vec<String>,
-}
-
-impl Status {
-    /// Whether every tree is at its heads, nothing is unfinished and nothing changed.
-    pub fn at_heads(&self) -> bool {
-        self.unknown.is_empty()
-            && self.changed.is_empty()
-            && self
-                .trees
-                .iter()
-                .all(|t| t.pending.is_empty() && t.unfinished.is_empty())
-    }
-}
-
-/// Builds migrations for one database and one set of script roots.
+/// Builds migrations for a repository: its databases and one set of script roots.
 pub struct Migrator {
-    url: DbUrl,
+    main: Source,
+    /// Databases placed by builder calls: name, source, trees.
+    placed: Vec<(String, Source, Vec<String>)>,
     roots: Vec<PathBuf>,
     stdlib: Option<PathBuf>,
     config: ConfigMap,
@@ -219,17 +203,27 @@ pub struct Migrator {
 impl Migrator {
     /// A migrator for the database at `url`; roots default to `./scripts` and `./plugins/*`.
     pub fn new(url: &str) -> Result<Migrator, Error> {
+        Ok(Migrator::with_source(Source::Url(DbUrl::parse(url)?)))
+    }
+
+    /// A builder: a database (URL or lent connection), roots, configuration, observer.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    fn with_source(main: Source) -> Migrator {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let stdlib = cwd.join("stdlib");
-        Ok(Migrator {
-            url: DbUrl::parse(url)?,
+        Migrator {
+            main,
+            placed: Vec::new(),
             roots: discovery::default_roots(&cwd),
             stdlib: stdlib.is_dir().then_some(stdlib),
             config: ConfigMap::new(),
             limits: Limits::default(),
             lock_timeout: Duration::from_secs(10),
             observer: Rc::new(Silent),
-        })
+        }
     }
 
     pub fn with_roots(mut self, roots: Vec<PathBuf>) -> Self {
@@ -242,6 +236,8 @@ impl Migrator {
         self
     }
 
+    /// The layered configuration; its `[databases]` section places trees in other
+    /// databases (see [`crate::databases`]).
     pub fn with_config(mut self, config: ConfigMap) -> Self {
         self.config = config;
         self
@@ -262,8 +258,35 @@ impl Migrator {
         self
     }
 
-    pub fn url(&self) -> &DbUrl {
-        &self.url
+    /// Places `trees` in another database (see [`crate::databases`]).
+    pub fn with_database(
+        mut self,
+        name: &str,
+        source: Source,
+        trees: impl IntoIterator<Item = String>,
+    ) -> Self {
+        self.placed
+            .push((name.to_string(), source, trees.into_iter().collect()));
+        self
+    }
+
+    /// The main database's URL (`None` for a lent connection).
+    pub fn url(&self) -> Option<&DbUrl> {
+        self.main.url()
+    }
+
+    /// Every database and the trees placed in it: the main one, those placed by
+    /// [`Self::with_database`], then those the configuration declares.
+    pub fn databases(&self) -> Result<Databases, Error> {
+        let mut dbs = Databases::single(self.main.clone());
+        for (name, source, trees) in &self.placed {
+            dbs.place(name, source.clone(), trees.iter().cloned())?;
+        }
+        for d in databases::declared(&self.config)? {
+            let url = DbUrl::parse(&d.url)?;
+            dbs.place(&d.name, Source::Url(url), d.trees)?;
+        }
+        Ok(dbs)
     }
 
     /// Discovers the scripts and builds the graph (no database needed).
@@ -278,76 +301,112 @@ impl Migrator {
         })
     }
 
-    /// Opens the database.
+    /// The project and the databases, with every placed tree checked against the graph.
+    fn setup(&self) -> Result<(Project, Databases), Error> {
+        let project = self.load()?;
+        let dbs = self.databases()?;
+        dbs.check_trees(&project.graph.trees())?;
+        Ok((project, dbs))
+    }
+
+    /// Opens the main database.
     pub fn connect(&self) -> Result<Box<dyn Connection>, Error> {
-        Ok(backend::connect(&self.url)?)
+        Ok(self.main.open()?)
+    }
+
+    /// Opens every database, in [`Databases::list`] order.
+    fn connect_all(&self, dbs: &Databases) -> Result<Vec<Box<dyn Connection>>, Error> {
+        dbs.list()
+            .iter()
+            .map(|d| d.source.open().map_err(Error::from))
+            .collect()
     }
 
     /// Each tree's state, unfinished revisions, the lock holder and changed scripts.
     pub fn status(&self) -> Result<Status, Error> {
-        let project = self.load()?;
-        let mut conn = self.connect()?;
-        status_of(&project, conn.as_mut())
+        let (project, dbs) = self.setup()?;
+        let mut conns = self.connect_all(&dbs)?;
+        status_over(&project, &dbs, &mut conns)
     }
 
-    /// The ledger's history, newest first (`limit` 0: all).
+    /// The ledger's history, newest first (`limit` 0: all); with several databases,
+    /// their histories merged by start time.
     pub fn history(&self, limit: usize) -> Result<Vec<HistoryEntry>, Error> {
-        let mut conn = self.connect()?;
-        Ok(ledger::history(conn.as_mut(), limit)?)
+        let dbs = self.databases()?;
+        let mut conns = self.connect_all(&dbs)?;
+        if conns.len() == 1 {
+            return Ok(ledger::history(conns[0].as_mut(), limit)?);
+        }
+        let mut all = Vec::new();
+        for c in conns.iter_mut() {
+            all.extend(ledger::history(c.as_mut(), 0)?);
+        }
+        all.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
+        if limit > 0 {
+            all.truncate(limit);
+        }
+        Ok(all)
+    }
+
+    /// Every database's ledger, read now.
+    fn ledgers(&self, dbs: &Databases) -> Result<(Vec<Box<dyn Connection>>, Ledgers), Error> {
+        let mut conns = self.connect_all(dbs)?;
+        let ledgers = Ledgers::read(&mut conns)?;
+        Ok((conns, ledgers))
     }
 
     /// The revisions an upgrade to `targets` (default: every head) would run.
     pub fn plan_upgrade(&self, targets: &[String]) -> Result<(Project, Plan), Error> {
-        let project = self.load()?;
-        let mut conn = self.connect()?;
-        let records = ledger::revisions(conn.as_mut())?;
-        let plan = upgrade_plan(&project, &ledger::applied(&records), targets)?;
+        let (project, dbs) = self.setup()?;
+        let (_conns, ledgers) = self.ledgers(&dbs)?;
+        ledgers.refuse_misplaced(&dbs, &project.graph)?;
+        let plan = upgrade_plan(&project, &ledgers.applied(), targets)?;
         Ok((project, plan))
     }
 
-    /// Upgrades to `targets` (default: every head) under the lock.
+    /// Upgrades to `targets` (default: every head) under the lock (every database's).
     pub fn upgrade(&self, targets: &[String], options: &UpgradeOptions) -> Result<Report, Error> {
-        let project = self.load()?;
+        let (project, dbs) = self.setup()?;
         let mut options = options.clone();
         if options.allow_changed && options.note.is_none() {
             options.note = Some("allow-changed".into());
         }
         let options = &options;
-        let report = self.run(&project, options, |project, conn| {
-            let records = ledger::revisions(conn)?;
-            let changed = changed_scripts(&project.graph, &records);
+        let report = self.run(&project, &dbs, options, |project, ledgers| {
+            let changed = changed_scripts(&project.graph, &ledgers.all());
             if !changed.is_empty() && !options.allow_changed {
                 return Err(Error::Changed(changed));
             }
-            let plan = upgrade_plan(project, &ledger::applied(&records), targets)?;
-            Ok(plan)
+            upgrade_plan(project, &ledgers.applied(), targets)
         })?;
         if !options.dry_run && report.succeeded() {
-            self.check_digests(&project, &report)?;
+            self.check_digests(&project, &dbs, &report)?;
         }
         Ok(report)
     }
 
     /// After an upgrade: for each tree, if the last revision the run applied declares a
-    /// `DIGEST`, the schema must have that digest now.
-    fn check_digests(&self, project: &Project, report: &Report) -> Result<(), Error> {
+    /// `DIGEST`, the schema of the tree's database must have that digest now.
+    fn check_digests(
+        &self,
+        project: &Project,
+        dbs: &Databases,
+        report: &Report,
+    ) -> Result<(), Error> {
         let mut last: BTreeMap<&str, &RevisionMeta> = BTreeMap::new();
         for c in &report.completed {
             if let Some(m) = project.graph.get(&c.revision) {
                 last.insert(m.tree.as_str(), m);
             }
         }
-        let declared: Vec<&RevisionMeta> = last
-            .values()
-            .copied()
-            .filter(|m| m.expected_digest.is_some())
-            .collect();
-        if declared.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.connect()?;
-        let now = digest::digest(conn.as_mut())?;
-        for m in declared {
+        let mut digests: BTreeMap<usize, SchemaDigest> = BTreeMap::new();
+        for m in last.values().filter(|m| m.expected_digest.is_some()) {
+            let db = dbs.of_tree(&m.tree);
+            if let std::collections::btree_map::Entry::Vacant(e) = digests.entry(db) {
+                let mut conn = dbs.list()[db].source.open()?;
+                e.insert(digest::digest(conn.as_mut())?);
+            }
+            let now = &digests[&db];
             let expected = m.expected_digest.clone().unwrap_or_default();
             if !now.matches(&expected) {
                 return Err(Error::DigestAfterUpgrade {
@@ -362,10 +421,9 @@ impl Migrator {
 
     /// Downgrades to `target` (`base`, `TREE@base`, a revision, `-N`) under the lock.
     pub fn downgrade(&self, target: &str, options: &UpgradeOptions) -> Result<Report, Error> {
-        let project = self.load()?;
-        self.run(&project, options, |project, conn| {
-            let records = ledger::revisions(conn)?;
-            let applied = ledger::applied(&records);
+        let (project, dbs) = self.setup()?;
+        self.run(&project, &dbs, options, |project, ledgers| {
+            let applied = ledgers.applied();
             let t = target::resolve_target(&project.graph, &applied, target)?;
             let plan = plan::plan_downgrade(&project.graph, &applied, &t)?;
             let blocked: Vec<String> = plan
@@ -382,15 +440,18 @@ impl Migrator {
         })
     }
 
-    /// Takes the lock, plans with `make_plan` (under the lock, so the plan sees what
-    /// a migrator that finished meanwhile did), checks hooks and preflights, and runs.
+    /// Takes every database's lock (in the fixed order of [`Databases::lock_order`]),
+    /// plans with `make_plan` (under the locks, so the plan sees what a migrator that
+    /// finished meanwhile did), checks hooks and preflights, and runs the plan: each
+    /// revision in its tree's database, in plan order. The run stops at the first
+    /// failure; what completed in any database stays applied and recorded there.
     fn run(
         &self,
         project: &Project,
+        dbs: &Databases,
         options: &UpgradeOptions,
-        make_plan: impl FnOnce(&Project, &mut dyn Connection) -> Result<Plan, Error>,
+        make_plan: impl FnOnce(&Project, &Ledgers) -> Result<Plan, Error>,
     ) -> Result<Report, Error> {
-        let conn = self.connect()?;
         let run_options = RunOptions {
             mode: if options.dry_run {
                 Mode::DryRun
@@ -399,22 +460,51 @@ impl Migrator {
             },
             limits: self.limits.clone(),
             lock_timeout: self.lock_timeout,
-            paths: ModulePaths {
-                stdlib: self.stdlib.clone(),
-                roots: self.roots.clone(),
-            },
+            paths: self.module_paths(),
             config: self.config.clone(),
             note: options.note.clone(),
+            reconnect: None,
         };
-        let mut runner = Runner::acquire(
-            conn,
-            run_options,
-            project.hooks.clone(),
-            self.observer.clone(),
-        )
-        .map_err(|(e, _conn)| Error::Run(e))?;
+        let order = dbs.lock_order();
+        let mut runners: Vec<Option<Runner>> = dbs.list().iter().map(|_| None).collect();
+        let release = |runners: Vec<Option<Runner>>| {
+            let mut runners = runners;
+            for i in order.iter().rev() {
+                if let Some(r) = runners[*i].take() {
+                    r.release();
+                }
+            }
+        };
+        for &i in &order {
+            let acquired = dbs.list()[i]
+                .source
+                .open()
+                .map_err(Error::from)
+                .and_then(|conn| {
+                    // A lost connection is recorded through a new one, where there is a URL.
+                    let options = RunOptions {
+                        reconnect: dbs.list()[i].source.url().cloned(),
+                        ..run_options.clone()
+                    };
+                    Runner::acquire(conn, options, project.hooks.clone(), self.observer.clone())
+                        .map_err(|(e, _conn)| Error::Run(e))
+                });
+            match acquired {
+                Ok(r) => runners[i] = Some(r),
+                Err(e) => {
+                    release(runners);
+                    return Err(e);
+                }
+            }
+        }
         let result = (|| {
-            let plan = runner.with_connection(|c| make_plan(project, c))?;
+            let mut records = Vec::new();
+            for r in runners.iter_mut().flatten() {
+                records.push(r.with_connection(|c| ledger::revisions(c))?);
+            }
+            let ledgers = Ledgers { records };
+            ledgers.refuse_misplaced(dbs, &project.graph)?;
+            let plan = make_plan(project, &ledgers)?;
             let revisions: Vec<&RevisionMeta> = plan
                 .revisions
                 .iter()
@@ -424,16 +514,51 @@ impl Migrator {
             if !problems.is_empty() {
                 return Err(Error::Hooks(problems));
             }
+            let segments = segments(&revisions, |m| dbs.of_tree(&m.tree));
             if plan.direction == Direction::Upgrade {
-                runner
-                    .preflight(&revisions)
-                    .map_err(|e| Error::Preflight(Box::new(e)))?;
+                for (db, part) in &segments {
+                    let runner = runners[*db].as_mut().expect("every database is locked");
+                    runner
+                        .preflight(part)
+                        .map_err(|e| Error::Preflight(Box::new(e)))?;
+                }
             }
-            Ok(runner.run(&revisions, plan.direction)?)
+            let mut report = Report::default();
+            for (k, (db, part)) in segments.iter().enumerate() {
+                let runner = runners[*db].as_mut().expect("every database is locked");
+                let done = runner.run(part, plan.direction)?;
+                report.completed.extend(done.completed);
+                report.statements.extend(done.statements);
+                if done.failed.is_some() {
+                    report.failed = done.failed;
+                    report.not_run = done.not_run;
+                    for (_, later) in &segments[k + 1..] {
+                        report.not_run.extend(later.iter().map(|m| m.id.clone()));
+                    }
+                    break;
+                }
+            }
+            Ok(report)
         })();
-        runner.release();
+        release(runners);
         result
     }
+}
+
+/// Splits revisions in plan order into runs of consecutive revisions of one database.
+fn segments<'a>(
+    revisions: &[&'a RevisionMeta],
+    db_of: impl Fn(&RevisionMeta) -> usize,
+) -> Vec<(usize, Vec<&'a RevisionMeta>)> {
+    let mut out: Vec<(usize, Vec<&'a RevisionMeta>)> = Vec::new();
+    for m in revisions {
+        let db = db_of(m);
+        match out.last_mut() {
+            Some((d, part)) if *d == db => part.push(m),
+            _ => out.push((db, vec![m])),
+        }
+    }
+    out
 }
 
 /// Resolves target strings (default `heads`) and plans the upgrade.
@@ -467,215 +592,13 @@ pub fn changed_scripts(graph: &Graph, records: &BTreeMap<String, RevisionRecord>
         .collect()
 }
 
-/// Computes [`Status`] over an open connection.
-pub fn status_of(project: &Project, conn: &mut dyn Connection) -> Result<Status, Error> {
-    let has_ledger = ledger::exists(conn)?;
-    let records = ledger::revisions(conn)?;
-    let applied = ledger::applied(&records);
-    let graph = &project.graph;
-    let mut trees = Vec::new();
-    let mut tree_names: BTreeSet<String> = graph.trees().iter().map(|s| s.to_string()).collect();
-    tree_names.extend(records.values().map(|r| r.tree.clone()));
-    for tree in tree_names {
-        let current: Vec<String> = if graph.has_tree(&tree) {
-            target::current_heads(graph, &applied, &tree)
-                .into_iter()
-                .map(String::from)
-                .collect()
-        } else {
-            records
-                .values()
-                .filter(|r| r.tree == tree && r.state == RevisionState::Applied)
-                .map(|r| r.revision.clone())
-                .collect()
-        };
-        let version = current
-            .first()
-            .and_then(|id| records.get(id).map(|r| r.version.clone()));
-        let pending: Vec<String> = graph
-            .tree_revisions(&tree)
-            .into_iter()
-            .filter(|r| !applied.contains(&r.id))
-            .map(|r| r.id.clone())
-            .collect();
-        let mut unfinished = Vec::new();
-        for r in records
-            .values()
-            .filter(|r| r.tree == tree && r.state != RevisionState::Applied)
-        {
-            let steps = ledger::steps(conn, &r.revision)?;
-            unfinished.push(Unfinished {
-                revision: r.revision.clone(),
-                state: r.state,
-                failed_step: r.failed_step.clone(),
-                error: r.error.clone(),
-                steps_done: steps
-                    .iter()
-                    .filter(|s| s.done)
-                    .map(|s| s.step.clone())
-                    .collect(),
-                batches_done: steps
-                    .iter()
-                    .filter(|s| !s.done)
-                    .map(|s| (s.step.clone(), s.batches))
-                    .collect(),
-            });
-        }
-        trees.push(TreeStatus {
-            heads: graph.heads(&tree).into_iter().map(String::from).collect(),
-            tree,
-            current,
-            version,
-            pending,
-            unfinished,
-        });
-    }
-    let locked_by = if has_ledger {
-        ledger::lock_holder(conn)?
-    } else {
-        None
-    };
-    // The record may be stale (a killed holder): the backend's lock is the truth.
-    let locked_by = match locked_by {
-        Some(h) => {
-            let probe = LockHolder {
-                host: String::new(),
-                pid: 0,
-                user: String::new(),
-                since: 0,
-            };
-            match conn.try_lock(&probe)? {
-                backend::LockAttempt::Acquired => {
-                    conn.unlock()?;
-                    None
-                }
-                backend::LockAttempt::HeldBy(_) => Some(h),
-            }
-        }
-        None => None,
-    };
-    let unknown = records
-        .keys()
-        .filter(|id| !graph.contains(id))
-        .cloned()
-        .collect();
-    Ok(Status {
-        database: conn.describe(),
-        ledger: has_ledger,
-        trees,
-        locked_by,
-        changed: changed_scripts(graph, &records),
-        unknown,
-    })
-}
-
-/// A hook a revision calls, and the plugin files that provide it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct HookUse {
-    pub hook: String,
-    /// `KEY` (or `null` for an unkeyed hook) and the file providing it.
-    pub providers: Vec<HookProvider>,
-}
-
-/// One file that provides a hook.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct HookProvider {
-    pub key: Option<String>,
-    pub file: String,
-}
-
-impl Project {
-    /// Which files provide each hook `rev` declares.
-    pub fn hook_uses(&self, rev: &RevisionMeta) -> Vec<HookUse> {
-        rev.hooks
-            .iter()
-            .map(|hook| HookUse {
-                hook: hook.clone(),
-                providers: self
-                    .hooks
-                    .providers
-                    .iter()
-                    .filter(|((name, _), _)| name == hook)
-                    .flat_map(|((_, key), metas)| {
-                        metas.iter().map(move |m| HookProvider {
-                            key: key.clone(),
-                            file: m.path.display().to_string(),
-                        })
-                    })
-                    .collect(),
-            })
-            .collect()
-    }
-}
-
-/// What `show REV` reports.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RevisionInfo {
-    pub revision: String,
-    pub tree: String,
-    pub version: String,
-    pub message: String,
-    pub file: String,
-    pub checksum: String,
-    pub parents: Vec<String>,
-    pub children: Vec<String>,
-    pub depends_on: Vec<String>,
-    pub hooks: Vec<HookUse>,
-    pub online_safe: bool,
-    pub downgradable: bool,
-    pub expected_digest: Option<String>,
-    pub head: bool,
-    /// `pending` when the ledger has no record, else the record's state.
-    pub state: String,
-    /// The ledger record, when there is one.
-    pub record: Option<RevisionRecord>,
-    /// Whether the applied script's checksum differs from the file's now.
-    pub changed: bool,
-}
-
-/// One revision of a plan, as `plan` reports it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PlanEntry {
-    pub revision: String,
-    pub tree: String,
-    pub version: String,
-    pub message: String,
-    pub file: String,
-    pub hooks: Vec<HookUse>,
-    /// Whether it may run while the repository is in use (`ONLINE_SAFE`).
-    pub online_safe: bool,
-    pub downgradable: bool,
-    /// The steps it declares (`(computed)` for names built at run time); empty for a
-    /// revision that runs as one transaction.
-    pub steps: Vec<String>,
-    /// Steps an earlier run of it already committed (a rerun skips them).
-    pub steps_done: Vec<String>,
-    /// `pending`, or the state of an unfinished earlier run (`failed`, `running`).
-    pub state: String,
-}
-
-/// What `plan` reports.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PlanReport {
-    pub direction: Direction,
-    pub revisions: Vec<PlanEntry>,
-    /// Hook problems that would stop the run (missing or doubly provided hooks).
-    pub problems: Vec<String>,
-}
-
-fn state_text(record: Option<&RevisionRecord>) -> String {
-    record
-        .map(|r| r.state.as_str().to_string())
-        .unwrap_or_else(|| "pending".into())
-}
-
 impl Migrator {
     /// Everything known about one revision (full or unique partial id).
     pub fn show(&self, rev: &str) -> Result<RevisionInfo, Error> {
-        let project = self.load()?;
+        let (project, dbs) = self.setup()?;
         let id = target::resolve_id(&project.graph, rev)?.to_string();
-        let mut conn = self.connect()?;
-        let records = ledger::revisions(conn.as_mut())?;
+        let (_conns, ledgers) = self.ledgers(&dbs)?;
+        let records = ledgers.all();
         let g = &project.graph;
         let m = g.get(&id).expect("resolved ids exist");
         let record = records.get(&id).cloned();
@@ -705,16 +628,18 @@ impl Migrator {
     /// The upgrade plan to `targets` with what an operator needs to know of each
     /// revision (hooks and their providers, online-safety, downgradability).
     pub fn plan_report(&self, targets: &[String]) -> Result<PlanReport, Error> {
-        let project = self.load()?;
-        let mut conn = self.connect()?;
-        let records = ledger::revisions(conn.as_mut())?;
-        let plan = upgrade_plan(&project, &ledger::applied(&records), targets)?;
+        let (project, dbs) = self.setup()?;
+        let (mut conns, ledgers) = self.ledgers(&dbs)?;
+        ledgers.refuse_misplaced(&dbs, &project.graph)?;
+        let records = ledgers.all();
+        let plan = upgrade_plan(&project, &ledgers.applied(), targets)?;
         let mut revisions = Vec::new();
         let mut metas = Vec::new();
         for id in &plan.revisions {
             let m = project.graph.get(id).expect("planned ids exist");
             metas.push(m);
-            let steps_done = ledger::steps(conn.as_mut(), id)?
+            let db = dbs.of_tree(&m.tree);
+            let steps_done = ledger::steps(conns[db].as_mut(), id)?
                 .into_iter()
                 .filter(|s| s.done)
                 .map(|s| s.step)
@@ -722,6 +647,7 @@ impl Migrator {
             revisions.push(PlanEntry {
                 revision: id.clone(),
                 tree: m.tree.clone(),
+                database: dbs.several().then(|| dbs.list()[db].name.clone()),
                 version: m.version.clone(),
                 message: m.message.clone(),
                 file: m.path.display().to_string(),
@@ -740,9 +666,19 @@ impl Migrator {
         })
     }
 
-    /// The digest of the repository's schema now.
+    /// The digest of the repository's schema now (of the main database).
     pub fn digest(&self) -> Result<SchemaDigest, Error> {
         let mut conn = self.connect()?;
+        Ok(digest::digest(conn.as_mut())?)
+    }
+
+    /// The digest of the schema of the database named `name`.
+    pub fn digest_of(&self, name: &str) -> Result<SchemaDigest, Error> {
+        let dbs = self.databases()?;
+        let i = dbs
+            .index_of(name)
+            .ok_or_else(|| Error::Refused(format!("no database named {name:?}")))?;
+        let mut conn = dbs.list()[i].source.open()?;
         Ok(digest::digest(conn.as_mut())?)
     }
 }
@@ -769,174 +705,67 @@ impl Migrator {
         }
     }
 
-    /// Runs `f` under the migration lock (recorded in the ledger), then releases it.
+    /// Runs `f` under the backend's migration lock, then releases it. The holder is
+    /// not recorded: these commands take milliseconds, and one that refuses (a digest
+    /// mismatch) must leave the repository byte-identical.
     fn locked<T>(
         &self,
         conn: &mut dyn Connection,
         f: impl FnOnce(&mut dyn Connection) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let actor = ledger::Actor::current();
-        crate::lock::acquire(conn, &actor, self.lock_timeout, self.observer.as_ref())
+        crate::lock::acquire_backend_lock(conn, &actor, self.lock_timeout, self.observer.as_ref())
             .map_err(|e| Error::Run(RunError::Lock(e)))?;
         let result = f(conn);
-        crate::lock::release(conn);
+        release_unrecorded(conn);
         result
     }
 
-    /// Records `revisions` (and their unapplied ancestors) as applied without running
-    /// them, after checking the schema digest against the `DIGEST` of the last revision
-    /// of each tree, when declared; `force` records anyway ("stamp --force").
-    pub fn stamp(
+    /// Runs `f` with one connection per database while holding every database's lock,
+    /// taken in the fixed order of [`Databases::lock_order`] and released in reverse.
+    fn locked_all<T>(
         &self,
-        revisions: &[String],
-        force: bool,
-    ) -> Result<crate::stamp::StampReport, Error> {
-        use crate::stamp;
-        let project = self.load()?;
-        let ids: Vec<String> = revisions
-            .iter()
-            .map(|r| target::resolve_id(&project.graph, r).map(String::from))
-            .collect::<Result<_, _>>()?;
-        let mut conn = self.connect()?;
-        self.locked(conn.as_mut(), |conn| {
-            let records = ledger::revisions(conn)?;
-            let applied = ledger::applied(&records);
-            let set = stamp::stamp_set(&project.graph, &applied, &ids);
-            let last = stamp::last_per_tree(&set);
-            let digest = if force {
-                digest::digest(conn)?
-            } else {
-                stamp::check_digest(conn, &last)?
-            };
-            let kind = if force {
-                stamp::StampKind::StampForce
-            } else {
-                stamp::StampKind::Stamp
-            };
-            stamp::record(conn, &set, kind)?;
-            Ok(stamp::StampReport {
-                stamped: set.iter().map(|m| m.id.clone()).collect(),
-                already: ids
-                    .iter()
-                    .filter(|id| applied.contains(*id))
-                    .cloned()
-                    .collect(),
-                digest: digest.sha256,
-            })
-        })
-    }
-
-    /// Adopts a repository another tool created: runs every tree's probe read-only and
-    /// stamps each tree at the revision it names, refusing on any inconsistency.
-    pub fn adopt(&self) -> Result<AdoptReport, Error> {
-        use crate::stamp;
-        let project = self.load()?;
-        let mut conn = self.connect()?;
-        if ledger::exists(conn.as_mut())? {
-            let records = ledger::revisions(conn.as_mut())?;
-            return Err(Error::Refused(format!(
-                "this repository already has a Ferry ledger ({} revision record(s)); adopt is \
-                 only for repositories that Ferry never touched (see `ferry status`)",
-                records.len()
-            )));
-        }
-        if project.probes.is_empty() {
-            return Err(Error::Refused(
-                "no probe scripts (probes/*.rhai) under the script roots: nothing can \
-                 recognise this repository"
-                    .into(),
-            ));
-        }
-        let (probes, mut conn) = stamp::run_probes(
-            conn,
-            &project,
-            &project.probes,
-            self.limits.clone(),
-            self.module_paths(),
-        )?;
-        let mut by_tree: BTreeMap<&str, &stamp::ProbeResult> = BTreeMap::new();
-        for p in &probes {
-            if let Some(other) = by_tree.insert(p.tree.as_str(), p) {
-                return Err(Error::Refused(format!(
-                    "two probes for tree {:?}: {} and {}",
-                    p.tree, other.file, p.file
-                )));
-            }
-        }
-        let named: Vec<String> = probes.iter().filter_map(|p| p.revision.clone()).collect();
-        if named.is_empty() {
-            let tables: Vec<String> = conn
-                .tables("%")?
-                .into_iter()
-                .filter(|t| !t.starts_with("ferry_"))
-                .collect();
-            return Err(Error::Refused(if tables.is_empty() {
-                "the repository is empty: there is nothing to adopt; run `ferry upgrade` to \
-                 create it"
-                    .into()
-            } else {
-                format!(
-                    "no probe recognised this repository, yet it has {} table(s) ({}…); it \
-                     was not created by a version these scripts know",
-                    tables.len(),
-                    tables
-                        .iter()
-                        .take(5)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }));
-        }
-        let stamped = self.locked(conn.as_mut(), |conn| {
-            if ledger::revisions(conn)?.values().any(|_| true) {
-                return Err(Error::Refused(
-                    "another migrator wrote a ledger meanwhile; nothing was recorded".into(),
-                ));
-            }
-            let set = stamp::stamp_set(&project.graph, &BTreeSet::new(), &named);
-            // A dependency may pull in a revision of a tree beyond what its probe said.
-            for m in &set {
-                if let Some(p) = by_tree.get(m.tree.as_str()) {
-                    let ok = match &p.revision {
-                        Some(r) => r == &m.id || project.graph.ancestors(r).contains(m.id.as_str()),
-                        None => false,
-                    };
-                    if !ok {
-                        return Err(Error::Refused(format!(
-                            "inconsistent probes: {} needs {} of tree {:?}, but that tree's \
-                             probe ({}) says {}",
-                            named.join(", "),
-                            m.id,
-                            m.tree,
-                            p.file,
-                            p.revision.as_deref().unwrap_or("not present")
-                        )));
-                    }
+        dbs: &Databases,
+        f: impl FnOnce(&mut [Box<dyn Connection>]) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut conns = self.connect_all(dbs)?;
+        let actor = ledger::Actor::current();
+        let mut taken: Vec<usize> = Vec::new();
+        let mut result = Ok(());
+        for i in dbs.lock_order() {
+            match crate::lock::acquire_backend_lock(
+                conns[i].as_mut(),
+                &actor,
+                self.lock_timeout,
+                self.observer.as_ref(),
+            ) {
+                Ok(()) => taken.push(i),
+                Err(e) => {
+                    result = Err(Error::Run(RunError::Lock(e)));
+                    break;
                 }
             }
-            let named_metas: Vec<&RevisionMeta> = named
-                .iter()
-                .filter_map(|id| project.graph.get(id))
-                .collect();
-            let digest = stamp::check_digest(conn, &named_metas)?;
-            stamp::record(conn, &set, stamp::StampKind::Adopt)?;
-            Ok(stamp::StampReport {
-                stamped: set.iter().map(|m| m.id.clone()).collect(),
-                already: vec![],
-                digest: digest.sha256,
-            })
-        })?;
-        Ok(AdoptReport {
-            probes,
-            stamp: stamped,
-        })
+        }
+        let result = result.and_then(|()| f(&mut conns));
+        for i in taken.iter().rev() {
+            release_unrecorded(conns[*i].as_mut());
+        }
+        result
     }
 
-    /// Frees a recorded lock whose holder is gone. The backend's lock dies with its
-    /// holder, so if it can be taken now, the holder is gone and its record is stale.
+    /// Clears a lock record left by a migrator that is gone, after checking that the
+    /// backend's lock can be taken; refuses while a live migrator holds it.
     pub fn unlock(&self) -> Result<UnlockReport, Error> {
-        let mut conn = self.connect()?;
+        let dbs = self.databases()?;
+        let mut cleared = None;
+        for d in dbs.list() {
+            let r = self.unlock_one(d.source.open()?)?;
+            cleared = cleared.or(r.cleared);
+        }
+        Ok(UnlockReport { cleared })
+    }
+
+    fn unlock_one(&self, mut conn: Box<dyn Connection>) -> Result<UnlockReport, Error> {
         let recorded = ledger::lock_holder(conn.as_mut())?;
         let me = LockHolder {
             host: String::new(),
@@ -967,6 +796,13 @@ impl Migrator {
     /// statements come from a dry run: on SQLite against a scratch copy of the file, on
     /// PostgreSQL inside a transaction that is rolled back.
     pub fn upgrade_sql(&self, targets: &[String]) -> Result<Report, Error> {
+        if self.databases()?.several() {
+            return Err(Error::Refused(
+                "upgrade --sql works on one database; trees live in several here: use \
+                 `ferry upgrade --dry-run` instead"
+                    .into(),
+            ));
+        }
         let (project, plan) = self.plan_upgrade(targets)?;
         let mut engine = rhai::Engine::new();
         engine.set_max_expr_depths(256, 256);
@@ -990,8 +826,8 @@ impl Migrator {
             dry_run: true,
             ..UpgradeOptions::default()
         };
-        match &self.url {
-            DbUrl::Sqlite { path, .. } => {
+        match self.main.sqlite_path() {
+            Some(path) => {
                 let scratch = tempfile_path(path);
                 if path.exists() {
                     std::fs::copy(path, &scratch).map_err(|e| {
@@ -1003,7 +839,8 @@ impl Migrator {
                 }
                 let url = format!("sqlite:{}", scratch.display());
                 let copy = Migrator {
-                    url: DbUrl::parse(&url)?,
+                    main: Source::Url(DbUrl::parse(&url)?),
+                    placed: Vec::new(),
                     roots: self.roots.clone(),
                     stdlib: self.stdlib.clone(),
                     config: self.config.clone(),
@@ -1016,7 +853,7 @@ impl Migrator {
                 let _ = std::fs::remove_file(format!("{}.ferry-lock", scratch.display()));
                 result
             }
-            _ => self.upgrade(targets, &options),
+            None => self.upgrade(targets, &options),
         }
     }
 }
@@ -1045,4 +882,12 @@ impl Migrator {
         crate::newrev::write_new(&project.graph, &self.roots, tree, message, new_tree)
             .map_err(|e| Error::Refused(e.to_string()))
     }
+}
+
+/// Releases a backend lock whose holder was never recorded: nothing is written.
+fn release_unrecorded(conn: &mut dyn Connection) {
+    if conn.in_transaction() {
+        let _ = conn.rollback();
+    }
+    let _ = conn.unlock();
 }

@@ -153,7 +153,11 @@ pub fn plan_downgrade(
             if !missing.is_empty() {
                 return Err(PlanError::NotApplied(missing));
             }
-            let mut all = graph.descendants_inclusive(ids.iter().map(String::as_str));
+            // Going back to X undoes what was built on X: X's children and everything
+            // that needs them. A revision of another tree that depends on X itself stays,
+            // since X stays (as Alembic does since 0.8.7).
+            let children: Vec<&str> = ids.iter().flat_map(|id| graph.children(id)).collect();
+            let mut all = graph.descendants_inclusive(children);
             for id in ids {
                 all.remove(id.as_str());
             }
@@ -237,7 +241,12 @@ mod tests {
             down(ALL, "base").unwrap(),
             ["b-2", "b-1", "a-5", "a-4", "a-3", "a-2", "a-1"]
         );
-        assert_eq!(down(ALL, "a-2").unwrap(), ["b-2", "a-5", "a-4", "a-3"]);
+        // b-2 depends on a-2, which stays: b-2 stays too. Going below a-2 takes it.
+        assert_eq!(down(ALL, "a-2").unwrap(), ["a-5", "a-4", "a-3"]);
+        assert_eq!(
+            down(ALL, "a-1").unwrap(),
+            ["b-2", "a-5", "a-4", "a-3", "a-2"]
+        );
         assert_eq!(
             down(ALL, "a@base").unwrap(),
             ["b-2", "a-5", "a-4", "a-3", "a-2", "a-1"]

@@ -1,14 +1,16 @@
 //! The runner: applies planned revisions step by step, each step committed together
 //! with its ledger record, under the migration lock.
 
-use crate::backend::{Connection, DbError};
+use crate::backend::{self, Connection, DbError, DbUrl, LockAttempt, LockHolder};
 use crate::ledger::{self, Actor, RevisionState};
 use crate::lock::{self, LockError};
 use crate::metadata::RevisionMeta;
 use crate::observer::{Event, Observer};
 use crate::script::hooks::HookSet;
 use crate::script::session::StatementRecord;
-use crate::script::{Limits, Mode, ModulePaths, RevisionCtx, ScriptError, ScriptHost, Session};
+use crate::script::{
+    FailureKind, Limits, Mode, ModulePaths, RevisionCtx, ScriptError, ScriptHost, Session,
+};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -27,6 +29,9 @@ pub struct RunOptions {
     pub config: BTreeMap<String, toml::Value>,
     /// A note written into every history row of this run (e.g. `allow-changed`).
     pub note: Option<String>,
+    /// The database to reconnect to when the run's own connection is lost, to record
+    /// the failure there (`None`: the failure is only reported).
+    pub reconnect: Option<DbUrl>,
 }
 
 impl Default for RunOptions {
@@ -38,6 +43,7 @@ impl Default for RunOptions {
             paths: ModulePaths::default(),
             config: BTreeMap::new(),
             note: None,
+            reconnect: None,
         }
     }
 }
@@ -92,11 +98,19 @@ pub enum RunError {
 pub struct Runner {
     host: ScriptHost,
     options: RunOptions,
+    actor: Actor,
+    /// Whether this run wrote its holder record into `ferry_lock` (so `release` clears it).
+    recorded: bool,
 }
 
 impl Runner {
     /// Takes the migration lock (waiting up to `options.lock_timeout`) and prepares
     /// the script engine.
+    ///
+    /// Only the backend's lock is taken here; the holder is recorded in the ledger when
+    /// [`Runner::run`] starts. Planning, hook checks and preflights happen in between, so
+    /// a run they refuse (a bad target, a missing hook, a script that does not compile)
+    /// writes nothing at all: a SQLite file stays byte-identical.
     pub fn acquire(
         mut conn: Box<dyn Connection>,
         options: RunOptions,
@@ -104,22 +118,12 @@ impl Runner {
         observer: Rc<dyn Observer>,
     ) -> Result<Runner, (RunError, Box<dyn Connection>)> {
         let actor = Actor::current();
-        // A dry run commits nothing, not even the lock holder's record.
-        let taken = if options.mode == Mode::DryRun {
-            lock::acquire_backend_lock(
-                conn.as_mut(),
-                &actor,
-                options.lock_timeout,
-                observer.as_ref(),
-            )
-        } else {
-            lock::acquire(
-                conn.as_mut(),
-                &actor,
-                options.lock_timeout,
-                observer.as_ref(),
-            )
-        };
+        let taken = lock::acquire_backend_lock(
+            conn.as_mut(),
+            &actor,
+            options.lock_timeout,
+            observer.as_ref(),
+        );
         if let Err(e) = taken {
             return Err((e.into(), conn));
         }
@@ -129,7 +133,7 @@ impl Runner {
                 return Err((e.into(), conn));
             }
         }
-        let mut session = Session::new(conn, observer, actor);
+        let mut session = Session::new(conn, observer, actor.clone());
         session.mode = options.mode;
         session.config = options.config.clone();
         let session = Rc::new(RefCell::new(session));
@@ -139,7 +143,12 @@ impl Runner {
             options.paths.clone(),
             hooks,
         );
-        Ok(Runner { host, options })
+        Ok(Runner {
+            host,
+            options,
+            actor,
+            recorded: false,
+        })
     }
 
     /// Lends the connection (held under the lock) to `f`, e.g. to read the ledger.
@@ -150,22 +159,23 @@ impl Runner {
 
     /// Releases the lock and gives the connection back.
     pub fn release(self) -> Box<dyn Connection> {
-        let Runner { host, .. } = self;
+        let Runner { host, recorded, .. } = self;
         let session = host.session().clone();
         drop(host);
         let session = Rc::try_unwrap(session)
             .ok()
             .expect("the script engine is gone, so nothing else holds the session");
         let session = session.into_inner();
-        let dry = session.mode == Mode::DryRun;
         let mut conn = session.into_connection();
-        if dry {
+        if recorded {
+            lock::release(conn.as_mut());
+        } else {
+            // Nothing was recorded (a dry run, or a run refused before it started):
+            // release without writing.
             if conn.in_transaction() {
                 let _ = conn.rollback();
             }
             let _ = conn.unlock();
-        } else {
-            lock::release(conn.as_mut());
         }
         conn
     }
@@ -176,6 +186,18 @@ impl Runner {
     pub fn preflight(&mut self, revisions: &[&RevisionMeta]) -> Result<(), ScriptError> {
         for rev in revisions {
             let ast = self.host.compile(&rev.path, &rev.id)?;
+            if !ScriptHost::defines(&ast, "upgrade", 1) {
+                return Err(ScriptError {
+                    kind: crate::script::FailureKind::Script,
+                    message: "the file does not define `fn upgrade(db)`".into(),
+                    revision: rev.id.clone(),
+                    step: None,
+                    file: rev.path.clone().into_boxed_path(),
+                    line: 1,
+                    column: 1,
+                    source_line: None,
+                });
+            }
             if !ScriptHost::defines(&ast, "preflight", 1) {
                 continue;
             }
@@ -210,6 +232,12 @@ impl Runner {
         direction: Direction,
     ) -> Result<Report, RunError> {
         let mut report = Report::default();
+        if self.options.mode == Mode::Apply && !self.recorded && !revisions.is_empty() {
+            // From here on the run writes; name its holder for migrators that wait.
+            let mut s = self.host.session().borrow_mut();
+            lock::record_holder(s.conn(), &self.actor)?;
+            self.recorded = true;
+        }
         if self.options.mode == Mode::DryRun {
             // One transaction for the whole dry run; the ledger's tables, if missing, are
             // created inside it so that the run can record steps, and rolled back too.
@@ -313,7 +341,14 @@ impl Runner {
                 let marked = marked.and_then(|_| s.finish_transaction());
                 if let Err(e) = marked {
                     s.abort_transaction();
-                    return Err(e.into());
+                    s.revision = None;
+                    return Ok(Err(ledger_failure(
+                        rev,
+                        format!(
+                            "cannot record that {} starts (nothing of it ran): {e}",
+                            rev.id
+                        ),
+                    )));
                 }
             }
         }
@@ -364,7 +399,21 @@ impl Runner {
                 let recorded = recorded.and_then(|_| s.finish_transaction());
                 if let Err(e) = recorded {
                     s.abort_transaction();
-                    return Err(e.into());
+                    end_failed(&mut s, &rev.id, fn_name, finished - started, rows);
+                    return Ok(Err(ledger_failure(
+                        rev,
+                        format!(
+                            "cannot record that {} is {}: {e}\n  (steps committed before stay \
+                             committed; `ferry status` shows what the ledger holds, and `ferry \
+                             upgrade` resumes from there)",
+                            rev.id,
+                            if direction == Direction::Upgrade {
+                                "applied"
+                            } else {
+                                "downgraded"
+                            }
+                        ),
+                    )));
                 }
                 let outcome = RevisionOutcome {
                     revision: rev.id.clone(),
@@ -384,52 +433,162 @@ impl Runner {
                 s.revision = None;
                 Ok(Ok(outcome))
             }
-            Err(err) => {
+            Err(mut err) => {
                 s.abort_transaction();
                 if self.options.mode == Mode::Apply {
                     let text = err.ledger_text();
+                    let failure = Failure {
+                        direction,
+                        step: err.step.as_deref(),
+                        text: &text,
+                        started,
+                        finished,
+                        rows: rows as i64,
+                        note: note.as_deref(),
+                    };
                     let recorded = s.begin_transaction().and_then(|_| {
-                        s.ledger_write(|c, r, actor| {
-                            if direction == Direction::Upgrade {
-                                ledger::write::set_revision(
-                                    c,
-                                    &r.key(),
-                                    RevisionState::Failed,
-                                    "upgrade",
-                                    err.step.as_deref(),
-                                    Some(&text),
-                                )?;
-                            }
-                            ledger::write::add_history(
-                                c,
-                                &r.key(),
-                                actor,
-                                fn_name,
-                                started,
-                                finished,
-                                rows as i64,
-                                "failed",
-                                Some(&text),
-                                note.as_deref(),
-                            )
-                        })
+                        s.ledger_write(|c, r, actor| failure.write(c, &r.key(), actor))
                     });
                     let recorded = recorded.and_then(|_| s.finish_transaction());
                     if let Err(e) = recorded {
                         s.abort_transaction();
-                        return Err(e.into());
+                        // A lost connection took the backend's lock with it: record through
+                        // a new one, if the lock is free and nobody moved the revision on.
+                        let elsewhere = match (&e, &self.options.reconnect) {
+                            (DbError::ConnectionLost(_), Some(url)) => {
+                                failure.write_elsewhere(url, &ctx, &s.actor)
+                            }
+                            _ => Err(e.to_string()),
+                        };
+                        err.message.push_str(&match elsewhere {
+                            Ok(()) => "\n  (the connection was lost; the failure is recorded \
+                                       through a new connection)"
+                                .to_string(),
+                            Err(why) => format!(
+                                "\n  (the failure could not be recorded in the ledger: {why}; \
+                                 `ferry status` shows {} as running with what it committed, \
+                                 and `ferry upgrade` resumes it)",
+                                rev.id
+                            ),
+                        });
                     }
                 }
-                s.emit(Event::RevisionFinished {
-                    revision: rev.id.clone(),
-                    direction: fn_name.into(),
-                    outcome: "failed".into(),
-                    duration_ms: finished - started,
-                    rows,
-                });
-                s.revision = None;
+                end_failed(&mut s, &rev.id, fn_name, finished - started, rows);
                 Ok(Err(err))
             }
         }
+    }
+}
+
+/// Tells the observer the revision failed, and forgets it as the one running.
+fn end_failed(s: &mut Session, revision: &str, direction: &str, duration_ms: i64, rows: u64) {
+    s.emit(Event::RevisionFinished {
+        revision: revision.into(),
+        direction: direction.into(),
+        outcome: "failed".into(),
+        duration_ms,
+        rows,
+    });
+    s.revision = None;
+}
+
+/// A host failure about the ledger itself, reported like a failed revision.
+fn ledger_failure(rev: &RevisionMeta, message: String) -> ScriptError {
+    ScriptError {
+        kind: FailureKind::Host,
+        message,
+        revision: rev.id.clone(),
+        step: None,
+        file: rev.path.clone().into_boxed_path(),
+        line: 0,
+        column: 0,
+        source_line: None,
+    }
+}
+
+/// A failed run of a revision, as the ledger records it.
+struct Failure<'a> {
+    direction: Direction,
+    step: Option<&'a str>,
+    text: &'a str,
+    started: i64,
+    finished: i64,
+    rows: i64,
+    note: Option<&'a str>,
+}
+
+impl Failure<'_> {
+    /// The revision's record says `failed` (upgrades) and the history gains a failed run.
+    fn write(
+        &self,
+        c: &mut dyn Connection,
+        key: &ledger::RevisionKey<'_>,
+        actor: &Actor,
+    ) -> Result<(), DbError> {
+        if self.direction == Direction::Upgrade {
+            ledger::write::set_revision(
+                c,
+                key,
+                RevisionState::Failed,
+                "upgrade",
+                self.step,
+                Some(self.text),
+            )?;
+        }
+        ledger::write::add_history(
+            c,
+            key,
+            actor,
+            self.direction.as_str(),
+            self.started,
+            self.finished,
+            self.rows,
+            "failed",
+            Some(self.text),
+            self.note,
+        )
+    }
+
+    /// Records the failure through a new connection to `url`, under the migration lock
+    /// taken without waiting, and only while the revision's record still reads as this
+    /// run left it (`running`, or `applied` for a downgrade); clears the lock record the
+    /// lost connection left. Says why when it cannot.
+    fn write_elsewhere(&self, url: &DbUrl, ctx: &RevisionCtx, actor: &Actor) -> Result<(), String> {
+        let mut conn = backend::connect(url).map_err(|e| e.to_string())?;
+        let me = LockHolder {
+            host: actor.host.clone(),
+            pid: actor.pid,
+            user: actor.username.clone(),
+            since: crate::clock::now_unix(),
+        };
+        match conn.try_lock(&me).map_err(|e| e.to_string())? {
+            LockAttempt::Acquired => {}
+            LockAttempt::HeldBy(_) => return Err("another migrator holds the lock now".into()),
+        }
+        let written = (|| -> Result<(), String> {
+            let left = match self.direction {
+                Direction::Upgrade => RevisionState::Running,
+                Direction::Downgrade => RevisionState::Applied,
+            };
+            let records = ledger::revisions(conn.as_mut()).map_err(|e| e.to_string())?;
+            let state = records.get(&ctx.id).map(|r| r.state);
+            if state != Some(left) {
+                return Err(format!(
+                    "another migrator changed the record of {} meanwhile",
+                    ctx.id
+                ));
+            }
+            let tx = conn.begin().and_then(|_| {
+                self.write(conn.as_mut(), &ctx.key(), actor)?;
+                ledger::write::clear_lock_holder(conn.as_mut())?;
+                conn.commit()
+            });
+            tx.map_err(|e| {
+                let _ = conn.rollback();
+                e.to_string()
+            })
+        })();
+        let _ = conn.unlock();
+        written
     }
 }

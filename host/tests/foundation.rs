@@ -84,7 +84,18 @@ fn linear_upgrade_status_history_check() {
 fn history_records_checksum_times_and_actor() {
     for_each_backend("history_records_checksum_times_and_actor", |db| {
         let ferry = db.ferry().tree("linear");
-        ferry.run(["upgrade", "alpha-2"]).success();
+        db.ferry()
+            .tree("linear")
+            .env("USER", "ann")
+            .run(["upgrade", "alpha-1"])
+            .success();
+        // Without USER and LOGNAME (cron, systemd), the process's account is recorded.
+        db.ferry()
+            .tree("linear")
+            .env("USER", "")
+            .env("LOGNAME", "")
+            .run(["upgrade", "alpha-2"])
+            .success();
         ferry.run(["check"]).code(3);
         let history = ferry.run(["history", "--json"]).success().json();
         let rows = history.as_array().expect("history is an array");
@@ -105,7 +116,13 @@ fn history_records_checksum_times_and_actor() {
         assert!(started > 1_600_000_000 && finished >= started);
         assert!(row["duration_ms"].as_i64().expect("duration_ms") >= 0);
         assert!(!row["host"].as_str().expect("host").is_empty());
-        assert!(row["username"].is_string());
+        let account = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        let account = String::from_utf8(account.stdout).unwrap();
+        assert_eq!(row["username"], account.trim());
+        assert_eq!(rows[1]["username"], "ann");
         assert!(row["pid"].as_i64().expect("pid") > 0);
         // The JSON agrees with the table it came from.
         let stored = db.query("SELECT checksum FROM ferry_history WHERE revision = 'alpha-2'");
@@ -325,7 +342,8 @@ fn two_heads_allowed_but_tree_head_is_ambiguous() {
             .stderr_has("alpha-left")
             .stderr_has("alpha-right");
         assert!(!db.has_table("alpha_item"), "[{}] nothing ran", db.name());
-        assert!(db.applied_in_order().is_empty() || db.ferry_tables().is_empty());
+        // Refused before anything ran: not even the ledger is created.
+        assert!(db.ferry_tables().is_empty(), "[{}] no ledger", db.name());
 
         ferry
             .run(["heads"])

@@ -4,29 +4,13 @@
 
 mod reference_support;
 
-use ferry::backend::{self, Connection, DbUrl, Value};
+use ferry::backend::{self, DbUrl, Value};
 use ferry::migrator::UpgradeOptions;
 use ferry::workload::{self, Snapshot};
 use reference_support::migrator;
 
-/// Creates v1 through Ferry and fills it at scale `n`.
-fn create_v1(url: &str, n: u64) -> Box<dyn Connection> {
-    let targets: Vec<String> = workload::schema::V1_REVISIONS
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let report = migrator(url)
-        .upgrade(&targets, &UpgradeOptions::default())
-        .unwrap();
-    assert!(report.succeeded(), "{:?}", report.failed);
-    let mut conn = backend::connect(&DbUrl::parse(url).unwrap()).unwrap();
-    workload::schema::create_missing_tables(conn.as_mut()).unwrap();
-    workload::fill_v1(conn.as_mut(), n, 7).unwrap();
-    conn
-}
-
 fn migrate_and_check(url: &str, n: u64) {
-    let mut conn = create_v1(url, n);
+    let mut conn = reference_support::create_v1(url, n, 7);
     let before = Snapshot::take(conn.as_mut()).unwrap();
     drop(conn);
     let m = migrator(url).with_config(

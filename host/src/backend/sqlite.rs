@@ -2,7 +2,7 @@
 //!
 //! A repository is one file: the default rollback journal is kept (no WAL side
 //! files). Writers take the write lock up front (`BEGIN IMMEDIATE`) and wait up to
-//! [`BUSY_TIMEOUT`] for another process to release it.
+//! [`BUSY_TIMEOUT`] (or `FERRY_SQLITE_BUSY_TIMEOUT_MS`) for another process to release it.
 //!
 //! The migration lock is an exclusive OS file lock (`flock` on Unix, `LockFileEx`
 //! on Windows) on the sidecar file `<db path>.ferry-lock`, which holds the holder as
@@ -10,6 +10,7 @@
 //! killed, so a crashed run never leaves a stale lock; the JSON left behind is then
 //! only a record and is overwritten by the next holder.
 
+mod constraint;
 mod ddl;
 mod deferred_keys;
 mod introspect;
@@ -94,12 +95,55 @@ fn statement_error(e: rusqlite::Error, sql: &str) -> DbError {
     let message = match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy) => format!("database is locked by another process ({e})"),
         Some(ErrorCode::DatabaseLocked) => format!("a table is locked by another connection ({e})"),
+        Some(ErrorCode::ReadOnly)
+            if e.sqlite_error().map(|f| f.extended_code)
+                == Some(rusqlite::ffi::SQLITE_READONLY_DIRECTORY) =>
+        {
+            format!(
+                "the database's directory is read-only ({e}): SQLite writes its rollback \
+                 journal there; is the directory writable?"
+            )
+        }
         Some(ErrorCode::ReadOnly) => format!("the database file is read-only ({e})"),
+        // SQLite writes its rollback journal next to the database file, creating and
+        // deleting it in every transaction: a directory that turned read-only shows here.
+        Some(ErrorCode::SystemIoFailure) => format!(
+            "the file system refused a write ({e}): is the database's directory writable \
+             (SQLite keeps its rollback journal there) and is the disk not full?"
+        ),
+        Some(ErrorCode::CannotOpen) => format!(
+            "cannot open the database's rollback journal ({e}): is the database's directory \
+             writable?"
+        ),
+        Some(ErrorCode::DiskFull) => format!("the disk is full ({e})"),
         _ => e.to_string(),
     };
     DbError::Statement {
         message,
         sql: sql.to_string(),
+    }
+}
+
+/// Maps a failure of `sql` (with `params`) run on `raw`, naming the table and key of a
+/// unique violation.
+fn failure_on(
+    raw: &rusqlite::Connection,
+    e: rusqlite::Error,
+    sql: &str,
+    params: &[Value],
+) -> DbError {
+    let key = constraint::describe(raw, &e, sql, params);
+    with_key(statement_error(e, sql), key)
+}
+
+/// Adds what [`constraint`] found out to a statement's error.
+fn with_key(error: DbError, key: Option<String>) -> DbError {
+    match (error, key) {
+        (DbError::Statement { message, sql }, Some(key)) => DbError::Statement {
+            message: format!("{message} ({key})"),
+            sql,
+        },
+        (error, _) => error,
     }
 }
 
@@ -168,7 +212,13 @@ impl SqliteConnection {
         let flags = flags | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let raw = rusqlite::Connection::open_with_flags(path, flags)
             .map_err(|e| connect_error(e.to_string()))?;
-        raw.busy_timeout(BUSY_TIMEOUT)
+        // FERRY_SQLITE_BUSY_TIMEOUT_MS overrides the wait (see docs/OPERATIONS.md).
+        let busy = std::env::var("FERRY_SQLITE_BUSY_TIMEOUT_MS")
+            .ok()
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(BUSY_TIMEOUT);
+        raw.busy_timeout(busy)
             .map_err(|e| connect_error(e.to_string()))?;
         raw.execute_batch("PRAGMA foreign_keys = ON")
             .map_err(|e| connect_error(e.to_string()))?;
@@ -189,6 +239,39 @@ impl SqliteConnection {
             lock: None,
             fk_check_at_commit: None,
         })
+    }
+
+    /// Wraps a connection the application opened itself, on a file or in memory.
+    /// Ferry turns foreign keys on and sets its busy timeout, as [`Self::open_path`]
+    /// does. An in-memory or temporary database (whose path SQLite reports as empty)
+    /// is private to this connection, so its migration lock needs no lock file.
+    pub fn from_raw(raw: rusqlite::Connection) -> Result<Self, DbError> {
+        let path = PathBuf::from(raw.path().unwrap_or(""));
+        let connect_error = |message: String| DbError::Connect {
+            url: format!("sqlite:{}", path.display()),
+            message,
+        };
+        raw.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| connect_error(e.to_string()))?;
+        raw.execute_batch("PRAGMA foreign_keys = ON")
+            .map_err(|e| connect_error(e.to_string()))?;
+        Ok(SqliteConnection {
+            raw,
+            path,
+            timer: Timer::default(),
+            lock: None,
+            fk_check_at_commit: None,
+        })
+    }
+
+    /// Gives the application its connection back.
+    pub fn into_raw(self) -> rusqlite::Connection {
+        self.raw
+    }
+
+    /// Whether the database lives only in this connection (in memory or temporary).
+    fn is_private(&self) -> bool {
+        self.path.as_os_str().is_empty()
     }
 
     /// Turns enforcement back on after a transaction that checked at commit.
@@ -217,9 +300,10 @@ impl SqliteConnection {
     fn bulk_insert_rows(
         &mut self,
         sql: &str,
-        width: usize,
+        columns: &[String],
         rows: &mut dyn Iterator<Item = Vec<Value>>,
     ) -> Result<u64, DbError> {
+        let width = columns.len();
         let timer = &self.timer;
         let mut stmt = self
             .raw
@@ -241,7 +325,10 @@ impl SqliteConnection {
                     stmt.raw_bind_parameter(i + 1, Param(v))
                         .map_err(|e| statement_error(e, sql))?;
                 }
-                stmt.raw_execute().map_err(|e| timer.error(e, sql))?;
+                stmt.raw_execute().map_err(|e| {
+                    let key = constraint::describe_row(&e, columns, &row);
+                    with_key(timer.error(e, sql), key)
+                })?;
                 count += 1;
             }
             Ok(count)
@@ -359,6 +446,9 @@ impl Connection for SqliteConnection {
     }
 
     fn describe(&self) -> String {
+        if self.is_private() {
+            return "sqlite (in memory)".into();
+        }
         format!("sqlite:{}", self.path.display())
     }
 
@@ -376,9 +466,10 @@ impl Connection for SqliteConnection {
         if let (Some(before), false) = (seen, readonly) {
             self.note_unseen_write(sql, before);
         }
-        result
-            .map(|n| n as u64)
-            .map_err(|e| self.timer.error(e, sql))
+        result.map(|n| n as u64).map_err(|e| {
+            let key = constraint::describe(&self.raw, &e, sql, params);
+            with_key(self.timer.error(e, sql), key)
+        })
     }
 
     fn execute_batch(&mut self, sql: &str) -> Result<(), DbError> {
@@ -388,7 +479,10 @@ impl Connection for SqliteConnection {
         self.timer.start();
         let result = self.raw.execute_batch(sql);
         self.timer.stop();
-        result.map_err(|e| self.timer.error(e, sql))
+        result.map_err(|e| {
+            let key = constraint::describe(&self.raw, &e, sql, &[]);
+            with_key(self.timer.error(e, sql), key)
+        })
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
@@ -467,7 +561,7 @@ impl Connection for SqliteConnection {
         if let Some(keys) = &self.fk_check_at_commit {
             keys.touch(table);
         }
-        self.in_own_transaction(|c| c.bulk_insert_rows(&sql, columns.len(), rows))
+        self.in_own_transaction(|c| c.bulk_insert_rows(&sql, columns, rows))
     }
 
     fn insert_derived(
@@ -619,7 +713,7 @@ impl Connection for SqliteConnection {
     }
 
     fn try_lock(&mut self, holder: &LockHolder) -> Result<LockAttempt, DbError> {
-        if self.lock.is_some() {
+        if self.lock.is_some() || self.is_private() {
             return Ok(LockAttempt::Acquired);
         }
         let path = lock_path(&self.path);

@@ -89,6 +89,9 @@ pub enum Command {
         /// Also print the canonical text the digest is the hash of.
         #[arg(long, short)]
         verbose: bool,
+        /// The database to digest, when trees live in several (default: main).
+        #[arg(long, value_name = "NAME")]
+        database: Option<String>,
     },
     /// Record revisions (and their unapplied ancestors) as applied without running them,
     /// after checking the schema digest they declare.
@@ -103,6 +106,16 @@ pub enum Command {
     Adopt,
     /// Free a recorded lock whose holder is gone; refuses while the lock is held.
     Unlock,
+    /// Forget committed steps of an unfinished (failed or interrupted) revision, so the
+    /// next upgrade runs them again; for a step whose committed result was wrong. The
+    /// steps' effects stay in the database: they must be able to run again over them.
+    Reset {
+        /// The unfinished revision (full id or unique prefix).
+        revision: String,
+        /// A committed step to forget (repeatable; default: every committed step).
+        #[arg(long = "step", value_name = "NAME")]
+        steps: Vec<String>,
+    },
     /// Write a new revision file for TREE, its parent the tree's head.
     New {
         tree: String,
@@ -129,10 +142,42 @@ pub enum Command {
     },
     /// Undo revisions until TARGET is the newest applied (base: undo everything).
     Downgrade {
+        /// base, TREE@base, a revision, -N or TREE@-N (`-N` needs no `--`).
+        #[arg(allow_hyphen_values = true)]
         target: String,
         #[arg(long)]
         dry_run: bool,
     },
     /// Exit 0 when the repository is at the heads and unchanged, 3 otherwise.
     Check,
+    /// Classify every tree (no database, empty, current, behind, ahead, unversioned,
+    /// unfinished, misplaced) and decide whether the code may write, read or must
+    /// refuse. Exit 0: writable; 3: read-only or refused; 1: --auto-migrate ran and a
+    /// revision failed.
+    Verify {
+        /// Upgrade when behind; create the database and run every revision when there
+        /// is none or it is empty. Trees in any other state block it.
+        #[arg(long)]
+        auto_migrate: bool,
+        /// With --auto-migrate: adopt a recognised unversioned repository, then upgrade.
+        #[arg(long, requires = "auto_migrate")]
+        adopt: bool,
+        /// A version of a tree the code supports (repeatable): TREE=VERSION.
+        #[arg(long = "supports", value_name = "TREE=VERSION")]
+        supports: Vec<String>,
+        /// Upgrade targets for --auto-migrate (default: heads).
+        targets: Vec<String>,
+    },
+    /// Move trees' ledger records and history to the database the configuration now
+    /// places them in, under both locks, after checking that their tables (copied there
+    /// first with the database's own tools) hold as many rows as in the source.
+    MoveTrees {
+        /// The trees to move (each must be placed in the same database).
+        #[arg(required = true)]
+        trees: Vec<String>,
+        /// A table of the trees, already copied to the new database, whose row count
+        /// must match the source's (repeatable).
+        #[arg(long = "table", value_name = "TABLE")]
+        tables: Vec<String>,
+    },
 }

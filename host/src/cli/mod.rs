@@ -3,6 +3,7 @@
 pub mod args;
 pub mod progress;
 pub mod render;
+mod verify;
 
 use args::{Cli, Command, Global};
 use ferry::migrator::{Error, Migrator, UpgradeOptions};
@@ -84,7 +85,8 @@ fn report(r: &Report, g: &Global) -> i32 {
                 eprintln!("not run: {}", r.not_run.join(", "));
             }
             eprintln!(
-                "the failure is recorded; fix the cause and run `ferry upgrade` again to resume"
+                "`ferry status` shows where it stopped; fix the cause and run `ferry upgrade` \
+                 again to resume"
             );
             EXIT_FAILED
         }
@@ -218,8 +220,11 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             }
             Ok(0)
         }
-        Command::Digest { verbose } => {
-            let d = m.digest()?;
+        Command::Digest { verbose, database } => {
+            let d = match database {
+                Some(name) => m.digest_of(name)?,
+                None => m.digest()?,
+            };
             if g.json {
                 println!("{}", json(&d));
             } else {
@@ -281,6 +286,23 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             }
             Ok(0)
         }
+        Command::Reset { revision, steps } => {
+            let r = m.reset(revision, steps)?;
+            if g.json {
+                println!("{}", json(&r));
+            } else {
+                println!(
+                    "forgot committed step(s) of {}: {}",
+                    r.revision,
+                    r.forgotten.join(", ")
+                );
+                if !r.kept.is_empty() {
+                    println!("still committed: {}", r.kept.join(", "));
+                }
+                println!("the next `ferry upgrade` runs the forgotten steps again");
+            }
+            Ok(0)
+        }
         Command::New {
             tree,
             message,
@@ -309,6 +331,21 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 },
             )?;
             Ok(report(&r, g))
+        }
+        Command::Verify {
+            auto_migrate,
+            adopt,
+            supports,
+            targets,
+        } => verify::run(&m, g, *auto_migrate, *adopt, supports, targets),
+        Command::MoveTrees { trees, tables } => {
+            let r = m.move_trees(trees, tables)?;
+            if g.json {
+                println!("{}", json(&r));
+            } else {
+                print!("{}", render::moved(&r));
+            }
+            Ok(0)
         }
         Command::Check => {
             let s = m.status()?;

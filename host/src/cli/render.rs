@@ -38,11 +38,25 @@ pub fn status(s: &Status) -> String {
     if !s.ledger {
         out.push_str("no Ferry ledger yet: nothing applied\n");
     }
+    for d in &s.databases {
+        out.push_str(&format!(
+            "database {}: {}{} (trees: {})\n",
+            d.name,
+            d.database,
+            if d.ledger { "" } else { ", no ledger yet" },
+            if d.trees.is_empty() {
+                "-".into()
+            } else {
+                d.trees.join(", ")
+            }
+        ));
+    }
+    let several = !s.databases.is_empty();
     let rows: Vec<Vec<String>> = s
         .trees
         .iter()
         .map(|t| {
-            vec![
+            let mut row = vec![
                 t.tree.clone(),
                 if t.current.is_empty() {
                     "-".into()
@@ -52,13 +66,18 @@ pub fn status(s: &Status) -> String {
                 t.version.clone().unwrap_or_else(|| "-".into()),
                 t.heads.join(", "),
                 t.pending.len().to_string(),
-            ]
+            ];
+            if several {
+                row.insert(1, t.database.clone().unwrap_or_default());
+            }
+            row
         })
         .collect();
-    out.push_str(&table(
-        &["TREE", "CURRENT", "VERSION", "HEAD", "PENDING"],
-        &rows,
-    ));
+    let mut header = vec!["TREE", "CURRENT", "VERSION", "HEAD", "PENDING"];
+    if several {
+        header.insert(1, "DATABASE");
+    }
+    out.push_str(&table(&header, &rows));
     for t in &s.trees {
         for u in &t.unfinished {
             out.push_str(&format!(
@@ -96,6 +115,12 @@ pub fn status(s: &Status) -> String {
         out.push_str(&format!(
             "\napplied but unknown to these scripts: {}\n",
             s.unknown.join(", ")
+        ));
+    }
+    for m in &s.misplaced {
+        out.push_str(&format!(
+            "\nmisplaced: {m}\n  copy its tables there, then `ferry move-trees {}` (docs/EMBEDDING.md)\n",
+            m.tree
         ));
     }
     out
@@ -149,6 +174,19 @@ struct ScriptDiagnostic {
 }
 
 /// Renders a script failure with the offending source line, as miette draws it.
+/// A diagnostic rendered by miette's usual handler, with line wrapping off.
+struct Unwrapped<'a>(&'a ScriptDiagnostic);
+
+impl std::fmt::Debug for Unwrapped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use miette::ReportHandler;
+        miette::MietteHandlerOpts::new()
+            .wrap_lines(false)
+            .build()
+            .debug(self.0, f)
+    }
+}
+
 pub fn script_error(e: &ScriptError) -> String {
     let mut help = format!("revision {}", e.revision);
     if let Some(step) = &e.step {
@@ -175,7 +213,9 @@ pub fn script_error(e: &ScriptError) -> String {
                 src: NamedSource::new(e.file.display().to_string(), text),
                 span: (offset, 1).into(),
             };
-            format!("{:?}", miette::Report::new(d))
+            // Unwrapped: a wrapped message splits names ("core-" / "9") and paths
+            // across lines, which no operator can grep for.
+            format!("{:?}", Unwrapped(&d))
         }
         _ => e.to_string(),
     }
@@ -277,10 +317,14 @@ pub fn plan(p: &ferry::migrator::PlanReport) -> String {
             if !e.steps_done.is_empty() {
                 state.push_str(&format!(" (resumes after {})", e.steps_done.join(", ")));
             }
+            let tree = match &e.database {
+                Some(d) => format!("{} ({d})", e.tree),
+                None => e.tree.clone(),
+            };
             vec![
                 (n + 1).to_string(),
                 e.revision.clone(),
-                e.tree.clone(),
+                tree,
                 e.version.clone(),
                 yes_no(e.online_safe, "online-safe", "needs idle"),
                 yes_no(e.downgradable, "yes", "NO"),
@@ -338,6 +382,29 @@ pub fn sql(r: &ferry::runner::Report) -> String {
             out.push(';');
         }
         out.push('\n');
+    }
+    out
+}
+
+pub fn moved(r: &ferry::migrator::MoveReport) -> String {
+    let mut out = format!(
+        "moved tree(s) {} from database {} to database {}: {} revision record(s), {} history row(s)\n",
+        r.trees.join(", "),
+        r.from,
+        r.to,
+        r.revisions.len(),
+        r.history_rows
+    );
+    for (table, rows) in &r.tables {
+        out.push_str(&format!("  table {table}: {rows} row(s) in {}\n", r.to));
+    }
+    if !r.left_in_source.is_empty() {
+        out.push_str(&format!(
+            "still in database {}: {} (drop them once the application runs on {})\n",
+            r.from,
+            r.left_in_source.join(", "),
+            r.to
+        ));
     }
     out
 }

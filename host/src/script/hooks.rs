@@ -3,7 +3,7 @@
 //! `const KEY = "HSC";` for hooks provided once per key, and `fn run(db, args)`).
 
 use super::db::Db;
-use super::error::script_failure;
+use super::error::{at, script_failure};
 use super::session::SharedSession;
 use crate::metadata::HookMeta;
 use rhai::{CallFnOptions, Dynamic, EvalAltResult, Module, NativeCallContext, Scope, AST};
@@ -158,13 +158,15 @@ pub fn module(session: SharedSession, set: HookSet) -> Module {
     let h = hooks.clone();
     m.set_native_fn(
         "run",
-        move |ctx: NativeCallContext, name: &str, args: Dynamic| h.call(&ctx, name, None, args),
+        move |ctx: NativeCallContext, name: &str, args: Dynamic| {
+            at(&ctx, || h.call(&ctx, name, None, args))
+        },
     );
     let h = hooks.clone();
     m.set_native_fn(
         "run",
         move |ctx: NativeCallContext, name: &str, key: &str, args: Dynamic| {
-            h.call(&ctx, name, Some(key), args)
+            at(&ctx, || h.call(&ctx, name, Some(key), args))
         },
     );
     let h = hooks.clone();

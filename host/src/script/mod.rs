@@ -98,6 +98,36 @@ pub fn definitions() -> String {
     )
 }
 
+/// Points an error that carries no position at the function it came out of.
+///
+/// Rhai drops the position of its own "system" errors (the sandbox limits, a parse
+/// error raised at run time) when they leave a function called from Rust, so all that
+/// is known is the function: name the line where its body starts and say so.
+fn locate_in_function(err: &mut ScriptError, ast: &AST, name: &str) {
+    if err.file.as_ref() != Path::new(ast.source().unwrap_or_default()) {
+        return; // it came from another file (a module or a hook)
+    }
+    let Some(start) = ast
+        .iter_fn_def()
+        .find(|f| f.name == name && f.params.len() == 1)
+        .map(|f| f.body.start_position())
+    else {
+        return;
+    };
+    let Some(line) = start.line() else {
+        return;
+    };
+    err.line = line;
+    err.column = start.position().unwrap_or(1);
+    err.message = format!(
+        "{} (somewhere in fn {name}, whose body starts here: Rhai does not report the exact line of this error)",
+        err.message
+    );
+    err.source_line = std::fs::read_to_string(&err.file)
+        .ok()
+        .and_then(|t| t.lines().nth(line - 1).map(Into::into));
+}
+
 /// A sandboxed engine bound to one session.
 pub struct ScriptHost {
     engine: Engine,
@@ -262,7 +292,11 @@ impl ScriptHost {
             let mut s = self.session.borrow_mut();
             let host = s.host_error.take();
             let step = s.steps.failed.clone().or_else(|| s.steps.current.clone());
-            error::classify(&e, host, revision, step, file)
+            let mut err = error::classify(&e, host, revision, step, file);
+            if err.line == 0 {
+                locate_in_function(&mut err, ast, name);
+            }
+            err
         })
     }
 

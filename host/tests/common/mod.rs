@@ -473,3 +473,10 @@ impl Run {
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.describe()))
     }
 }
+
+/// A root of the embedding fixtures, `tests/fixtures/embed/<name>` (see its README).
+pub fn embed_root(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/embed")
+        .join(name)
+}

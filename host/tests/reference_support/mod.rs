@@ -5,7 +5,8 @@
 #![allow(dead_code)]
 
 use ferry::backend::{self, Connection, DbUrl};
-use ferry::migrator::Migrator;
+use ferry::migrator::{Migrator, UpgradeOptions};
+use ferry::workload;
 use std::path::PathBuf;
 
 pub fn repo_root() -> PathBuf {
@@ -24,6 +25,23 @@ pub fn migrator(url: &str) -> Migrator {
             root.join("plugins/obs_subaru"),
         ])
         .with_stdlib(Some(root.join("stdlib")))
+}
+
+/// Creates registry v1 through Ferry's root revisions and fills it at scale `n` from
+/// `seed`; returns a connection to it.
+pub fn create_v1(url: &str, n: u64, seed: u64) -> Box<dyn Connection> {
+    let targets: Vec<String> = workload::schema::V1_REVISIONS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let report = migrator(url)
+        .upgrade(&targets, &UpgradeOptions::default())
+        .unwrap();
+    assert!(report.succeeded(), "{:?}", report.failed);
+    let mut conn = connect(url);
+    workload::schema::create_missing_tables(conn.as_mut()).unwrap();
+    workload::fill_v1(conn.as_mut(), n, seed).unwrap();
+    conn
 }
 
 pub fn connect(url: &str) -> Box<dyn Connection> {

@@ -90,3 +90,10 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.objid = ($1::bigint & 4294967295)::oid
   AND l.pid <> pg_backend_pid()
 LIMIT 1";
+
+/// An index of that name in the schema that is not valid (`$1` schema, `$2` name).
+pub(crate) const INVALID_INDEX: &str = "
+SELECT 1 FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2 AND NOT i.indisvalid";

@@ -38,6 +38,9 @@ use super::{
 };
 use values::Param;
 
+/// Sets how often the server checks, during a long statement, that the client is still there.
+const CLIENT_CHECK: &str = "SET client_connection_check_interval = '1s'";
+
 /// How many prepared statements a connection keeps before it starts afresh.
 const STATEMENT_CACHE_LIMIT: usize = 512;
 
@@ -70,6 +73,11 @@ fn error_text(e: &tokio_postgres::Error) -> String {
         }
         if let Some(hint) = db.hint() {
             text.push_str(&format!("\n  hint: {hint}"));
+        }
+        // A constraint's message names the constraint and its detail the key; the
+        // table is in a field of its own.
+        if let Some(table) = db.table() {
+            text.push_str(&format!("\n  table: {table}"));
         }
         return text;
     }
@@ -163,16 +171,32 @@ impl PgConnection {
             url: shown.into(),
             message,
         };
-        let exists = runtime
-            .block_on(client.query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema]))
-            .map_err(|e| connect_error(error_text(&e)))?
-            .is_some();
-        if !exists {
+        let found = runtime
+            .block_on(client.query_opt(
+                "SELECT current_user::text, has_schema_privilege(oid, 'USAGE') \
+                 FROM pg_namespace WHERE nspname = $1",
+                &[&schema],
+            ))
+            .map_err(|e| connect_error(error_text(&e)))?;
+        let Some(found) = found else {
             return Err(connect_error(format!("schema {schema} does not exist")));
+        };
+        // Without USAGE every table of the schema reads as missing: say why instead.
+        if !found.get::<_, bool>(1) {
+            let role: String = found.get(0);
+            return Err(connect_error(format!(
+                "role {role} has no USAGE privilege on schema {schema}: permission denied \
+                 (GRANT USAGE ON SCHEMA {schema} TO {role})"
+            )));
         }
         runtime
             .block_on(client.batch_execute(&format!("SET search_path TO {}", ddl::ident(schema))))
             .map_err(|e| connect_error(error_text(&e)))?;
+        // A killed migrator's session would otherwise run its statement to the end,
+        // holding the migration lock and its row locks, before it notices the client is
+        // gone: the server checks every second instead (PostgreSQL 14 and later; older
+        // servers reject the setting, and keep the old behaviour).
+        let _ = runtime.block_on(client.batch_execute(CLIENT_CHECK));
         Ok(PgConnection {
             client: Some(client),
             task,
@@ -316,6 +340,21 @@ impl PgConnection {
                 columns: row.get(1),
             })
             .collect())
+    }
+
+    /// Drops an index named `name` that is not valid: what an interrupted `CREATE
+    /// INDEX CONCURRENTLY` leaves behind (a killed or disconnected build, a statement
+    /// timeout, a unique violation). It is never used by queries but still takes the
+    /// name, so `IF NOT EXISTS` would keep it for ever and a plain create would fail.
+    fn drop_invalid_index(&self, name: &str) -> Result<(), DbError> {
+        let invalid = self.catalogue(introspect::INVALID_INDEX, &[&self.schema, &name])?;
+        if !invalid.is_empty() {
+            self.batch(&format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                ddl::ident(name)
+            ))?;
+        }
+        Ok(())
     }
 
     fn batch(&self, sql: &str) -> Result<(), DbError> {
@@ -670,6 +709,11 @@ impl Connection for PgConnection {
             let ran = rewrite::rewrite_tables(self, rewrites);
             self.statements.clear();
             return ran;
+        }
+        if let SchemaChange::AddIndex(index) = change {
+            if index.concurrently {
+                self.drop_invalid_index(&index.name)?;
+            }
         }
         let statements = ddl::statements(change)?;
         self.statements.clear();

@@ -23,7 +23,7 @@
 use rusqlite::Connection as Raw;
 
 use super::introspect;
-use super::statement_error;
+use super::{failure_on, statement_error};
 use crate::backend::{ColumnDef, DbError, ForeignKeyDef, SchemaChange, TableDef};
 
 fn quote(name: &str) -> String {
@@ -143,7 +143,7 @@ pub fn create_table_sql(def: &TableDef, as_name: &str) -> Result<String, DbError
 
 fn run(raw: &Raw, sql: String, ran: &mut Vec<String>) -> Result<(), DbError> {
     raw.execute_batch(&sql)
-        .map_err(|e| statement_error(e, &sql))?;
+        .map_err(|e| failure_on(raw, e, &sql, &[]))?;
     ran.push(sql);
     Ok(())
 }

@@ -12,7 +12,7 @@ use rusqlite::Connection as Raw;
 
 use super::ddl::{create_table_sql, current_definition};
 use super::introspect;
-use super::statement_error;
+use super::{failure_on, statement_error};
 use crate::backend::{DbError, ForeignKeyInfo, TableRewrite};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,7 +24,7 @@ fn run(raw: &Raw, sql: String, ran: &mut Vec<String>) -> Result<usize, DbError> 
     let start = std::time::Instant::now();
     let n = raw
         .execute(&sql, [])
-        .map_err(|e| statement_error(e, &sql))?;
+        .map_err(|e| failure_on(raw, e, &sql, &[]))?;
     tracing::debug!(elapsed = ?start.elapsed(), rows = n, "{sql}");
     ran.push(sql);
     Ok(n)

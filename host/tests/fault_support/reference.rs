@@ -1,0 +1,136 @@
+//! The reference repository (WORKLOAD.md) on a fresh database, and the `ferry` binary
+//! pointed at it with the project's own trees, plugins and stdlib.
+
+use crate::common::{Backend, TestDb};
+use crate::reference_support;
+use ferry::workload::Snapshot;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The int → UUID revision, the one the kill harness targets first.
+pub const UUID_REVISION: &str = "datasets-uuid-1.0.0";
+
+/// Its steps, in the order the script runs them.
+pub const UUID_STEPS: [&str; 5] = [
+    "create the id map",
+    "map dataset ids",
+    "map removed datasets",
+    "rewrite dataset ids",
+    "record the UUID manager",
+];
+
+/// The id map the revision builds and drops.
+pub const UUID_MAP: &str = "ferry_dataset_uuid_map";
+
+/// The script roots of the reference repository: the core trees and every plugin.
+pub fn roots() -> Vec<PathBuf> {
+    let root = reference_support::repo_root();
+    [
+        "scripts",
+        "plugins/obs_base",
+        "plugins/obs_lsst",
+        "plugins/obs_subaru",
+    ]
+    .iter()
+    .map(|r| root.join(r))
+    .collect()
+}
+
+/// The `ferry` binary against `db` with the reference roots and stdlib; add the
+/// command and its options.
+pub fn ferry(db: &TestDb) -> Command {
+    ferry_with(db, &roots())
+}
+
+/// The `ferry` binary against `db` with script roots `roots` and the project's stdlib.
+pub fn ferry_with(db: &TestDb, roots: &[PathBuf]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.current_dir(db.dir())
+        .env_remove("FERRY_DB")
+        .env_remove("FERRY_PATH")
+        .env_remove("FERRY_STDLIB")
+        .env("NO_COLOR", "1")
+        .arg("--db")
+        .arg(db.url())
+        .arg("--stdlib")
+        .arg(reference_support::repo_root().join("stdlib"));
+    for r in roots {
+        cmd.arg("--scripts").arg(r);
+    }
+    cmd
+}
+
+/// Asks for progress as JSON lines (what [`super::process`] reads) and sets how long
+/// to wait for another migrator's lock.
+pub fn watched<'a>(cmd: &'a mut Command, lock_timeout: &str) -> &'a mut Command {
+    cmd.args(["--progress", "json", "--lock-timeout", lock_timeout])
+}
+
+/// The scripts of a fault scenario, `tests/fixtures/faults/<name>/scripts`.
+pub fn fault_fixture(name: &str) -> PathBuf {
+    reference_support::repo_root()
+        .join("tests/fixtures/faults")
+        .join(name)
+        .join("scripts")
+}
+
+/// The SQLite file behind a `sqlite:` URL.
+pub fn sqlite_path(db: &TestDb) -> PathBuf {
+    PathBuf::from(
+        db.url()
+            .strip_prefix("sqlite:")
+            .expect("a SQLite test database"),
+    )
+}
+
+/// Makes fresh v1 reference repositories at scale `n`, all alike: on SQLite by copying
+/// one file filled once, on PostgreSQL by filling a fresh schema each time.
+pub struct V1Maker {
+    backend: Backend,
+    n: u64,
+    seed: u64,
+    /// SQLite: the filled template and its snapshot.
+    template: Option<(TestDb, Snapshot)>,
+    name: String,
+}
+
+impl V1Maker {
+    pub fn new(backend: Backend, test: &str, n: u64, seed: u64) -> V1Maker {
+        let template = (backend == Backend::Sqlite).then(|| {
+            let db = TestDb::sqlite();
+            let mut conn = reference_support::create_v1(db.url(), n, seed);
+            let snapshot = Snapshot::take(conn.as_mut()).expect("snapshot of the template");
+            (db, snapshot)
+        });
+        V1Maker {
+            backend,
+            n,
+            seed,
+            template,
+            name: test.to_string(),
+        }
+    }
+
+    /// A fresh v1 repository and its snapshot by natural keys; `None` when the backend
+    /// is PostgreSQL and FERRY_TEST_PG_URL is not set.
+    pub fn make(&self) -> Option<(TestDb, Snapshot)> {
+        match &self.template {
+            Some((template, snapshot)) => {
+                let db = TestDb::sqlite();
+                copy_file(&sqlite_path(template), &sqlite_path(&db));
+                Some((db, snapshot.clone()))
+            }
+            None => {
+                let db = TestDb::postgres(&self.name)?;
+                let mut conn = reference_support::create_v1(db.url(), self.n, self.seed);
+                let snapshot = Snapshot::take(conn.as_mut()).expect("snapshot");
+                Some((db, snapshot))
+            }
+        }
+    }
+}
+
+fn copy_file(from: &Path, to: &Path) {
+    std::fs::copy(from, to)
+        .unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
+}
