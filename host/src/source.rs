@@ -172,6 +172,19 @@ impl<C: Connection> Connection for Lent<C> {
     ) -> Result<u64, DbError> {
         self.inner.borrow_mut().bulk_insert(table, columns, rows)
     }
+    fn insert_derived(
+        &mut self,
+        source: &str,
+        params: &[Value],
+        table: &str,
+        columns: &[String],
+        chunk: usize,
+        deriver: &mut dyn crate::backend::RowDeriver,
+    ) -> Result<u64, DbError> {
+        self.inner
+            .borrow_mut()
+            .insert_derived(source, params, table, columns, chunk, deriver)
+    }
     fn begin(&mut self) -> Result<(), DbError> {
         self.inner.borrow_mut().begin()
     }

@@ -356,3 +356,53 @@ fn upgrade(db) {
     );
     assert_eq!(c.foreign_keys("child").unwrap()[0].name, "child_parent_fk");
 });
+
+both!(bulk_insert_generates_rows_from_a_description, |r| {
+    rev(
+        r,
+        "r1",
+        r#"
+fn upgrade(db) {
+    db.execute("CREATE TABLE amplifier (detector BIGINT, name TEXT, gain DOUBLE PRECISION, k TEXT)");
+    let n = db.bulk_insert("amplifier", ["detector", "name", "gain", "k"], #{
+        each: #{ detector: 0..=2, amp: ["A", "B"] },
+        values: ["detector", #{ template: "{amp}-{detector}" }, 2.5, ()],
+    });
+    check(n, 6, "generated rows");
+    check(db.bulk_insert("amplifier", ["detector"], #{ each: #{ d: 5..5 }, values: ["d"] }), 0, "empty range");
+}
+"#,
+    );
+    r.upgrade_ok();
+    assert_eq!(
+        r.int("SELECT COUNT(*) FROM amplifier WHERE gain = 2.5 AND k IS NULL"),
+        6
+    );
+    assert_eq!(
+        r.text("SELECT name FROM amplifier WHERE detector = 2 AND name LIKE 'B%'"),
+        "B-2"
+    );
+});
+
+both!(bulk_insert_generator_errors_name_the_cause, |r| {
+    rev(
+        r,
+        "r1",
+        r#"
+fn upgrade(db) {
+    db.execute("CREATE TABLE amplifier (detector BIGINT, name TEXT)");
+    db.bulk_insert("amplifier", ["detector", "name"], #{
+        each: #{ detector: 0..10 },
+        values: ["detector", #{ template: "{amp}" }],
+    });
+}
+"#,
+    );
+    let e = r.upgrade_fails();
+    assert!(
+        e.message.contains("bulk_insert into amplifier") && e.message.contains("{amp}"),
+        "{e}"
+    );
+    assert_eq!(e.kind, ferry::script::FailureKind::Script, "{e}");
+    assert!(e.line > 0, "{e:?}");
+});

@@ -645,3 +645,112 @@ fn the_lock_is_seen_by_a_second_connection_with_its_holder() {
     drop(b); // dropping the connection releases the OS lock, as a process exit does
     assert_eq!(a.try_lock(&other).unwrap(), LockAttempt::Acquired);
 }
+
+/// The rewrite of `dataset` and `tags` through two maps: `tags` follows its own map,
+/// which agrees with the dataset map only where `agree` says so.
+fn rewrite_with_maps(db: &mut SqliteConnection, agree: bool) -> Result<(), DbError> {
+    use ferry::backend::{ColumnRewrite, TableRewrite};
+    db.execute_batch(
+        "CREATE TABLE dmap (old_id INTEGER PRIMARY KEY, new_id TEXT NOT NULL);
+         INSERT INTO dmap SELECT id, printf('%032x', id) FROM dataset;
+         CREATE TABLE tmap (old_id INTEGER PRIMARY KEY, new_id TEXT NOT NULL);
+         INSERT INTO tmap SELECT id, printf('%032x', id) FROM dataset;",
+    )?;
+    if !agree {
+        db.execute_batch(
+            "UPDATE tmap SET new_id = printf('%032x', 1000 + old_id) WHERE old_id = 7",
+        )?;
+    }
+    db.begin_checking_foreign_keys_at_commit()?;
+    let rewrite = |table: &str, column: &str, map: &str| TableRewrite {
+        table: table.into(),
+        join: format!("JOIN {map} m ON m.old_id = t.{column}"),
+        columns: vec![ColumnRewrite {
+            column: column.into(),
+            data_type: "UUID".into(),
+            value: "m.new_id".into(),
+        }],
+    };
+    db.apply_schema_change(&SchemaChange::RewriteTables(vec![
+        rewrite("dataset", "id", "dmap"),
+        rewrite("tags", "dataset_id", "tmap"),
+    ]))?;
+    db.commit()
+}
+
+#[test]
+fn a_rewrite_checks_the_keys_over_what_it_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = open(&dir);
+    registry(&mut db);
+    let err = rewrite_with_maps(&mut db, false).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("1 rows of tags point at no dataset row"),
+        "{err}"
+    );
+    assert!(!db.in_transaction());
+    assert_eq!(db.columns("dataset").unwrap()[0].data_type, "integer");
+    assert_eq!(count(&mut db, "PRAGMA foreign_keys"), 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = open(&dir);
+    registry(&mut db);
+    rewrite_with_maps(&mut db, true).unwrap();
+    assert_eq!(db.columns("tags").unwrap()[0].data_type, "char(32)");
+    assert_eq!(
+        count(&mut db, "SELECT count(*) FROM pragma_foreign_key_check"),
+        0
+    );
+}
+
+#[test]
+fn checks_at_commit_cover_rows_written_and_whole_table_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = open(&dir);
+    registry(&mut db);
+    // Rows deleted one by one (the update hook sees them) orphan their tags.
+    db.begin_checking_foreign_keys_at_commit().unwrap();
+    db.execute("DELETE FROM dataset WHERE id <= ?", &[Value::Int(3)])
+        .unwrap();
+    let err = db.commit().unwrap_err();
+    assert!(err.to_string().contains("3 rows of tags"), "{err}");
+    assert_eq!(count(&mut db, "SELECT count(*) FROM dataset"), 50);
+    // A DELETE of the whole table (no row is shown to the hook) checks everything.
+    db.begin_checking_foreign_keys_at_commit().unwrap();
+    db.execute("DELETE FROM dataset", &[]).unwrap();
+    let err = db.commit().unwrap_err();
+    assert!(err.to_string().contains("foreign key violation"), "{err}");
+    assert_eq!(count(&mut db, "SELECT count(*) FROM dataset"), 50);
+    // DDL through execute also checks everything.
+    db.begin_checking_foreign_keys_at_commit().unwrap();
+    db.execute("DROP TABLE dataset", &[]).unwrap();
+    assert!(db.commit().is_err());
+    assert_eq!(count(&mut db, "SELECT count(*) FROM tags"), 50);
+}
+
+#[test]
+fn checks_at_commit_leave_untouched_tables_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = open(&dir);
+    registry(&mut db);
+    // A violation older than the transaction, in a table the transaction does not touch.
+    db.execute_batch(
+        "PRAGMA foreign_keys=OFF; INSERT INTO tags VALUES (999, 'orphan'); PRAGMA foreign_keys=ON;
+         CREATE TABLE note (id INTEGER PRIMARY KEY, text TEXT)",
+    )
+    .unwrap();
+    db.begin_checking_foreign_keys_at_commit().unwrap();
+    db.execute(
+        "INSERT INTO note (text) VALUES (?)",
+        &[Value::Text("x".into())],
+    )
+    .unwrap();
+    db.commit().unwrap();
+    // Touching the table that holds it finds it.
+    db.begin_checking_foreign_keys_at_commit().unwrap();
+    db.execute("UPDATE tags SET tag = 'u' WHERE dataset_id = 1", &[])
+        .unwrap();
+    let err = db.commit().unwrap_err();
+    assert!(err.to_string().contains("1 rows of tags"), "{err}");
+}

@@ -171,6 +171,14 @@ pub enum DbError {
 /// Called once per streamed row; return `Ok(false)` to stop early.
 pub type RowCallback<'a> = dyn FnMut(&[String], Vec<Value>) -> Result<bool, DbError> + 'a;
 
+/// Turns each row of a query into one row to insert ([`Connection::insert_derived`]).
+pub trait RowDeriver {
+    /// Called once with the query's column names, before the first row.
+    fn columns(&mut self, names: &[String]) -> Result<(), DbError>;
+    /// Appends the values to insert for one query row to `out` (empty on entry).
+    fn derive(&mut self, row: &[Value], out: &mut Vec<Value>) -> Result<(), DbError>;
+}
+
 /// One open connection to a repository database.
 ///
 /// Every SQL text uses `?` placeholders; the PostgreSQL backend rewrites them to
@@ -204,6 +212,24 @@ pub trait Connection {
         table: &str,
         columns: &[String],
         rows: &mut dyn Iterator<Item = Vec<Value>>,
+    ) -> Result<u64, DbError>;
+
+    /// Runs `source` once and inserts one row into `table(columns)` per row it returns,
+    /// as `deriver` makes it, streaming: at most `chunk` rows are held at a time, however
+    /// many the query returns. One statement as far as timeouts and transactions go
+    /// (a transaction is opened and committed around it if none is open).
+    ///
+    /// SQLite steps the query while it inserts through a cached prepared statement;
+    /// PostgreSQL reads a cursor `chunk` rows at a time and sends each chunk with binary
+    /// `COPY`.
+    fn insert_derived(
+        &mut self,
+        source: &str,
+        params: &[Value],
+        table: &str,
+        columns: &[String],
+        chunk: usize,
+        deriver: &mut dyn RowDeriver,
     ) -> Result<u64, DbError>;
 
     fn begin(&mut self) -> Result<(), DbError>;

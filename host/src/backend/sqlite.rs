@@ -12,6 +12,7 @@
 
 mod constraint;
 mod ddl;
+mod deferred_keys;
 mod introspect;
 mod rewrite;
 mod table_sql;
@@ -28,7 +29,7 @@ use rusqlite::{ErrorCode, OpenFlags, ToSql};
 
 use super::{
     ColumnInfo, Connection, DbError, DbUrl, Dialect, ForeignKeyInfo, IndexInfo, KeyInfo,
-    LockAttempt, LockHolder, RowCallback, Rows, SchemaChange, Value,
+    LockAttempt, LockHolder, RowCallback, RowDeriver, Rows, SchemaChange, Value,
 };
 
 pub use ddl::sqlite_type;
@@ -45,8 +46,9 @@ pub struct SqliteConnection {
     path: PathBuf,
     timer: Timer,
     lock: Option<File>,
-    /// Set while a transaction begun by `begin_checking_foreign_keys_at_commit` runs.
-    fk_check_at_commit: bool,
+    /// Set while a transaction begun by `begin_checking_foreign_keys_at_commit` runs:
+    /// what its commit must check.
+    fk_check_at_commit: Option<deferred_keys::DeferredKeys>,
 }
 
 /// The statement timeout: a deadline that the progress handler checks.
@@ -235,7 +237,7 @@ impl SqliteConnection {
             path: path.to_path_buf(),
             timer: Timer::default(),
             lock: None,
-            fk_check_at_commit: false,
+            fk_check_at_commit: None,
         })
     }
 
@@ -258,7 +260,7 @@ impl SqliteConnection {
             path,
             timer: Timer::default(),
             lock: None,
-            fk_check_at_commit: false,
+            fk_check_at_commit: None,
         })
     }
 
@@ -274,8 +276,9 @@ impl SqliteConnection {
 
     /// Turns enforcement back on after a transaction that checked at commit.
     fn restore_foreign_keys(&mut self) -> Result<(), DbError> {
-        if self.fk_check_at_commit && self.raw.is_autocommit() {
-            self.fk_check_at_commit = false;
+        if self.fk_check_at_commit.is_some() && self.raw.is_autocommit() {
+            self.fk_check_at_commit = None;
+            deferred_keys::DeferredKeys::unwatch(&self.raw);
             let sql = "PRAGMA foreign_keys = ON";
             self.raw
                 .execute_batch(sql)
@@ -306,28 +309,130 @@ impl SqliteConnection {
             .raw
             .prepare_cached(sql)
             .map_err(|e| statement_error(e, sql))?;
-        let mut count = 0u64;
-        for row in rows {
-            if row.len() != width {
-                return Err(DbError::Conversion(format!(
-                    "bulk insert row {count} has {} values for {width} columns",
-                    row.len()
-                )));
+        // The whole insert is one statement for the timeout (a deadline per row would
+        // cost more than the row).
+        timer.start();
+        let result = (|| {
+            let mut count = 0u64;
+            for row in rows {
+                if row.len() != width {
+                    return Err(DbError::Conversion(format!(
+                        "bulk insert row {count} has {} values for {width} columns",
+                        row.len()
+                    )));
+                }
+                for (i, v) in row.iter().enumerate() {
+                    stmt.raw_bind_parameter(i + 1, Param(v))
+                        .map_err(|e| statement_error(e, sql))?;
+                }
+                stmt.raw_execute().map_err(|e| {
+                    let key = constraint::describe_row(&e, columns, &row);
+                    with_key(timer.error(e, sql), key)
+                })?;
+                count += 1;
             }
-            for (i, v) in row.iter().enumerate() {
-                stmt.raw_bind_parameter(i + 1, Param(v))
-                    .map_err(|e| statement_error(e, sql))?;
-            }
-            timer.start();
-            let result = stmt.raw_execute();
-            timer.stop();
-            result.map_err(|e| {
-                let key = constraint::describe_row(&e, columns, &row);
-                with_key(timer.error(e, sql), key)
-            })?;
-            count += 1;
+            Ok(count)
+        })();
+        timer.stop();
+        result
+    }
+}
+
+impl SqliteConnection {
+    /// In a transaction that checks foreign keys at commit: after a statement that
+    /// writes, decides whether the update hook saw what it changed (see
+    /// `deferred_keys`). Inserts and updates always show their rows; anything else
+    /// that showed none (DDL, a truncating `DELETE`) means checking everything.
+    fn note_unseen_write(&mut self, sql: &str, rows_seen_before: u64) {
+        let Some(keys) = &mut self.fk_check_at_commit else {
+            return;
+        };
+        let head = sql
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let row_writes = matches!(head.as_str(), "INSERT" | "REPLACE" | "UPDATE");
+        if !row_writes && keys.rows_seen() == rows_seen_before {
+            keys.check_everything();
         }
-        Ok(count)
+    }
+
+    /// Runs `f` in a transaction of its own unless one is open.
+    fn in_own_transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        if self.in_transaction() {
+            return f(self);
+        }
+        self.begin()?;
+        match f(self) {
+            Ok(v) => self.commit().map(|()| v),
+            Err(e) => {
+                let _ = self.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// Steps `source` and inserts each derived row while the query is still open
+    /// (SQLite allows writing one table while reading others on the same connection).
+    fn insert_derived_rows(
+        &mut self,
+        source: &str,
+        params: &[Value],
+        insert: &str,
+        width: usize,
+        deriver: &mut dyn RowDeriver,
+    ) -> Result<u64, DbError> {
+        let timer = &self.timer;
+        let mut query = self
+            .raw
+            .prepare_cached(source)
+            .map_err(|e| statement_error(e, source))?;
+        let mut insert_stmt = self
+            .raw
+            .prepare_cached(insert)
+            .map_err(|e| statement_error(e, insert))?;
+        let names: Vec<String> = query.column_names().into_iter().map(String::from).collect();
+        deriver.columns(&names)?;
+        timer.start();
+        let result = (|| {
+            let mut rows = query
+                .query(rusqlite::params_from_iter(params.iter().map(Param)))
+                .map_err(|e| timer.error(e, source))?;
+            let mut values = Vec::with_capacity(names.len());
+            let mut out = Vec::with_capacity(width);
+            let mut count = 0u64;
+            while let Some(row) = rows.next().map_err(|e| timer.error(e, source))? {
+                values.clear();
+                for i in 0..names.len() {
+                    let v = row.get_ref(i).map_err(|e| statement_error(e, source))?;
+                    values.push(read_value(v));
+                }
+                out.clear();
+                deriver.derive(&values, &mut out)?;
+                if out.len() != width {
+                    return Err(DbError::Conversion(format!(
+                        "derived row {count} has {} values for {width} columns",
+                        out.len()
+                    )));
+                }
+                for (i, v) in out.iter().enumerate() {
+                    insert_stmt
+                        .raw_bind_parameter(i + 1, Param(v))
+                        .map_err(|e| statement_error(e, insert))?;
+                }
+                insert_stmt
+                    .raw_execute()
+                    .map_err(|e| timer.error(e, insert))?;
+                count += 1;
+            }
+            Ok(count)
+        })();
+        timer.stop();
+        result
     }
 }
 
@@ -352,9 +457,15 @@ impl Connection for SqliteConnection {
             .raw
             .prepare_cached(sql)
             .map_err(|e| statement_error(e, sql))?;
+        let readonly = stmt.readonly();
+        let seen = self.fk_check_at_commit.as_ref().map(|k| k.rows_seen());
         self.timer.start();
         let result = stmt.execute(rusqlite::params_from_iter(params.iter().map(Param)));
         self.timer.stop();
+        drop(stmt);
+        if let (Some(before), false) = (seen, readonly) {
+            self.note_unseen_write(sql, before);
+        }
         result.map(|n| n as u64).map_err(|e| {
             let key = constraint::describe(&self.raw, &e, sql, params);
             with_key(self.timer.error(e, sql), key)
@@ -362,6 +473,9 @@ impl Connection for SqliteConnection {
     }
 
     fn execute_batch(&mut self, sql: &str) -> Result<(), DbError> {
+        if let Some(keys) = &mut self.fk_check_at_commit {
+            keys.check_everything();
+        }
         self.timer.start();
         let result = self.raw.execute_batch(sql);
         self.timer.stop();
@@ -403,6 +517,8 @@ impl Connection for SqliteConnection {
             .prepare_cached(sql)
             .map_err(|e| statement_error(e, sql))?;
         let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let readonly = stmt.readonly();
+        let seen = self.fk_check_at_commit.as_ref().map(|k| k.rows_seen());
         timer.start();
         let result = (|| {
             let mut rows = stmt
@@ -422,6 +538,10 @@ impl Connection for SqliteConnection {
             Ok(count)
         })();
         timer.stop();
+        drop(stmt);
+        if let (Some(before), false) = (seen, readonly) {
+            self.note_unseen_write(sql, before);
+        }
         result
     }
 
@@ -438,17 +558,34 @@ impl Connection for SqliteConnection {
             self.quote_ident(table),
             names.join(", ")
         );
-        if !self.in_transaction() {
-            self.begin()?;
-            return match self.bulk_insert_rows(&sql, columns, rows) {
-                Ok(n) => self.commit().map(|()| n),
-                Err(e) => {
-                    let _ = self.rollback();
-                    Err(e)
-                }
-            };
+        if let Some(keys) = &self.fk_check_at_commit {
+            keys.touch(table);
         }
-        self.bulk_insert_rows(&sql, columns, rows)
+        self.in_own_transaction(|c| c.bulk_insert_rows(&sql, columns, rows))
+    }
+
+    fn insert_derived(
+        &mut self,
+        source: &str,
+        params: &[Value],
+        table: &str,
+        columns: &[String],
+        _chunk: usize,
+        deriver: &mut dyn RowDeriver,
+    ) -> Result<u64, DbError> {
+        let names: Vec<String> = columns.iter().map(|c| self.quote_ident(c)).collect();
+        let marks = vec!["?"; columns.len()].join(", ");
+        let insert = format!(
+            "INSERT INTO {} ({}) VALUES ({marks})",
+            self.quote_ident(table),
+            names.join(", ")
+        );
+        if let Some(keys) = &self.fk_check_at_commit {
+            keys.touch(table);
+        }
+        self.in_own_transaction(|c| {
+            c.insert_derived_rows(source, params, &insert, columns.len(), deriver)
+        })
     }
 
     fn begin(&mut self) -> Result<(), DbError> {
@@ -463,13 +600,16 @@ impl Connection for SqliteConnection {
         self.raw
             .execute_batch(sql)
             .map_err(|e| statement_error(e, sql))?;
-        self.fk_check_at_commit = true;
+        self.fk_check_at_commit = Some(deferred_keys::DeferredKeys::begin(&self.raw));
         Ok(())
     }
 
     fn commit(&mut self) -> Result<(), DbError> {
-        if self.fk_check_at_commit {
-            if let Err(e) = ddl::check_foreign_keys(&self.raw) {
+        if let Some(keys) = &self.fk_check_at_commit {
+            let start = Instant::now();
+            let checked = keys.check(&self.raw);
+            tracing::debug!(elapsed = ?start.elapsed(), "foreign key check at commit");
+            if let Err(e) = checked {
                 let _ = self.rollback();
                 return Err(e);
             }
@@ -552,7 +692,24 @@ impl Connection for SqliteConnection {
     }
 
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError> {
-        ddl::apply(&self.raw, change)
+        match (change, &mut self.fk_check_at_commit) {
+            (SchemaChange::RewriteTables(rewrites), Some(keys)) => {
+                // The rewrite states which keys it may break; its own million-row
+                // inserts need no hook.
+                deferred_keys::DeferredKeys::unwatch(&self.raw);
+                let result = rewrite::rewrite_tables(&self.raw, rewrites);
+                keys.watch(&self.raw);
+                let (ran, owed) = result?;
+                keys.expect(owed);
+                Ok(ran)
+            }
+            (_, keys) => {
+                if let Some(keys) = keys {
+                    keys.check_everything();
+                }
+                ddl::apply(&self.raw, change)
+            }
+        }
     }
 
     fn try_lock(&mut self, holder: &LockHolder) -> Result<LockAttempt, DbError> {

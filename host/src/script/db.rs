@@ -151,6 +151,18 @@ impl Db {
         Ok(n as i64)
     }
 
+    /// `db.bulk_insert(table, columns, #{ each, values })`: rows generated natively
+    /// (see `generate.rs`), streamed into the same fast path.
+    fn bulk_generate(&mut self, table: &str, columns: Array, spec: Map) -> Res<i64> {
+        let columns = strings(&columns, "columns").map_err(script_failure)?;
+        let mut rows = super::generate::Rows::new(&spec, columns.len())
+            .map_err(|e| script_failure(format!("bulk_insert into {table}: {e}")))?;
+        let n = self.run(true, |c| c.bulk_insert(table, &columns, &mut rows))?;
+        self.session()?
+            .after_statement(&format!("bulk insert of generated rows into {table}"), n);
+        Ok(n as i64)
+    }
+
     /// Runs `f(db)` as a named step: skipped if the ledger records it done, otherwise
     /// run in its own transaction that also records it done.
     fn step(
@@ -463,6 +475,10 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("bulk_insert", |db: &mut Db, t: &str, c: Array, r: Array| {
         db.bulk_insert(t, c, r)
     });
+    engine.register_fn(
+        "bulk_insert",
+        |db: &mut Db, t: &str, c: Array, spec: Map| db.bulk_generate(t, c, spec),
+    );
     engine.register_fn(
         "step",
         |ctx: NativeCallContext, db: &mut Db, name: &str, f: FnPtr| {

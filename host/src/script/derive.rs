@@ -1,6 +1,9 @@
-//! `db.insert_derived`: per-row work done natively. Reads a query in key-ordered
-//! chunks, derives each output row (copied columns, text templates, UUID v4 / v5), and
-//! bulk-inserts the result. Memory is bounded by the chunk size, never by the table.
+//! `db.insert_derived`: per-row work done natively. Runs a query once (in `key` order
+//! when given), derives each output row (copied columns, text templates, UUID v4 / v5),
+//! and inserts it while the query streams ([`crate::backend::Connection::insert_derived`]:
+//! SQLite steps the query and inserts with a prepared statement, PostgreSQL reads a
+//! cursor in chunks and sends each with binary COPY). Memory is bounded by the chunk
+//! size, never by the table.
 //!
 //! ```rhai
 //! db.insert_derived(#{
@@ -15,21 +18,23 @@
 use super::db::Db;
 use super::error::{host_failure, script_failure};
 use super::values::strings;
-use crate::backend::Value;
+use crate::backend::{DbError, RowDeriver, Value};
 use rhai::{Array, Dynamic, EvalAltResult, Map};
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
 /// One piece of a name template: literal text or a column reference.
 #[derive(Debug, Clone, PartialEq)]
-enum Piece {
+pub(super) enum Piece {
     Text(String),
     Column(usize),
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Derivation {
+pub(super) enum Derivation {
     Copy(usize),
+    /// A number, boolean or `()` written in the spec: the same in every row.
+    Constant(Value),
     Uuid4,
     Uuid5 {
         namespace: uuid::Uuid,
@@ -84,7 +89,7 @@ fn render(pieces: &[Piece], row: &[Value], out: &mut String) {
     }
 }
 
-fn derivation(spec: &Dynamic, columns: &[String]) -> Result<Derivation, String> {
+pub(super) fn derivation(spec: &Dynamic, columns: &[String]) -> Result<Derivation, String> {
     if let Ok(name) = spec.clone().into_string() {
         let idx = columns.iter().position(|c| *c == name).ok_or_else(|| {
             format!(
@@ -94,9 +99,12 @@ fn derivation(spec: &Dynamic, columns: &[String]) -> Result<Derivation, String> 
         })?;
         return Ok(Derivation::Copy(idx));
     }
+    if spec.is_unit() || spec.is_int() || spec.is_float() || spec.is_bool() {
+        return super::values::to_value(spec).map(Derivation::Constant);
+    }
     let m = spec.clone().try_cast::<Map>().ok_or_else(|| {
         format!(
-            "a value is a column name or a map, found {}",
+            "a value is a column name, a number, a boolean, () or a map, found {}",
             spec.type_name()
         )
     })?;
@@ -130,11 +138,7 @@ impl Db {
         let get_str = |k: &str| spec.get(k).and_then(|v| v.clone().into_string().ok());
         let source = get_str("source")
             .ok_or_else(|| script_failure("insert_derived needs `source` (a query)"))?;
-        let key = get_str("key").ok_or_else(|| {
-            script_failure(
-                "insert_derived needs `key` (a column of the source, unique and ordered)",
-            )
-        })?;
+        let key = get_str("key");
         let into = get_str("into")
             .ok_or_else(|| script_failure("insert_derived needs `into` (a table)"))?;
         let columns = spec
@@ -171,84 +175,93 @@ impl Db {
         let mut s = self.session()?;
         s.before_statement(true)
             .map_err(|e| host_failure(&mut s, e))?;
-        let qk = s.conn().quote_ident(&key);
-        let sql = format!(
-            "SELECT * FROM ({source}) AS ferry_src WHERE ferry_src.{qk} > ? ORDER BY ferry_src.{qk} LIMIT {chunk}"
-        );
-        let first_sql = format!("SELECT MIN(ferry_src.{qk}) FROM ({source}) AS ferry_src");
-        let first = s
-            .conn()
-            .query(&first_sql, &params)
-            .map_err(|e| host_failure(&mut s, e))?;
-        let mut after = match first
-            .rows
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next())
-        {
-            Some(Value::Int(i)) => Value::Int(i - 1),
-            Some(Value::Text(_)) => Value::Text(String::new()),
-            _ => return Ok(0),
+        let source = match key {
+            // Rows in key order: inserts into a table keyed the same way append.
+            Some(key) => {
+                let qk = s.conn().quote_ident(&key);
+                format!("SELECT * FROM ({source}) AS ferry_src ORDER BY ferry_src.{qk}")
+            }
+            None => source,
         };
-        let mut derivations: Option<(Vec<Derivation>, usize)> = None;
-        let mut total = 0u64;
-        let mut name = String::new();
-        loop {
-            let mut p = params.clone();
-            p.push(after.clone());
-            let rows = s
-                .conn()
-                .query(&sql, &p)
-                .map_err(|e| host_failure(&mut s, e))?;
-            if rows.rows.is_empty() {
-                break;
-            }
-            if derivations.is_none() {
-                let d = values
-                    .iter()
-                    .map(|v| derivation(v, &rows.columns))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| script_failure(format!("insert_derived: {e}")))?;
-                let key_idx = rows.columns.iter().position(|c| *c == key).ok_or_else(|| {
-                    script_failure(format!(
-                        "insert_derived: the source returns no column {key:?}"
-                    ))
-                })?;
-                derivations = Some((d, key_idx));
-            }
-            let (d, key_idx) = derivations.as_ref().expect("set above");
-            after = rows
-                .rows
-                .last()
-                .map(|r| r[*key_idx].clone())
-                .unwrap_or(Value::Null);
-            let mut out = rows.rows.iter().map(|row| {
-                d.iter()
-                    .map(|dv| match dv {
-                        Derivation::Copy(i) => row[*i].clone(),
-                        Derivation::Uuid4 => Value::Uuid(uuid::Uuid::new_v4()),
-                        Derivation::Uuid5 {
-                            namespace,
-                            name: pieces,
-                        } => {
-                            render(pieces, row, &mut name);
-                            Value::Uuid(uuid::Uuid::new_v5(namespace, name.as_bytes()))
-                        }
-                        Derivation::Template(pieces) => {
-                            render(pieces, row, &mut name);
-                            Value::Text(name.clone())
-                        }
-                    })
-                    .collect::<Vec<_>>()
-            });
-            let n = s
-                .conn()
-                .bulk_insert(&into, &columns, &mut out)
-                .map_err(|e| host_failure(&mut s, e))?;
-            total += n;
+        let mut deriver = Deriver {
+            values,
+            plan: Vec::new(),
+            name: String::new(),
+            script_error: None,
+        };
+        let total = s.conn().insert_derived(
+            &source,
+            &params,
+            &into,
+            &columns,
+            chunk as usize,
+            &mut deriver,
+        );
+        if let Some(message) = deriver.script_error {
+            // The spec names what the source does not return: the script's own mistake.
+            return Err(script_failure(message));
         }
+        let total = total.map_err(|e| host_failure(&mut s, e))?;
         s.after_statement(&format!("insert derived rows into {into}"), total);
         Ok(total as i64)
+    }
+}
+
+/// Appends the values of `plan` for one source row to `out` (`name`: scratch space).
+pub(super) fn derive_row(
+    plan: &[Derivation],
+    row: &[Value],
+    name: &mut String,
+    out: &mut Vec<Value>,
+) {
+    for d in plan {
+        out.push(match d {
+            Derivation::Copy(i) => row[*i].clone(),
+            Derivation::Constant(v) => v.clone(),
+            Derivation::Uuid4 => Value::Uuid(super::uuids::random_v4()),
+            Derivation::Uuid5 {
+                namespace,
+                name: pieces,
+            } => {
+                render(pieces, row, name);
+                Value::Uuid(uuid::Uuid::new_v5(namespace, name.as_bytes()))
+            }
+            Derivation::Template(pieces) => {
+                render(pieces, row, name);
+                Value::Text(name.clone())
+            }
+        });
+    }
+}
+
+/// The script's `values`, resolved against the source's columns once they are known.
+struct Deriver {
+    values: Array,
+    plan: Vec<Derivation>,
+    /// Scratch space for rendering templates.
+    name: String,
+    /// A mistake in the spec found once the source's columns are known.
+    script_error: Option<String>,
+}
+
+impl RowDeriver for Deriver {
+    fn columns(&mut self, names: &[String]) -> Result<(), DbError> {
+        match self.values.iter().map(|v| derivation(v, names)).collect() {
+            Ok(plan) => {
+                self.plan = plan;
+                Ok(())
+            }
+            Err(e) => {
+                let message = format!("insert_derived: {e}");
+                self.script_error = Some(message.clone());
+                Err(DbError::Other(message))
+            }
+        }
+    }
+
+    fn derive(&mut self, row: &[Value], out: &mut Vec<Value>) -> Result<(), DbError> {
+        derive_row(&self.plan, row, &mut self.name, out);
+        Ok(())
     }
 }
 

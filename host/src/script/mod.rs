@@ -16,6 +16,7 @@ pub mod config;
 pub mod db;
 mod derive;
 pub mod error;
+mod generate;
 pub mod hooks;
 pub mod introspect;
 pub mod log;

@@ -33,7 +33,8 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 use super::url::mask_password;
 use super::{
     rewrite_placeholders, ColumnInfo, Connection, DbError, DbUrl, Dialect, ForeignKeyInfo,
-    IndexInfo, KeyInfo, LockAttempt, LockHolder, RowCallback, Rows, SchemaChange, Value,
+    IndexInfo, KeyInfo, LockAttempt, LockHolder, RowCallback, RowDeriver, Rows, SchemaChange,
+    Value,
 };
 use values::Param;
 
@@ -357,9 +358,125 @@ impl PgConnection {
     }
 
     fn batch(&self, sql: &str) -> Result<(), DbError> {
-        self.runtime
+        let start = std::time::Instant::now();
+        let result = self
+            .runtime
             .block_on(self.client().batch_execute(sql))
-            .map_err(|e| self.error(e, sql))
+            .map_err(|e| self.error(e, sql));
+        tracing::debug!(elapsed = ?start.elapsed(), "{sql}");
+        result
+    }
+}
+
+impl PgConnection {
+    /// Sends rows with binary `COPY`, each value converted to the column's type.
+    fn copy_in(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &mut dyn Iterator<Item = Vec<Value>>,
+    ) -> Result<u64, DbError> {
+        let list = columns
+            .iter()
+            .map(|c| ddl::ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let probe = format!("SELECT {list} FROM {} LIMIT 0", ddl::ident(table));
+        let types: Vec<Type> = self
+            .statement(&probe)?
+            .columns()
+            .iter()
+            .map(|c| c.type_().clone())
+            .collect();
+        let copy = format!("COPY {} ({list}) FROM STDIN BINARY", ddl::ident(table));
+        let client = self
+            .client
+            .as_ref()
+            .expect("the client lives as long as the connection");
+        let width = columns.len();
+        let result: Result<u64, Result<DbError, tokio_postgres::Error>> =
+            self.runtime.block_on(async {
+                let sink = client.copy_in(copy.as_str()).await.map_err(Err)?;
+                let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+                for (index, row) in rows.enumerate() {
+                    if row.len() != width {
+                        return Err(Ok(DbError::Conversion(format!(
+                            "bulk insert into {table}: row {index} has {} values for {width} columns",
+                            row.len()
+                        ))));
+                    }
+                    writer.as_mut().write_raw(row.iter().map(Param)).await.map_err(Err)?;
+                }
+                writer.as_mut().finish().await.map_err(Err)
+            });
+        match result {
+            Ok(count) => Ok(count),
+            Err(Ok(error)) => Err(error),
+            Err(Err(error)) => Err(self.error(error, &copy)),
+        }
+    }
+
+    /// `insert_derived` inside a transaction: a cursor over `source`, read `chunk` rows at
+    /// a time; each chunk derived and sent with [`Self::copy_in`].
+    fn insert_derived_chunks(
+        &mut self,
+        source: &str,
+        params: &[Value],
+        table: &str,
+        columns: &[String],
+        chunk: usize,
+        deriver: &mut dyn RowDeriver,
+    ) -> Result<u64, DbError> {
+        const CURSOR: &str = "ferry_derived_source";
+        let names = Self::check_readable(&self.bound_statement(source, params)?)?;
+        deriver.columns(&names)?;
+        let declare = format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR {source}");
+        // The planner would otherwise plan a cursor for its first 10 % of rows (nested
+        // loops); all of them will be read, so plan for all of them.
+        self.batch("SET LOCAL cursor_tuple_fraction = 1")?;
+        let declared = self.execute(&declare, params);
+        self.batch("SET LOCAL cursor_tuple_fraction TO DEFAULT")?;
+        declared.map_err(|e| match e {
+            DbError::Statement { message, .. } => DbError::Statement {
+                message,
+                sql: source.to_string(),
+            },
+            other => other,
+        })?;
+        let fetch = format!("FETCH {} FROM {CURSOR}", chunk.max(1));
+        let mut total = 0u64;
+        let mut out = Vec::with_capacity(chunk);
+        let (mut fetching, mut copying) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+        loop {
+            let start = std::time::Instant::now();
+            let rows = self
+                .runtime
+                .block_on(self.client().query(fetch.as_str(), &[]))
+                .map_err(|e| self.error(e, source))?;
+            fetching += start.elapsed();
+            if rows.is_empty() {
+                break;
+            }
+            out.clear();
+            for row in &rows {
+                let values = Self::row_values(row)?;
+                let mut derived = Vec::with_capacity(columns.len());
+                deriver.derive(&values, &mut derived)?;
+                out.push(derived);
+            }
+            drop(rows);
+            let start = std::time::Instant::now();
+            total += self.copy_in(table, columns, &mut out.drain(..))?;
+            copying += start.elapsed();
+        }
+        tracing::debug!(
+            ?fetching,
+            ?copying,
+            rows = total,
+            "insert_derived into {table}"
+        );
+        self.batch(&format!("CLOSE {CURSOR}"))?;
+        Ok(total)
     }
 }
 
@@ -390,6 +507,7 @@ impl Connection for PgConnection {
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         let statement = self.bound_statement(sql, params)?;
+        let start = std::time::Instant::now();
         let result = self
             .runtime
             .block_on(
@@ -397,6 +515,7 @@ impl Connection for PgConnection {
                     .execute_raw(&statement, params.iter().map(Param)),
             )
             .map_err(|e| self.error(e, sql));
+        tracing::debug!(elapsed = ?start.elapsed(), rows = ?result.as_ref().ok(), "{sql}");
         if is_ddl(sql) {
             // DDL can change what cached statements read ("cached plan must not change
             // result type"); DDL is rare, so forgetting the cache costs nothing.
@@ -469,43 +588,30 @@ impl Connection for PgConnection {
         columns: &[String],
         rows: &mut dyn Iterator<Item = Vec<Value>>,
     ) -> Result<u64, DbError> {
-        let list = columns
-            .iter()
-            .map(|c| ddl::ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let probe = format!("SELECT {list} FROM {} LIMIT 0", ddl::ident(table));
-        let types: Vec<Type> = self
-            .statement(&probe)?
-            .columns()
-            .iter()
-            .map(|c| c.type_().clone())
-            .collect();
-        let copy = format!("COPY {} ({list}) FROM STDIN BINARY", ddl::ident(table));
-        let client = self
-            .client
-            .as_ref()
-            .expect("the client lives as long as the connection");
-        let width = columns.len();
-        let result: Result<u64, Result<DbError, tokio_postgres::Error>> =
-            self.runtime.block_on(async {
-                let sink = client.copy_in(copy.as_str()).await.map_err(Err)?;
-                let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
-                for (index, row) in rows.enumerate() {
-                    if row.len() != width {
-                        return Err(Ok(DbError::Conversion(format!(
-                            "bulk insert into {table}: row {index} has {} values for {width} columns",
-                            row.len()
-                        ))));
-                    }
-                    writer.as_mut().write_raw(row.iter().map(Param)).await.map_err(Err)?;
-                }
-                writer.as_mut().finish().await.map_err(Err)
-            });
-        match result {
-            Ok(count) => Ok(count),
-            Err(Ok(error)) => Err(error),
-            Err(Err(error)) => Err(self.error(error, &copy)),
+        self.copy_in(table, columns, rows)
+    }
+
+    fn insert_derived(
+        &mut self,
+        source: &str,
+        params: &[Value],
+        table: &str,
+        columns: &[String],
+        chunk: usize,
+        deriver: &mut dyn RowDeriver,
+    ) -> Result<u64, DbError> {
+        let own = !self.in_transaction;
+        if own {
+            self.begin()?;
+        }
+        let result = self.insert_derived_chunks(source, params, table, columns, chunk, deriver);
+        match (own, result) {
+            (false, result) => result,
+            (true, Ok(n)) => self.commit().map(|()| n),
+            (true, Err(e)) => {
+                let _ = self.rollback();
+                Err(e)
+            }
         }
     }
 

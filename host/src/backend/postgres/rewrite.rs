@@ -79,6 +79,17 @@ pub fn rewrite_tables(
 ) -> Result<Vec<String>, DbError> {
     let set: BTreeSet<&str> = rewrites.iter().map(|r| r.table.as_str()).collect();
     let mut ran = Vec::new();
+    // For this transaction only: a few statements over millions of rows. JIT would
+    // compile each (hundreds of ms) to save nothing on a copy bound by writing; hash
+    // joins through the map and the key and index builds stay in memory instead of
+    // spilling to temporary files.
+    for setting in [
+        "jit = off",
+        "work_mem = '128MB'",
+        "maintenance_work_mem = '256MB'",
+    ] {
+        exec(conn, format!("SET LOCAL {setting}"), &mut ran)?;
+    }
 
     // Every foreign key that touches the set: the set's own, and other tables' into it.
     let mut foreign_keys: Vec<(String, ForeignKeyInfo)> = Vec::new();

@@ -153,7 +153,7 @@ pub fn apply(raw: &Raw, change: &SchemaChange) -> Result<Vec<String>, DbError> {
     let mut ran = Vec::new();
     match change {
         SchemaChange::RewriteTables(rewrites) => {
-            return super::rewrite::rewrite_tables(raw, rewrites)
+            return super::rewrite::rewrite_tables(raw, rewrites).map(|(ran, _)| ran)
         }
         SchemaChange::CreateTable(def) => run(raw, create_table_sql(def, &def.name)?, &mut ran)?,
         SchemaChange::DropTable { table, if_exists } => {

@@ -4,15 +4,17 @@
 //! same named constraints, then swapped in and its indexes recreated by name. Foreign
 //! keys must be off while parents and children change type together: the change runs
 //! only in a transaction begun by `begin_checking_foreign_keys_at_commit` (enforcement
-//! off, `PRAGMA foreign_key_check` before `COMMIT`), and refuses otherwise — with
-//! enforcement on, dropping the old parent would fire the children's `ON DELETE` rules.
+//! off, the keys checked before `COMMIT`), and refuses otherwise — with enforcement on,
+//! dropping the old parent would fire the children's `ON DELETE` rules. The commit
+//! checks only the keys the rewrite can break (`keys_to_check`, see `deferred_keys`).
 
 use rusqlite::Connection as Raw;
 
 use super::ddl::{create_table_sql, current_definition};
 use super::introspect;
 use super::{failure_on, statement_error};
-use crate::backend::{DbError, TableRewrite};
+use crate::backend::{DbError, ForeignKeyInfo, TableRewrite};
+use std::collections::{BTreeMap, BTreeSet};
 
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -34,7 +36,41 @@ fn count(raw: &Raw, table: &str) -> Result<i64, DbError> {
         .map_err(|e| statement_error(e, &sql))
 }
 
-pub fn rewrite_tables(raw: &Raw, rewrites: &[TableRewrite]) -> Result<Vec<String>, DbError> {
+/// A foreign key with the table that holds it.
+pub type OwedKey = (String, ForeignKeyInfo);
+
+/// The keys a rewrite can break: every key into a rewritten table, and every key of a
+/// rewritten table over a column it changes. Keys over columns copied unchanged hold
+/// as they did before.
+fn keys_to_check(raw: &Raw, rewrites: &[TableRewrite]) -> Result<Vec<OwedKey>, DbError> {
+    let changed: BTreeMap<&str, BTreeSet<&str>> = rewrites
+        .iter()
+        .map(|rw| {
+            let columns = rw.columns.iter().map(|c| c.column.as_str()).collect();
+            (rw.table.as_str(), columns)
+        })
+        .collect();
+    let mut keys = Vec::new();
+    for table in introspect::tables(raw, "%")? {
+        for key in introspect::foreign_keys(raw, &table)? {
+            let into_set = changed.contains_key(key.referenced_table.as_str());
+            let over_changed = changed
+                .get(table.as_str())
+                .is_some_and(|cols| key.columns.iter().any(|c| cols.contains(c.as_str())));
+            if into_set || over_changed {
+                keys.push((table.clone(), key));
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// Rewrites the tables; returns the statements run and the foreign keys the commit must
+/// check (see [`keys_to_check`]).
+pub fn rewrite_tables(
+    raw: &Raw,
+    rewrites: &[TableRewrite],
+) -> Result<(Vec<String>, Vec<OwedKey>), DbError> {
     let fk_enforced: bool = raw
         .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
         .map_err(|e| statement_error(e, "PRAGMA foreign_keys"))?;
@@ -45,6 +81,7 @@ pub fn rewrite_tables(raw: &Raw, rewrites: &[TableRewrite]) -> Result<Vec<String
                 .into(),
         ));
     }
+    let owed = keys_to_check(raw, rewrites)?;
     let mut ran = Vec::new();
     for rw in rewrites {
         let mut def = current_definition(raw, &rw.table)?;
@@ -129,5 +166,5 @@ pub fn rewrite_tables(raw: &Raw, rewrites: &[TableRewrite]) -> Result<Vec<String
         }
     }
     // Foreign keys are checked once, at commit (see the module documentation).
-    Ok(ran)
+    Ok((ran, owed))
 }
