@@ -75,6 +75,7 @@ pub fn acquire_backend_lock(
         since,
     };
     let mut told = false;
+    let mut looked_again = false;
     loop {
         match conn.try_lock(&me)? {
             LockAttempt::Acquired => break,
@@ -84,6 +85,12 @@ pub fn acquire_backend_lock(
                     Some(h) => Some(h),
                     None => ledger::lock_holder(conn).ok().flatten(),
                 };
+                if holder.is_none() && !looked_again {
+                    // Nobody to name: the holder has most likely just released the lock
+                    // (between our attempt and the look-up), so try once more at once.
+                    looked_again = true;
+                    continue;
+                }
                 if start.elapsed() >= timeout {
                     return Err(LockError::Held {
                         holder,

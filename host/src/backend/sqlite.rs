@@ -757,11 +757,22 @@ impl Connection for SqliteConnection {
                 Ok(LockAttempt::Acquired)
             }
             Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let holder = file
-                    .read_to_string(&mut text)
-                    .ok()
-                    .and_then(|_| serde_json::from_str(&text).ok());
+                // The holder writes its name just after taking the lock: a reader that
+                // comes in between finds the file empty or half written, so it looks
+                // again for a moment before giving up on naming the holder.
+                let mut holder = None;
+                for _ in 0..50 {
+                    let mut text = String::new();
+                    holder = file
+                        .seek(SeekFrom::Start(0))
+                        .and_then(|_| file.read_to_string(&mut text))
+                        .ok()
+                        .and_then(|_| serde_json::from_str(&text).ok());
+                    if holder.is_some() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
                 Ok(LockAttempt::HeldBy(holder))
             }
             Err(std::fs::TryLockError::Error(e)) => Err(io(e)),

@@ -355,7 +355,7 @@ impl Db {
         if size <= 0 {
             return Err(script_failure("db.batches: options.size must be positive"));
         }
-        let total = get("total").and_then(|v| v.as_int().ok()).map(|t| t as u64);
+        let declared_total = get("total").and_then(|v| v.as_int().ok()).map(|t| t as u64);
         let (revision, mut lo, mut batches, mut rows) = {
             let mut s = self.session()?;
             self.enter_step(&mut s, name)?;
@@ -369,11 +369,6 @@ impl Db {
             }
             let recorded = s.steps.cursors.get(name).cloned();
             let revision = s.revision_id();
-            s.emit(Event::StepStarted {
-                revision: revision.clone(),
-                step: name.into(),
-                total,
-            });
             match recorded {
                 Some((cursor, b, r)) => (revision, cursor_value(&cursor), b, r),
                 None => (revision, Value::Null, 0, 0),
@@ -397,6 +392,28 @@ impl Db {
                     )))
                 }
             };
+        }
+        // Without a declared total, count the batches left (one COUNT over the key's
+        // index), so that progress has a total and an ETA, on a resume too.
+        let total = match declared_total {
+            Some(t) => Some(t),
+            None if lo == Value::Null => Some(batches as u64),
+            None => {
+                let sql = format!("SELECT COUNT(*) FROM {qt} WHERE {qk} > ?");
+                let left = self.run(false, |c| c.query(&sql, std::slice::from_ref(&lo)))?;
+                match left.rows.first().and_then(|r| r.first()) {
+                    Some(Value::Int(n)) => Some(batches as u64 + (*n as u64).div_ceil(size as u64)),
+                    _ => None,
+                }
+            }
+        };
+        {
+            let s = self.session()?;
+            s.emit(Event::StepStarted {
+                revision: revision.clone(),
+                step: name.into(),
+                total,
+            });
         }
         let bound_sql = format!(
             "SELECT MAX({qk}) FROM (SELECT {qk} FROM {qt} WHERE {qk} > ? ORDER BY {qk} LIMIT ?) AS ferry_batch"

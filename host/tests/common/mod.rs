@@ -118,6 +118,7 @@ impl TestDb {
             env: Vec::new(),
             extra: Vec::new(),
             url: None,
+            progress: "plain",
         }
     }
 
@@ -266,12 +267,19 @@ pub struct Ferry<'a> {
     env: Vec<(String, OsString)>,
     extra: Vec<String>,
     url: Option<String>,
+    progress: &'static str,
 }
 
 impl<'a> Ferry<'a> {
     /// Passes another `--db` URL instead of the test database's (bad-URL tests).
     pub fn db_url(mut self, url: &str) -> Self {
         self.url = Some(url.into());
+        self
+    }
+
+    /// Sets `--progress MODE` (default `plain`).
+    pub fn progress(mut self, mode: &'static str) -> Self {
+        self.progress = mode;
         self
     }
 
@@ -312,7 +320,7 @@ impl<'a> Ferry<'a> {
             .arg("--db")
             .arg(self.url.as_deref().unwrap_or(self.db.url()))
             .arg("--progress")
-            .arg("plain");
+            .arg(self.progress);
         for r in &self.roots {
             cmd.arg("--scripts").arg(r);
         }
