@@ -31,6 +31,9 @@ const READS: [&str; 14] = [
     "indexes",
 ];
 
+/// How `ferry plan` shows a step whose name is built at run time.
+const COMPUTED: &str = "(computed)";
+
 /// Namespaces whose functions neither read the database nor hide code.
 const SAFE_NAMESPACES: [&str; 4] = ["schema", "log", "config", "uuid"];
 
@@ -61,9 +64,26 @@ pub fn data_dependent_calls(ast: &AST) -> Vec<String> {
     found.into_iter().collect()
 }
 
+/// Whether a call makes steps of its own: `schema::rewrite_tables(rewrites, options)`
+/// unless its options are a literal `#{ steps: false }` (see `script::rewrite_steps`).
+fn makes_rewrite_steps(call: &FnCallExpr) -> bool {
+    if call.namespace.to_string() != "schema" || call.name != "rewrite_tables" {
+        return false;
+    }
+    match call.args.get(1) {
+        None => false,
+        Some(Expr::Map(map, _)) => !map.0.iter().any(|(key, value)| {
+            key.name == "steps" && matches!(value, Expr::BoolConstant(false, _))
+        }),
+        Some(_) => true,
+    }
+}
+
 /// The steps a revision declares, in the order they appear: the first argument of each
 /// `db.step(…)` / `db.batches(…)` call, or `(computed)` where the name is not a literal
-/// (e.g. a step per dynamic table). Read from the syntax tree, without running anything.
+/// (e.g. a step per dynamic table), and for `schema::rewrite_tables(…, #{ steps: true })`
+/// `(computed)` (a step per table) followed by its swap step. Read from the syntax tree,
+/// without running anything.
 pub fn declared_steps(ast: &AST) -> Vec<String> {
     // Only `fn upgrade(db)`: a downgrade's steps are not part of an upgrade plan. (Built
     // by hand: `clone_functions_only_filtered` copies every function into an empty module.)
@@ -75,17 +95,28 @@ pub fn declared_steps(ast: &AST) -> Vec<String> {
     }
     let upgrade = AST::new(Vec::<Stmt>::new(), only_upgrade);
     let mut steps: Vec<String> = Vec::new();
+    let mut push = |name: String| {
+        if !steps.contains(&name) || name == COMPUTED && steps.last() != Some(&name) {
+            steps.push(name);
+        }
+    };
     upgrade.walk(&mut |path: &[ASTNode]| {
-        if let Some(ASTNode::Expr(Expr::MethodCall(call, _))) = path.last() {
-            if matches!(call.name.as_str(), "step" | "batches") {
-                let name = match call.args.first() {
+        match path.last() {
+            Some(ASTNode::Expr(Expr::MethodCall(call, _)))
+                if matches!(call.name.as_str(), "step" | "batches") =>
+            {
+                push(match call.args.first() {
                     Some(Expr::StringConstant(s, _)) => s.to_string(),
-                    _ => "(computed)".to_string(),
-                };
-                if !steps.contains(&name) || name == "(computed)" && steps.last() != Some(&name) {
-                    steps.push(name);
-                }
+                    _ => COMPUTED.to_string(),
+                });
             }
+            Some(ASTNode::Expr(Expr::FnCall(call, _)) | ASTNode::Stmt(Stmt::FnCall(call, _)))
+                if makes_rewrite_steps(call) =>
+            {
+                push(COMPUTED.to_string());
+                push(crate::script::rewrite_steps::SWAP_STEP.to_string());
+            }
+            _ => {}
         }
         true
     });
@@ -120,6 +151,31 @@ mod tests {
         }"#;
         let ast = rhai::Engine::new().compile(src).unwrap();
         assert_eq!(declared_steps(&ast), ["create", "(computed)", "copy"]);
+    }
+
+    #[test]
+    fn a_rewrite_in_steps_shows_its_table_steps_and_its_swap() {
+        let src = r#"fn upgrade(db) {
+            db.step("map", |db| {});
+            schema::rewrite_tables(rewrites, #{ steps: true });
+            db.step("record", |db| {});
+        }
+        fn other(db) { schema::rewrite_tables(rewrites, #{ steps: false }); schema::rewrite_tables(r); }"#;
+        let mut engine = rhai::Engine::new_raw();
+        engine.set_max_expr_depths(256, 256);
+        let ast = engine.compile(src).unwrap();
+        assert_eq!(
+            declared_steps(&ast),
+            ["map", "(computed)", "swap rewritten tables", "record"]
+        );
+        let one_transaction = r#"fn upgrade(db) {
+            db.step("rewrite", #{ foreign_keys: "at_commit" }, |db| {
+                schema::rewrite_tables(r, #{ steps: false });
+                schema::rewrite_tables(r);
+            });
+        }"#;
+        let ast = engine.compile(one_transaction).unwrap();
+        assert_eq!(declared_steps(&ast), ["rewrite"]);
     }
 
     fn calls(src: &str) -> Vec<String> {

@@ -217,6 +217,14 @@ fn failing_fixed_and_slow() {
     assert_eq!(ids(&plan(&slow).revisions), ["bulk-1", "bulk-2", "bulk-3"]);
 }
 
+/// `rewrite_steps/` is a two-revision tree; rewrite_steps.rs runs it.
+#[test]
+fn rewrite_steps_tree() {
+    let g = graph("rewrite_steps");
+    let plan = plan_upgrade(&g, &none(), &[Target::Heads]).expect("plan");
+    assert_eq!(ids(&plan.revisions), ["registry-1", "registry-2"]);
+}
+
 #[test]
 fn every_fixture_folder_is_tested() {
     let tested = [
@@ -234,6 +242,7 @@ fn every_fixture_folder_is_tested() {
         "linear",
         "merge",
         "plugin",
+        "rewrite_steps",
         "slow",
     ];
     let mut found: Vec<String> = std::fs::read_dir(fixture(""))

@@ -6,6 +6,7 @@
 
 mod placeholders;
 pub mod postgres;
+pub mod rewrite_plan;
 pub mod schema_change;
 pub mod sqlite;
 mod url;

@@ -123,10 +123,37 @@ pub enum SchemaChange {
         name: String,
     },
     /// Rewrites a set of tables through a join, changing the type and value of some
-    /// columns, and keeps every row count, constraint and index name. Foreign keys
-    /// among the set are recreated after all tables are rewritten, so a parent key
-    /// and the children that reference it can change type together (int → UUID).
+    /// columns, and keeps every row count, constraint and index name, in one go: each
+    /// table is prepared as by [`SchemaChange::PrepareRewrite`] (parents first, see
+    /// [`crate::backend::rewrite_plan::ordered`]), then all are swapped in as by
+    /// [`SchemaChange::SwapRewritten`], so a parent key and the children that reference
+    /// it can change type together (int → UUID). Needs a transaction begun by
+    /// [`crate::backend::Connection::begin_checking_foreign_keys_at_commit`] on SQLite.
     RewriteTables(Vec<TableRewrite>),
+    /// One table of a rewrite done step by step: builds the table's new version under
+    /// its staged name ([`crate::backend::rewrite_plan::staged_name`]) next to the
+    /// table, which stays as it is. The copy has every row (through the join; the change
+    /// fails if the count would differ), the primary key and unique constraints (on
+    /// PostgreSQL under staged names, since index names are unique per schema) and the
+    /// foreign keys, those into tables of `set` pointing at their staged copies (so
+    /// parents must be prepared first); on PostgreSQL also the plain indexes (staged
+    /// names) and statistics. A copy left by an earlier attempt is dropped first, and so
+    /// is every table named in `discard` (other stale copies, children first).
+    PrepareRewrite {
+        rewrite: TableRewrite,
+        set: Vec<String>,
+        discard: Vec<String>,
+    },
+    /// Swaps the prepared copies of `tables` (parents first) in: checks that each table
+    /// still holds as many rows as its copy, drops the old tables (children first),
+    /// renames each copy to its table's name (foreign keys among the copies follow),
+    /// gives indexes and constraints their final names (PostgreSQL renames them; SQLite,
+    /// which cannot rename an index, builds the plain indexes here), and restores foreign
+    /// keys from other tables into the set. Needs a transaction begun by
+    /// [`crate::backend::Connection::begin_checking_foreign_keys_at_commit`] on SQLite.
+    SwapRewritten {
+        tables: Vec<String>,
+    },
 }
 
 /// One table of [`SchemaChange::RewriteTables`]: `SELECT … FROM table AS t {join}`.

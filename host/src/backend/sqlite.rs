@@ -692,24 +692,44 @@ impl Connection for SqliteConnection {
     }
 
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError> {
-        match (change, &mut self.fk_check_at_commit) {
-            (SchemaChange::RewriteTables(rewrites), Some(keys)) => {
-                // The rewrite states which keys it may break; its own million-row
-                // inserts need no hook.
-                deferred_keys::DeferredKeys::unwatch(&self.raw);
-                let result = rewrite::rewrite_tables(&self.raw, rewrites);
-                keys.watch(&self.raw);
-                let (ran, owed) = result?;
-                keys.expect(owed);
-                Ok(ran)
-            }
-            (_, keys) => {
-                if let Some(keys) = keys {
-                    keys.check_everything();
+        let rewrite = matches!(
+            change,
+            SchemaChange::RewriteTables(_)
+                | SchemaChange::PrepareRewrite { .. }
+                | SchemaChange::SwapRewritten { .. }
+        );
+        if rewrite && self.fk_check_at_commit.is_some() {
+            let ordered = match change {
+                SchemaChange::RewriteTables(rewrites) => {
+                    crate::backend::rewrite_plan::ordered(self, rewrites)?
                 }
-                ddl::apply(&self.raw, change)
-            }
+                _ => Vec::new(),
+            };
+            // A rewrite states which keys it may break; its own million-row inserts
+            // need no hook.
+            deferred_keys::DeferredKeys::unwatch(&self.raw);
+            let result = match change {
+                SchemaChange::PrepareRewrite {
+                    rewrite,
+                    set,
+                    discard,
+                } => rewrite::prepare(&self.raw, rewrite, set, discard),
+                SchemaChange::SwapRewritten { tables } => rewrite::swap(&self.raw, tables),
+                _ => rewrite::rewrite_tables(&self.raw, &ordered),
+            };
+            let keys = self
+                .fk_check_at_commit
+                .as_mut()
+                .expect("checked above; the rewrite does not end the transaction");
+            keys.watch(&self.raw);
+            let (ran, owed) = result?;
+            keys.expect(owed);
+            return Ok(ran);
         }
+        if let Some(keys) = &mut self.fk_check_at_commit {
+            keys.check_everything();
+        }
+        ddl::apply(&self.raw, change)
     }
 
     fn try_lock(&mut self, holder: &LockHolder) -> Result<LockAttempt, DbError> {

@@ -28,6 +28,59 @@ fn is_write(sql: &str) -> bool {
     )
 }
 
+/// How a step runs (`db.step`'s options).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StepOptions {
+    /// `false` for work that cannot run in a transaction (`CREATE INDEX CONCURRENTLY`).
+    pub transactional: bool,
+    /// Foreign keys checked once at commit instead of statement by statement.
+    pub check_fks_at_commit: bool,
+    /// Expected amount of work, for progress.
+    pub total: Option<u64>,
+}
+
+impl StepOptions {
+    /// A transactional step whose foreign keys are checked at commit.
+    pub fn keys_checked_at_commit() -> StepOptions {
+        StepOptions {
+            transactional: true,
+            check_fks_at_commit: true,
+            total: None,
+        }
+    }
+
+    /// Reads `#{ transactional, foreign_keys, total }`.
+    fn read(name: &str, options: &Map) -> Res<StepOptions> {
+        let transactional = options
+            .get("transactional")
+            .and_then(|v| v.as_bool().ok())
+            .unwrap_or(true);
+        // `foreign_keys: "at_commit"`: check foreign keys once at commit, so a parent
+        // table and the tables referencing it can be rebuilt together.
+        let check_fks_at_commit = match options.get("foreign_keys") {
+            None => false,
+            Some(v) => match v.clone().into_string().as_deref() {
+                Ok("at_commit") => true,
+                Ok("immediate") => false,
+                _ => {
+                    return Err(script_failure(format!(
+                    "step {name:?}: foreign_keys must be \"at_commit\" or \"immediate\", found {v}"
+                )))
+                }
+            },
+        };
+        let total = options
+            .get("total")
+            .and_then(|v| v.as_int().ok())
+            .map(|t| t as u64);
+        Ok(StepOptions {
+            transactional,
+            check_fks_at_commit,
+            total,
+        })
+    }
+}
+
 impl Db {
     /// Borrows the session; fails (instead of panicking) when a callback that runs
     /// while the session is busy, such as `db.each`'s, tries to use `db`.
@@ -163,8 +216,7 @@ impl Db {
         Ok(n as i64)
     }
 
-    /// Runs `f(db)` as a named step: skipped if the ledger records it done, otherwise
-    /// run in its own transaction that also records it done.
+    /// `db.step(name, options, f)`: runs `f(db)` as a named step (see [`Db::run_step`]).
     fn step(
         &mut self,
         ctx: &NativeCallContext,
@@ -172,28 +224,26 @@ impl Db {
         options: Map,
         f: FnPtr,
     ) -> Res<Dynamic> {
-        let transactional = options
-            .get("transactional")
-            .and_then(|v| v.as_bool().ok())
-            .unwrap_or(true);
-        // `foreign_keys: "at_commit"`: check foreign keys once at commit, so a parent
-        // table and the tables referencing it can be rebuilt together.
-        let check_fks_at_commit = match options.get("foreign_keys") {
-            None => false,
-            Some(v) => match v.clone().into_string().as_deref() {
-                Ok("at_commit") => true,
-                Ok("immediate") => false,
-                _ => {
-                    return Err(script_failure(format!(
-                    "step {name:?}: foreign_keys must be \"at_commit\" or \"immediate\", found {v}"
-                )))
-                }
-            },
-        };
-        let total = options
-            .get("total")
-            .and_then(|v| v.as_int().ok())
-            .map(|t| t as u64);
+        let options = StepOptions::read(name, &options)?;
+        self.run_step(name, options, |db| {
+            f.call_within_context::<Dynamic>(ctx, (db.clone(),))
+        })
+    }
+
+    /// Runs `body` as a named step: skipped if the ledger records it done, otherwise
+    /// run in its own transaction that also records it done. `db.step` and the steps the
+    /// host makes itself (`schema::rewrite_tables(…, #{ steps: true })`) both run here.
+    pub(super) fn run_step(
+        &self,
+        name: &str,
+        options: StepOptions,
+        body: impl FnOnce(&Db) -> Res<Dynamic>,
+    ) -> Res<Dynamic> {
+        let StepOptions {
+            transactional,
+            check_fks_at_commit,
+            total,
+        } = options;
         let revision = {
             let mut s = self.session()?;
             self.enter_step(&mut s, name)?;
@@ -236,7 +286,7 @@ impl Db {
             revision
         };
         let rows_before = self.session()?.rows;
-        let result = f.call_within_context::<Dynamic>(ctx, (self.clone(),));
+        let result = body(self);
         let mut s = self.session()?;
         // A database error the script caught still fails the step.
         let result = match result {

@@ -21,6 +21,7 @@ pub mod hooks;
 pub mod introspect;
 pub mod log;
 mod resolver;
+pub mod rewrite_steps;
 pub mod schema;
 pub mod session;
 pub mod uuids;

@@ -138,7 +138,7 @@ fn table_def(name: &str, spec: &Map) -> Res<TableDef> {
     })
 }
 
-fn apply(session: &SharedSession, change: SchemaChange) -> Res<()> {
+pub(super) fn apply(session: &SharedSession, change: SchemaChange) -> Res<()> {
     let mut s = session
         .try_borrow_mut()
         .map_err(|_| script_failure("schema changes cannot run inside the callback of db.each"))?;
@@ -199,6 +199,23 @@ fn rewrites(list: &Array) -> Res<Vec<TableRewrite>> {
             Ok(TableRewrite { table, join, columns })
         })
         .collect()
+}
+
+/// `#{ steps: bool }`, the options of `schema::rewrite_tables(rewrites, options)`.
+fn rewrite_options_want_steps(options: &Map) -> Res<bool> {
+    for key in options.keys() {
+        if key.as_str() != "steps" {
+            return Err(script_failure(format!(
+                "schema::rewrite_tables: unknown option `{key}` (the only option is `steps`)"
+            )));
+        }
+    }
+    match options.get("steps") {
+        None => Ok(false),
+        Some(v) => v
+            .as_bool()
+            .map_err(|_| script_failure("schema::rewrite_tables: `steps` must be true or false")),
+    }
 }
 
 pub fn module(session: SharedSession) -> Module {
@@ -330,6 +347,20 @@ pub fn module(session: SharedSession) -> Module {
     });
     def!("rewrite_tables", |list: Array| rewrites(&list)
         .map(SchemaChange::RewriteTables));
+    let s = session.clone();
+    m.set_native_fn(
+        "rewrite_tables",
+        move |ctx: NativeCallContext, list: Array, options: Map| -> Res<()> {
+            at(&ctx, || {
+                let rewrites = rewrites(&list)?;
+                if rewrite_options_want_steps(&options)? {
+                    super::rewrite_steps::run(&s, rewrites)
+                } else {
+                    apply(&s, SchemaChange::RewriteTables(rewrites))
+                }
+            })
+        },
+    );
     def!("drop_constraint", |table: &str, name: &str| Res::Ok(
         SchemaChange::DropConstraint {
             table: table.into(),

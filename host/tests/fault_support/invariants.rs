@@ -7,7 +7,10 @@
 //! Checks return the problems they find (empty: all is well) so that the caller can
 //! report them with the seed and the moment of the kill.
 
-use super::reference::{UUID_MAP, UUID_REVISION, UUID_STEPS};
+use super::reference::{
+    rewritten_tables, staged_copy, uuid_steps, UUID_MAP, UUID_MAP_STEPS, UUID_RECORD_STEP,
+    UUID_REVISION, UUID_SWAP_STEP,
+};
 use super::tables::{scalar, text};
 use crate::common::TestDb;
 use ferry::backend::{Connection, Dialect, Value};
@@ -64,6 +67,21 @@ pub fn usable(db: &TestDb, mut status: Command) -> Result<serde_json::Value, Vec
             .unwrap_or(usize::MAX);
         if violations != 0 {
             problems.push(format!("PRAGMA foreign_key_check: {violations} violations"));
+        }
+    } else {
+        // Every foreign key holds for every row (the server validated it when it was
+        // added, unless it was added NOT VALID).
+        let unvalidated = conn
+            .query(
+                "SELECT c.conrelid::regclass::text || '.' || c.conname FROM pg_constraint c \
+                 JOIN pg_namespace n ON n.oid = c.connamespace \
+                 WHERE n.nspname = current_schema() AND c.contype = 'f' AND NOT c.convalidated",
+                &[],
+            )
+            .map(|r| r.rows)
+            .unwrap_or_else(|e| vec![vec![Value::Text(format!("cannot read pg_constraint: {e}"))]]);
+        if !unvalidated.is_empty() {
+            problems.push(format!("foreign keys not validated: {unvalidated:?}"));
         }
     }
     if problems.is_empty() {
@@ -212,6 +230,11 @@ fn attribute(conn: &mut dyn Connection, name: &str) -> Option<String> {
 /// the step is committed, the steps committed form a prefix of the script's order, and
 /// the id map holds exactly the datasets up to the recorded cursor, with a batch count
 /// that matches (a batch applied twice, or one committed without its cursor, shows).
+/// Each table's rewrite step committed (and the swap not) ⇔ its rewritten copy exists,
+/// complete (as many rows as the table, the column a UUID, the same primary key, its
+/// foreign keys into the rewrite pointing at the parent's copy) while the table itself is
+/// untouched; the swap committed ⇔ every table has its final name and type and no copy is
+/// left.
 pub fn uuid_revision(
     conn: &mut dyn Connection,
     view: &LedgerView,
@@ -226,10 +249,11 @@ pub fn uuid_revision(
         }
     };
     let committed = |step: &str| view.committed(UUID_REVISION, step);
-    let [create, map_ids, removed, rewrite, record] = UUID_STEPS;
-    for pair in UUID_STEPS.windows(2) {
+    let [create, map_ids, removed] = UUID_MAP_STEPS;
+    let steps = uuid_steps();
+    for pair in steps.windows(2) {
         expect(
-            !committed(pair[1]) || committed(pair[0]),
+            !committed(&pair[1]) || committed(&pair[0]),
             format!(
                 "step {:?} is committed but the earlier {:?} is not",
                 pair[1], pair[0]
@@ -238,27 +262,52 @@ pub fn uuid_revision(
     }
     let map_exists = conn.table_exists(UUID_MAP).expect("introspect");
     expect(
-        map_exists == (committed(create) && !committed(record)),
+        map_exists == (committed(create) && !committed(UUID_RECORD_STEP)),
         format!(
-            "{UUID_MAP} exists: {map_exists}, but {create:?} committed: {}, {record:?} committed: {}",
+            "{UUID_MAP} exists: {map_exists}, but {create:?} committed: {}, {UUID_RECORD_STEP:?} committed: {}",
             committed(create),
-            committed(record)
+            committed(UUID_RECORD_STEP)
         ),
     );
-    let ids_are_uuids = is_uuid_column(conn, "dataset", "id");
-    expect(
-        ids_are_uuids == committed(rewrite),
-        format!(
-            "dataset.id is a UUID: {ids_are_uuids}, but {rewrite:?} committed: {}",
-            committed(rewrite)
-        ),
-    );
+    let swapped = committed(UUID_SWAP_STEP);
+    for (table, column) in rewritten_tables() {
+        let step = format!("rewrite {table}");
+        let copy = staged_copy(table);
+        let copy_exists = conn.table_exists(&copy).expect("introspect");
+        expect(
+            copy_exists == (committed(&step) && !swapped),
+            format!(
+                "{copy} exists: {copy_exists}, but {step:?} committed: {}, the swap committed: {swapped}",
+                committed(&step)
+            ),
+        );
+        let is_uuid = is_uuid_column(conn, table, column);
+        expect(
+            is_uuid == swapped,
+            format!("{table}.{column} is a UUID: {is_uuid}, but the swap committed: {swapped}"),
+        );
+        if swapped {
+            let pk = conn
+                .primary_key(table)
+                .expect("primary key")
+                .map(|k| k.name);
+            expect(
+                pk.as_deref() == Some(format!("{table}_pkey").as_str()),
+                format!("{table} has primary key {pk:?} after the swap"),
+            );
+        }
+        if copy_exists {
+            for problem in staged_copy_problems(conn, table, column, &copy) {
+                expect(false, problem);
+            }
+        }
+    }
     let manager = attribute(conn, "config:registry.managers.datasets").unwrap_or_default();
     expect(
-        manager.ends_with("UUID") == committed(record),
+        manager.ends_with("UUID") == committed(UUID_RECORD_STEP),
         format!(
-            "datasets manager is {manager:?}, but {record:?} committed: {}",
-            committed(record)
+            "datasets manager is {manager:?}, but {UUID_RECORD_STEP:?} committed: {}",
+            committed(UUID_RECORD_STEP)
         ),
     );
     if !map_exists {
@@ -326,6 +375,64 @@ pub fn uuid_revision(
             map_rows == all,
             format!("the map holds {map_rows} rows after {removed:?}, expected {all}"),
         );
+    }
+    problems
+}
+
+/// A committed rewritten copy of `table` (before the swap): as many rows as the table,
+/// `column` a UUID in the copy and still an integer in the table, the same primary-key
+/// columns, and its foreign keys into `dataset` pointing at dataset's copy.
+fn staged_copy_problems(
+    conn: &mut dyn Connection,
+    table: &str,
+    column: &str,
+    copy: &str,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let rows = |conn: &mut dyn Connection, t: &str| {
+        let sql = format!("SELECT COUNT(*) FROM {}", conn.quote_ident(t));
+        scalar(conn, &sql, &[])
+    };
+    let (old, new) = (rows(conn, table), rows(conn, copy));
+    if old != new {
+        problems.push(format!("{copy} holds {new} rows, {table} {old}"));
+    }
+    if !is_uuid_column(conn, copy, column) {
+        problems.push(format!("{copy}.{column} is not a UUID"));
+    }
+    let key_columns = |conn: &mut dyn Connection, t: &str| {
+        conn.primary_key(t).expect("primary key").map(|k| k.columns)
+    };
+    let (old_key, new_key) = (key_columns(conn, table), key_columns(conn, copy));
+    if old_key != new_key {
+        problems.push(format!(
+            "{copy} has primary key {new_key:?}, {table} {old_key:?}"
+        ));
+    }
+    // The table's keys, those into dataset pointing at dataset's copy instead.
+    let expected: Vec<(String, String)> = conn
+        .foreign_keys(table)
+        .expect("foreign keys")
+        .into_iter()
+        .map(|k| {
+            let into = if k.referenced_table == "dataset" {
+                staged_copy("dataset")
+            } else {
+                k.referenced_table
+            };
+            (k.name, into)
+        })
+        .collect();
+    let found: Vec<(String, String)> = conn
+        .foreign_keys(copy)
+        .expect("foreign keys")
+        .into_iter()
+        .map(|k| (k.name, k.referenced_table))
+        .collect();
+    if found != expected {
+        problems.push(format!(
+            "{copy} has foreign keys {found:?}, expected {expected:?}"
+        ));
     }
     problems
 }

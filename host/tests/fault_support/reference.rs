@@ -10,14 +10,49 @@ use std::process::Command;
 /// The int → UUID revision, the one the kill harness targets first.
 pub const UUID_REVISION: &str = "datasets-uuid-1.0.0";
 
-/// Its steps, in the order the script runs them.
-pub const UUID_STEPS: [&str; 5] = [
+/// Its steps before the rewrite, in the order the script runs them.
+pub const UUID_MAP_STEPS: [&str; 3] = [
     "create the id map",
     "map dataset ids",
     "map removed datasets",
-    "rewrite dataset ids",
-    "record the UUID manager",
 ];
+
+/// The step that swaps the rewritten tables in (`schema::rewrite_tables(…, #{ steps: true })`).
+pub const UUID_SWAP_STEP: &str = "swap rewritten tables";
+
+/// Its last step.
+pub const UUID_RECORD_STEP: &str = "record the UUID manager";
+
+/// The tables the revision rewrites, each with the column that becomes a UUID, in the
+/// order of their steps (`rewrite {table}`): `dataset` first (the others reference it),
+/// then every table with a `dataset_id` column, sorted by name as `tables::with_column`
+/// returns them.
+pub fn rewritten_tables() -> Vec<(&'static str, &'static str)> {
+    let mut children = ferry::workload::schema::DATASET_ID_TABLES.to_vec();
+    children.sort();
+    std::iter::once(("dataset", "id"))
+        .chain(children.into_iter().map(|t| (t, "dataset_id")))
+        .collect()
+}
+
+/// Every step of the revision, in the order the script runs them.
+pub fn uuid_steps() -> Vec<String> {
+    UUID_MAP_STEPS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(
+            rewritten_tables()
+                .iter()
+                .map(|(t, _)| format!("rewrite {t}")),
+        )
+        .chain([UUID_SWAP_STEP.to_string(), UUID_RECORD_STEP.to_string()])
+        .collect()
+}
+
+/// The name under which a table's rewritten copy is built until the swap.
+pub fn staged_copy(table: &str) -> String {
+    ferry::backend::rewrite_plan::staged_name(table)
+}
 
 /// The id map the revision builds and drops.
 pub const UUID_MAP: &str = "ferry_dataset_uuid_map";

@@ -224,9 +224,11 @@ pub(crate) fn statements(change: &SchemaChange) -> Result<Vec<String>, DbError> 
             alter(table, format!("DROP CONSTRAINT {}", ident(name)))
         }
         // Needs the current definitions: see postgres/rewrite.rs.
-        SchemaChange::RewriteTables(_) => {
+        SchemaChange::RewriteTables(_)
+        | SchemaChange::PrepareRewrite { .. }
+        | SchemaChange::SwapRewritten { .. } => {
             return Err(DbError::Unsupported(
-                "RewriteTables is applied by PgConnection::rewrite_tables".into(),
+                "table rewrites are applied by postgres/rewrite.rs".into(),
             ))
         }
     };

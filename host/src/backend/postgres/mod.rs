@@ -77,7 +77,13 @@ fn error_text(e: &tokio_postgres::Error) -> String {
         // A constraint's message names the constraint and its detail the key; the
         // table is in a field of its own.
         if let Some(table) = db.table() {
-            text.push_str(&format!("\n  table: {table}"));
+            match table.strip_prefix(crate::backend::rewrite_plan::STAGED_PREFIX) {
+                // A table rewrite's copy (`rewrite.rs`): name the table it stands for.
+                Some(original) => text.push_str(&format!(
+                    "\n  table: {original} (its rewritten copy {table})"
+                )),
+                None => text.push_str(&format!("\n  table: {table}")),
+            }
         }
         return text;
     }
@@ -705,8 +711,20 @@ impl Connection for PgConnection {
     }
 
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError> {
-        if let SchemaChange::RewriteTables(rewrites) = change {
-            let ran = rewrite::rewrite_tables(self, rewrites);
+        let rewritten = match change {
+            SchemaChange::RewriteTables(rewrites) => {
+                let ordered = crate::backend::rewrite_plan::ordered(self, rewrites)?;
+                Some(rewrite::rewrite_tables(self, &ordered))
+            }
+            SchemaChange::PrepareRewrite {
+                rewrite,
+                set,
+                discard,
+            } => Some(rewrite::prepare(self, rewrite, set, discard)),
+            SchemaChange::SwapRewritten { tables } => Some(rewrite::swap(self, tables)),
+            _ => None,
+        };
+        if let Some(ran) = rewritten {
             self.statements.clear();
             return ran;
         }

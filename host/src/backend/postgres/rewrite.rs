@@ -1,13 +1,24 @@
-//! `SchemaChange::RewriteTables` on PostgreSQL.
+//! Table rewrites on PostgreSQL: `PrepareRewrite`, `SwapRewritten`, and `RewriteTables`
+//! (both in one transaction).
 //!
-//! Foreign keys among the set (and from other tables into it) are dropped first and
-//! recreated last, so a parent key and its children can change type together. Each
-//! table is copied into a new table through the join (`INSERT … SELECT`, which beats
-//! an `UPDATE` in place that writes every row twice), swapped in, and given back its
-//! primary key, unique constraints and indexes, all by name, after the data is in
-//! (building them once is cheaper than maintaining them row by row).
+//! Preparing a table copies it through the join into a new table under its staged name
+//! (`rewrite_plan::staged_name`; `INSERT … SELECT`, which beats an `UPDATE` in place that
+//! writes every row twice), then builds the primary key, unique constraints and plain
+//! indexes after the data (once, instead of maintaining them row by row) under staged
+//! names — index names, constraint indexes included, are unique per schema while the old
+//! table still holds the final ones — adds the foreign keys under their final names
+//! (constraint names are unique per table; a key into a table of the rewrite references
+//! that table's copy, and is validated against it), and analyzes the copy. The old table
+//! is not touched.
+//!
+//! Swapping drops the old tables (children first), renames each copy to its table's name
+//! — foreign keys follow a renamed table, since they refer to it by OID — and renames
+//! constraints, indexes and identity sequences to their final names: catalogue changes
+//! only. Keys from tables outside the set into it are dropped before and added back (and
+//! so validated) after.
 
 use super::ddl::{ident, pg_type};
+use crate::backend::rewrite_plan::staged_name;
 use crate::backend::{Connection, DbError, ForeignKeyInfo, TableRewrite, Value};
 use std::collections::BTreeSet;
 
@@ -33,6 +44,20 @@ fn count(conn: &mut dyn Connection, table: &str) -> Result<i64, DbError> {
     })
 }
 
+fn texts(rows: crate::backend::Rows) -> Vec<Vec<String>> {
+    rows.rows
+        .into_iter()
+        .map(|r| {
+            r.into_iter()
+                .map(|v| match v {
+                    Value::Text(t) => t,
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Identity columns of a table (`GENERATED … AS IDENTITY`).
 fn identity_columns(conn: &mut dyn Connection, table: &str) -> Result<Vec<String>, DbError> {
     let rows = conn.query(
@@ -41,12 +66,26 @@ fn identity_columns(conn: &mut dyn Connection, table: &str) -> Result<Vec<String
          WHERE n.nspname = current_schema() AND c.relname = ? AND a.attidentity <> '' AND a.attnum > 0",
         &[Value::Text(table.into())],
     )?;
-    Ok(rows
-        .rows
+    Ok(texts(rows).into_iter().map(|mut r| r.remove(0)).collect())
+}
+
+/// `(column, sequence)` for each identity or serial column of a table.
+fn sequences(conn: &mut dyn Connection, table: &str) -> Result<Vec<(String, String)>, DbError> {
+    let rows = conn.query(
+        "SELECT a.attname::text, s.relname::text FROM pg_class s \
+         JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid \
+              AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') \
+         JOIN pg_class t ON t.oid = d.refobjid \
+         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE s.relkind = 'S' AND n.nspname = current_schema() AND t.relname = ?",
+        &[Value::Text(table.into())],
+    )?;
+    Ok(texts(rows)
         .into_iter()
-        .filter_map(|r| match r.into_iter().next() {
-            Some(Value::Text(t)) => Some(t),
-            _ => None,
+        .map(|mut r| {
+            let sequence = r.remove(1);
+            (r.remove(0), sequence)
         })
         .collect())
 }
@@ -55,6 +94,7 @@ fn add_foreign_key(
     conn: &mut dyn Connection,
     table: &str,
     k: &ForeignKeyInfo,
+    references: &str,
     ran: &mut Vec<String>,
 ) -> Result<(), DbError> {
     exec(
@@ -64,7 +104,7 @@ fn add_foreign_key(
             ident(table),
             ident(&k.name),
             list(&k.columns),
-            ident(&k.referenced_table),
+            ident(references),
             list(&k.referenced_columns),
             k.on_delete
         ),
@@ -73,52 +113,260 @@ fn add_foreign_key(
     Ok(())
 }
 
-pub fn rewrite_tables(
-    conn: &mut dyn Connection,
-    rewrites: &[TableRewrite],
-) -> Result<Vec<String>, DbError> {
-    let set: BTreeSet<&str> = rewrites.iter().map(|r| r.table.as_str()).collect();
-    let mut ran = Vec::new();
-    // For this transaction only: a few statements over millions of rows. JIT would
-    // compile each (hundreds of ms) to save nothing on a copy bound by writing; hash
-    // joins through the map and the key and index builds stay in memory instead of
-    // spilling to temporary files.
+/// For this transaction only: a few statements over millions of rows. JIT would compile
+/// each (hundreds of ms) to save nothing on a copy bound by writing; hash joins through
+/// the map and the key and index builds stay in memory instead of spilling to temporary
+/// files.
+fn bulk_settings(conn: &mut dyn Connection, ran: &mut Vec<String>) -> Result<(), DbError> {
     for setting in [
         "jit = off",
         "work_mem = '128MB'",
         "maintenance_work_mem = '256MB'",
     ] {
-        exec(conn, format!("SET LOCAL {setting}"), &mut ran)?;
+        exec(conn, format!("SET LOCAL {setting}"), ran)?;
     }
+    Ok(())
+}
 
-    // Every foreign key that touches the set: the set's own, and other tables' into it.
-    let mut foreign_keys: Vec<(String, ForeignKeyInfo)> = Vec::new();
-    for table in conn.tables("%")? {
-        for k in conn.foreign_keys(&table)? {
-            let from_set = set.contains(table.as_str());
-            let into_set = set.contains(k.referenced_table.as_str());
-            if !from_set && into_set {
-                let rw = rewrites
-                    .iter()
-                    .find(|r| r.table == k.referenced_table)
-                    .expect("in the set");
-                if let Some(c) = rw
-                    .columns
-                    .iter()
-                    .find(|c| k.referenced_columns.contains(&c.column))
-                {
-                    return Err(DbError::Unsupported(format!(
-                        "{table}.{} references {}.{}, which the rewrite changes; add {table} to the rewrite",
-                        k.name, k.referenced_table, c.column
-                    )));
-                }
+/// Builds the staged copy of `rw.table` (see the module documentation); `set` names the
+/// tables of the whole rewrite, `discard` stale copies to drop first.
+pub fn prepare(
+    conn: &mut dyn Connection,
+    rw: &TableRewrite,
+    set: &[String],
+    discard: &[String],
+) -> Result<Vec<String>, DbError> {
+    let mut ran = Vec::new();
+    bulk_settings(conn, &mut ran)?;
+    let t = &rw.table;
+    let copy = staged_name(t);
+    for stale in discard.iter().chain([&copy]) {
+        exec(
+            conn,
+            format!("DROP TABLE IF EXISTS {}", ident(stale)),
+            &mut ran,
+        )?;
+    }
+    let columns = conn.columns(t)?;
+    if columns.is_empty() {
+        return Err(DbError::Other(format!("no table named {t}")));
+    }
+    for c in &rw.columns {
+        if !columns.iter().any(|col| col.name == c.column) {
+            return Err(DbError::Other(format!(
+                "table {t} has no column {}",
+                c.column
+            )));
+        }
+    }
+    let primary_key = conn.primary_key(t)?;
+    let uniques = conn.unique_constraints(t)?;
+    let indexes = conn.indexes(t)?;
+    let foreign_keys = conn.foreign_keys(t)?;
+    let identities = identity_columns(conn, t)?;
+    let before = count(conn, t)?;
+
+    exec(
+        conn,
+        format!(
+            "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING IDENTITY)",
+            ident(&copy),
+            ident(t)
+        ),
+        &mut ran,
+    )?;
+    for c in &rw.columns {
+        let col = ident(&c.column);
+        let alter =
+            |rest: String| format!("ALTER TABLE {} ALTER COLUMN {col} {rest}", ident(&copy));
+        if identities.contains(&c.column) {
+            // The old integer sequence goes with the old type.
+            exec(conn, alter("DROP IDENTITY IF EXISTS".into()), &mut ran)?;
+        }
+        exec(conn, alter("DROP DEFAULT".into()), &mut ran)?;
+        exec(
+            conn,
+            alter(format!("TYPE {} USING NULL", pg_type(&c.data_type))),
+            &mut ran,
+        )?;
+    }
+    let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    let values: Vec<String> = columns
+        .iter()
+        .map(|c| match rw.columns.iter().find(|r| r.column == c.name) {
+            Some(r) => r.value.clone(),
+            None => format!("t.{}", ident(&c.name)),
+        })
+        .collect();
+    let kept_identities: Vec<&String> = identities
+        .iter()
+        .filter(|i| !rw.columns.iter().any(|c| &c.column == *i))
+        .collect();
+    let copied = exec(
+        conn,
+        format!(
+            "INSERT INTO {} ({}){} SELECT {} FROM {} AS t {}",
+            ident(&copy),
+            list(&names),
+            if kept_identities.is_empty() {
+                ""
+            } else {
+                " OVERRIDING SYSTEM VALUE"
+            },
+            values.join(", "),
+            ident(t),
+            rw.join
+        ),
+        &mut ran,
+    )? as i64;
+    if copied != before {
+        return Err(DbError::Other(format!(
+            "rewriting {t} would keep {copied} of its {before} rows: the join must match every row exactly once"
+        )));
+    }
+    for id in kept_identities {
+        // The copied identity starts afresh: continue after the largest value.
+        exec(
+            conn,
+            format!(
+                "SELECT setval(pg_get_serial_sequence({}, {}), GREATEST(COALESCE(MAX({}), 0), 1)) FROM {}",
+                Value::Text(ident(&copy)),
+                Value::Text(id.clone()),
+                ident(id),
+                ident(&copy)
+            ),
+            &mut ran,
+        )?;
+    }
+    let add_constraint = |name: &str, kind: &str, columns: &[String]| {
+        format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} {kind} ({})",
+            ident(&copy),
+            ident(&staged_name(name)),
+            list(columns)
+        )
+    };
+    if let Some(pk) = primary_key {
+        exec(
+            conn,
+            add_constraint(&pk.name, "PRIMARY KEY", &pk.columns),
+            &mut ran,
+        )?;
+    }
+    for u in uniques {
+        exec(
+            conn,
+            add_constraint(&u.name, "UNIQUE", &u.columns),
+            &mut ran,
+        )?;
+    }
+    for i in indexes {
+        exec(
+            conn,
+            format!(
+                "CREATE {}INDEX {} ON {} ({})",
+                if i.unique { "UNIQUE " } else { "" },
+                ident(&staged_name(&i.name)),
+                ident(&copy),
+                list(&i.columns)
+            ),
+            &mut ran,
+        )?;
+    }
+    for k in &foreign_keys {
+        let references = if set.contains(&k.referenced_table) {
+            staged_name(&k.referenced_table)
+        } else {
+            k.referenced_table.clone()
+        };
+        add_foreign_key(conn, &copy, k, &references, &mut ran)?;
+    }
+    exec(conn, format!("ANALYZE {}", ident(&copy)), &mut ran)?;
+    Ok(ran)
+}
+
+/// What the swap renames for one table: `(staged, final)` pairs.
+struct FinalNames {
+    constraints: Vec<(String, String)>,
+    indexes: Vec<(String, String)>,
+    sequences: Vec<(String, String)>,
+}
+
+fn final_names(conn: &mut dyn Connection, t: &str) -> Result<FinalNames, DbError> {
+    let staged = |name: String| (staged_name(&name), name);
+    let mut constraints: Vec<(String, String)> = conn
+        .primary_key(t)?
+        .map(|k| staged(k.name))
+        .into_iter()
+        .collect();
+    constraints.extend(
+        conn.unique_constraints(t)?
+            .into_iter()
+            .map(|k| staged(k.name)),
+    );
+    let indexes = conn
+        .indexes(t)?
+        .into_iter()
+        .map(|i| staged(i.name))
+        .collect();
+    // The copy's identity columns got sequences of their own: give them the old names.
+    let old = sequences(conn, t)?;
+    let sequences = sequences(conn, &staged_name(t))?
+        .into_iter()
+        .filter_map(|(column, new)| {
+            old.iter()
+                .find(|(c, _)| *c == column)
+                .map(|(_, name)| (new, name.clone()))
+        })
+        .collect();
+    Ok(FinalNames {
+        constraints,
+        indexes,
+        sequences,
+    })
+}
+
+/// Swaps the staged copies of `tables` (parents first) in (see the module documentation);
+/// `recount`: check first that no table gained or lost rows since its copy was made.
+fn swap_copies(
+    conn: &mut dyn Connection,
+    tables: &[String],
+    recount: bool,
+) -> Result<Vec<String>, DbError> {
+    let mut ran = Vec::new();
+    let mut renames = Vec::with_capacity(tables.len());
+    for t in tables {
+        let copy = staged_name(t);
+        if !conn.table_exists(&copy)? {
+            return Err(DbError::Other(format!(
+                "table {t} has no rewritten copy {copy} to swap in: its rewrite has not run"
+            )));
+        }
+        if recount {
+            let (old, new) = (count(conn, t)?, count(conn, &copy)?);
+            if old != new {
+                return Err(DbError::Other(format!(
+                    "table {t} holds {old} rows but its rewritten copy {new}: the table was \
+                     written after its rewrite ran; run that rewrite again"
+                )));
             }
-            if from_set || into_set {
-                foreign_keys.push((table.clone(), k));
+        }
+        renames.push(final_names(conn, t)?);
+    }
+    let set: BTreeSet<&str> = tables.iter().map(String::as_str).collect();
+    let copies: BTreeSet<String> = tables.iter().map(|t| staged_name(t)).collect();
+    let mut outside: Vec<(String, ForeignKeyInfo)> = Vec::new();
+    for table in conn.tables("%")? {
+        if set.contains(table.as_str()) || copies.contains(&table) {
+            continue;
+        }
+        for k in conn.foreign_keys(&table)? {
+            if set.contains(k.referenced_table.as_str()) {
+                outside.push((table.clone(), k));
             }
         }
     }
-    for (table, k) in &foreign_keys {
+    for (table, k) in &outside {
         exec(
             conn,
             format!(
@@ -129,154 +377,73 @@ pub fn rewrite_tables(
             &mut ran,
         )?;
     }
-
-    for rw in rewrites {
-        let t = &rw.table;
-        let columns = conn.columns(t)?;
-        if columns.is_empty() {
-            return Err(DbError::Other(format!("no table named {t}")));
-        }
-        for c in &rw.columns {
-            if !columns.iter().any(|col| col.name == c.column) {
-                return Err(DbError::Other(format!(
-                    "table {t} has no column {}",
-                    c.column
-                )));
-            }
-        }
-        let primary_key = conn.primary_key(t)?;
-        let uniques = conn.unique_constraints(t)?;
-        let indexes = conn.indexes(t)?;
-        let identities = identity_columns(conn, t)?;
-        let new = format!("{t}__ferry_new");
-        let before = count(conn, t)?;
-
-        exec(
-            conn,
-            format!("DROP TABLE IF EXISTS {}", ident(&new)),
-            &mut ran,
-        )?;
+    for t in tables.iter().rev() {
+        exec(conn, format!("DROP TABLE {}", ident(t)), &mut ran)?;
+    }
+    for (t, names) in tables.iter().zip(renames) {
         exec(
             conn,
             format!(
-                "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING IDENTITY)",
-                ident(&new),
+                "ALTER TABLE {} RENAME TO {}",
+                ident(&staged_name(t)),
                 ident(t)
             ),
             &mut ran,
         )?;
-        for c in &rw.columns {
-            let col = ident(&c.column);
-            let alter =
-                |rest: String| format!("ALTER TABLE {} ALTER COLUMN {col} {rest}", ident(&new));
-            if identities.contains(&c.column) {
-                // The old integer sequence goes with the old type.
-                exec(conn, alter("DROP IDENTITY IF EXISTS".into()), &mut ran)?;
-            }
-            exec(conn, alter("DROP DEFAULT".into()), &mut ran)?;
-            exec(
-                conn,
-                alter(format!("TYPE {} USING NULL", pg_type(&c.data_type))),
-                &mut ran,
-            )?;
-        }
-        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
-        let values: Vec<String> = columns
-            .iter()
-            .map(|c| match rw.columns.iter().find(|r| r.column == c.name) {
-                Some(r) => r.value.clone(),
-                None => format!("t.{}", ident(&c.name)),
-            })
-            .collect();
-        let keeps_identity = identities
-            .iter()
-            .any(|i| !rw.columns.iter().any(|c| &c.column == i));
-        let copied = exec(
-            conn,
-            format!(
-                "INSERT INTO {} ({}){} SELECT {} FROM {} AS t {}",
-                ident(&new),
-                list(&names),
-                if keeps_identity {
-                    " OVERRIDING SYSTEM VALUE"
-                } else {
-                    ""
-                },
-                values.join(", "),
-                ident(t),
-                rw.join
-            ),
-            &mut ran,
-        )? as i64;
-        if copied != before {
-            return Err(DbError::Other(format!(
-                "rewriting {t} would keep {copied} of its {before} rows: the join must match every row exactly once"
-            )));
-        }
-        exec(conn, format!("DROP TABLE {}", ident(t)), &mut ran)?;
-        exec(
-            conn,
-            format!("ALTER TABLE {} RENAME TO {}", ident(&new), ident(t)),
-            &mut ran,
-        )?;
-        for id in identities
-            .iter()
-            .filter(|i| !rw.columns.iter().any(|c| &c.column == *i))
-        {
-            // The copied identity starts afresh: continue after the largest value.
+        for (staged, name) in names.constraints {
+            // Renames the constraint's index too.
             exec(
                 conn,
                 format!(
-                    "SELECT setval(pg_get_serial_sequence({}, {}), GREATEST(COALESCE(MAX({}), 0), 1)) FROM {}",
-                    Value::Text(ident(t)),
-                    Value::Text(id.clone()),
-                    ident(id),
-                    ident(t)
-                ),
-                &mut ran,
-            )?;
-        }
-        if let Some(pk) = primary_key {
-            exec(
-                conn,
-                format!(
-                    "ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})",
+                    "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
                     ident(t),
-                    ident(&pk.name),
-                    list(&pk.columns)
+                    ident(&staged),
+                    ident(&name)
                 ),
                 &mut ran,
             )?;
         }
-        for u in uniques {
+        for (staged, name) in names.indexes {
+            exec(
+                conn,
+                format!("ALTER INDEX {} RENAME TO {}", ident(&staged), ident(&name)),
+                &mut ran,
+            )?;
+        }
+        for (staged, name) in names.sequences {
             exec(
                 conn,
                 format!(
-                    "ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({})",
-                    ident(t),
-                    ident(&u.name),
-                    list(&u.columns)
+                    "ALTER SEQUENCE {} RENAME TO {}",
+                    ident(&staged),
+                    ident(&name)
                 ),
                 &mut ran,
             )?;
         }
-        for i in indexes {
-            exec(
-                conn,
-                format!(
-                    "CREATE {}INDEX {} ON {} ({})",
-                    if i.unique { "UNIQUE " } else { "" },
-                    ident(&i.name),
-                    ident(t),
-                    list(&i.columns)
-                ),
-                &mut ran,
-            )?;
-        }
-        exec(conn, format!("ANALYZE {}", ident(t)), &mut ran)?;
     }
-    for (table, k) in &foreign_keys {
-        add_foreign_key(conn, table, k, &mut ran)?;
+    for (table, k) in &outside {
+        add_foreign_key(conn, table, k, &k.referenced_table, &mut ran)?;
     }
+    Ok(ran)
+}
+
+/// `SwapRewritten`.
+pub fn swap(conn: &mut dyn Connection, tables: &[String]) -> Result<Vec<String>, DbError> {
+    swap_copies(conn, tables, true)
+}
+
+/// `RewriteTables`: every table prepared (parents first, as `rewrite_plan::ordered`
+/// returns them), then swapped in, in one transaction.
+pub fn rewrite_tables(
+    conn: &mut dyn Connection,
+    ordered: &[TableRewrite],
+) -> Result<Vec<String>, DbError> {
+    let set: Vec<String> = ordered.iter().map(|r| r.table.clone()).collect();
+    let mut ran = Vec::new();
+    for rw in ordered {
+        ran.extend(prepare(conn, rw, &set, &[])?);
+    }
+    ran.extend(swap_copies(conn, &set, false)?);
     Ok(ran)
 }

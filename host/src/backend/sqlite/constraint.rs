@@ -12,11 +12,12 @@ use super::Param;
 use crate::backend::Value;
 
 /// The table a rebuild copy stands for: a schema change fills `_ferry_tmp_{t}`
-/// (`ddl.rs`), a table rewrite `{t}__ferry_new` (`rewrite.rs`).
+/// (`ddl.rs`), a table rewrite `ferry_new_{t}` (`rewrite.rs`; a name too long for
+/// PostgreSQL is shortened with a hash there and stays as it is here).
 fn rebuilt(table: &str) -> &str {
     table
         .strip_prefix("_ferry_tmp_")
-        .or_else(|| table.strip_suffix("__ferry_new"))
+        .or_else(|| table.strip_prefix(crate::backend::rewrite_plan::STAGED_PREFIX))
         .unwrap_or(table)
 }
 

@@ -152,8 +152,11 @@ fn run(raw: &Raw, sql: String, ran: &mut Vec<String>) -> Result<(), DbError> {
 pub fn apply(raw: &Raw, change: &SchemaChange) -> Result<Vec<String>, DbError> {
     let mut ran = Vec::new();
     match change {
-        SchemaChange::RewriteTables(rewrites) => {
-            return super::rewrite::rewrite_tables(raw, rewrites).map(|(ran, _)| ran)
+        // Only in a transaction that checks foreign keys at commit (`SqliteConnection`).
+        SchemaChange::RewriteTables(_)
+        | SchemaChange::PrepareRewrite { .. }
+        | SchemaChange::SwapRewritten { .. } => {
+            return Err(super::rewrite::needs_keys_checked_at_commit())
         }
         SchemaChange::CreateTable(def) => run(raw, create_table_sql(def, &def.name)?, &mut ran)?,
         SchemaChange::DropTable { table, if_exists } => {
