@@ -155,14 +155,7 @@ fn a_colliding_uuid_rule_stops_the_rewrite_naming_the_key() {
         // with the faulty one, and rerun: the map is built again, the rewrite succeeds.
         let run = |args: &[&str]| {
             let out = reference::ferry(&db).args(args).output().unwrap();
-            let text = format!(
-                "[{}] ferry {}: {}\n{}{}",
-                db.name(),
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let text = reference::transcript(&db, args, &out);
             assert!(out.status.success(), "{text}");
             text
         };

@@ -54,14 +54,7 @@ fn ferry(db: &TestDb, args: &[&str]) -> Command {
 
 fn run_ok(db: &TestDb, args: &[&str]) -> String {
     let out = ferry(db, args).output().expect("run ferry");
-    let text = format!(
-        "[{}] ferry {}: {}\n{}{}",
-        db.name(),
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = reference::transcript(db, args, &out);
     assert!(out.status.success(), "{text}");
     text
 }
@@ -69,14 +62,7 @@ fn run_ok(db: &TestDb, args: &[&str]) -> String {
 /// What a failing run said, with its exit code checked.
 fn run_failing(db: &TestDb, args: &[&str]) -> String {
     let out = ferry(db, args).output().expect("run ferry");
-    let text = format!(
-        "[{}] ferry {}: {}\n{}{}",
-        db.name(),
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = reference::transcript(db, args, &out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     text
 }

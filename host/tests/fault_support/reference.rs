@@ -5,7 +5,7 @@ use crate::common::{Backend, TestDb};
 use crate::reference_support;
 use ferry::workload::Snapshot;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The int → UUID revision, the one the kill harness targets first.
 pub const UUID_REVISION: &str = "datasets-uuid-1.0.0";
@@ -168,4 +168,17 @@ impl V1Maker {
 fn copy_file(from: &Path, to: &Path) {
     std::fs::copy(from, to)
         .unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
+}
+
+/// What a `ferry` run said, for assertion messages: database, arguments, exit status,
+/// stdout and stderr.
+pub fn transcript(db: &TestDb, args: &[&str], out: &Output) -> String {
+    format!(
+        "[{}] ferry {}: {}\n{}{}",
+        db.name(),
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
