@@ -26,21 +26,6 @@ pub enum LockError {
     Ledger(#[from] ledger::LedgerError),
 }
 
-/// Polls for the lock until `timeout`, then records the holder in the ledger.
-pub fn acquire(
-    conn: &mut dyn Connection,
-    actor: &Actor,
-    timeout: Duration,
-    observer: &dyn Observer,
-) -> Result<(), LockError> {
-    acquire_backend_lock(conn, actor, timeout, observer)?;
-    if let Err(e) = record_holder(conn, actor) {
-        let _ = conn.unlock();
-        return Err(e);
-    }
-    Ok(())
-}
-
 /// Records `actor` as the holder of the backend's lock (already taken), creating the
 /// ledger's tables if they are missing.
 pub fn record_holder(conn: &mut dyn Connection, actor: &Actor) -> Result<(), LockError> {
@@ -58,8 +43,9 @@ pub fn record_holder(conn: &mut dyn Connection, actor: &Actor) -> Result<(), Loc
     recorded
 }
 
-/// Polls for the backend's lock until `timeout` without recording the holder: for a
-/// dry run, which must commit nothing at all.
+/// Polls for the backend's lock until `timeout` without recording the holder, so that
+/// a dry run or a refused run commits nothing; [`record_holder`] records it once work
+/// starts.
 pub fn acquire_backend_lock(
     conn: &mut dyn Connection,
     actor: &Actor,
@@ -125,6 +111,14 @@ pub fn release(conn: &mut dyn Connection) {
         } else {
             let _ = conn.rollback();
         }
+    }
+    let _ = conn.unlock();
+}
+
+/// Releases a backend lock whose holder was never recorded, writing nothing.
+pub fn release_unrecorded(conn: &mut dyn Connection) {
+    if conn.in_transaction() {
+        let _ = conn.rollback();
     }
     let _ = conn.unlock();
 }

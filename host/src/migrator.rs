@@ -717,7 +717,7 @@ impl Migrator {
         crate::lock::acquire_backend_lock(conn, &actor, self.lock_timeout, self.observer.as_ref())
             .map_err(|e| Error::Run(RunError::Lock(e)))?;
         let result = f(conn);
-        release_unrecorded(conn);
+        crate::lock::release_unrecorded(conn);
         result
     }
 
@@ -748,7 +748,7 @@ impl Migrator {
         }
         let result = result.and_then(|()| f(&mut conns));
         for i in taken.iter().rev() {
-            release_unrecorded(conns[*i].as_mut());
+            crate::lock::release_unrecorded(conns[*i].as_mut());
         }
         result
     }
@@ -882,12 +882,4 @@ impl Migrator {
         crate::newrev::write_new(&project.graph, &self.roots, tree, message, new_tree)
             .map_err(|e| Error::Refused(e.to_string()))
     }
-}
-
-/// Releases a backend lock whose holder was never recorded: nothing is written.
-fn release_unrecorded(conn: &mut dyn Connection) {
-    if conn.in_transaction() {
-        let _ = conn.rollback();
-    }
-    let _ = conn.unlock();
 }

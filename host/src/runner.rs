@@ -170,12 +170,8 @@ impl Runner {
         if recorded {
             lock::release(conn.as_mut());
         } else {
-            // Nothing was recorded (a dry run, or a run refused before it started):
-            // release without writing.
-            if conn.in_transaction() {
-                let _ = conn.rollback();
-            }
-            let _ = conn.unlock();
+            // Nothing was recorded (a dry run, or a run refused before it started).
+            lock::release_unrecorded(conn.as_mut());
         }
         conn
     }

@@ -206,6 +206,44 @@ fn live_lock_holder(
     }
 }
 
+/// Each tree's revisions left unfinished (failed or interrupted), database by database
+/// in list order, from the ledgers' records; with their committed steps and batches when
+/// `conns` (one per database, in list order) is given to read them from.
+pub(super) fn unfinished_by_tree(
+    ledgers: &Ledgers,
+    mut conns: Option<&mut [Box<dyn Connection>]>,
+) -> Result<BTreeMap<String, Vec<Unfinished>>, Error> {
+    let mut out: BTreeMap<String, Vec<Unfinished>> = BTreeMap::new();
+    for (i, db_records) in ledgers.records.iter().enumerate() {
+        for r in db_records
+            .values()
+            .filter(|r| r.state != RevisionState::Applied)
+        {
+            let steps = match conns.as_deref_mut() {
+                Some(conns) => ledger::steps(conns[i].as_mut(), &r.revision)?,
+                None => Vec::new(),
+            };
+            out.entry(r.tree.clone()).or_default().push(Unfinished {
+                revision: r.revision.clone(),
+                state: r.state,
+                failed_step: r.failed_step.clone(),
+                error: r.error.clone(),
+                steps_done: steps
+                    .iter()
+                    .filter(|s| s.done)
+                    .map(|s| s.step.clone())
+                    .collect(),
+                batches_done: steps
+                    .iter()
+                    .filter(|s| !s.done)
+                    .map(|s| (s.step.clone(), s.batches))
+                    .collect(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Computes [`Status`] over one open connection per database (in list order).
 pub fn status_over(
     project: &Project,
@@ -221,6 +259,7 @@ pub fn status_over(
     let applied = ledgers.applied();
     let several = dbs.several();
     let graph = &project.graph;
+    let mut unfinished = unfinished_by_tree(&ledgers, Some(&mut *conns))?;
     let mut trees = Vec::new();
     let mut tree_names: BTreeSet<String> = graph.trees().iter().map(|s| s.to_string()).collect();
     tree_names.extend(records.values().map(|r| r.tree.clone()));
@@ -246,39 +285,14 @@ pub fn status_over(
             .filter(|r| !applied.contains(&r.id))
             .map(|r| r.id.clone())
             .collect();
-        let mut unfinished = Vec::new();
-        for (i, db_records) in ledgers.records.iter().enumerate() {
-            for r in db_records
-                .values()
-                .filter(|r| r.tree == tree && r.state != RevisionState::Applied)
-            {
-                let steps = ledger::steps(conns[i].as_mut(), &r.revision)?;
-                unfinished.push(Unfinished {
-                    revision: r.revision.clone(),
-                    state: r.state,
-                    failed_step: r.failed_step.clone(),
-                    error: r.error.clone(),
-                    steps_done: steps
-                        .iter()
-                        .filter(|s| s.done)
-                        .map(|s| s.step.clone())
-                        .collect(),
-                    batches_done: steps
-                        .iter()
-                        .filter(|s| !s.done)
-                        .map(|s| (s.step.clone(), s.batches))
-                        .collect(),
-                });
-            }
-        }
         trees.push(TreeStatus {
             heads: graph.heads(&tree).into_iter().map(String::from).collect(),
+            unfinished: unfinished.remove(&tree).unwrap_or_default(),
             database: several.then(|| dbs.list()[dbs.of_tree(&tree)].name.clone()),
             tree,
             current,
             version,
             pending,
-            unfinished,
         });
     }
     let mut locked_by = None;

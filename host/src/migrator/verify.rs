@@ -6,13 +6,13 @@
 //! where there is none, it asks the tree's probe (or compares the schema digest with
 //! the `DIGEST` its revisions declare), and says "unknown" rather than guess.
 
-use super::status::{status_over, Ledgers, Unfinished};
+use super::status::{unfinished_by_tree, Ledgers, Unfinished};
 use super::{upgrade_plan, Error, Migrator, Project, UpgradeOptions};
 use crate::backend::Connection;
 use crate::compat::{self, Access, Decision};
 use crate::databases::Databases;
 use crate::digest;
-use crate::ledger::{RevisionRecord, RevisionState};
+use crate::ledger::RevisionRecord;
 use crate::metadata::ModuleFile;
 use crate::runner::Report;
 use std::collections::{BTreeMap, BTreeSet};
@@ -286,15 +286,12 @@ impl Migrator {
         let misplaced = ledgers.misplaced(dbs, graph);
         let all = ledgers.all();
         let applied = ledgers.applied();
+        // Steps are read only when every database is there to read them from.
         let unfinished_by_tree = if conns.iter().all(Option::is_some) {
             let mut open: Vec<Box<dyn Connection>> = conns.into_iter().flatten().collect();
-            status_over(project, dbs, &mut open)?
-                .trees
-                .into_iter()
-                .map(|t| (t.tree, t.unfinished))
-                .collect()
+            unfinished_by_tree(&ledgers, Some(&mut open))?
         } else {
-            unfinished_without_steps(&all)
+            unfinished_by_tree(&ledgers, None)?
         };
         let plan = if misplaced.is_empty() {
             upgrade_plan(project, &applied, &options.targets)
@@ -490,25 +487,6 @@ impl Migrator {
             not_migrated: None,
         })
     }
-}
-
-/// Unfinished revisions from the records alone (when a database is missing, steps
-/// cannot be read; the records of the others still say what is unfinished).
-fn unfinished_without_steps(
-    all: &BTreeMap<String, RevisionRecord>,
-) -> BTreeMap<String, Vec<Unfinished>> {
-    let mut out: BTreeMap<String, Vec<Unfinished>> = BTreeMap::new();
-    for r in all.values().filter(|r| r.state != RevisionState::Applied) {
-        out.entry(r.tree.clone()).or_default().push(Unfinished {
-            revision: r.revision.clone(),
-            state: r.state,
-            failed_step: r.failed_step.clone(),
-            error: r.error.clone(),
-            steps_done: vec![],
-            batches_done: vec![],
-        });
-    }
-    out
 }
 
 /// What this code may do with one tree in `state` at `version`.
