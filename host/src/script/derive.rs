@@ -218,7 +218,7 @@ pub(super) fn derive_row(
         out.push(match d {
             Derivation::Copy(i) => row[*i].clone(),
             Derivation::Constant(v) => v.clone(),
-            Derivation::Uuid4 => Value::Uuid(super::uuids::random_v4()),
+            Derivation::Uuid4 => Value::Uuid(uuid::Uuid::new_v4()),
             Derivation::Uuid5 {
                 namespace,
                 name: pieces,

@@ -5,16 +5,6 @@ use rhai::{Engine, EvalAltResult, Module, NativeCallContext};
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
-/// A random (version 4) UUID from the thread's ChaCha generator, which the operating
-/// system reseeds: as unpredictable as `Uuid::new_v4`, without its system call per UUID
-/// (a migration makes millions).
-pub fn random_v4() -> uuid::Uuid {
-    use rand::Rng;
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    uuid::Builder::from_random_bytes(bytes).into_uuid()
-}
-
 fn parse(text: &str) -> Res<ScriptUuid> {
     uuid::Uuid::parse_str(text.trim())
         .map(ScriptUuid)
@@ -38,7 +28,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("==", |a: ScriptUuid, b: ScriptUuid| a == b);
     engine.register_fn("!=", |a: ScriptUuid, b: ScriptUuid| a != b);
     let mut m = Module::new();
-    m.set_native_fn("v4", || Ok(ScriptUuid(random_v4())));
+    m.set_native_fn("v4", || Ok(ScriptUuid(uuid::Uuid::new_v4())));
     m.set_native_fn("v5", |ns: ScriptUuid, name: &str| {
         Ok(ScriptUuid(uuid::Uuid::new_v5(&ns.0, name.as_bytes())))
     });
@@ -61,12 +51,10 @@ pub fn register(engine: &mut Engine) {
 
 #[cfg(test)]
 mod tests {
-    use super::random_v4;
-
     #[test]
     fn random_uuids_are_version_4_and_distinct() {
-        let a = random_v4();
-        let b = random_v4();
+        let a = uuid::Uuid::new_v4();
+        let b = uuid::Uuid::new_v4();
         assert_eq!(a.get_version_num(), 4);
         assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
         assert_ne!(a, b);
