@@ -250,6 +250,33 @@ fn upgrade(db) {
     assert_eq!(rand.get_version_num(), 4);
 });
 
+both!(insert_derived_names_the_key_it_violates, |r| {
+    rev(
+        r,
+        "r1",
+        r#"
+fn upgrade(db) {
+    db.execute("CREATE TABLE raw (id BIGINT PRIMARY KEY, run TEXT)");
+    db.execute("CREATE TABLE by_run (run TEXT PRIMARY KEY, first_id BIGINT)");
+    db.bulk_insert("raw", ["id", "run"], [[1, "HSC/a"], [2, "HSC/b"], [3, "HSC/a"]]);
+    db.insert_derived(#{
+        source: "SELECT id, run FROM raw",
+        key: "id",
+        into: "by_run",
+        columns: ["run", "first_id"],
+        values: [#{ template: "{run}" }, "id"],
+    });
+}
+"#,
+    );
+    let e = r.upgrade_fails().to_string();
+    let named = match r.backend {
+        script_support::Backend::Sqlite => "table by_run, key (run) = ('HSC/a')",
+        script_support::Backend::Postgres => "Key (run)=(HSC/a) already exists",
+    };
+    assert!(e.contains(named), "{named:?} in {e}");
+});
+
 both!(introspection, |r| {
     rev(
         r,

@@ -137,6 +137,26 @@ fn failure_on(
 }
 
 /// Adds what [`constraint`] found out to a statement's error.
+/// Binds one row to a prepared [`SqliteConnection::insert_statement`] and runs it; a
+/// constraint violation names the row's key.
+fn insert_row(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    timer: &Timer,
+    sql: &str,
+    columns: &[String],
+    row: &[Value],
+) -> Result<(), DbError> {
+    for (i, v) in row.iter().enumerate() {
+        stmt.raw_bind_parameter(i + 1, Param(v))
+            .map_err(|e| statement_error(e, sql))?;
+    }
+    stmt.raw_execute().map_err(|e| {
+        let key = constraint::describe_row(&e, columns, row);
+        with_key(timer.error(e, sql), key)
+    })?;
+    Ok(())
+}
+
 fn with_key(error: DbError, key: Option<String>) -> DbError {
     match (error, key) {
         (DbError::Statement { message, sql }, Some(key)) => DbError::Statement {
@@ -297,6 +317,21 @@ impl SqliteConnection {
         &self.raw
     }
 
+    /// `INSERT INTO table (columns) VALUES (?, …)`, the statement both bulk paths prepare
+    /// once (cached) and run per row; notes `table` for a foreign-key check at commit.
+    fn insert_statement(&self, table: &str, columns: &[String]) -> String {
+        let names: Vec<String> = columns.iter().map(|c| self.quote_ident(c)).collect();
+        let marks = vec!["?"; columns.len()].join(", ");
+        if let Some(keys) = &self.fk_check_at_commit {
+            keys.touch(table);
+        }
+        format!(
+            "INSERT INTO {} ({}) VALUES ({marks})",
+            self.quote_ident(table),
+            names.join(", ")
+        )
+    }
+
     fn bulk_insert_rows(
         &mut self,
         sql: &str,
@@ -321,14 +356,7 @@ impl SqliteConnection {
                         row.len()
                     )));
                 }
-                for (i, v) in row.iter().enumerate() {
-                    stmt.raw_bind_parameter(i + 1, Param(v))
-                        .map_err(|e| statement_error(e, sql))?;
-                }
-                stmt.raw_execute().map_err(|e| {
-                    let key = constraint::describe_row(&e, columns, &row);
-                    with_key(timer.error(e, sql), key)
-                })?;
+                insert_row(&mut stmt, timer, sql, columns, &row)?;
                 count += 1;
             }
             Ok(count)
@@ -383,9 +411,10 @@ impl SqliteConnection {
         source: &str,
         params: &[Value],
         insert: &str,
-        width: usize,
+        columns: &[String],
         deriver: &mut dyn RowDeriver,
     ) -> Result<u64, DbError> {
+        let width = columns.len();
         let timer = &self.timer;
         let mut query = self
             .raw
@@ -419,14 +448,7 @@ impl SqliteConnection {
                         out.len()
                     )));
                 }
-                for (i, v) in out.iter().enumerate() {
-                    insert_stmt
-                        .raw_bind_parameter(i + 1, Param(v))
-                        .map_err(|e| statement_error(e, insert))?;
-                }
-                insert_stmt
-                    .raw_execute()
-                    .map_err(|e| timer.error(e, insert))?;
+                insert_row(&mut insert_stmt, timer, insert, columns, &out)?;
                 count += 1;
             }
             Ok(count)
@@ -551,16 +573,7 @@ impl Connection for SqliteConnection {
         columns: &[String],
         rows: &mut dyn Iterator<Item = Vec<Value>>,
     ) -> Result<u64, DbError> {
-        let names: Vec<String> = columns.iter().map(|c| self.quote_ident(c)).collect();
-        let marks = vec!["?"; columns.len()].join(", ");
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES ({marks})",
-            self.quote_ident(table),
-            names.join(", ")
-        );
-        if let Some(keys) = &self.fk_check_at_commit {
-            keys.touch(table);
-        }
+        let sql = self.insert_statement(table, columns);
         self.in_own_transaction(|c| c.bulk_insert_rows(&sql, columns, rows))
     }
 
@@ -573,18 +586,9 @@ impl Connection for SqliteConnection {
         _chunk: usize,
         deriver: &mut dyn RowDeriver,
     ) -> Result<u64, DbError> {
-        let names: Vec<String> = columns.iter().map(|c| self.quote_ident(c)).collect();
-        let marks = vec!["?"; columns.len()].join(", ");
-        let insert = format!(
-            "INSERT INTO {} ({}) VALUES ({marks})",
-            self.quote_ident(table),
-            names.join(", ")
-        );
-        if let Some(keys) = &self.fk_check_at_commit {
-            keys.touch(table);
-        }
+        let insert = self.insert_statement(table, columns);
         self.in_own_transaction(|c| {
-            c.insert_derived_rows(source, params, &insert, columns.len(), deriver)
+            c.insert_derived_rows(source, params, &insert, columns, deriver)
         })
     }
 
