@@ -534,12 +534,11 @@ fn rebuild(raw: &Raw, change: &SchemaChange) -> Result<Vec<String>, DbError> {
 
 /// Other tables whose foreign keys reference `table`.
 fn referencing_tables(raw: &Raw, table: &str) -> Result<Vec<String>, DbError> {
-    let mut out = Vec::new();
-    for other in introspect::tables(raw, "%")? {
+    let mut out: Vec<String> = Vec::new();
+    for (other, key) in introspect::all_foreign_keys(raw)? {
         if other != table
-            && introspect::foreign_keys(raw, &other)?
-                .iter()
-                .any(|k| k.referenced_table.eq_ignore_ascii_case(table))
+            && key.referenced_table.eq_ignore_ascii_case(table)
+            && out.last() != Some(&other)
         {
             out.push(other);
         }

@@ -120,13 +120,10 @@ impl DeferredKeys {
             .clone();
         let mut owed: Vec<(String, ForeignKeyInfo)> = Vec::new();
         if !touched.is_empty() {
-            for table in introspect::tables(raw, "%")? {
-                for key in introspect::foreign_keys(raw, &table)? {
-                    if touched.contains(&table) || touched.contains(&key.referenced_table) {
-                        owed.push((table.clone(), key));
-                    }
-                }
-            }
+            owed = introspect::all_foreign_keys(raw)?;
+            owed.retain(|(table, key)| {
+                touched.contains(table) || touched.contains(&key.referenced_table)
+            });
         }
         owed.extend(self.keys.iter().cloned());
         let mut done = BTreeSet::new();

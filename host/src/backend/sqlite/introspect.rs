@@ -188,6 +188,17 @@ pub fn foreign_keys(raw: &Raw, table: &str) -> Result<Vec<ForeignKeyInfo>, DbErr
     Ok(out)
 }
 
+/// Every foreign key of every table, with the table it belongs to.
+pub fn all_foreign_keys(raw: &Raw) -> Result<Vec<(String, ForeignKeyInfo)>, DbError> {
+    let mut out = Vec::new();
+    for table in tables(raw, "%")? {
+        for key in foreign_keys(raw, &table)? {
+            out.push((table.clone(), key));
+        }
+    }
+    Ok(out)
+}
+
 /// Indexes created with `CREATE INDEX` (not those implementing keys).
 pub fn indexes(raw: &Raw, table: &str) -> Result<Vec<IndexInfo>, DbError> {
     let mut out = Vec::new();

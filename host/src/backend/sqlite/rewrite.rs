@@ -83,18 +83,14 @@ fn keys_of_copy(
     changed: &BTreeSet<&str>,
     staged: &BTreeSet<String>,
 ) -> Result<Vec<OwedKey>, DbError> {
-    let mut keys = Vec::new();
-    for table in introspect::tables(raw, "%")? {
-        for key in introspect::foreign_keys(raw, &table)? {
-            let into_copy = key.referenced_table == copy;
-            let of_copy = table == copy
-                && (key.columns.iter().any(|c| changed.contains(c.as_str()))
-                    || staged.contains(&key.referenced_table));
-            if into_copy || of_copy {
-                keys.push((table.clone(), key));
-            }
-        }
-    }
+    let mut keys = introspect::all_foreign_keys(raw)?;
+    keys.retain(|(table, key)| {
+        let into_copy = key.referenced_table == copy;
+        let of_copy = table == copy
+            && (key.columns.iter().any(|c| changed.contains(c.as_str()))
+                || staged.contains(&key.referenced_table));
+        into_copy || of_copy
+    });
     Ok(keys)
 }
 
@@ -216,17 +212,12 @@ fn swap_copies(raw: &Raw, tables: &[String], recount: bool) -> Result<Rewritten,
     }
     let set: BTreeSet<&str> = tables.iter().map(String::as_str).collect();
     let copies: BTreeSet<String> = tables.iter().map(|t| staged_name(t)).collect();
-    let mut owed = Vec::new();
-    for table in introspect::tables(raw, "%")? {
-        if set.contains(table.as_str()) || copies.contains(&table) {
-            continue;
-        }
-        for key in introspect::foreign_keys(raw, &table)? {
-            if set.contains(key.referenced_table.as_str()) {
-                owed.push((table.clone(), key));
-            }
-        }
-    }
+    let mut owed = introspect::all_foreign_keys(raw)?;
+    owed.retain(|(table, key)| {
+        !set.contains(table.as_str())
+            && !copies.contains(table)
+            && set.contains(key.referenced_table.as_str())
+    });
     for t in tables.iter().rev() {
         run(raw, format!("DROP TABLE {}", quote(t)), &mut ran)?;
     }
