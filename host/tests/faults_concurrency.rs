@@ -22,13 +22,7 @@ const N: u64 = 2000;
 const BATCH: u64 = 100;
 
 fn upgrade(db: &TestDb, lock_timeout: &str, target: Option<&str>) -> Command {
-    let mut cmd = reference::ferry(db);
-    reference::watched(&mut cmd, lock_timeout)
-        .arg("--set")
-        .arg(format!("datasets.uuid_batch_size={BATCH}"))
-        .arg("upgrade");
-    cmd.args(target);
-    cmd
+    reference::upgrade(db, lock_timeout, BATCH, target)
 }
 
 fn makers(test: &str) -> Vec<V1Maker> {
@@ -137,7 +131,7 @@ fn concurrent_upgrades_apply_each_revision_once() {
                 "obs_subaru-1",
             ],
         );
-        let status = invariants::usable(&db, reference::ferry(&db)).unwrap();
+        let status = invariants::usable(&db, reference::ferry(&db).command()).unwrap();
         let mut conn = db.connect();
         let problems = invariants::at_heads(&status, conn.as_mut(), false);
         assert!(problems.is_empty(), "[{}] {problems:#?}", db.name());
@@ -198,9 +192,9 @@ fn postgres_a_killed_migrator_mid_statement_does_not_hold_the_lock() {
     };
     let roots = [reference::fault_fixture("long_statement")];
     let run = |sleep: u32, lock_timeout: &str| {
-        let mut cmd = reference::ferry_with(&db, &roots);
-        reference::watched(&mut cmd, lock_timeout)
-            .arg("--set")
+        let mut cmd =
+            reference::watched(reference::ferry_with(&db, &roots), lock_timeout).command();
+        cmd.arg("--set")
             .arg(format!("fixture.sleep_seconds={sleep}"))
             .arg("upgrade");
         cmd

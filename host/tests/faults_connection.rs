@@ -28,13 +28,7 @@ const BATCH: u64 = 100;
 const MAP_STEP: &str = "map dataset ids";
 
 fn upgrade(db: &TestDb, target: Option<&str>) -> Command {
-    let mut cmd = reference::ferry(db);
-    reference::watched(&mut cmd, "10")
-        .arg("--set")
-        .arg(format!("datasets.uuid_batch_size={BATCH}"))
-        .arg("upgrade");
-    cmd.args(target);
-    cmd
+    reference::upgrade(db, "10", BATCH, target)
 }
 
 fn to_v2(db: &TestDb) -> Command {
@@ -94,7 +88,7 @@ fn failed_for_the_database(
             out.describe()
         );
     }
-    if let Err(p) = invariants::usable(db, reference::ferry(db)) {
+    if let Err(p) = invariants::usable(db, reference::ferry(db).command()) {
         panic!("not usable after the failure: {p:?}");
     }
     let mut conn = db.connect();
@@ -258,7 +252,7 @@ fn postgres_index_build_terminated_leaves_no_invalid_index() {
 
     let out = process::run(upgrade(&db, None), KillAt::Never);
     assert_eq!(out.code, Some(0), "the rerun: {}", out.describe());
-    let status = invariants::usable(&db, reference::ferry(&db)).unwrap();
+    let status = invariants::usable(&db, reference::ferry(&db).command()).unwrap();
     let problems = invariants::at_heads(&status, admin.as_mut(), true);
     assert!(problems.is_empty(), "{problems:#?}");
     let built = admin.indexes(table).unwrap();

@@ -20,9 +20,9 @@ use ferry::ledger::RevisionState;
 use std::process::Command;
 
 fn upgrade(db: &TestDb, target: Option<&str>) -> Command {
-    let mut cmd = reference::ferry_with(db, &[reference::fault_fixture("constraint")]);
-    reference::watched(&mut cmd, "10").arg("upgrade");
-    cmd.args(target);
+    let ferry = reference::ferry_with(db, &[reference::fault_fixture("constraint")]);
+    let mut cmd = reference::watched(ferry, "10").command();
+    cmd.arg("upgrade").args(target);
     cmd
 }
 
@@ -91,7 +91,7 @@ fn a_unique_violation_rolls_the_step_back_and_names_table_and_key() {
         assert_eq!(db.count("item_code_row"), 3);
         let status = invariants::usable(
             db,
-            reference::ferry_with(db, &[reference::fault_fixture("constraint")]),
+            reference::ferry_with(db, &[reference::fault_fixture("constraint")]).command(),
         )
         .unwrap();
         let mut conn = db.connect();
@@ -119,8 +119,8 @@ fn a_colliding_uuid_rule_stops_the_rewrite_naming_the_key() {
             root.join("plugins/obs_subaru"),
         ];
         let before = unchanged(&db);
-        let mut cmd = reference::ferry_with(&db, &roots);
-        reference::watched(&mut cmd, "10").args(["upgrade", UUID_REVISION]);
+        let mut cmd = reference::watched(reference::ferry_with(&db, &roots), "10").command();
+        cmd.args(["upgrade", UUID_REVISION]);
         let out = process::run(cmd, KillAt::Never);
         let what = format!("[{}] {}", db.name(), out.describe());
         assert_eq!(out.code, Some(1), "{what}");
@@ -153,12 +153,7 @@ fn a_colliding_uuid_rule_stops_the_rewrite_naming_the_key() {
 
         // The way out: install the right rule (obs_base), forget the steps committed
         // with the faulty one, and rerun: the map is built again, the rewrite succeeds.
-        let run = |args: &[&str]| {
-            let out = reference::ferry(&db).args(args).output().unwrap();
-            let text = reference::transcript(&db, args, &out);
-            assert!(out.status.success(), "{text}");
-            text
-        };
+        let run = |args: &[&str]| reference::ferry(&db).run(args).success().describe();
         let reset = run(&["reset", UUID_REVISION]);
         assert!(reset.contains("create the id map"), "{reset}");
         run(&["upgrade", UUID_REVISION, "--progress", "none"]);

@@ -85,15 +85,8 @@ struct Harness {
 
 impl Harness {
     fn command(&self, db: &TestDb, phase: Phase) -> std::process::Command {
-        let mut cmd = reference::ferry(db);
-        reference::watched(&mut cmd, "10")
-            .arg("--set")
-            .arg(format!("datasets.uuid_batch_size={}", self.settings.batch))
-            .arg("upgrade");
-        if phase == Phase::ToV2 {
-            cmd.arg(UUID_REVISION);
-        }
-        cmd
+        let target = (phase == Phase::ToV2).then_some(UUID_REVISION);
+        reference::upgrade(db, "10", self.settings.batch, target)
     }
 
     fn pick(&mut self, c: Calibration) -> KillAt {
@@ -204,7 +197,7 @@ impl Harness {
                 &["the killed migrator's server session is still there after 10 s".into()],
             ),
         }
-        if let Err(problems) = invariants::usable(db, reference::ferry(db)) {
+        if let Err(problems) = invariants::usable(db, reference::ferry(db).command()) {
             self.fail(
                 &format!("{context}: the repository is not usable"),
                 &problems,
@@ -250,7 +243,7 @@ impl Harness {
         drop(conn);
 
         let to_heads = self.phase(&db, &before, Phase::ToHeads, cal(Phase::ToHeads));
-        let status = invariants::usable(&db, reference::ferry(&db))
+        let status = invariants::usable(&db, reference::ferry(&db).command())
             .unwrap_or_else(|p| self.fail("the repository is not usable at the end", &p));
         let mut conn = db.connect();
         let mut problems = invariants::at_heads(&status, conn.as_mut(), false);

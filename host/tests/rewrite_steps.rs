@@ -16,15 +16,14 @@ mod common;
 mod fault_support;
 mod reference_support;
 
-use common::TestDb;
-use fault_support::invariants::{self, LedgerView};
+use common::{for_each_backend, Ferry, TestDb};
+use fault_support::invariants::{self, consistency_problems, is_uuid_type, LedgerView};
 use fault_support::process::{says, KillAt, Running};
 use fault_support::reference;
 use fault_support::tables::scalar;
 use ferry::backend::rewrite_plan::staged_name;
 use ferry::backend::{Connection, Dialect, ForeignKeyInfo, IndexInfo, KeyInfo, Value};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 const N: i64 = 3000;
@@ -45,26 +44,19 @@ fn root() -> PathBuf {
     common::fixture("rewrite_steps").join("scripts")
 }
 
-/// `ferry` on the fixture tree with `--progress json`, then `args`.
-fn ferry(db: &TestDb, args: &[&str]) -> Command {
-    let mut cmd = reference::ferry_with(db, &[root()]);
-    reference::watched(&mut cmd, "10").args(args);
-    cmd
+/// `ferry` on the fixture tree with `--progress json`.
+fn ferry(db: &TestDb) -> Ferry<'_> {
+    reference::watched(reference::ferry_with(db, &[root()]), "10")
 }
 
+/// What a successful run said (see [`common::Run::describe`]).
 fn run_ok(db: &TestDb, args: &[&str]) -> String {
-    let out = ferry(db, args).output().expect("run ferry");
-    let text = reference::transcript(db, args, &out);
-    assert!(out.status.success(), "{text}");
-    text
+    ferry(db).run(args).success().describe()
 }
 
 /// What a failing run said, with its exit code checked.
 fn run_failing(db: &TestDb, args: &[&str]) -> String {
-    let out = ferry(db, args).output().expect("run ferry");
-    let text = reference::transcript(db, args, &out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
-    text
+    ferry(db).run(args).code(1).describe()
 }
 
 /// Every key and index of a table, by name.
@@ -97,27 +89,10 @@ fn v1(db: &TestDb) -> Vec<(String, Shape)> {
     shapes(db.connect().as_mut())
 }
 
-fn for_each_backend(test: &str, scenario: impl Fn(&TestDb)) {
-    scenario(&TestDb::sqlite());
-    if let Some(db) = TestDb::postgres(test) {
-        scenario(&db);
-    }
-}
-
+/// The type of `table.column` as the connection reports it; panics if there is no
+/// such column.
 fn column_type(conn: &mut dyn Connection, table: &str, column: &str) -> String {
-    conn.columns(table)
-        .unwrap()
-        .into_iter()
-        .find(|c| c.name == column)
-        .unwrap_or_else(|| panic!("{table}.{column}"))
-        .data_type
-}
-
-fn is_uuid_type(conn: &mut dyn Connection, t: &str) -> bool {
-    match conn.dialect() {
-        Dialect::Postgres => t == "uuid",
-        Dialect::Sqlite => t == "char(32)",
-    }
+    invariants::column_type(conn, table, column).unwrap_or_else(|| panic!("{table}.{column}"))
 }
 
 fn uuid_text(v: &Value) -> String {
@@ -126,37 +101,6 @@ fn uuid_text(v: &Value) -> String {
         Value::Text(t) => t.clone(),
         other => panic!("not a UUID: {other:?}"),
     }
-}
-
-/// Foreign keys the database does not vouch for: SQLite's `foreign_key_check` (and
-/// `integrity_check`), PostgreSQL's keys not validated.
-fn consistency_problems(conn: &mut dyn Connection) -> Vec<String> {
-    let mut problems = Vec::new();
-    match conn.dialect() {
-        Dialect::Sqlite => {
-            let integrity = conn.query("PRAGMA integrity_check", &[]).unwrap();
-            if integrity.rows != vec![vec![Value::Text("ok".into())]] {
-                problems.push(format!("integrity_check: {:?}", integrity.rows));
-            }
-            let violations = conn.query("PRAGMA foreign_key_check", &[]).unwrap();
-            if !violations.rows.is_empty() {
-                problems.push(format!("foreign_key_check: {:?}", violations.rows));
-            }
-        }
-        Dialect::Postgres => {
-            let rows = conn
-                .query(
-                    "SELECT c.conname::text FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace \
-                     WHERE n.nspname = current_schema() AND c.contype = 'f' AND NOT c.convalidated",
-                    &[],
-                )
-                .unwrap();
-            if !rows.rows.is_empty() {
-                problems.push(format!("foreign keys not validated: {:?}", rows.rows));
-            }
-        }
-    }
-    problems
 }
 
 /// The end state: every row kept and mapped, every name kept, the sequences right, the
@@ -168,7 +112,10 @@ fn check_done(db: &TestDb, before: &[(String, Shape)]) {
     assert_eq!(shapes(c), before, "[{what}] keys and indexes by name");
     for (table, column) in REWRITTEN {
         let t = column_type(c, table, column);
-        assert!(is_uuid_type(c, &t), "[{what}] {table}.{column} is {t}");
+        assert!(
+            is_uuid_type(c.dialect(), &t),
+            "[{what}] {table}.{column} is {t}"
+        );
     }
     for (table, rows) in [
         ("parent", N),
@@ -299,7 +246,7 @@ fn check_between_steps(db: &TestDb, before: &[(String, Shape)], forgotten: &[&st
         let step = format!("rewrite {table}");
         let t = column_type(c, table, column);
         assert!(
-            !is_uuid_type(c, &t),
+            !is_uuid_type(c.dialect(), &t),
             "[{what}] {table}.{column} is already {t}"
         );
         let copy = staged_name(table);
@@ -318,7 +265,10 @@ fn check_between_steps(db: &TestDb, before: &[(String, Shape)], forgotten: &[&st
             };
             assert_eq!(count(c, &copy), count(c, table), "[{what}] rows of {copy}");
             let t = column_type(c, &copy, column);
-            assert!(is_uuid_type(c, &t), "[{what}] {copy}.{column} is {t}");
+            assert!(
+                is_uuid_type(c.dialect(), &t),
+                "[{what}] {copy}.{column} is {t}"
+            );
             for key in c.foreign_keys(&copy).unwrap() {
                 if ["parent", "child"].contains(&key.referenced_table.as_str()) {
                     panic!(
@@ -344,7 +294,9 @@ fn check_between_steps(db: &TestDb, before: &[(String, Shape)], forgotten: &[&st
 
 /// Starts the upgrade and kills it right after the first event `wanted` accepts.
 fn kill_after(db: &TestDb, wanted: impl Fn(&serde_json::Value) -> bool) {
-    let mut running = Running::start(ferry(db, &["upgrade"]));
+    let mut cmd = ferry(db).command();
+    cmd.arg("upgrade");
+    let mut running = Running::start(cmd);
     running.wait_for_event(Duration::from_secs(120), wanted);
     running.kill();
     let out = running.kill_at(KillAt::Never);
@@ -390,7 +342,7 @@ fn rows_keys_and_names_survive_a_rewrite_in_steps() {
             db.name()
         );
         check_done(db, &before);
-        let status = reference::ferry_with(db, &[root()]);
+        let status = reference::ferry_with(db, &[root()]).command();
         invariants::usable(db, status).unwrap_or_else(|p| panic!("[{}] {p:?}", db.name()));
     });
 }
@@ -511,31 +463,32 @@ fn refusals_name_the_cause_and_change_nothing() {
 #[test]
 fn plan_and_sql_show_the_reference_rewrite() {
     for_each_backend("rewrite_steps_plan", |db| {
-        let mut plan = reference::ferry(db);
-        let out = plan.args(["plan", "datasets-uuid-1.0.0"]).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{text}");
+        let plan = reference::ferry(db)
+            .run(["plan", "datasets-uuid-1.0.0"])
+            .success();
         assert!(
-            text.contains(
+            plan.stdout.contains(
                 "datasets-uuid-1.0.0 steps: create the id map → map dataset ids → map removed datasets \
                  → (computed) → swap rewritten tables → record the UUID manager"
             ),
-            "{text}"
+            "{}",
+            plan.describe()
         );
-        let mut sql = reference::ferry(db);
-        let out = sql
-            .args(["upgrade", "--sql", "datasets-uuid-1.0.0"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{text}");
-        assert!(says(&text, "datasets-uuid-1.0.0 (calls"), "{text}");
+        let sql = reference::ferry(db)
+            .run(["upgrade", "--sql", "datasets-uuid-1.0.0"])
+            .code(2);
+        assert!(
+            says(&sql.stderr, "datasets-uuid-1.0.0 (calls"),
+            "{}",
+            sql.describe()
+        );
         assert!(
             says(
-                &text,
+                &sql.stderr,
                 "cannot print SQL for revision(s) that read the database"
             ),
-            "{text}"
+            "{}",
+            sql.describe()
         );
     });
 }

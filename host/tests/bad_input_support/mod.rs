@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use ferry::backend::Value;
 use serde::Deserialize;
 
-use crate::common::{Backend, Run, TestDb};
+use crate::common::{Backend, TestDb};
 
 /// The corpus folder.
 pub fn corpus_dir() -> PathBuf {
@@ -245,17 +245,10 @@ impl Case {
                 self.name,
                 db.name(),
                 faults.join("; "),
-                describe(&run)
+                run.describe()
             ))
         }
     }
-}
-
-fn describe(run: &Run) -> String {
-    format!(
-        "  {} exited {}\n  --- stderr ---\n{}  --- stdout ---\n{}",
-        run.what, run.code, run.stderr, run.stdout
-    )
 }
 
 /// Ledger tables a recorded failure may change.

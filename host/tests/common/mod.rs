@@ -118,7 +118,8 @@ impl TestDb {
             env: Vec::new(),
             extra: Vec::new(),
             url: None,
-            progress: "plain",
+            progress: Some("plain"),
+            stdlib: None,
         }
     }
 
@@ -267,7 +268,9 @@ pub struct Ferry<'a> {
     env: Vec<(String, OsString)>,
     extra: Vec<String>,
     url: Option<String>,
-    progress: &'static str,
+    /// `--progress MODE`; `None`: no `--progress` at all.
+    progress: Option<&'static str>,
+    stdlib: Option<PathBuf>,
 }
 
 impl<'a> Ferry<'a> {
@@ -279,7 +282,20 @@ impl<'a> Ferry<'a> {
 
     /// Sets `--progress MODE` (default `plain`).
     pub fn progress(mut self, mode: &'static str) -> Self {
-        self.progress = mode;
+        self.progress = Some(mode);
+        self
+    }
+
+    /// Passes no `--progress` at all: ferry's own default applies, or the mode the
+    /// arguments give.
+    pub fn no_progress(mut self) -> Self {
+        self.progress = None;
+        self
+    }
+
+    /// Sets `--stdlib DIR`.
+    pub fn stdlib(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.stdlib = Some(dir.into());
         self
     }
 
@@ -306,11 +322,9 @@ impl<'a> Ferry<'a> {
         self
     }
 
-    fn command<I, S>(&self, args: I) -> (Command, String)
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
+    /// The `ferry` binary with the environment and global options put together so far,
+    /// for the caller to add the command and run as it likes.
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
         cmd.current_dir(self.db.dir())
             .env_remove("FERRY_DB")
@@ -318,18 +332,32 @@ impl<'a> Ferry<'a> {
             .env_remove("FERRY_STDLIB")
             .env("NO_COLOR", "1")
             .arg("--db")
-            .arg(self.url.as_deref().unwrap_or(self.db.url()))
-            .arg("--progress")
-            .arg(self.progress);
+            .arg(self.url.as_deref().unwrap_or(self.db.url()));
+        if let Some(mode) = self.progress {
+            cmd.arg("--progress").arg(mode);
+        }
+        if let Some(dir) = &self.stdlib {
+            cmd.arg("--stdlib").arg(dir);
+        }
         for r in &self.roots {
             cmd.arg("--scripts").arg(r);
         }
         cmd.args(&self.extra);
-        let args: Vec<String> = args.into_iter().map(|a| a.as_ref().to_string()).collect();
-        cmd.args(&args);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        cmd
+    }
+
+    /// [`Ferry::command`] with `args` added, and how to name the run in messages.
+    fn prepared<I, S>(&self, args: I) -> (Command, String)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut cmd = self.command();
+        let args: Vec<String> = args.into_iter().map(|a| a.as_ref().to_string()).collect();
+        cmd.args(&args);
         (
             cmd,
             format!("[{}] ferry {}", self.db.name(), args.join(" ")),
@@ -342,7 +370,7 @@ impl<'a> Ferry<'a> {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let (mut cmd, what) = self.command(args);
+        let (mut cmd, what) = self.prepared(args);
         let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
         Run::new(what, out)
     }
@@ -353,7 +381,7 @@ impl<'a> Ferry<'a> {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let (mut cmd, what) = self.command(args);
+        let (mut cmd, what) = self.prepared(args);
         let child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -434,7 +462,8 @@ impl Run {
         }
     }
 
-    fn describe(&self) -> String {
+    /// The run's name, exit code, stdout and stderr, for assertion messages.
+    pub fn describe(&self) -> String {
         format!(
             "{} exited {}\n--- stdout ---\n{}--- stderr ---\n{}",
             self.what, self.code, self.stdout, self.stderr

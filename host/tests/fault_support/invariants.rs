@@ -56,21 +56,37 @@ pub fn usable(db: &TestDb, mut status: Command) -> Result<serde_json::Value, Vec
     if let Err(e) = LedgerView::read(conn.as_mut()) {
         problems.push(format!("the ledger cannot be read: {e}"));
     }
+    problems.extend(consistency_problems(conn.as_mut()));
+    if problems.is_empty() {
+        Ok(json)
+    } else {
+        Err(problems)
+    }
+}
+
+/// What the database itself does not vouch for. SQLite: `PRAGMA integrity_check` says
+/// anything but a single `ok`, or `PRAGMA foreign_key_check` finds a row (or either
+/// cannot run). PostgreSQL: a foreign key is not validated (every foreign key holds for
+/// every row: the server validated it when it was added, unless it was added NOT
+/// VALID), or `pg_constraint` cannot be read.
+pub fn consistency_problems(conn: &mut dyn Connection) -> Vec<String> {
+    let mut problems = Vec::new();
     if conn.dialect() == Dialect::Sqlite {
-        let integrity = text(conn.as_mut(), "PRAGMA integrity_check", &[]);
-        if integrity.as_deref() != Some("ok") {
-            problems.push(format!("PRAGMA integrity_check: {integrity:?}"));
+        match conn.query("PRAGMA integrity_check", &[]) {
+            Ok(r) if r.rows == vec![vec![Value::Text("ok".into())]] => {}
+            Ok(r) => problems.push(format!("PRAGMA integrity_check: {:?}", r.rows)),
+            Err(e) => problems.push(format!("PRAGMA integrity_check: {e}")),
         }
-        let violations = conn
-            .query("PRAGMA foreign_key_check", &[])
-            .map(|r| r.rows.len())
-            .unwrap_or(usize::MAX);
-        if violations != 0 {
-            problems.push(format!("PRAGMA foreign_key_check: {violations} violations"));
+        match conn.query("PRAGMA foreign_key_check", &[]) {
+            Ok(r) if r.rows.is_empty() => {}
+            Ok(r) => problems.push(format!(
+                "PRAGMA foreign_key_check: {} violations, the first: {:?}",
+                r.rows.len(),
+                &r.rows[..r.rows.len().min(10)]
+            )),
+            Err(e) => problems.push(format!("PRAGMA foreign_key_check: {e}")),
         }
     } else {
-        // Every foreign key holds for every row (the server validated it when it was
-        // added, unless it was added NOT VALID).
         let unvalidated = conn
             .query(
                 "SELECT c.conrelid::regclass::text || '.' || c.conname FROM pg_constraint c \
@@ -84,11 +100,7 @@ pub fn usable(db: &TestDb, mut status: Command) -> Result<serde_json::Value, Vec
             problems.push(format!("foreign keys not validated: {unvalidated:?}"));
         }
     }
-    if problems.is_empty() {
-        Ok(json)
-    } else {
-        Err(problems)
-    }
+    problems
 }
 
 /// The ledger as the library reads it.
@@ -206,16 +218,28 @@ pub struct MapProgress {
     pub batches: i64,
 }
 
-fn is_uuid_column(conn: &mut dyn Connection, table: &str, column: &str) -> bool {
+/// The type of `table.column` exactly as the connection reports it; `None`: no such
+/// column (or table).
+pub fn column_type(conn: &mut dyn Connection, table: &str, column: &str) -> Option<String> {
     let info = conn.columns(table).unwrap_or_default();
-    let Some(c) = info.iter().find(|c| c.name == column) else {
-        return false;
-    };
-    let t = c.data_type.replace(' ', "").to_lowercase();
-    match conn.dialect() {
-        Dialect::Postgres => t == "uuid",
-        Dialect::Sqlite => t == "char(32)",
+    info.into_iter()
+        .find(|c| c.name == column)
+        .map(|c| c.data_type)
+}
+
+/// Whether `data_type`, as given, is the type Ferry gives UUID columns on `dialect`.
+pub fn is_uuid_type(dialect: Dialect, data_type: &str) -> bool {
+    match dialect {
+        Dialect::Postgres => data_type == "uuid",
+        Dialect::Sqlite => data_type == "char(32)",
     }
+}
+
+/// Whether `table.column` exists and is a UUID column (its type compared without
+/// spaces, in lower case).
+pub fn is_uuid_column(conn: &mut dyn Connection, table: &str, column: &str) -> bool {
+    column_type(conn, table, column)
+        .is_some_and(|t| is_uuid_type(conn.dialect(), &t.replace(' ', "").to_lowercase()))
 }
 
 fn attribute(conn: &mut dyn Connection, name: &str) -> Option<String> {

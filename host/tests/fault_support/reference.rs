@@ -1,11 +1,11 @@
 //! The reference repository (WORKLOAD.md) on a fresh database, and the `ferry` binary
 //! pointed at it with the project's own trees, plugins and stdlib.
 
-use crate::common::{Backend, TestDb};
+use crate::common::{Backend, Ferry, TestDb};
 use crate::reference_support;
 use ferry::workload::Snapshot;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 /// The int → UUID revision, the one the kill harness targets first.
 pub const UUID_REVISION: &str = "datasets-uuid-1.0.0";
@@ -71,34 +71,40 @@ pub fn roots() -> Vec<PathBuf> {
     .collect()
 }
 
-/// The `ferry` binary against `db` with the reference roots and stdlib; add the
-/// command and its options.
-pub fn ferry(db: &TestDb) -> Command {
+/// The `ferry` binary against `db` with the reference roots and stdlib, and no
+/// `--progress`; add options, then run it or take its [`Ferry::command`].
+pub fn ferry(db: &TestDb) -> Ferry<'_> {
     ferry_with(db, &roots())
 }
 
-/// The `ferry` binary against `db` with script roots `roots` and the project's stdlib.
-pub fn ferry_with(db: &TestDb, roots: &[PathBuf]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-    cmd.current_dir(db.dir())
-        .env_remove("FERRY_DB")
-        .env_remove("FERRY_PATH")
-        .env_remove("FERRY_STDLIB")
-        .env("NO_COLOR", "1")
-        .arg("--db")
-        .arg(db.url())
-        .arg("--stdlib")
-        .arg(reference_support::repo_root().join("stdlib"));
-    for r in roots {
-        cmd.arg("--scripts").arg(r);
-    }
-    cmd
+/// The `ferry` binary against `db` with script roots `roots` and the project's stdlib,
+/// and no `--progress`.
+pub fn ferry_with<'a>(db: &'a TestDb, roots: &[PathBuf]) -> Ferry<'a> {
+    let ferry = db
+        .ferry()
+        .no_progress()
+        .stdlib(reference_support::repo_root().join("stdlib"));
+    roots.iter().fold(ferry, |ferry, r| ferry.scripts(r))
 }
 
 /// Asks for progress as JSON lines (what [`super::process`] reads) and sets how long
 /// to wait for another migrator's lock.
-pub fn watched<'a>(cmd: &'a mut Command, lock_timeout: &str) -> &'a mut Command {
-    cmd.args(["--progress", "json", "--lock-timeout", lock_timeout])
+pub fn watched<'a>(ferry: Ferry<'a>, lock_timeout: &str) -> Ferry<'a> {
+    ferry
+        .progress("json")
+        .opt("--lock-timeout")
+        .opt(lock_timeout)
+}
+
+/// `ferry upgrade [target]` on the reference roots, watched, with a lock timeout of
+/// `lock_timeout` seconds and `datasets.uuid_batch_size` set to `batch`.
+pub fn upgrade(db: &TestDb, lock_timeout: &str, batch: u64, target: Option<&str>) -> Command {
+    let mut cmd = watched(ferry(db), lock_timeout).command();
+    cmd.arg("--set")
+        .arg(format!("datasets.uuid_batch_size={batch}"))
+        .arg("upgrade");
+    cmd.args(target);
+    cmd
 }
 
 /// The scripts of a fault scenario, `tests/fixtures/faults/<name>/scripts`.
@@ -168,17 +174,4 @@ impl V1Maker {
 fn copy_file(from: &Path, to: &Path) {
     std::fs::copy(from, to)
         .unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
-}
-
-/// What a `ferry` run said, for assertion messages: database, arguments, exit status,
-/// stdout and stderr.
-pub fn transcript(db: &TestDb, args: &[&str], out: &Output) -> String {
-    format!(
-        "[{}] ferry {}: {}\n{}{}",
-        db.name(),
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
