@@ -206,16 +206,20 @@ pub fn run_probes(
     }
 }
 
+/// The tree a probe's `const TREE` names.
+pub(crate) fn declared_tree(ast: &rhai::AST) -> Option<String> {
+    ast.iter_literal_variables(true, false)
+        .find(|(n, _, _)| *n == "TREE")
+        .and_then(|(_, _, v)| v.into_string().ok())
+}
+
 fn run_probe(host: &ScriptHost, graph: &Graph, probe: &ModuleFile) -> Result<ProbeResult, Error> {
     let file = probe.path.display().to_string();
     let name = format!("probe {file}");
     let ast = host
         .compile(&probe.path, &name)
         .map_err(|e| Error::Preflight(Box::new(e)))?;
-    let tree = ast
-        .iter_literal_variables(true, false)
-        .find(|(n, _, _)| *n == "TREE")
-        .and_then(|(_, _, v)| v.into_string().ok())
+    let tree = declared_tree(&ast)
         .ok_or_else(|| Error::Refused(format!("probe {file} declares no const TREE")))?;
     if !graph.has_tree(&tree) {
         return Err(Error::Refused(format!(

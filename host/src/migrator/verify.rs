@@ -576,32 +576,41 @@ struct Recogniser<'a> {
     migrator: &'a Migrator,
     project: &'a Project,
     dbs: &'a Databases,
-    /// Probe files by the tree their `TREE` constant names.
-    probes: BTreeMap<String, Vec<&'a ModuleFile>>,
+    /// Probe files by the tree their `TREE` constant names: read and compiled when a
+    /// tree first needs recognising (most start-ups find every ledger and need none).
+    probes: Option<BTreeMap<String, Vec<&'a ModuleFile>>>,
     digests: BTreeMap<usize, digest::SchemaDigest>,
 }
 
 impl<'a> Recogniser<'a> {
     fn new(migrator: &'a Migrator, project: &'a Project, dbs: &'a Databases) -> Self {
-        let mut probes: BTreeMap<String, Vec<&ModuleFile>> = BTreeMap::new();
-        for p in &project.probes {
-            if let Some(tree) = probe_tree(p) {
-                probes.entry(tree).or_default().push(p);
-            }
-        }
         Recogniser {
             migrator,
             project,
             dbs,
-            probes,
+            probes: None,
             digests: BTreeMap::new(),
         }
+    }
+
+    fn probes_of(&mut self, tree: &str) -> Option<Vec<&'a ModuleFile>> {
+        let project = self.project;
+        let probes = self.probes.get_or_insert_with(|| {
+            let mut probes: BTreeMap<String, Vec<&ModuleFile>> = BTreeMap::new();
+            for p in &project.probes {
+                if let Some(tree) = probe_tree(p) {
+                    probes.entry(tree).or_default().push(p);
+                }
+            }
+            probes
+        });
+        probes.get(tree).cloned()
     }
 
     /// `Ok(Ok(recognition))`, or `Ok(Err(why it is unknown))`.
     fn recognise(&mut self, tree: &str, db: usize) -> Result<Result<Recognition, String>, Error> {
         let source = &self.dbs.list()[db].source;
-        if let Some(probes) = self.probes.get(tree) {
+        if let Some(probes) = self.probes_of(tree) {
             if probes.len() > 1 {
                 return Ok(Err(format!(
                     "two probes for tree {tree}: {}",
@@ -672,9 +681,5 @@ fn first_line(text: &str) -> &str {
 fn probe_tree(probe: &ModuleFile) -> Option<String> {
     let text = std::fs::read_to_string(&probe.path).ok()?;
     let ast = rhai::Engine::new().compile(&text).ok()?;
-    let tree = ast
-        .iter_literal_variables(true, false)
-        .find(|(name, _, _)| *name == "TREE")
-        .and_then(|(_, _, v)| v.into_string().ok());
-    tree
+    crate::stamp::declared_tree(&ast)
 }
