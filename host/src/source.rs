@@ -49,12 +49,22 @@ impl Source {
     pub fn exists(&self) -> Result<bool, DbError> {
         match self {
             Source::Url(DbUrl::Sqlite { path }) => Ok(path.exists()),
-            Source::Url(url) => match backend::connect(url) {
-                Ok(_) => Ok(true),
-                Err(e) if names_missing_database(&e) => Ok(false),
+            Source::Url(_) => Ok(self.open_existing()?.is_some()),
+            _ => Ok(true),
+        }
+    }
+
+    /// A connection, or `None` when the database does not exist (see [`Self::exists`]);
+    /// a SQLite file that is not there is not created.
+    pub fn open_existing(&self) -> Result<Option<Box<dyn Connection>>, DbError> {
+        match self {
+            Source::Url(DbUrl::Sqlite { path }) if !path.exists() => Ok(None),
+            Source::Url(url @ DbUrl::Postgres { .. }) => match backend::connect(url) {
+                Ok(conn) => Ok(Some(conn)),
+                Err(e) if names_missing_database(&e) => Ok(None),
                 Err(e) => Err(e),
             },
-            _ => Ok(true),
+            _ => self.open().map(Some),
         }
     }
 

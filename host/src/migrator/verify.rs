@@ -246,7 +246,7 @@ impl Migrator {
         let mut looks = Vec::new();
         let mut conns: Vec<Option<Box<dyn Connection>>> = Vec::new();
         for d in dbs.list() {
-            if !d.source.exists()? {
+            let Some(mut conn) = d.source.open_existing()? else {
                 looks.push(DbLook {
                     exists: false,
                     ledger: false,
@@ -259,8 +259,7 @@ impl Migrator {
                 });
                 conns.push(None);
                 continue;
-            }
-            let mut conn = d.source.open()?;
+            };
             let tables: Vec<String> = conn
                 .tables("%")?
                 .into_iter()
