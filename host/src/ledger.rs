@@ -122,6 +122,16 @@ impl Actor {
             pid: std::process::id(),
         }
     }
+
+    /// This actor as the holder of a lock taken at `since` (Unix seconds).
+    pub fn holder(&self, since: i64) -> crate::backend::LockHolder {
+        crate::backend::LockHolder {
+            host: self.host.clone(),
+            pid: self.pid,
+            user: self.username.clone(),
+            since,
+        }
+    }
 }
 
 /// A ledger failure.

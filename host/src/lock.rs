@@ -53,13 +53,7 @@ pub fn acquire_backend_lock(
     observer: &dyn Observer,
 ) -> Result<(), LockError> {
     let start = Instant::now();
-    let since = crate::clock::now_unix();
-    let me = LockHolder {
-        host: actor.host.clone(),
-        pid: actor.pid,
-        user: actor.username.clone(),
-        since,
-    };
+    let me = actor.holder(crate::clock::now_unix());
     let mut told = false;
     let mut looked_again = false;
     loop {

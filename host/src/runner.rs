@@ -1,7 +1,7 @@
 //! The runner: applies planned revisions step by step, each step committed together
 //! with its ledger record, under the migration lock.
 
-use crate::backend::{self, Connection, DbError, DbUrl, LockAttempt, LockHolder};
+use crate::backend::{self, Connection, DbError, DbUrl, LockAttempt};
 use crate::ledger::{self, Actor, RevisionState};
 use crate::lock::{self, LockError};
 use crate::metadata::RevisionMeta;
@@ -551,12 +551,7 @@ impl Failure<'_> {
     /// lost connection left. Says why when it cannot.
     fn write_elsewhere(&self, url: &DbUrl, ctx: &RevisionCtx, actor: &Actor) -> Result<(), String> {
         let mut conn = backend::connect(url).map_err(|e| e.to_string())?;
-        let me = LockHolder {
-            host: actor.host.clone(),
-            pid: actor.pid,
-            user: actor.username.clone(),
-            since: crate::clock::now_unix(),
-        };
+        let me = actor.holder(crate::clock::now_unix());
         match conn.try_lock(&me).map_err(|e| e.to_string())? {
             LockAttempt::Acquired => {}
             LockAttempt::HeldBy(_) => return Err("another migrator holds the lock now".into()),

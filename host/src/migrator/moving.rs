@@ -151,9 +151,10 @@ impl Migrator {
                     }
                     let note = format!("moved from database {}", dbs.list()[from].name);
                     let now = ledger::now_ms();
+                    let applied = ledgers.applied();
+                    let actor = Actor::current();
                     for tree in trees {
-                        let current =
-                            crate::target::current_heads(&project.graph, &ledgers.applied(), tree);
+                        let current = crate::target::current_heads(&project.graph, &applied, tree);
                         for id in current {
                             let m = project.graph.get(id).expect("current revisions exist");
                             let key = RevisionKey {
@@ -165,7 +166,7 @@ impl Migrator {
                             ledger::write::add_history(
                                 target,
                                 &key,
-                                &Actor::current(),
+                                &actor,
                                 "move",
                                 now,
                                 now,
