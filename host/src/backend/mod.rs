@@ -285,6 +285,26 @@ pub trait Connection {
     fn unlock(&mut self) -> Result<(), DbError>;
 }
 
+/// Runs `f` in the connection's open transaction, or else in one of its own that commits
+/// when `f` succeeds and rolls back when it fails, so that a bulk operation is one
+/// statement as far as transactions go.
+pub(crate) fn in_own_transaction<C: Connection + ?Sized, T>(
+    conn: &mut C,
+    f: impl FnOnce(&mut C) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    if conn.in_transaction() {
+        return f(conn);
+    }
+    conn.begin()?;
+    match f(conn) {
+        Ok(v) => conn.commit().map(|()| v),
+        Err(e) => {
+            let _ = conn.rollback();
+            Err(e)
+        }
+    }
+}
+
 /// Opens a connection for a parsed URL.
 pub fn connect(url: &DbUrl) -> Result<Box<dyn Connection>, DbError> {
     match url {

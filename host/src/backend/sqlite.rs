@@ -386,24 +386,6 @@ impl SqliteConnection {
         }
     }
 
-    /// Runs `f` in a transaction of its own unless one is open.
-    fn in_own_transaction<T>(
-        &mut self,
-        f: impl FnOnce(&mut Self) -> Result<T, DbError>,
-    ) -> Result<T, DbError> {
-        if self.in_transaction() {
-            return f(self);
-        }
-        self.begin()?;
-        match f(self) {
-            Ok(v) => self.commit().map(|()| v),
-            Err(e) => {
-                let _ = self.rollback();
-                Err(e)
-            }
-        }
-    }
-
     /// Steps `source` and inserts each derived row while the query is still open
     /// (SQLite allows writing one table while reading others on the same connection).
     fn insert_derived_rows(
@@ -574,7 +556,7 @@ impl Connection for SqliteConnection {
         rows: &mut dyn Iterator<Item = Vec<Value>>,
     ) -> Result<u64, DbError> {
         let sql = self.insert_statement(table, columns);
-        self.in_own_transaction(|c| c.bulk_insert_rows(&sql, columns, rows))
+        super::in_own_transaction(self, |c| c.bulk_insert_rows(&sql, columns, rows))
     }
 
     fn insert_derived(
@@ -587,7 +569,7 @@ impl Connection for SqliteConnection {
         deriver: &mut dyn RowDeriver,
     ) -> Result<u64, DbError> {
         let insert = self.insert_statement(table, columns);
-        self.in_own_transaction(|c| {
+        super::in_own_transaction(self, |c| {
             c.insert_derived_rows(source, params, &insert, columns, deriver)
         })
     }

@@ -606,19 +606,9 @@ impl Connection for PgConnection {
         chunk: usize,
         deriver: &mut dyn RowDeriver,
     ) -> Result<u64, DbError> {
-        let own = !self.in_transaction;
-        if own {
-            self.begin()?;
-        }
-        let result = self.insert_derived_chunks(source, params, table, columns, chunk, deriver);
-        match (own, result) {
-            (false, result) => result,
-            (true, Ok(n)) => self.commit().map(|()| n),
-            (true, Err(e)) => {
-                let _ = self.rollback();
-                Err(e)
-            }
-        }
+        super::in_own_transaction(self, |c| {
+            c.insert_derived_chunks(source, params, table, columns, chunk, deriver)
+        })
     }
 
     fn begin(&mut self) -> Result<(), DbError> {
