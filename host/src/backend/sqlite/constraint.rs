@@ -8,6 +8,7 @@
 
 use rusqlite::Connection as Raw;
 
+use super::ddl::quote;
 use super::Param;
 use crate::backend::Value;
 
@@ -19,10 +20,6 @@ fn rebuilt(table: &str) -> &str {
         .strip_prefix("_ferry_tmp_")
         .or_else(|| table.strip_prefix(crate::backend::rewrite_plan::STAGED_PREFIX))
         .unwrap_or(table)
-}
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The table and columns of a unique or primary-key violation, from SQLite's message.
@@ -170,18 +167,9 @@ fn first_row(raw: &Raw, sql: &str, params: &[Value]) -> Option<Vec<Value>> {
 }
 
 fn table_columns(raw: &Raw, table: &str) -> Option<Vec<String>> {
-    let mut stmt = raw
-        .prepare(&format!(
-            "SELECT name FROM pragma_table_info({})",
-            quote_literal(table)
-        ))
-        .ok()?;
-    let names: Result<Vec<String>, _> = stmt.query_map([], |r| r.get(0)).ok()?.collect();
-    names.ok().filter(|n| !n.is_empty())
-}
-
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    let columns = super::introspect::columns(raw, table).ok()?;
+    let names: Vec<String> = columns.into_iter().map(|c| c.name).collect();
+    (!names.is_empty()).then_some(names)
 }
 
 /// Splits `INSERT [OR …] INTO name [(columns)] <SELECT|WITH|VALUES …>` into the table,

@@ -26,7 +26,8 @@ use super::introspect;
 use super::{failure_on, statement_error};
 use crate::backend::{ColumnDef, DbError, ForeignKeyDef, SchemaChange, TableDef};
 
-fn quote(name: &str) -> String {
+/// `name` as a quoted SQLite identifier.
+pub(super) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

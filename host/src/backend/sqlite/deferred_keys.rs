@@ -23,14 +23,10 @@ use std::sync::{Arc, Mutex};
 use rusqlite::hooks::Action;
 use rusqlite::Connection as Raw;
 
-use super::ddl::check_foreign_keys;
+use super::ddl::{check_foreign_keys, quote};
 use super::introspect;
 use super::statement_error;
 use crate::backend::{DbError, ForeignKeyInfo};
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 /// The tables written while the hook is on, and how many rows it saw.
 #[derive(Default)]

@@ -22,16 +22,12 @@
 
 use rusqlite::Connection as Raw;
 
-use super::ddl::{create_table_sql, current_definition};
+use super::ddl::{create_table_sql, current_definition, quote};
 use super::introspect;
 use super::{failure_on, statement_error};
 use crate::backend::rewrite_plan::staged_name;
 use crate::backend::{DbError, ForeignKeyInfo, TableRewrite};
 use std::collections::{BTreeMap, BTreeSet};
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 fn run(raw: &Raw, sql: String, ran: &mut Vec<String>) -> Result<usize, DbError> {
     let start = std::time::Instant::now();
