@@ -238,10 +238,6 @@ impl SqliteConnection {
             .and_then(|ms| ms.parse::<u64>().ok())
             .map(Duration::from_millis)
             .unwrap_or(BUSY_TIMEOUT);
-        raw.busy_timeout(busy)
-            .map_err(|e| connect_error(e.to_string()))?;
-        raw.execute_batch("PRAGMA foreign_keys = ON")
-            .map_err(|e| connect_error(e.to_string()))?;
         raw.set_prepared_statement_cache_capacity(64);
         // A 16 MiB page cache (SQLite's default is 2 MiB) makes the table rewrites of
         // a large migration about 10% faster while keeping memory bounded;
@@ -252,13 +248,7 @@ impl SqliteConnection {
             .unwrap_or(16 * 1024);
         raw.execute_batch(&format!("PRAGMA cache_size = -{cache_kb}"))
             .map_err(|e| connect_error(e.to_string()))?;
-        Ok(SqliteConnection {
-            raw,
-            path: path.to_path_buf(),
-            timer: Timer::default(),
-            lock: None,
-            fk_check_at_commit: None,
-        })
+        Self::with_ferry_settings(raw, path.to_path_buf(), busy)
     }
 
     /// Wraps a connection the application opened itself, on a file or in memory.
@@ -267,14 +257,22 @@ impl SqliteConnection {
     /// is private to this connection, so its migration lock needs no lock file.
     pub fn from_raw(raw: rusqlite::Connection) -> Result<Self, DbError> {
         let path = PathBuf::from(raw.path().unwrap_or(""));
-        let connect_error = |message: String| DbError::Connect {
+        Self::with_ferry_settings(raw, path, BUSY_TIMEOUT)
+    }
+
+    /// What every connection Ferry uses needs: the busy timeout, and foreign keys on.
+    fn with_ferry_settings(
+        raw: rusqlite::Connection,
+        path: PathBuf,
+        busy: Duration,
+    ) -> Result<Self, DbError> {
+        let connect_error = |e: rusqlite::Error| DbError::Connect {
             url: format!("sqlite:{}", path.display()),
-            message,
+            message: e.to_string(),
         };
-        raw.busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| connect_error(e.to_string()))?;
+        raw.busy_timeout(busy).map_err(connect_error)?;
         raw.execute_batch("PRAGMA foreign_keys = ON")
-            .map_err(|e| connect_error(e.to_string()))?;
+            .map_err(connect_error)?;
         Ok(SqliteConnection {
             raw,
             path,
