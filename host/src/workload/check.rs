@@ -328,16 +328,10 @@ pub fn check_v2(conn: &mut dyn Connection, before: &Snapshot) -> Result<(), Vec<
     }
 }
 
-fn id_columns() -> Vec<(&'static str, &'static str)> {
-    std::iter::once(("dataset", "id"))
-        .chain(DATASET_ID_TABLES.iter().map(|t| (*t, "dataset_id")))
-        .collect()
-}
-
 /// Declared types and stored forms of every dataset id column.
 fn check_columns(conn: &mut dyn Connection, problems: &mut Vec<String>) -> Result<(), DbError> {
     let dialect = conn.dialect();
-    for (table, column) in id_columns() {
+    for (table, column) in schema::dataset_id_columns() {
         let info = conn.columns(table)?;
         match info.iter().find(|c| c.name == column) {
             None => problems.push(format!("{table}.{column} is missing")),

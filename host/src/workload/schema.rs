@@ -332,6 +332,18 @@ pub fn v1_indexes() -> Vec<IndexDef> {
 pub const INT_DATASETS_MANAGER: &str =
     "lsst.daf.butler.registry.datasets.byDimensions.ByDimensionsDatasetRecordStorageManager";
 
+/// The UUID datasets manager that replaces it.
+pub const UUID_DATASETS_MANAGER: &str =
+    "lsst.daf.butler.registry.datasets.byDimensions.ByDimensionsDatasetRecordStorageManagerUUID";
+
+/// Every column that holds a dataset id, with its table: `dataset.id`, then
+/// `dataset_id` of each table in [`DATASET_ID_TABLES`].
+pub fn dataset_id_columns() -> Vec<(&'static str, &'static str)> {
+    std::iter::once(("dataset", "id"))
+        .chain(DATASET_ID_TABLES.iter().map(|t| (*t, "dataset_id")))
+        .collect()
+}
+
 /// The `butler_attributes` rows of a v1 repository.
 pub fn v1_attributes() -> Vec<(String, String)> {
     let managers = [

@@ -17,6 +17,7 @@ mod sqlite;
 use std::time::{Duration, Instant};
 
 use ferry::backend::DbUrl;
+use ferry::workload::schema::{INT_DATASETS_MANAGER, UUID_DATASETS_MANAGER};
 use uuid::Uuid;
 
 use crate::Backend;
@@ -29,30 +30,14 @@ pub fn raw_uuid(run: &str, detector: i64, exposure: i64, instrument: &str) -> Uu
     Uuid::new_v5(&ferry::workload::RAW_UUID_NAMESPACE, name.as_bytes())
 }
 
-pub const OLD_MANAGER: &str =
-    "lsst.daf.butler.registry.datasets.byDimensions.ByDimensionsDatasetRecordStorageManager";
-pub const NEW_MANAGER: &str =
-    "lsst.daf.butler.registry.datasets.byDimensions.ByDimensionsDatasetRecordStorageManagerUUID";
-
 /// `butler_attributes` as v2 has it, and the map dropped (the same SQL on both backends).
 pub fn finish_sql(map: &str) -> String {
     format!(
-        "UPDATE butler_attributes SET value = '{NEW_MANAGER}' WHERE name = 'config:registry.managers.datasets';
-         DELETE FROM butler_attributes WHERE name = 'version:{OLD_MANAGER}';
-         INSERT INTO butler_attributes (name, value) VALUES ('version:{NEW_MANAGER}', '1.0.0');
+        "UPDATE butler_attributes SET value = '{UUID_DATASETS_MANAGER}' WHERE name = 'config:registry.managers.datasets';
+         DELETE FROM butler_attributes WHERE name = 'version:{INT_DATASETS_MANAGER}';
+         INSERT INTO butler_attributes (name, value) VALUES ('version:{UUID_DATASETS_MANAGER}', '1.0.0');
          DROP TABLE {map};"
     )
-}
-
-/// The tables rewritten, with the column that holds the dataset id.
-pub fn id_tables() -> Vec<(&'static str, &'static str)> {
-    std::iter::once(("dataset", "id"))
-        .chain(
-            ferry::workload::schema::DATASET_ID_TABLES
-                .iter()
-                .map(|t| (*t, "dataset_id")),
-        )
-        .collect()
 }
 
 /// Times named phases and prints them as JSON lines.

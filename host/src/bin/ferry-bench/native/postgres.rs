@@ -16,7 +16,8 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
-use super::{finish_sql, id_tables, raw_uuid, Phases};
+use super::{finish_sql, raw_uuid, Phases};
+use ferry::workload::schema::dataset_id_columns;
 
 const MAP: &str = "ferry_native_map";
 /// Rows per FETCH from a cursor (and per COPY): memory stays bounded.
@@ -128,7 +129,7 @@ pub fn migrate(conninfo: &str, schema: &str) -> Result<Phases, String> {
     phases.end("map ids");
     let foreign_keys = drop_foreign_keys(&pg)?;
     phases.end("drop foreign keys");
-    for (table, column) in id_tables() {
+    for (table, column) in dataset_id_columns() {
         rewrite(&pg, table, column)?;
         phases.end(format!("rewrite {table}"));
     }
@@ -187,7 +188,10 @@ fn build_map(pg: &Pg) -> Result<(), String> {
 
 /// Every foreign key from or into a rewritten table, as `(table, name, definition)`.
 fn drop_foreign_keys(pg: &Pg) -> Result<Vec<(String, String, String)>, String> {
-    let tables: Vec<String> = id_tables().iter().map(|(t, _)| t.to_string()).collect();
+    let tables: Vec<String> = dataset_id_columns()
+        .iter()
+        .map(|(t, _)| t.to_string())
+        .collect();
     let rows = pg.query(
         "SELECT c.conrelid::regclass::text, c.conname::text, pg_get_constraintdef(c.oid)
          FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace

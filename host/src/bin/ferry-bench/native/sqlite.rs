@@ -14,7 +14,8 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
-use super::{finish_sql, id_tables, raw_uuid, Phases};
+use super::{finish_sql, raw_uuid, Phases};
+use ferry::workload::schema::dataset_id_columns;
 
 const MAP: &str = "ferry_native_map";
 
@@ -36,7 +37,7 @@ pub fn migrate(path: &Path) -> Result<Phases, String> {
     let mut phases = Phases::start();
     build_map(&conn)?;
     phases.end("map ids");
-    for (table, column) in id_tables() {
+    for (table, column) in dataset_id_columns() {
         rewrite(&conn, table, column)?;
         phases.end(format!("rewrite {table}"));
     }
@@ -223,7 +224,7 @@ fn rewrite(conn: &Connection, table: &str, column: &str) -> Result<(), String> {
 
 /// Only the keys into `dataset.id` can have been broken: every other column was copied.
 fn check_foreign_keys(conn: &Connection) -> Result<(), String> {
-    for (table, column) in id_tables() {
+    for (table, column) in dataset_id_columns() {
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT \"table\" FROM pragma_foreign_key_list('{table}') WHERE \"from\" = ?1"
