@@ -464,6 +464,11 @@ pub struct RevisionKey<'a> {
 pub mod write {
     use super::*;
 
+    /// A nullable text column's value.
+    fn opt(s: Option<&str>) -> Value {
+        s.map(|s| Value::Text(s.into())).unwrap_or(Value::Null)
+    }
+
     /// Sets the revision's record (insert or update).
     pub fn set_revision(
         conn: &mut dyn Connection,
@@ -474,7 +479,6 @@ pub mod write {
         error: Option<&str>,
     ) -> Result<(), DbError> {
         let now = Value::Int(now_unix());
-        let opt = |s: Option<&str>| s.map(|s| Value::Text(s.into())).unwrap_or(Value::Null);
         let updated = conn.execute(
             "UPDATE ferry_revisions SET tree = ?, version = ?, state = ?, checksum = ?, \
              failed_step = ?, error = ?, how = ?, updated_at = ? WHERE revision = ?",
@@ -603,7 +607,6 @@ pub mod write {
         error: Option<&str>,
         note: Option<&str>,
     ) -> Result<(), DbError> {
-        let opt = |s: Option<&str>| s.map(|s| Value::Text(s.into())).unwrap_or(Value::Null);
         conn.execute(
             "INSERT INTO ferry_history (revision, tree, direction, checksum, started_at, \
              finished_at, duration_ms, row_count, outcome, error, host, username, pid, note) \
@@ -657,11 +660,6 @@ pub mod write {
     /// Writes a revision record exactly as another ledger holds it (moving a tree
     /// between databases keeps its records as they were).
     pub fn copy_revision(conn: &mut dyn Connection, r: &RevisionRecord) -> Result<(), DbError> {
-        let opt = |s: &Option<String>| {
-            s.as_ref()
-                .map(|s| Value::Text(s.clone()))
-                .unwrap_or(Value::Null)
-        };
         conn.execute(
             "INSERT INTO ferry_revisions (revision, tree, version, state, checksum, \
              failed_step, error, how, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -671,8 +669,8 @@ pub mod write {
                 Value::Text(r.version.clone()),
                 Value::Text(r.state.as_str().into()),
                 Value::Text(r.checksum.clone()),
-                opt(&r.failed_step),
-                opt(&r.error),
+                opt(r.failed_step.as_deref()),
+                opt(r.error.as_deref()),
                 Value::Text(r.how.clone()),
                 Value::Int(r.updated_at),
             ],
@@ -683,11 +681,6 @@ pub mod write {
     /// Appends a history row exactly as another ledger holds it (but with this
     /// ledger's next id).
     pub fn copy_history(conn: &mut dyn Connection, h: &HistoryEntry) -> Result<(), DbError> {
-        let opt = |s: &Option<String>| {
-            s.as_ref()
-                .map(|s| Value::Text(s.clone()))
-                .unwrap_or(Value::Null)
-        };
         conn.execute(
             "INSERT INTO ferry_history (revision, tree, direction, checksum, started_at, \
              finished_at, duration_ms, row_count, outcome, error, host, username, pid, note) \
@@ -702,11 +695,11 @@ pub mod write {
                 Value::Int(h.duration_ms),
                 Value::Int(h.rows),
                 Value::Text(h.outcome.clone()),
-                opt(&h.error),
+                opt(h.error.as_deref()),
                 Value::Text(h.host.clone()),
                 Value::Text(h.username.clone()),
                 Value::Int(h.pid),
-                opt(&h.note),
+                opt(h.note.as_deref()),
             ],
         )?;
         Ok(())
