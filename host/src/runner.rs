@@ -212,7 +212,7 @@ impl Runner {
             }
             let result = self.host.call(&ast, "preflight", &rev.id, &rev.path);
             let mut s = self.host.session().borrow_mut();
-            if s.mode == Mode::Apply {
+            if s.mode != Mode::DryRun {
                 s.abort_transaction();
             }
             s.revision = None;
@@ -238,8 +238,13 @@ impl Runner {
             // One transaction for the whole dry run; the ledger's tables, if missing, are
             // created inside it so that the run can record steps, and rolled back too.
             let mut s = self.host.session().borrow_mut();
-            s.begin_transaction()?;
+            s.begin_rehearsal()?;
             ledger::create_in_transaction(s.conn())?;
+        }
+        if self.options.mode == Mode::Scratch && !revisions.is_empty() {
+            // A scratch copy nobody else sees: the ledger, but no lock holder record.
+            let mut s = self.host.session().borrow_mut();
+            ledger::ensure(s.conn())?;
         }
         for (i, rev) in revisions.iter().enumerate() {
             match self.run_one(rev, direction)? {
@@ -254,6 +259,10 @@ impl Runner {
         if self.options.mode == Mode::DryRun {
             let mut s = self.host.session().borrow_mut();
             s.abort_transaction();
+            report.statements = std::mem::take(&mut s.statements);
+        }
+        if self.options.mode == Mode::Scratch {
+            let mut s = self.host.session().borrow_mut();
             report.statements = std::mem::take(&mut s.statements);
         }
         Ok(report)
@@ -422,7 +431,12 @@ impl Runner {
                 s.emit(Event::RevisionFinished {
                     revision: rev.id.clone(),
                     direction: fn_name.into(),
-                    outcome: "applied".into(),
+                    outcome: if s.mode == Mode::Apply {
+                        "applied"
+                    } else {
+                        "rehearsed"
+                    }
+                    .into(),
                     duration_ms: finished - started,
                     rows,
                 });
