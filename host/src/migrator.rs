@@ -115,9 +115,6 @@ pub enum Error {
     /// `unlock` refused: the lock is really held.
     #[error("the lock is held by a live migrator: {0}\n  nothing was changed; wait for it, or stop that process")]
     LockHeld(String),
-    /// `upgrade --sql` refused revisions whose statements depend on the data.
-    #[error("cannot print SQL for revision(s) that read the database: {}\n  their statements depend on the data; use `ferry upgrade --dry-run` to see what they would do", .0.join("; "))]
-    SqlNeedsData(Vec<String>),
     /// `stamp`, `adopt` or `new` refused for a reason given in the message.
     #[error("{0}")]
     Refused(String),
@@ -938,9 +935,23 @@ impl Migrator {
             .iter()
             .map(|c| c.revision.as_str())
             .collect();
-        let header = vec![
+        let project = self.load()?;
+        let reading: Vec<&str> = revisions
+            .iter()
+            .copied()
+            .filter(|id| project.graph.get(id).is_some_and(reads_the_database))
+            .collect();
+        let mut header = vec![
             format!("ferry upgrade --sql for {place}"),
             format!("revisions, in order: {}", revisions.join(", ")),
+        ];
+        if !reading.is_empty() {
+            header.push(format!(
+                "revisions that read the database (their values are in the script): {}",
+                reading.join(", ")
+            ));
+        }
+        header.extend([
             "The values in it are those the revisions read from the database when it was".into(),
             "made: apply it to that database, unchanged since, and to no other:".into(),
             match dialect {
@@ -950,13 +961,25 @@ impl Migrator {
                         .into()
                 }
             },
-        ];
+        ]);
         let statements = std::mem::take(&mut log.borrow_mut().statements);
         Ok(SqlScript {
             sql: crate::offline_sql::script(dialect, &header, &statements),
             report,
         })
     }
+}
+
+/// Whether a revision's statements depend on what the database holds (see
+/// [`crate::offline::data_dependent_calls`]); a file that cannot be read or compiled
+/// counts as reading.
+fn reads_the_database(m: &RevisionMeta) -> bool {
+    let mut engine = rhai::Engine::new();
+    engine.set_max_expr_depths(256, 256);
+    std::fs::read_to_string(&m.path)
+        .ok()
+        .and_then(|text| engine.compile(&text).ok())
+        .is_none_or(|ast| !crate::offline::data_dependent_calls(&ast).is_empty())
 }
 
 fn tempfile_path(path: &std::path::Path) -> PathBuf {

@@ -195,6 +195,13 @@ fn every_kind_of_value_survives_the_round_trip() {
         // The injection example of issue 13 is one quoted value.
         assert!(printed.contains("'x''); DROP TABLE vals; --'"), "{printed}");
         assert!(printed.contains("CREATE TABLE"), "{printed}");
+        // Only the revision that reads is named as holding values read from the database.
+        assert!(
+            printed.contains(
+                "-- revisions that read the database (their values are in the script): values-2\n"
+            ),
+            "{printed}"
+        );
         apply_with_client(by_script, &printed);
         by_script
             .ferry()
