@@ -397,7 +397,7 @@ impl Migrator {
     /// Upgrades to `targets` (default: every head) under the lock (every database's).
     pub fn upgrade(&self, targets: &[String], options: &UpgradeOptions) -> Result<Report, Error> {
         if options.dry_run && !self.rehearsal.scratch {
-            if let Some(report) = self.rehearse_on_copy(targets, options)? {
+            if let Some(report) = self.rehearse_on_copy(|copy| copy.upgrade(targets, options))? {
                 return Ok(report);
             }
         }
@@ -456,6 +456,11 @@ impl Migrator {
 
     /// Downgrades to `target` (`base`, `TREE@base`, a revision, `-N`) under the lock.
     pub fn downgrade(&self, target: &str, options: &UpgradeOptions) -> Result<Report, Error> {
+        if options.dry_run && !self.rehearsal.scratch {
+            if let Some(report) = self.rehearse_on_copy(|copy| copy.downgrade(target, options))? {
+                return Ok(report);
+            }
+        }
         let (project, dbs) = self.setup()?;
         self.run(&project, &dbs, options, |project, ledgers| {
             let applied = ledgers.applied();
@@ -835,13 +840,12 @@ impl Migrator {
     }
 
     /// The dry run of a SQLite database: under the database's lock, a consistent copy
-    /// of the file is upgraded for real (table rewrites need transactions of their own)
-    /// and thrown away. `None` where the backend has no such copy (PostgreSQL: the dry
+    /// of the file is upgraded (or downgraded) for real by `run` (table rewrites need
+    /// transactions of their own) and thrown away. `None` where the backend has no such copy (PostgreSQL: the dry
     /// run is one rolled-back transaction) or trees live in several databases.
     fn rehearse_on_copy(
         &self,
-        targets: &[String],
-        options: &UpgradeOptions,
+        run: impl FnOnce(&Migrator) -> Result<Report, Error>,
     ) -> Result<Option<Report>, Error> {
         if self.databases()?.several() {
             return Ok(None);
@@ -871,8 +875,7 @@ impl Migrator {
                 DbUrl::parse(&format!("sqlite:{}", scratch.display()))
                     .map_err(Error::from)
                     .and_then(|url| {
-                        self.rehearsing(Source::Url(url), rehearsal, self.observer.clone())
-                            .upgrade(targets, options)
+                        run(&self.rehearsing(Source::Url(url), rehearsal, self.observer.clone()))
                     })
                     .map(Some)
             }

@@ -378,3 +378,34 @@ fn a_failing_dry_run_says_nothing_was_changed() {
         }
     });
 }
+
+/// A dry run of a downgrade rehearses too (on SQLite on a scratch copy) and changes
+/// nothing.
+#[test]
+fn a_dry_run_of_a_downgrade_changes_nothing() {
+    each_pair("dry_run_downgrade", |db, _| {
+        sample(db);
+        reference(db).run(["upgrade"]).success();
+        let before = trace(db);
+        let out = reference(db)
+            .run(["downgrade", "--dry-run", "datasets-uuid-1.0.0"])
+            .success();
+        assert_same(
+            &trace(db),
+            &before,
+            &format!("[{}] the downgrade's dry run left a trace", db.name()),
+        );
+        assert!(
+            out.stdout
+                .contains("downgrade datasets-uuid-1.0.1: rehearsed in"),
+            "{}",
+            out.describe()
+        );
+        assert!(
+            out.stdout
+                .contains("dry run: this was a rehearsal; nothing was changed"),
+            "{}",
+            out.describe()
+        );
+    });
+}
