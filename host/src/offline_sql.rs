@@ -7,8 +7,9 @@
 //! statements, the statements of portable schema changes and table rewrites, rows sent
 //! by `bulk_insert` and `insert_derived` (as `INSERT … VALUES`), and Ferry's own ledger
 //! writes (the `ferry_*` tables when they do not exist yet, the revision records, the
-//! history rows, the step records). Reads are not noted: their results are already in
-//! the values of the statements that follow. [`script`] wraps the notes in one
+//! history rows, the step records), and queries that write (`INSERT … RETURNING`). Reads
+//! are not noted: their results are already in the values of the statements that
+//! follow. [`script`] wraps the notes in one
 //! transaction.
 //!
 //! Literals, per dialect:
@@ -178,6 +179,22 @@ pub fn insert_rows(
     Ok(out)
 }
 
+/// Whether a statement run as a query writes (`INSERT … RETURNING`, a `WITH` that
+/// modifies rows): those go into the script too; plain reads do not.
+fn writes(sql: &str) -> bool {
+    let words: Vec<String> = sql
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_uppercase)
+        .collect();
+    const WRITING: [&str; 4] = ["INSERT", "UPDATE", "DELETE", "MERGE"];
+    match words.first().map(String::as_str) {
+        Some("WITH") => words.iter().any(|w| WRITING.contains(&w.as_str())),
+        Some(first) => WRITING.contains(&first),
+        None => false,
+    }
+}
+
 /// The statements a [`Recording`] noted, in order.
 #[derive(Debug, Default)]
 pub struct Log {
@@ -320,7 +337,14 @@ impl Connection for Recording {
         Ok(())
     }
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
-        self.inner.query(sql, params)
+        if !writes(sql) {
+            return self.inner.query(sql, params);
+        }
+        let text = inline(self.inner.dialect(), sql, params)?;
+        let rows = self.inner.query(sql, params)?;
+        self.began();
+        self.note(text);
+        Ok(rows)
     }
     fn query_each(
         &mut self,
@@ -328,7 +352,14 @@ impl Connection for Recording {
         params: &[Value],
         each: &mut RowCallback<'_>,
     ) -> Result<u64, DbError> {
-        self.inner.query_each(sql, params, each)
+        if !writes(sql) {
+            return self.inner.query_each(sql, params, each);
+        }
+        let text = inline(self.inner.dialect(), sql, params)?;
+        let n = self.inner.query_each(sql, params, each)?;
+        self.began();
+        self.note(text);
+        Ok(n)
     }
     fn bulk_insert(
         &mut self,
@@ -613,6 +644,18 @@ mod tests {
                 values: 1
             }
         );
+    }
+
+    #[test]
+    fn queries_that_write_are_told_from_reads() {
+        assert!(writes("INSERT INTO t (a) VALUES (?) RETURNING id"));
+        assert!(writes("  delete from t where a = ? returning *"));
+        assert!(writes(
+            "WITH moved AS (DELETE FROM a RETURNING *) INSERT INTO b SELECT * FROM moved"
+        ));
+        assert!(!writes("SELECT id FROM t WHERE name = 'INSERT'"));
+        assert!(!writes("WITH x AS (SELECT 1) SELECT * FROM x"));
+        assert!(!writes(""));
     }
 
     #[test]
