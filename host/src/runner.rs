@@ -180,6 +180,17 @@ impl Runner {
     /// runs, inside a transaction that is rolled back: a revision that would fail for a
     /// reason known now (an instrument without a plugin) stops the plan here.
     pub fn preflight(&mut self, revisions: &[&RevisionMeta]) -> Result<(), ScriptError> {
+        if let (Mode::DryRun, Some(first)) = (self.options.mode, revisions.first()) {
+            // The dry run's one transaction starts before the preflights, so that nothing
+            // they do escapes its rollback.
+            let begun = self.host.session().borrow_mut().begin_rehearsal();
+            if let Err(e) = begun {
+                return Err(ledger_failure(
+                    first,
+                    format!("cannot begin the dry run: {e}"),
+                ));
+            }
+        }
         for rev in revisions {
             let ast = self.host.compile(&rev.path, &rev.id)?;
             if !ScriptHost::defines(&ast, "upgrade", 1) {
@@ -238,7 +249,9 @@ impl Runner {
             // One transaction for the whole dry run; the ledger's tables, if missing, are
             // created inside it so that the run can record steps, and rolled back too.
             let mut s = self.host.session().borrow_mut();
-            s.begin_rehearsal()?;
+            if !s.conn().in_transaction() {
+                s.begin_rehearsal()?;
+            }
             ledger::create_in_transaction(s.conn())?;
         }
         if self.options.mode == Mode::Scratch && !revisions.is_empty() {
