@@ -303,6 +303,11 @@ pub fn create_in_transaction(conn: &mut dyn Connection) -> Result<(), LedgerErro
             conn.apply_schema_change(&SchemaChange::CreateTable(t))?;
         }
     }
+    // As `ensure` leaves it, so that `upgrade --sql` writes the same ledger.
+    conn.execute(
+        "INSERT INTO ferry_meta (key, value) VALUES ('ledger_version', ?)",
+        &[Value::Text(LEDGER_VERSION.to_string())],
+    )?;
     Ok(())
 }
 

@@ -21,6 +21,7 @@ pub mod migrator;
 pub mod newrev;
 pub mod observer;
 pub mod offline;
+pub mod offline_sql;
 pub mod plan;
 pub mod runner;
 pub mod script;

@@ -115,9 +115,6 @@ pub enum Error {
     /// `unlock` refused: the lock is really held.
     #[error("the lock is held by a live migrator: {0}\n  nothing was changed; wait for it, or stop that process")]
     LockHeld(String),
-    /// `upgrade --sql` refused revisions whose statements depend on the data.
-    #[error("cannot print SQL for revision(s) that read the database: {}\n  their statements depend on the data; use `ferry upgrade --dry-run` to see what they would do", .0.join("; "))]
-    SqlNeedsData(Vec<String>),
     /// `stamp`, `adopt` or `new` refused for a reason given in the message.
     #[error("{0}")]
     Refused(String),
@@ -198,6 +195,23 @@ pub struct Migrator {
     limits: Limits,
     lock_timeout: Duration,
     observer: Rc<dyn Observer>,
+    rehearsal: Rehearsal,
+}
+
+/// How a dry run runs for a migrator: on a scratch copy (the migrator of the copy), and
+/// whether its statements are noted for `upgrade --sql`.
+#[derive(Clone, Default)]
+struct Rehearsal {
+    scratch: bool,
+    log: Option<crate::offline_sql::SharedLog>,
+}
+
+/// `upgrade --sql`: the script, and the report of the dry run it comes from.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SqlScript {
+    /// The script (empty when the dry run failed).
+    pub sql: String,
+    pub report: Report,
 }
 
 impl Migrator {
@@ -223,6 +237,22 @@ impl Migrator {
             limits: Limits::default(),
             lock_timeout: Duration::from_secs(10),
             observer: Rc::new(Silent),
+            rehearsal: Rehearsal::default(),
+        }
+    }
+
+    /// A migrator like this one for `main` (one database), rehearsing as `rehearsal` says.
+    fn rehearsing(&self, main: Source, rehearsal: Rehearsal, observer: Rc<dyn Observer>) -> Self {
+        Migrator {
+            main,
+            placed: Vec::new(),
+            roots: self.roots.clone(),
+            stdlib: self.stdlib.clone(),
+            config: self.config.clone(),
+            limits: self.limits.clone(),
+            lock_timeout: self.lock_timeout,
+            observer,
+            rehearsal,
         }
     }
 
@@ -366,6 +396,11 @@ impl Migrator {
 
     /// Upgrades to `targets` (default: every head) under the lock (every database's).
     pub fn upgrade(&self, targets: &[String], options: &UpgradeOptions) -> Result<Report, Error> {
+        if options.dry_run && !self.rehearsal.scratch {
+            if let Some(report) = self.rehearse_on_copy(|copy| copy.upgrade(targets, options))? {
+                return Ok(report);
+            }
+        }
         let (project, dbs) = self.setup()?;
         let mut options = options.clone();
         if options.allow_changed && options.note.is_none() {
@@ -421,6 +456,11 @@ impl Migrator {
 
     /// Downgrades to `target` (`base`, `TREE@base`, a revision, `-N`) under the lock.
     pub fn downgrade(&self, target: &str, options: &UpgradeOptions) -> Result<Report, Error> {
+        if options.dry_run && !self.rehearsal.scratch {
+            if let Some(report) = self.rehearse_on_copy(|copy| copy.downgrade(target, options))? {
+                return Ok(report);
+            }
+        }
         let (project, dbs) = self.setup()?;
         self.run(&project, &dbs, options, |project, ledgers| {
             let applied = ledgers.applied();
@@ -453,10 +493,10 @@ impl Migrator {
         make_plan: impl FnOnce(&Project, &Ledgers) -> Result<Plan, Error>,
     ) -> Result<Report, Error> {
         let run_options = RunOptions {
-            mode: if options.dry_run {
-                Mode::DryRun
-            } else {
-                Mode::Apply
+            mode: match (options.dry_run, self.rehearsal.scratch) {
+                (false, _) => Mode::Apply,
+                (true, false) => Mode::DryRun,
+                (true, true) => Mode::Scratch,
             },
             limits: self.limits.clone(),
             lock_timeout: self.lock_timeout,
@@ -480,6 +520,14 @@ impl Migrator {
                 .source
                 .open()
                 .map_err(Error::from)
+                .map(|conn| match &self.rehearsal.log {
+                    Some(log) => Box::new(crate::offline_sql::Recording::new(
+                        conn,
+                        log.clone(),
+                        self.rehearsal.scratch,
+                    )),
+                    None => conn,
+                })
                 .and_then(|conn| {
                     // A lost connection is recorded through a new one, where there is a URL.
                     let options = RunOptions {
@@ -791,11 +839,65 @@ impl Migrator {
         }
     }
 
-    /// The SQL an upgrade to `targets` would run, for plans whose revisions only write;
-    /// revisions whose statements depend on the data are refused by name. The
-    /// statements come from a dry run: on SQLite against a scratch copy of the file, on
-    /// PostgreSQL inside a transaction that is rolled back.
-    pub fn upgrade_sql(&self, targets: &[String]) -> Result<Report, Error> {
+    /// The dry run of a SQLite database: under the database's lock, a consistent copy
+    /// of the file is upgraded (or downgraded) for real by `run` (table rewrites need
+    /// transactions of their own) and thrown away. `None` where the backend has no such copy (PostgreSQL: the dry
+    /// run is one rolled-back transaction) or trees live in several databases.
+    fn rehearse_on_copy(
+        &self,
+        run: impl FnOnce(&Migrator) -> Result<Report, Error>,
+    ) -> Result<Option<Report>, Error> {
+        if self.databases()?.several() {
+            return Ok(None);
+        }
+        let mut conn = self.main.open()?;
+        let actor = crate::ledger::Actor::current();
+        crate::lock::acquire_backend_lock(
+            conn.as_mut(),
+            &actor,
+            self.lock_timeout,
+            self.observer.as_ref(),
+        )
+        .map_err(|e| Error::Run(e.into()))?;
+        let scratch = tempfile_path(
+            self.main
+                .sqlite_path()
+                .unwrap_or(std::path::Path::new("repo")),
+        );
+        let result = match conn.scratch_copy(&scratch) {
+            Ok(false) => Ok(None),
+            Err(e) => Err(Error::from(e)),
+            Ok(true) => {
+                let rehearsal = Rehearsal {
+                    scratch: true,
+                    log: self.rehearsal.log.clone(),
+                };
+                DbUrl::parse(&format!("sqlite:{}", scratch.display()))
+                    .map_err(Error::from)
+                    .and_then(|url| {
+                        run(&self.rehearsing(Source::Url(url), rehearsal, self.observer.clone()))
+                    })
+                    .map(Some)
+            }
+        };
+        for f in [
+            scratch.clone(),
+            PathBuf::from(format!("{}.ferry-lock", scratch.display())),
+            PathBuf::from(format!("{}-journal", scratch.display())),
+            PathBuf::from(format!("{}-wal", scratch.display())),
+            PathBuf::from(format!("{}-shm", scratch.display())),
+        ] {
+            let _ = std::fs::remove_file(f);
+        }
+        crate::lock::release_unrecorded(conn.as_mut());
+        result
+    }
+
+    /// The SQL an upgrade to `targets` would run, as a script for `sqlite3` or `psql`
+    /// (see [`crate::offline_sql`]): the statements of a dry run with their values as
+    /// literals, and the ledger writes of each revision. The values are those the
+    /// revisions read from the database now: the script is for this database as it is.
+    pub fn upgrade_sql(&self, targets: &[String]) -> Result<SqlScript, Error> {
         if self.databases()?.several() {
             return Err(Error::Refused(
                 "upgrade --sql works on one database; trees live in several here: use \
@@ -803,59 +905,84 @@ impl Migrator {
                     .into(),
             ));
         }
-        let (project, plan) = self.plan_upgrade(targets)?;
-        let mut engine = rhai::Engine::new();
-        engine.set_max_expr_depths(256, 256);
-        let mut refused = Vec::new();
-        for id in &plan.revisions {
-            let m = project.graph.get(id).expect("planned ids exist");
-            let text = std::fs::read_to_string(&m.path)
-                .map_err(|e| Error::Refused(format!("cannot read {}: {e}", m.path.display())))?;
-            let calls = match engine.compile(&text) {
-                Ok(ast) => crate::offline::data_dependent_calls(&ast),
-                Err(e) => vec![format!("(does not compile: {e})")],
-            };
-            if !calls.is_empty() {
-                refused.push(format!("{id} (calls {})", calls.join(", ")));
-            }
-        }
-        if !refused.is_empty() {
-            return Err(Error::SqlNeedsData(refused));
-        }
+        let log = crate::offline_sql::SharedLog::default();
+        let rehearsal = Rehearsal {
+            scratch: false,
+            log: Some(log.clone()),
+        };
         let options = UpgradeOptions {
             dry_run: true,
             ..UpgradeOptions::default()
         };
-        match self.main.sqlite_path() {
-            Some(path) => {
-                let scratch = tempfile_path(path);
-                if path.exists() {
-                    std::fs::copy(path, &scratch).map_err(|e| {
-                        Error::Refused(format!(
-                            "cannot copy {} to a scratch file: {e}",
-                            path.display()
-                        ))
-                    })?;
-                }
-                let url = format!("sqlite:{}", scratch.display());
-                let copy = Migrator {
-                    main: Source::Url(DbUrl::parse(&url)?),
-                    placed: Vec::new(),
-                    roots: self.roots.clone(),
-                    stdlib: self.stdlib.clone(),
-                    config: self.config.clone(),
-                    limits: self.limits.clone(),
-                    lock_timeout: self.lock_timeout,
-                    observer: Rc::new(Silent),
-                };
-                let result = copy.upgrade(targets, &options);
-                let _ = std::fs::remove_file(&scratch);
-                let _ = std::fs::remove_file(format!("{}.ferry-lock", scratch.display()));
-                result
-            }
-            None => self.upgrade(targets, &options),
+        let report = self
+            .rehearsing(self.main.clone(), rehearsal, Rc::new(Silent))
+            .upgrade(targets, &options)?;
+        if report.failed.is_some() {
+            return Ok(SqlScript {
+                sql: String::new(),
+                report,
+            });
         }
+        if report.completed.is_empty() {
+            return Ok(SqlScript {
+                sql: "-- nothing to do\n".into(),
+                report,
+            });
+        }
+        let (dialect, place) = {
+            let conn = self.connect()?;
+            (conn.dialect(), conn.describe())
+        };
+        let revisions: Vec<&str> = report
+            .completed
+            .iter()
+            .map(|c| c.revision.as_str())
+            .collect();
+        let project = self.load()?;
+        let reading: Vec<&str> = revisions
+            .iter()
+            .copied()
+            .filter(|id| project.graph.get(id).is_some_and(reads_the_database))
+            .collect();
+        let mut header = vec![
+            format!("ferry upgrade --sql for {place}"),
+            format!("revisions, in order: {}", revisions.join(", ")),
+        ];
+        if !reading.is_empty() {
+            header.push(format!(
+                "revisions that read the database (their values are in the script): {}",
+                reading.join(", ")
+            ));
+        }
+        header.extend([
+            "The values in it are those the revisions read from the database when it was".into(),
+            "made: apply it to that database, unchanged since, and to no other:".into(),
+            match dialect {
+                crate::backend::Dialect::Sqlite => "  sqlite3 -bail FILE < script.sql".into(),
+                crate::backend::Dialect::Postgres => {
+                    "  psql -v ON_ERROR_STOP=1 -f script.sql (with search_path set to the schema)"
+                        .into()
+                }
+            },
+        ]);
+        let statements = std::mem::take(&mut log.borrow_mut().statements);
+        Ok(SqlScript {
+            sql: crate::offline_sql::script(dialect, &header, &statements),
+            report,
+        })
     }
+}
+
+/// Whether a revision's statements depend on what the database holds (see
+/// [`crate::offline::data_dependent_calls`]); a file that cannot be read or compiled
+/// counts as reading.
+fn reads_the_database(m: &RevisionMeta) -> bool {
+    let mut engine = rhai::Engine::new();
+    engine.set_max_expr_depths(256, 256);
+    std::fs::read_to_string(&m.path)
+        .ok()
+        .and_then(|text| engine.compile(&text).ok())
+        .is_none_or(|ast| !crate::offline::data_dependent_calls(&ast).is_empty())
 }
 
 fn tempfile_path(path: &std::path::Path) -> PathBuf {

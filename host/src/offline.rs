@@ -1,14 +1,14 @@
-//! `upgrade --sql`: which revisions can be printed as SQL without a database.
+//! `upgrade --sql` and `ferry plan`: what a script does, read from its syntax tree
+//! without running it.
 //!
-//! A revision's statements can be printed ahead of time only if they do not depend on
-//! what the database holds. Ferry decides that by walking the script's syntax tree
-//! (without running it): a revision is refused, by name, if it calls anything that reads
-//! the database (`db.query`, `query_row`, `query_value`, `each`, `batches`,
+//! A revision's statements depend on what the database holds if it calls anything that
+//! reads the database (`db.query`, `query_row`, `query_value`, `each`, `batches`,
 //! `insert_derived`, introspection such as `db.tables` or `db.columns`), the
 //! `attributes::` or `hooks::` capabilities (whose statements depend on existing rows or
-//! on a plugin), `db.bulk_insert` (which has no SQL text), or a function of an imported
-//! module (which Ferry does not inspect). The statements of the other revisions are
-//! those a dry run carries out (see `Migrator::upgrade_sql`).
+//! on a plugin), `db.bulk_insert`, or a function of an imported module (which Ferry does
+//! not inspect). `upgrade --sql` names such revisions in its script's header: the values
+//! they read are written into the script (see [`crate::offline_sql`]), which is then
+//! good for that database as it was, and for no other.
 
 use rhai::{ASTNode, Expr, FnCallExpr, Stmt, AST};
 use std::collections::BTreeSet;

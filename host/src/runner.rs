@@ -180,6 +180,17 @@ impl Runner {
     /// runs, inside a transaction that is rolled back: a revision that would fail for a
     /// reason known now (an instrument without a plugin) stops the plan here.
     pub fn preflight(&mut self, revisions: &[&RevisionMeta]) -> Result<(), ScriptError> {
+        if let (Mode::DryRun, Some(first)) = (self.options.mode, revisions.first()) {
+            // The dry run's one transaction starts before the preflights, so that nothing
+            // they do escapes its rollback.
+            let begun = self.host.session().borrow_mut().begin_rehearsal();
+            if let Err(e) = begun {
+                return Err(ledger_failure(
+                    first,
+                    format!("cannot begin the dry run: {e}"),
+                ));
+            }
+        }
         for rev in revisions {
             let ast = self.host.compile(&rev.path, &rev.id)?;
             if !ScriptHost::defines(&ast, "upgrade", 1) {
@@ -212,7 +223,7 @@ impl Runner {
             }
             let result = self.host.call(&ast, "preflight", &rev.id, &rev.path);
             let mut s = self.host.session().borrow_mut();
-            if s.mode == Mode::Apply {
+            if s.mode != Mode::DryRun {
                 s.abort_transaction();
             }
             s.revision = None;
@@ -238,8 +249,15 @@ impl Runner {
             // One transaction for the whole dry run; the ledger's tables, if missing, are
             // created inside it so that the run can record steps, and rolled back too.
             let mut s = self.host.session().borrow_mut();
-            s.begin_transaction()?;
+            if !s.conn().in_transaction() {
+                s.begin_rehearsal()?;
+            }
             ledger::create_in_transaction(s.conn())?;
+        }
+        if self.options.mode == Mode::Scratch && !revisions.is_empty() {
+            // A scratch copy nobody else sees: the ledger, but no lock holder record.
+            let mut s = self.host.session().borrow_mut();
+            ledger::ensure(s.conn())?;
         }
         for (i, rev) in revisions.iter().enumerate() {
             match self.run_one(rev, direction)? {
@@ -254,6 +272,10 @@ impl Runner {
         if self.options.mode == Mode::DryRun {
             let mut s = self.host.session().borrow_mut();
             s.abort_transaction();
+            report.statements = std::mem::take(&mut s.statements);
+        }
+        if self.options.mode == Mode::Scratch {
+            let mut s = self.host.session().borrow_mut();
             report.statements = std::mem::take(&mut s.statements);
         }
         Ok(report)
@@ -422,7 +444,12 @@ impl Runner {
                 s.emit(Event::RevisionFinished {
                     revision: rev.id.clone(),
                     direction: fn_name.into(),
-                    outcome: "applied".into(),
+                    outcome: if s.mode == Mode::Apply {
+                        "applied"
+                    } else {
+                        "rehearsed"
+                    }
+                    .into(),
                     duration_ms: finished - started,
                     rows,
                 });

@@ -212,6 +212,12 @@ impl<C: Connection> Connection for Lent<C> {
     fn in_transaction(&self) -> bool {
         self.inner.borrow().in_transaction()
     }
+    fn begin_rehearsal(&mut self) -> Result<(), DbError> {
+        self.inner.borrow_mut().begin_rehearsal()
+    }
+    fn scratch_copy(&mut self, path: &Path) -> Result<bool, DbError> {
+        self.inner.borrow_mut().scratch_copy(path)
+    }
     fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {
         self.inner.borrow_mut().set_statement_timeout(timeout)
     }

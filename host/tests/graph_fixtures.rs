@@ -217,6 +217,14 @@ fn failing_fixed_and_slow() {
     assert_eq!(ids(&plan(&slow).revisions), ["bulk-1", "bulk-2", "bulk-3"]);
 }
 
+/// `sql_values/` is a two-revision tree; offline_sql_round_trip.rs runs it.
+#[test]
+fn sql_values_tree() {
+    let g = graph("sql_values");
+    let plan = plan_upgrade(&g, &none(), &[Target::Heads]).expect("plan");
+    assert_eq!(ids(&plan.revisions), ["values-1", "values-2"]);
+}
+
 /// `rewrite_steps/` is a two-revision tree; rewrite_steps.rs runs it.
 #[test]
 fn rewrite_steps_tree() {
@@ -244,6 +252,7 @@ fn every_fixture_folder_is_tested() {
         "plugin",
         "rewrite_steps",
         "slow",
+        "sql_values",
     ];
     let mut found: Vec<String> = std::fs::read_dir(fixture(""))
         .expect("fixtures")

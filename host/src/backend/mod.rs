@@ -11,7 +11,7 @@ pub mod schema_change;
 pub mod sqlite;
 mod url;
 
-pub use placeholders::rewrite_placeholders;
+pub use placeholders::{replace_placeholders, rewrite_placeholders};
 pub use schema_change::{
     ColumnDef, ColumnRewrite, ForeignKeyDef, IndexDef, SchemaChange, TableDef, TableRewrite,
 };
@@ -245,6 +245,26 @@ pub trait Connection {
     fn commit(&mut self) -> Result<(), DbError>;
     fn rollback(&mut self) -> Result<(), DbError>;
     fn in_transaction(&self) -> bool;
+
+    /// Begins (unless one is open) the transaction of a dry run, which is rolled back
+    /// at the end and must leave no trace. PostgreSQL takes the namespace's sequences
+    /// into it: `nextval` is not transactional, but a sequence restarted inside a
+    /// transaction (`ALTER SEQUENCE … RESTART WITH` its next value) is, so the rollback
+    /// also takes back the values the dry run drew.
+    fn begin_rehearsal(&mut self) -> Result<(), DbError> {
+        if !self.in_transaction() {
+            self.begin()?;
+        }
+        Ok(())
+    }
+
+    /// Writes a consistent copy of the database into a new file at `path`, for a
+    /// rehearsal that runs and commits on the copy (SQLite: `VACUUM INTO`). `false`
+    /// where a database has no such copy (PostgreSQL rehearses inside a rolled-back
+    /// transaction instead, see [`Connection::begin_rehearsal`]).
+    fn scratch_copy(&mut self, _path: &std::path::Path) -> Result<bool, DbError> {
+        Ok(false)
+    }
 
     /// Stops any single statement that runs longer than `timeout` (`None`: no limit).
     fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError>;

@@ -15,6 +15,21 @@
 /// Rewrites each `?` outside string literals, quoted identifiers and comments to `$1`, `$2`, ...
 /// and returns the new text and the number of placeholders.
 pub fn rewrite_placeholders(sql: &str) -> (String, usize) {
+    replace_placeholders(sql, |n, out| {
+        out.push('$');
+        out.push_str(&n.to_string());
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .unwrap_or_else(|never| match never {})
+}
+
+/// Replaces each placeholder `?` (as [`rewrite_placeholders`] finds them) by what
+/// `write(n, out)` appends for the `n`th one (from 1); returns the new text and the
+/// number of placeholders, or the first error of `write`.
+pub fn replace_placeholders<E>(
+    sql: &str,
+    mut write: impl FnMut(usize, &mut String) -> Result<(), E>,
+) -> Result<(String, usize), E> {
     let bytes = sql.as_bytes();
     let mut out = String::with_capacity(sql.len() + 8);
     let mut count = 0;
@@ -26,8 +41,7 @@ pub fn rewrite_placeholders(sql: &str) -> (String, usize) {
             b'?' => {
                 out.push_str(&sql[copied..i]);
                 count += 1;
-                out.push('$');
-                out.push_str(&count.to_string());
+                write(count, &mut out)?;
                 i += 1;
                 copied = i;
             }
@@ -55,7 +69,7 @@ pub fn rewrite_placeholders(sql: &str) -> (String, usize) {
         }
     }
     out.push_str(&sql[copied..]);
-    (out, count)
+    Ok((out, count))
 }
 
 fn is_ident_byte(b: u8) -> bool {

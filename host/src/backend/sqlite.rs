@@ -619,6 +619,14 @@ impl Connection for SqliteConnection {
         !self.raw.is_autocommit()
     }
 
+    fn scratch_copy(&mut self, path: &Path) -> Result<bool, DbError> {
+        let sql = "VACUUM INTO ?1";
+        self.raw
+            .execute(sql, [path.to_string_lossy()])
+            .map_err(|e| statement_error(e, sql))?;
+        Ok(true)
+    }
+
     fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {
         self.timer.timeout = timeout;
         *self

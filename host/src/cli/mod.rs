@@ -46,7 +46,7 @@ fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-fn report(r: &Report, g: &Global) -> i32 {
+fn report(r: &Report, g: &Global, dry_run: bool) -> i32 {
     if g.json {
         println!("{}", json(r));
     } else {
@@ -67,18 +67,27 @@ fn report(r: &Report, g: &Global) -> i32 {
         }
         for c in &r.completed {
             println!(
-                "{} {}: done in {:.2}s, {} rows",
+                "{} {}: {} in {:.2}s, {} rows",
                 c.direction.as_str(),
                 c.revision,
+                if dry_run { "rehearsed" } else { "done" },
                 c.duration_ms as f64 / 1000.0,
                 c.rows
             );
         }
-        if !r.statements.is_empty() {
-            println!("dry run: everything above was rolled back; the repository is unchanged");
+        if dry_run && r.failed.is_none() {
+            println!("dry run: this was a rehearsal; nothing was changed in the repository");
         }
     }
     match &r.failed {
+        Some(e) if dry_run => {
+            eprintln!("{}", render::script_error(e));
+            if !r.not_run.is_empty() {
+                eprintln!("not rehearsed: {}", r.not_run.join(", "));
+            }
+            eprintln!("dry run: the rehearsal failed here; nothing was changed in the repository");
+            EXIT_FAILED
+        }
         Some(e) => {
             eprintln!("{}", render::script_error(e));
             if !r.not_run.is_empty() {
@@ -145,18 +154,24 @@ fn run(cli: &Cli) -> Result<i32, Error> {
         Command::Upgrade {
             targets, sql: true, ..
         } => {
-            let r = m.upgrade_sql(targets)?;
-            if g.json {
-                println!("{}", json(&r.statements));
-            } else {
-                print!("{}", render::sql(&r));
-            }
-            match &r.failed {
+            let script = m.upgrade_sql(targets)?;
+            match &script.report.failed {
                 Some(e) => {
                     eprintln!("{}", render::script_error(e));
+                    eprintln!(
+                        "upgrade --sql: the dry run failed here, so no script was written; \
+                         nothing was changed in the repository"
+                    );
                     Ok(EXIT_FAILED)
                 }
-                None => Ok(0),
+                None => {
+                    if g.json {
+                        println!("{}", json(&script));
+                    } else {
+                        print!("{}", script.sql);
+                    }
+                    Ok(0)
+                }
             }
         }
         Command::Upgrade {
@@ -173,7 +188,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                     note: None,
                 },
             )?;
-            Ok(report(&r, g))
+            Ok(report(&r, g, *dry_run))
         }
         Command::Show { revision } => {
             let info = m.show(revision)?;
@@ -330,7 +345,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                     note: None,
                 },
             )?;
-            Ok(report(&r, g))
+            Ok(report(&r, g, *dry_run))
         }
         Command::Verify {
             auto_migrate,

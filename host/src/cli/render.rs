@@ -368,24 +368,6 @@ pub fn plan(p: &ferry::migrator::PlanReport) -> String {
     out
 }
 
-pub fn sql(r: &ferry::runner::Report) -> String {
-    let mut out = String::new();
-    let mut current = String::new();
-    for s in &r.statements {
-        if s.revision != current {
-            out.push_str(&format!("-- revision {}\n", s.revision));
-            current = s.revision.clone();
-        }
-        let text = s.sql.trim_end();
-        out.push_str(text);
-        if !text.ends_with(';') && !text.starts_with("--") {
-            out.push(';');
-        }
-        out.push('\n');
-    }
-    out
-}
-
 pub fn moved(r: &ferry::migrator::MoveReport) -> String {
     let mut out = format!(
         "moved tree(s) {} from database {} to database {}: {} revision record(s), {} history row(s)\n",

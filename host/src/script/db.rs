@@ -255,20 +255,9 @@ impl Db {
                 });
                 return Ok(Dynamic::UNIT);
             }
-            if !transactional && s.mode == super::Mode::DryRun {
-                // A non-transactional step (CREATE INDEX CONCURRENTLY) cannot run inside
-                // the dry run's transaction and could not be rolled back: report, skip.
-                s.after_statement(
-                    &format!("-- skipped by the dry run: non-transactional step {name:?}"),
-                    0,
-                );
-                s.steps.current = None;
-                s.emit(Event::StepSkipped {
-                    revision: s.revision_id(),
-                    step: name.into(),
-                });
-                return Ok(Dynamic::UNIT);
-            }
+            // A dry run runs a non-transactional step too, inside its one transaction:
+            // `schema::add_index(…, #{ concurrently: true })` builds the index plainly there
+            // (see `schema::apply`), which the rollback undoes.
             if transactional {
                 let begun = if check_fks_at_commit {
                     s.begin_transaction_checking_foreign_keys_at_commit()

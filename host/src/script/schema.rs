@@ -4,7 +4,7 @@
 
 use super::error::at;
 use super::error::{host_failure, script_failure};
-use super::session::SharedSession;
+use super::session::{Mode, SharedSession};
 use super::values::strings;
 use crate::backend::{
     ColumnDef, ColumnRewrite, ForeignKeyDef, IndexDef, SchemaChange, TableDef, TableRewrite,
@@ -142,6 +142,28 @@ pub(super) fn apply(session: &SharedSession, change: SchemaChange) -> Res<()> {
     let mut s = session
         .try_borrow_mut()
         .map_err(|_| script_failure("schema changes cannot run inside the callback of db.each"))?;
+    // A dry run is one transaction, where `CONCURRENTLY` cannot run: it builds and
+    // drops indexes plainly, which gives the same schema and is rolled back.
+    let change = match change {
+        SchemaChange::AddIndex(index) if s.mode == Mode::DryRun => {
+            SchemaChange::AddIndex(IndexDef {
+                concurrently: false,
+                ..index
+            })
+        }
+        SchemaChange::DropIndex {
+            table,
+            name,
+            if_exists,
+            ..
+        } if s.mode == Mode::DryRun => SchemaChange::DropIndex {
+            table,
+            name,
+            if_exists,
+            concurrently: false,
+        },
+        other => other,
+    };
     let r = s
         .before_statement(true)
         .and_then(|_| s.conn().apply_schema_change(&change));

@@ -16,6 +16,10 @@ pub enum Mode {
     Apply,
     /// Run inside one transaction that is rolled back at the end; record each statement.
     DryRun,
+    /// Run and commit on a scratch copy of the database, which is then thrown away (a
+    /// SQLite dry run: its table rewrites need their own transactions); record each
+    /// statement.
+    Scratch,
 }
 
 /// The revision a session is running.
@@ -177,7 +181,7 @@ impl Session {
     /// Notes a statement for the dry-run report and the row count.
     pub fn after_statement(&mut self, sql: &str, rows: u64) {
         self.rows += rows;
-        if self.mode == Mode::DryRun {
+        if self.mode != Mode::Apply {
             self.statements.push(StatementRecord {
                 revision: self.revision_id(),
                 step: self.steps.current.clone(),
@@ -245,7 +249,7 @@ impl Session {
             return Ok(());
         }
         match self.mode {
-            Mode::Apply => self.conn.commit(),
+            Mode::Apply | Mode::Scratch => self.conn.commit(),
             // A dry run keeps one transaction open for the whole plan.
             Mode::DryRun => Ok(()),
         }
@@ -258,6 +262,12 @@ impl Session {
         }
         self.poisoned = false;
         self.conn.begin()
+    }
+
+    /// Begins the one transaction of a dry run (see [`Connection::begin_rehearsal`]).
+    pub fn begin_rehearsal(&mut self) -> Result<(), DbError> {
+        self.poisoned = false;
+        self.conn.begin_rehearsal()
     }
 
     /// Begins a transaction whose foreign keys are checked at commit (see

@@ -700,6 +700,38 @@ impl Connection for PgConnection {
             .collect())
     }
 
+    fn begin_rehearsal(&mut self) -> Result<(), DbError> {
+        if !self.in_transaction {
+            self.begin()?;
+        }
+        let sequences = self.catalogue(
+            "SELECT c.relname, s.seqincrement, s.seqmin, s.seqmax FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_sequence s ON s.seqrelid = c.oid \
+             WHERE c.relkind = 'S' AND n.nspname = $1 ORDER BY c.relname",
+            &[&self.schema],
+        )?;
+        for row in sequences {
+            let name: String = row.get(0);
+            let increment: i64 = row.get(1);
+            let seq = format!("{}.{}", ddl::ident(&self.schema), ddl::ident(&name));
+            let state = self.catalogue(&format!("SELECT last_value, is_called FROM {seq}"), &[])?;
+            let Some(state) = state.first() else { continue };
+            let (last, called): (i64, bool) = (state.get(0), state.get(1));
+            let (min, max): (i64, i64) = (row.get(2), row.get(3));
+            let next = if called {
+                last.checked_add(increment)
+            } else {
+                Some(last)
+            };
+            // A sequence at its end draws nothing more (nextval fails), so it needs nothing.
+            if let Some(next) = next.filter(|n| (min..=max).contains(n)) {
+                self.batch(&format!("ALTER SEQUENCE {seq} RESTART WITH {next}"))?;
+            }
+        }
+        Ok(())
+    }
+
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError> {
         let rewritten = match change {
             SchemaChange::RewriteTables(rewrites) => {
