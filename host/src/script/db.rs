@@ -110,10 +110,17 @@ impl Db {
         Ok(rows as i64)
     }
 
-    fn query(&mut self, sql: &str, params: Array) -> Res<Array> {
+    fn query_capped(&mut self, sql: &str, params: Array, max_rows: usize) -> Res<Array> {
         let params = to_params(&params).map_err(script_failure)?;
         let rows = self.run(is_write(sql), |c| c.query(sql, &params))?;
         self.session()?.after_statement(sql, rows.rows.len() as u64);
+        if max_rows > 0 && rows.rows.len() > max_rows {
+            return Err(script_failure(format!(
+                "db.query returned {} rows, more rows than limits.max_array_size ({max_rows}) \
+                 allows: read large results with db.each or db.batches",
+                rows.rows.len()
+            )));
+        }
         Ok(rows_array(rows))
     }
 
@@ -514,10 +521,17 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("execute", |db: &mut Db, sql: &str, p: Array| {
         db.execute(sql, p)
     });
-    engine.register_fn("query", |db: &mut Db, sql: &str| {
-        db.query(sql, Array::new())
+    // The rows of db.query are capped at the engine's array limit before they become
+    // script values (limits.max_array_size), with an error that says so.
+    engine.register_fn("query", |ctx: NativeCallContext, db: &mut Db, sql: &str| {
+        db.query_capped(sql, Array::new(), ctx.engine().max_array_size())
     });
-    engine.register_fn("query", |db: &mut Db, sql: &str, p: Array| db.query(sql, p));
+    engine.register_fn(
+        "query",
+        |ctx: NativeCallContext, db: &mut Db, sql: &str, p: Array| {
+            db.query_capped(sql, p, ctx.engine().max_array_size())
+        },
+    );
     engine.register_fn("query_row", |db: &mut Db, sql: &str| {
         db.query_row(sql, Array::new())
     });
