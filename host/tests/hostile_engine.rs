@@ -200,3 +200,88 @@ fn corpus() {
         failures.join("\n\n")
     );
 }
+
+// ---- class 4, SQLite: the lock is keyed on the database file, and its file is safe.
+
+fn sqlite_conn(path: &std::path::Path) -> Box<dyn ferry::backend::Connection> {
+    let url = ferry::backend::DbUrl::parse(&format!("sqlite:{}", path.display())).expect("URL");
+    ferry::backend::connect(&url).expect("connect")
+}
+
+fn me() -> ferry::backend::LockHolder {
+    ferry::ledger::Actor::current().holder(ferry::clock::now_unix())
+}
+
+#[test]
+fn sqlite_lock_is_shared_by_every_path_to_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("repo.sqlite");
+    let mut first = sqlite_conn(&real);
+    first.execute("CREATE TABLE t (id INTEGER)", &[]).unwrap();
+    std::os::unix::fs::symlink(&real, dir.path().join("alias.sqlite")).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let through_dots = dir.path().join("sub/../repo.sqlite");
+    assert!(matches!(
+        first.try_lock(&me()).unwrap(),
+        ferry::backend::LockAttempt::Acquired
+    ));
+    for other in [dir.path().join("alias.sqlite"), through_dots] {
+        let mut second = sqlite_conn(&other);
+        let attempt = second.try_lock(&me()).unwrap();
+        assert!(
+            matches!(attempt, ferry::backend::LockAttempt::HeldBy(_)),
+            "{} took its own lock: {attempt:?}",
+            other.display()
+        );
+    }
+    first.unlock().unwrap();
+    let mut second = sqlite_conn(&dir.path().join("alias.sqlite"));
+    assert!(matches!(
+        second.try_lock(&me()).unwrap(),
+        ferry::backend::LockAttempt::Acquired
+    ));
+    second.unlock().unwrap();
+}
+
+#[test]
+fn sqlite_lock_file_that_is_a_link_or_not_a_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("repo.sqlite");
+    let victim = dir.path().join("precious.txt");
+    std::fs::write(&victim, "precious data").unwrap();
+    let lock = dir.path().join("repo.sqlite.ferry-lock");
+    std::os::unix::fs::symlink(&victim, &lock).unwrap();
+    let mut conn = sqlite_conn(&db);
+    let err = conn.try_lock(&me()).unwrap_err().to_string();
+    assert!(
+        err.contains("repo.sqlite.ferry-lock") && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious data");
+    // Through the binary: the upgrade is refused with the same words, nothing written.
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["--db", &format!("sqlite:{}", db.display()), "--scripts"])
+        .arg(base_root())
+        .arg("upgrade")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious data");
+
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir(&lock).unwrap();
+    let err = conn.try_lock(&me()).unwrap_err().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+
+    // A lock file someone else owns (only root can make one here).
+    std::fs::remove_dir(&lock).unwrap();
+    std::fs::write(&lock, "").unwrap();
+    if std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).is_ok() {
+        let err = conn.try_lock(&me()).unwrap_err().to_string();
+        assert!(err.contains("belongs to user id 65534"), "{err}");
+    } else {
+        eprintln!("the lock file owned by another user: skipped (cannot chown as this user)");
+    }
+}
