@@ -285,3 +285,244 @@ fn sqlite_lock_file_that_is_a_link_or_not_a_file_is_refused() {
         eprintln!("the lock file owned by another user: skipped (cannot chown as this user)");
     }
 }
+
+// ---- class 8 and 5 through the binary: inputs refused promptly, never echoed.
+
+/// Runs the binary in `cwd` with `args`, returning (exit code, stdout + stderr, seconds).
+fn ferry_in(cwd: &std::path::Path, args: &[&str]) -> (Option<i32>, String, f64) {
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .expect("run ferry");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text, started.elapsed().as_secs_f64())
+}
+
+/// A copy of the base tree in a fresh folder, with a SQLite repository at core-2.
+fn scratch_repository() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&base_root(), &dir.path().join("scripts"));
+    let (code, text, _) = ferry_in(
+        dir.path(),
+        &["--db", "sqlite:repo.sqlite", "upgrade", "core-2", "aux-1"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    dir
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn new_with_a_newline_in_the_message_is_refused_and_writes_nothing() {
+    let dir = scratch_repository();
+    let files = |d: &std::path::Path| walk(d);
+    let before = files(&dir.path().join("scripts"));
+    let (code, text, _) = ferry_in(
+        dir.path(),
+        &[
+            "--db",
+            "sqlite:repo.sqlite",
+            "new",
+            "core",
+            "-m",
+            "line one\nline two",
+        ],
+    );
+    assert!(code.is_some_and(|c| c != 0 && c != 101), "{code:?} {text}");
+    assert!(
+        text.contains("control character (\\n)"),
+        "the refusal names the cause: {text}"
+    );
+    assert_eq!(
+        files(&dir.path().join("scripts")),
+        before,
+        "a file was written"
+    );
+    // Escape sequences too; and afterwards every command still works.
+    let (code, text, _) = ferry_in(
+        dir.path(),
+        &[
+            "--db",
+            "sqlite:repo.sqlite",
+            "new",
+            "core",
+            "-m",
+            "red \x1b[31m",
+        ],
+    );
+    assert!(code.is_some_and(|c| c != 0 && c != 101), "{code:?} {text}");
+    let (code, text, _) = ferry_in(dir.path(), &["--db", "sqlite:repo.sqlite", "status"]);
+    assert!(code.is_some_and(|c| c != 101 && c != 2), "{code:?} {text}");
+    let (code, text, _) = ferry_in(
+        dir.path(),
+        &[
+            "--db",
+            "sqlite:repo.sqlite",
+            "new",
+            "core",
+            "-m",
+            "a plain message",
+        ],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text, _) = ferry_in(dir.path(), &["--db", "sqlite:repo.sqlite", "status"]);
+    assert!(code.is_some_and(|c| c != 101 && c != 2), "{code:?} {text}");
+}
+
+fn walk(d: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn passwords_are_never_echoed_whatever_the_url_form() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "host=127.0.0.1 port=1 user=x password=hunter2secret dbname=y",
+        "host=127.0.0.1 port=1 password = 'hunter2secret' dbname=y",
+        "postgresql://x:hunter2secret@127.0.0.1:1/y",
+        "postgresql://x@127.0.0.1:1/y?password=hunter2secret",
+    ] {
+        for command in ["status", "upgrade"] {
+            let (code, text, _) = ferry_in(dir.path(), &["--db", url, command]);
+            assert!(code.is_some_and(|c| c != 0 && c != 101), "{url}: {text}");
+            assert!(!text.contains("hunter2secret"), "{url} {command}: {text}");
+        }
+    }
+}
+
+#[test]
+fn an_in_memory_sqlite_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&base_root(), &dir.path().join("scripts"));
+    for url in ["sqlite::memory:", "sqlite:file::memory:?cache=shared"] {
+        let (code, text, _) = ferry_in(dir.path(), &["--db", url, "upgrade"]);
+        assert_eq!(code, Some(2), "{url}: {text}");
+        assert!(text.contains("vanishes when ferry exits"), "{url}: {text}");
+    }
+}
+
+#[test]
+fn a_huge_revision_file_is_refused_at_discovery_promptly() {
+    let dir = scratch_repository();
+    let header =
+        "const REVISION = \"core-9\";\nconst TREE = \"core\";\nconst PARENTS = [\"core-2\"];\n\
+                  const VERSION = \"9\";\nconst DEPENDS_ON = [];\nconst MESSAGE = \"big\";\n\
+                  fn upgrade(db) {}\n";
+    // 2 MB of small functions (the attack), then a file under the size limit with too
+    // many functions.
+    let mut big = header.to_string();
+    let mut i = 0;
+    while big.len() < 2 * 1024 * 1024 {
+        big.push_str(&format!("fn f{i}(x) {{ x + {i} }}\n"));
+        i += 1;
+    }
+    let file = dir.path().join("scripts/core/009_big.rhai");
+    std::fs::write(&file, &big).unwrap();
+    for command in ["status", "check", "upgrade"] {
+        let (code, text, secs) = ferry_in(dir.path(), &["--db", "sqlite:repo.sqlite", command]);
+        assert_eq!(code, Some(2), "{command}: {text}");
+        assert!(
+            text.contains("009_big.rhai:1: the file has") && text.contains("bytes, more than"),
+            "{command}: {text}"
+        );
+        assert!(secs < 5.0, "{command} took {secs:.1}s");
+    }
+    let mut many = header.to_string();
+    for i in 0..1500 {
+        many.push_str(&format!("fn f{i}() {{}}\n"));
+    }
+    std::fs::write(&file, &many).unwrap();
+    let (code, text, secs) = ferry_in(dir.path(), &["--db", "sqlite:repo.sqlite", "status"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("009_big.rhai:1: the file defines 1501 functions"),
+        "{text}"
+    );
+    assert!(secs < 5.0, "status took {secs:.1}s");
+}
+
+#[test]
+fn print_output_is_capped() {
+    let dir = scratch_repository();
+    std::fs::write(
+        dir.path().join("scripts/core/009_loud.rhai"),
+        "const REVISION = \"core-9\";\nconst TREE = \"core\";\nconst PARENTS = [\"core-2\"];\n\
+         const VERSION = \"9\";\nconst DEPENDS_ON = [];\nconst MESSAGE = \"loud\";\n\
+         fn upgrade(db) {\n    for i in 0..20000 { print(`line ${i} of a loud script, padded to be long enough`); }\n    throw \"done\";\n}\n",
+    )
+    .unwrap();
+    let (code, text, _) = ferry_in(
+        dir.path(),
+        &[
+            "--db",
+            "sqlite:repo.sqlite",
+            "--set",
+            "limits.max_output_bytes=10000",
+            "upgrade",
+            "core-9",
+        ],
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("output limit reached"),
+        "{}",
+        &text[text.len().saturating_sub(2000)..]
+    );
+    assert!(text.contains("line 0 of"), "the first lines are shown");
+    assert!(
+        !text.contains("line 19999 of"),
+        "the output goes on past the cap"
+    );
+    assert!(text.len() < 40_000, "{} bytes of output", text.len());
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_with_the_run_recorded() {
+    let dir = scratch_repository();
+    // `ferry upgrade | head -0`: the reader is gone before ferry writes its report.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .current_dir(dir.path())
+        .args(["--db", "sqlite:repo.sqlite", "upgrade"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("internal error"), "{stderr}");
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(141)),
+        "{:?}: {stderr}",
+        out.status
+    );
+    let (code, text, _) = ferry_in(dir.path(), &["--db", "sqlite:repo.sqlite", "check"]);
+    assert_eq!(code, Some(0), "the run is recorded complete: {text}");
+}
