@@ -9,11 +9,21 @@ use std::sync::Mutex;
 /// be made on another).
 static LAST: Mutex<Option<String>> = Mutex::new(None);
 
+/// The name of the thread that runs a command (main.rs spawns it); its panics are
+/// remembered instead of printed, and reported once with where they happened.
+pub const COMMAND_THREAD: &str = "ferry";
+
 /// Installs the hook (once per process; later calls do nothing).
 pub fn install() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // Only the command's own thread reports its panics itself (see main.rs);
+            // any other thread's panic is also printed as Rust would.
+            if std::thread::current().name() != Some(COMMAND_THREAD) {
+                previous(info);
+            }
             let what = info
                 .payload()
                 .downcast_ref::<&str>()

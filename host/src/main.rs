@@ -17,7 +17,7 @@ const EXIT_INTERNAL: i32 = 70;
 fn main() {
     ferry::crash::install();
     let run = std::thread::Builder::new()
-        .name("ferry".into())
+        .name(ferry::crash::COMMAND_THREAD.into())
         .stack_size(STACK_BYTES)
         .spawn(|| std::panic::catch_unwind(run))
         .expect("a thread for the command");

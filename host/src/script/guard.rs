@@ -240,3 +240,97 @@ fn merge_sort(
     }
     Ok(items)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{FailureKind, Limits, ModulePaths, ScriptHost, Session};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    fn host() -> ScriptHost {
+        let conn =
+            crate::backend::sqlite::SqliteConnection::open_path(std::path::Path::new(":memory:"))
+                .expect("in-memory SQLite");
+        let session = Session::new(
+            Box::new(conn),
+            Rc::new(crate::observer::Silent),
+            crate::ledger::Actor::current(),
+        );
+        ScriptHost::new(
+            Rc::new(RefCell::new(session)),
+            Limits::default(),
+            ModulePaths::default(),
+            Default::default(),
+        )
+    }
+
+    fn script(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
+        let path = dir.path().join("r.rhai");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_panic_inside_a_call_is_a_failure_naming_where() {
+        crate::crash::install();
+        let mut host = host();
+        host.engine.register_fn("host_bug", || -> i64 {
+            panic!("an index out of range in the host")
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let path = script(&dir, "fn upgrade(db) {\n    host_bug();\n}\n");
+        let ast = host.compile(&path, "r").unwrap();
+        let err = host.call(&ast, "upgrade", "r", &path).unwrap_err();
+        assert_eq!(err.kind, FailureKind::Host, "{err}");
+        assert!(
+            err.message
+                .contains("Ferry itself failed while running fn upgrade")
+                && err.message.contains("an index out of range in the host")
+                && err.message.contains("guard.rs:"),
+            "{err}"
+        );
+        assert_eq!(err.line, 1, "the function's line: {err}");
+        // The session is not left borrowed: the next call runs.
+        let path = script(
+            &dir,
+            "fn upgrade(db) { db.execute(\"CREATE TABLE t (x INTEGER)\", []); }\n",
+        );
+        let ast = host.compile(&path, "r").unwrap();
+        let done = host.call(&ast, "upgrade", "r", &path);
+        assert!(done.is_ok(), "the next call runs: {done:?}");
+    }
+
+    #[test]
+    fn sort_keeps_order_and_raises_the_comparers_error() {
+        let host = host();
+        let dir = tempfile::tempdir().unwrap();
+        let path = script(
+            &dir,
+            "fn upgrade(db) {\n    let a = [5, 3, 9, 1, 3, 7];\n    a.sort(|x, y| x - y);\n    \
+             if a != [1, 3, 3, 5, 7, 9] { throw `sorted wrong: ${a}`; }\n    \
+             let b = [\"b\", \"a\"];\n    b.sort(|x, y| x < y);\n    \
+             if b != [\"a\", \"b\"] { throw `bool comparer: ${b}`; }\n    \
+             a.sort(|x, y| { if x == 9 || y == 9 { throw \"nine\"; } x - y });\n}\n",
+        );
+        let ast = host.compile(&path, "r").unwrap();
+        let err = host.call(&ast, "upgrade", "r", &path).unwrap_err();
+        assert_eq!(err.kind, FailureKind::Thrown, "{err}");
+        assert_eq!(err.message, "nine", "{err}");
+        assert_eq!(err.line, 8, "{err}");
+    }
+
+    #[test]
+    fn shallow_values_format_as_rhai_does() {
+        let host = host();
+        let dir = tempfile::tempdir().unwrap();
+        let path = script(
+            &dir,
+            "fn upgrade(db) {\n    let v = [1, \"a\", #{ k: [2.5, ()] }, true];\n    \
+             let s = v.to_string();\n    \
+             if s != `[1, \"a\", #{\"k\": [2.5, ()]}, true]` { throw s; }\n}\n",
+        );
+        let ast = host.compile(&path, "r").unwrap();
+        let done = host.call(&ast, "upgrade", "r", &path);
+        assert!(done.is_ok(), "formats: {done:?}");
+    }
+}
