@@ -275,12 +275,27 @@ fn sqlite_lock_file_that_is_a_link_or_not_a_file_is_refused() {
     let err = conn.try_lock(&me()).unwrap_err().to_string();
     assert!(err.contains("not a regular file"), "{err}");
 
-    // A lock file someone else owns (only root can make one here).
+    // A hard link to another file.
     std::fs::remove_dir(&lock).unwrap();
+    std::fs::hard_link(&victim, &lock).unwrap();
+    let err = conn.try_lock(&me()).unwrap_err().to_string();
+    assert!(err.contains("hard links"), "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious data");
+
+    // A lock file someone else owns, neither the user nor the database's owner (only
+    // root can make one here); the database owner's is accepted (a shared repository).
+    std::fs::remove_file(&lock).unwrap();
     std::fs::write(&lock, "").unwrap();
     if std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).is_ok() {
         let err = conn.try_lock(&me()).unwrap_err().to_string();
         assert!(err.contains("belongs to user id 65534"), "{err}");
+        std::os::unix::fs::chown(&db, Some(65534), Some(65534)).unwrap();
+        let taken = conn.try_lock(&me()).unwrap();
+        assert!(
+            matches!(taken, ferry::backend::LockAttempt::Acquired),
+            "{taken:?}"
+        );
+        conn.unlock().unwrap();
     } else {
         eprintln!("the lock file owned by another user: skipped (cannot chown as this user)");
     }

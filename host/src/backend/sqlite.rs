@@ -721,7 +721,7 @@ impl Connection for SqliteConnection {
         }
         let path = lock_path(&self.path);
         let io = |e: std::io::Error| DbError::Other(format!("lock file {}: {e}", path.display()));
-        let mut file = lock_file::open(&path).map_err(io)?;
+        let mut file = lock_file::open(&path, &self.path).map_err(io)?;
         match file.try_lock() {
             Ok(()) => {
                 let json =

@@ -1,8 +1,8 @@
 //! The sidecar lock file of a SQLite database: named after the database file's
 //! canonical path (so that two migrators reaching the same file through different paths
 //! or symbolic links contend for one lock), and opened only if it is a regular file of
-//! the user's own, never through a symbolic link (which could point Ferry at another
-//! file to truncate).
+//! the user's own (or of the database file's owner), never through a symbolic or hard
+//! link (which could point Ferry at another file to truncate).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -34,9 +34,10 @@ pub fn path_for(db: &Path) -> PathBuf {
 
 const NOT_A_FILE: &str = "it is not a regular file; remove it (Ferry creates its lock file itself)";
 
-/// Opens (creating it if needed) the lock file for reading and writing, refusing a
-/// symbolic link, anything but a regular file, and a file another user owns.
-pub fn open(path: &Path) -> io::Result<File> {
+/// Opens (creating it if needed) the lock file of database `db` for reading and
+/// writing, refusing a symbolic link, anything but a regular file, a file with other
+/// hard links, and a file owned by neither the user nor the database file's owner.
+pub fn open(path: &Path, db: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
@@ -59,11 +60,22 @@ pub fn open(path: &Path) -> io::Result<File> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
+        // A hard link would make Ferry truncate the file it links to.
+        if meta.nlink() > 1 {
+            return Err(io::Error::other(format!(
+                "it has {} hard links; remove it (Ferry creates its lock file itself)",
+                meta.nlink()
+            )));
+        }
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
-        if meta.uid() != me {
+        // The user's own, or the database file's owner's (a repository shared by a
+        // group: whoever made the database made the lock file too).
+        let db_owner = std::fs::metadata(db).ok().map(|m| m.uid());
+        if meta.uid() != me && Some(meta.uid()) != db_owner {
             return Err(io::Error::other(format!(
-                "it belongs to user id {}, not to this user ({me}); remove it or run as its owner",
+                "it belongs to user id {}, neither this user ({me}) nor the database file's \
+                 owner; remove it or run as its owner",
                 meta.uid()
             )));
         }
