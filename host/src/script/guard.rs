@@ -4,8 +4,8 @@
 //! * `exit()` would end the call into the script as if it had returned normally (Rhai
 //!   maps it to a return value), so a revision would be recorded applied with its later
 //!   steps never run. Here it stops the script with an error that cannot be caught.
-//! * `sort(comparer)` swallows an error thrown by the comparer and goes on sorting.
-//!   Here the error is raised again where `sort` was called.
+//! * `sort(comparer)` and `dedup(comparer)` swallow an error thrown by the comparer and
+//!   go on. Here the error is raised again where they were called.
 //! * Formatting a value (`print`, `debug`, `to_string`, `to_debug`, `join`, string
 //!   interpolation) recurses once per nesting level; a value nested thousands of levels
 //!   deep (`a = [a]` in a loop) would overflow the stack and abort the process. Here
@@ -33,6 +33,7 @@ pub fn register(engine: &mut Engine) {
     for name in ["sort", "sort_by"] {
         engine.register_fn(name, sort_by);
     }
+    engine.register_fn("dedup", dedup_by);
     for name in ["print", "to_string", "debug", "to_debug"] {
         engine.register_fn(
             name,
@@ -198,6 +199,30 @@ fn sort_by(ctx: NativeCallContext, array: &mut Array, comparer: FnPtr) -> Res<()
     }
 }
 
+/// `array.dedup(comparer)`: drops each element for which `comparer(previous kept,
+/// element)` is true, as Rhai's does, but raises the comparer's error.
+fn dedup_by(ctx: NativeCallContext, array: &mut Array, comparer: FnPtr) -> Res<()> {
+    let mut kept: Array = Vec::with_capacity(array.len());
+    let mut rest = std::mem::take(array).into_iter();
+    while let Some(item) = rest.next() {
+        if let Some(last) = kept.last() {
+            match comparer.call_raw(&ctx, None, [last.clone(), item.clone()]) {
+                Ok(v) if v.as_bool().unwrap_or(false) => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    kept.push(item);
+                    kept.extend(rest);
+                    *array = kept;
+                    return Err(e);
+                }
+            }
+        }
+        kept.push(item);
+    }
+    *array = kept;
+    Ok(())
+}
+
 type Sorted = Result<Vec<Dynamic>, (Box<EvalAltResult>, Vec<Dynamic>)>;
 
 /// Bottom-up merge sort; on error the items come back (in some order) with the error.
@@ -317,6 +342,22 @@ mod tests {
         assert_eq!(err.kind, FailureKind::Thrown, "{err}");
         assert_eq!(err.message, "nine", "{err}");
         assert_eq!(err.line, 8, "{err}");
+    }
+
+    #[test]
+    fn dedup_keeps_rhais_meaning_and_raises_the_comparers_error() {
+        let host = host();
+        let dir = tempfile::tempdir().unwrap();
+        let path = script(
+            &dir,
+            "fn upgrade(db) {\n    let x = [1, 2, 2, 2, 3, 1, 2, 3, 4, 3, 3, 2, 1];\n    \
+             x.dedup(|a, b| a >= b);\n    if x != [1, 2, 3, 4] { throw `dedup: ${x}`; }\n    \
+             x.dedup(|a, b| { throw \"no dedup\"; });\n}\n",
+        );
+        let ast = host.compile(&path, "r").unwrap();
+        let err = host.call(&ast, "upgrade", "r", &path).unwrap_err();
+        assert_eq!(err.message, "no dedup", "{err}");
+        assert_eq!(err.line, 5, "{err}");
     }
 
     #[test]
