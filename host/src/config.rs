@@ -22,6 +22,8 @@ pub enum ConfigError {
         expected: &'static str,
         found: String,
     },
+    #[error("unknown configuration key {key} (did you mean {closest}?)")]
+    UnknownLimit { key: String, closest: &'static str },
     /// A [`ConfigError::Type`] with where the value came from (`--set`, or the file).
     #[error("{origin}: {error}")]
     From {
@@ -61,12 +63,41 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut ConfigMap) {
     }
 }
 
-/// Reads a config file into dotted keys.
+/// The largest config file Ferry reads (a config file is a few lines; this refuses
+/// `/dev/zero` and other endless or huge inputs before reading them).
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Reads a config file into dotted keys; only a regular file of at most
+/// [`MAX_CONFIG_BYTES`] is read.
 pub fn read_file(path: &Path) -> Result<ConfigMap, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+    let read_error = |message: String| ConfigError::Read {
         path: path.into(),
-        message: e.to_string(),
-    })?;
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| read_error(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| read_error(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(read_error(
+            "not a regular file (a config file is a TOML file on disk)".into(),
+        ));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(read_error(format!(
+            "{} bytes, more than the {MAX_CONFIG_BYTES} bytes a config file may have",
+            meta.len()
+        )));
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(file, MAX_CONFIG_BYTES + 1),
+        &mut text,
+    )
+    .map_err(|e| read_error(e.to_string()))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(read_error(format!(
+            "more than the {MAX_CONFIG_BYTES} bytes a config file may have"
+        )));
+    }
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| ConfigError::Parse {
@@ -117,11 +148,46 @@ pub fn load(file: Option<&Path>, cwd: &Path, sets: &[String]) -> Result<ConfigMa
     Ok(out)
 }
 
+/// Every `limits.*` key, with the largest value it accepts (beyond which a limit is
+/// meaningless or would overflow the clock).
+pub const LIMIT_KEYS: [(&str, u64); 8] = [
+    ("limits.max_operations", 1 << 53),
+    ("limits.max_seconds", MAX_SECONDS),
+    ("limits.max_call_depth", 1000),
+    ("limits.max_string_size", 1 << 32),
+    ("limits.max_array_size", 1 << 32),
+    ("limits.max_map_size", 1 << 32),
+    ("limits.statement_timeout_seconds", MAX_SECONDS),
+    ("limits.max_output_bytes", 1 << 40),
+];
+
+/// The longest time limit: 24 days (PostgreSQL's statement_timeout holds at most
+/// 2^31 - 1 milliseconds, a little under 25 days).
+pub const MAX_SECONDS: u64 = 24 * 24 * 3600;
+
 fn positive(config: &ConfigMap, key: &str) -> Result<Option<u64>, ConfigError> {
+    let max = LIMIT_KEYS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, m)| *m)
+        .unwrap_or(u64::MAX);
+    let out_of_range = |found: String| ConfigError::Type {
+        key: key.to_string(),
+        expected: if max == u64::MAX {
+            "a positive number"
+        } else {
+            "a positive number within its range"
+        },
+        found: format!("{found} (the largest accepted is {max})"),
+    };
     match config.get(key) {
         None => Ok(None),
-        Some(toml::Value::Integer(i)) if *i > 0 => Ok(Some(*i as u64)),
-        Some(toml::Value::Float(f)) if *f > 0.0 => Ok(Some(f.ceil() as u64)),
+        Some(toml::Value::Integer(i)) if *i > 0 && (*i as u64) <= max => Ok(Some(*i as u64)),
+        Some(toml::Value::Integer(i)) if *i > 0 => Err(out_of_range(i.to_string())),
+        Some(toml::Value::Float(f)) if f.is_finite() && *f > 0.0 && f.ceil() <= max as f64 => {
+            Ok(Some(f.ceil() as u64))
+        }
+        Some(toml::Value::Float(f)) if *f > 0.0 => Err(out_of_range(f.to_string())),
         Some(other) => Err(ConfigError::Type {
             key: key.to_string(),
             expected: "a positive number",
@@ -130,12 +196,52 @@ fn positive(config: &ConfigMap, key: &str) -> Result<Option<u64>, ConfigError> {
     }
 }
 
+/// Refuses a `limits.*` key Ferry does not know (a misspelt limit would otherwise be
+/// ignored without a word), naming the closest known key.
+fn unknown_limit(config: &ConfigMap) -> Result<(), ConfigError> {
+    for key in config.keys().filter(|k| k.starts_with("limits.")) {
+        if LIMIT_KEYS.iter().any(|(k, _)| k == key) {
+            continue;
+        }
+        let closest = LIMIT_KEYS
+            .iter()
+            .map(|(k, _)| (edit_distance(key, k), *k))
+            .min()
+            .map(|(_, k)| k)
+            .unwrap_or("limits.max_seconds");
+        return Err(ConfigError::UnknownLimit {
+            key: key.clone(),
+            closest,
+        });
+    }
+    Ok(())
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut row = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            row.push((prev[j] + cost).min(prev[j + 1] + 1).min(row[j] + 1));
+        }
+        prev = row;
+    }
+    prev[b.len()]
+}
+
 /// The sandbox limits, from `limits.*` keys over the defaults:
 /// `limits.max_operations`, `limits.max_seconds` (wall clock per call into a script),
 /// `limits.max_call_depth`, `limits.max_string_size`, `limits.max_array_size`,
 /// `limits.max_map_size`, `limits.statement_timeout_seconds` (defaults to
-/// `limits.max_seconds`, so no single statement outlives the script's own limit).
+/// `limits.max_seconds`, so no single statement outlives the script's own limit),
+/// `limits.max_output_bytes` (print/debug/log output per run). Each must be
+/// a positive number no larger than its entry in [`LIMIT_KEYS`]; an unknown `limits.*`
+/// key is refused.
 pub fn limits(config: &ConfigMap) -> Result<crate::script::Limits, ConfigError> {
+    unknown_limit(config)?;
     let mut l = crate::script::Limits::default();
     if let Some(v) = positive(config, "limits.max_operations")? {
         l.max_operations = v;
@@ -154,6 +260,9 @@ pub fn limits(config: &ConfigMap) -> Result<crate::script::Limits, ConfigError> 
     }
     if let Some(v) = positive(config, "limits.max_map_size")? {
         l.max_map_size = v as usize;
+    }
+    if let Some(v) = positive(config, "limits.max_output_bytes")? {
+        l.max_output_bytes = v;
     }
     l.statement_timeout = Some(
         match positive(config, "limits.statement_timeout_seconds")? {

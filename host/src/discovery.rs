@@ -148,11 +148,85 @@ pub fn discover(roots: &[PathBuf]) -> Result<Discovered, DiscoveryError> {
             }
         }
     }
+    errors.extend(import_cycles(&found.modules));
     if errors.is_empty() {
         Ok(found)
     } else {
         Err(DiscoveryError::Metadata(errors))
     }
+}
+
+/// The `import "name"` lines of a module (line number, name), read as text: a module
+/// imports at its top level, one statement to a line.
+fn imports_of(path: &Path) -> Vec<(usize, String)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let rest = line.trim_start().strip_prefix("import")?;
+            let rest = rest.trim_start().strip_prefix('"')?;
+            let name = &rest[..rest.find('"')?];
+            Some((i + 1, name.to_string()))
+        })
+        .collect()
+}
+
+/// `lib/` modules that import themselves, directly or through others: each cycle once,
+/// at the import line of its first module, naming every file on the way round.
+fn import_cycles(modules: &[metadata::ModuleFile]) -> Vec<MetadataError> {
+    use std::collections::{BTreeMap, BTreeSet};
+    // module file -> (line, imported module file) within the same root's lib/.
+    let mut edges: BTreeMap<PathBuf, Vec<(usize, PathBuf)>> = BTreeMap::new();
+    for m in modules {
+        let lib = m.root.join("lib");
+        if !m.path.starts_with(&lib) {
+            continue;
+        }
+        let targets = imports_of(&m.path)
+            .into_iter()
+            .filter_map(|(line, name)| {
+                let file = if name.ends_with(".rhai") {
+                    name
+                } else {
+                    format!("{name}.rhai")
+                };
+                let target = lib.join(file);
+                target.is_file().then_some((line, target))
+            })
+            .collect();
+        edges.insert(m.path.clone(), targets);
+    }
+    let mut errors = Vec::new();
+    let mut reported: BTreeSet<BTreeSet<PathBuf>> = BTreeSet::new();
+    for start in edges.keys() {
+        // Depth-first search from `start` for a path back to it (modules are few).
+        let mut stack: Vec<(PathBuf, Vec<(usize, PathBuf)>)> = vec![(start.clone(), Vec::new())];
+        let mut seen = BTreeSet::new();
+        while let Some((node, path)) = stack.pop() {
+            for (line, next) in edges.get(&node).into_iter().flatten() {
+                let mut on = path.clone();
+                on.push((*line, next.clone()));
+                if next == start {
+                    let members: BTreeSet<PathBuf> = on.iter().map(|(_, p)| p.clone()).collect();
+                    if reported.insert(members) {
+                        let names: Vec<String> = std::iter::once(start.display().to_string())
+                            .chain(on.iter().map(|(_, p)| p.display().to_string()))
+                            .collect();
+                        errors.push(MetadataError::ImportCycle {
+                            path: start.clone(),
+                            line: on[0].0,
+                            cycle: names.join(" -> "),
+                        });
+                    }
+                } else if seen.insert(next.clone()) {
+                    stack.push((next.clone(), on));
+                }
+            }
+        }
+    }
+    errors
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod backend;
 pub mod clock;
 pub mod compat;
 pub mod config;
+pub mod crash;
 pub mod databases;
 pub mod digest;
 pub mod discovery;

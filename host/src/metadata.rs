@@ -119,6 +119,25 @@ pub enum MetadataError {
         path: PathBuf,
         function: &'static str,
     },
+    /// A value the ledger or the terminal cannot hold as it is (a control character,
+    /// too long, a repeated entry).
+    #[error("{}:{line}: {field} {why}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        field: &'static str,
+        why: String,
+    },
+    /// `lib/` modules that import each other in a circle (importing would never end).
+    #[error("{}:{line}: import cycle: {cycle}", path.display())]
+    ImportCycle {
+        path: PathBuf,
+        line: usize,
+        cycle: String,
+    },
+    /// The file is larger, or defines more functions, than a script file may.
+    #[error("{}:1: {why}", path.display())]
+    TooLarge { path: PathBuf, why: String },
 }
 
 impl MetadataError {
@@ -133,7 +152,10 @@ impl MetadataError {
             | Self::NotLiteral { path, .. }
             | Self::Empty { path, .. }
             | Self::Duplicate { path, .. }
-            | Self::MissingFunction { path, .. } => path,
+            | Self::MissingFunction { path, .. }
+            | Self::Invalid { path, .. }
+            | Self::ImportCycle { path, .. }
+            | Self::TooLarge { path, .. } => path,
         }
     }
 }
@@ -150,6 +172,38 @@ const REVISION_FIELDS: &[&str] = &[
     "DIGEST",
 ];
 const HOOK_FIELDS: &[&str] = &["HOOK", "KEY"];
+
+/// The largest script file Ferry reads (revision, hook or module): larger files would
+/// take seconds to compile at every `status`.
+pub const MAX_SCRIPT_BYTES: u64 = 1024 * 1024;
+
+/// The most functions one script file may define.
+pub const MAX_FUNCTIONS: usize = 1000;
+
+/// The longest REVISION, TREE, VERSION, PARENTS or DEPENDS_ON entry, and hook name
+/// (the ledger's columns hold 255 characters; a downgrade's step owner adds a suffix).
+pub const MAX_ID_CHARS: usize = 200;
+
+/// The longest MESSAGE.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// Why `value` cannot serve as an identifier or a one-line text of at most `max`
+/// characters, if it cannot.
+pub fn unprintable(value: &str, max: usize) -> Option<String> {
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Some(format!(
+            "holds a control character ({}); write it on one line, without control characters",
+            c.escape_default()
+        ));
+    }
+    let n = value.chars().count();
+    if n > max {
+        return Some(format!(
+            "is {n} characters long, more than the {max} allowed"
+        ));
+    }
+    None
+}
 
 /// The compiled file: its top-level metadata constants and its functions.
 struct Parsed {
@@ -207,10 +261,19 @@ fn parse(path: &Path, source: &str, fields: &[&'static str]) -> Result<Parsed, V
     if !errors.is_empty() {
         return Err(errors);
     }
-    let functions = ast
+    let functions: Vec<(String, usize)> = ast
         .iter_functions()
         .map(|f| (f.name.to_string(), f.params.len()))
         .collect();
+    if functions.len() > MAX_FUNCTIONS {
+        return Err(vec![MetadataError::TooLarge {
+            path: path.to_path_buf(),
+            why: format!(
+                "the file defines {} functions, more than the {MAX_FUNCTIONS} a script file may",
+                functions.len()
+            ),
+        }]);
+    }
     Ok(Parsed { consts, functions })
 }
 
@@ -372,11 +435,51 @@ impl Reader<'_> {
         }
     }
 
+    /// Records an error for each value that is not printable or too long.
+    fn check_printable(&mut self, field: &'static str, values: &[&String], max: usize) {
+        for v in values {
+            if let Some(why) = unprintable(v, max) {
+                let line = self.pos(field).line;
+                self.errors.push(MetadataError::Invalid {
+                    path: self.path.to_path_buf(),
+                    line,
+                    field,
+                    why: format!("{:?} {why}", truncated(v)),
+                });
+            }
+        }
+    }
+
+    /// Records an error when a list names the same revision twice.
+    fn check_unique(&mut self, field: &'static str, values: &[String]) {
+        for (i, v) in values.iter().enumerate() {
+            if values[..i].contains(v) {
+                let line = self.pos(field).line;
+                self.errors.push(MetadataError::Invalid {
+                    path: self.path.to_path_buf(),
+                    line,
+                    field,
+                    why: format!("names {:?} twice", truncated(v)),
+                });
+                return;
+            }
+        }
+    }
+
     fn has_function(&self, name: &str, arity: Option<usize>) -> bool {
         self.parsed
             .functions
             .iter()
             .any(|(n, a)| n == name && arity.is_none_or(|arity| *a == arity))
+    }
+}
+
+/// The first 60 characters of `v` (for messages about values that may be huge).
+fn truncated(v: &str) -> String {
+    if v.chars().count() > 60 {
+        format!("{}...", v.chars().take(60).collect::<String>())
+    } else {
+        v.to_string()
     }
 }
 
@@ -387,6 +490,18 @@ fn read_file(path: &Path) -> Result<(Vec<u8>, String), Vec<MetadataError>> {
             message,
         }]
     };
+    let size = std::fs::metadata(path)
+        .map_err(|e| io(e.to_string()))?
+        .len();
+    if size > MAX_SCRIPT_BYTES {
+        return Err(vec![MetadataError::TooLarge {
+            path: path.to_path_buf(),
+            why: format!(
+                "the file has {size} bytes, more than the {MAX_SCRIPT_BYTES} a script file may \
+                 have (split it, or move data out of the script)"
+            ),
+        }]);
+    }
     let bytes = std::fs::read(path).map_err(|e| io(e.to_string()))?;
     let source = String::from_utf8(bytes.clone())
         .map_err(|e| vec![not_utf8(path, &bytes, e.utf8_error().valid_up_to())])?;
@@ -455,7 +570,7 @@ fn parse_revision(
     let id = r.string("REVISION", true);
     let tree = r.string("TREE", true);
     let parents = r.strings("PARENTS", true);
-    let version = r.string("VERSION", false);
+    let version = r.string("VERSION", true);
     let depends_on = r.strings("DEPENDS_ON", true);
     let message = r.string("MESSAGE", false);
     let hooks = r.strings("HOOKS", false);
@@ -465,6 +580,24 @@ fn parse_revision(
     let has_downgrade = r.has_function("downgrade", Some(1));
     let (revision_pos, parents_pos, depends_on_pos) =
         (r.pos("REVISION"), r.pos("PARENTS"), r.pos("DEPENDS_ON"));
+    for (field, values, max) in [
+        ("REVISION", id.iter().collect::<Vec<_>>(), MAX_ID_CHARS),
+        ("TREE", tree.iter().collect(), MAX_ID_CHARS),
+        ("VERSION", version.iter().collect(), MAX_ID_CHARS),
+        ("PARENTS", parents.iter().flatten().collect(), MAX_ID_CHARS),
+        (
+            "DEPENDS_ON",
+            depends_on.iter().flatten().collect(),
+            MAX_ID_CHARS,
+        ),
+        ("HOOKS", hooks.iter().flatten().collect(), MAX_ID_CHARS),
+        ("MESSAGE", message.iter().collect(), MAX_MESSAGE_CHARS),
+    ] {
+        r.check_printable(field, &values, max);
+    }
+    for (field, values) in [("PARENTS", &parents), ("DEPENDS_ON", &depends_on)] {
+        r.check_unique(field, values.as_deref().unwrap_or_default());
+    }
     if !r.errors.is_empty() {
         return Err(r.errors);
     }

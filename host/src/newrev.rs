@@ -22,6 +22,9 @@ pub enum NewError {
     BadName(String),
     #[error("cannot write {}: {message}", path.display())]
     Write { path: PathBuf, message: String },
+    /// A message every later command would refuse (MESSAGE is one printable line).
+    #[error("the message {message:?} {why}")]
+    BadMessage { message: String, why: String },
 }
 
 /// What `new` wrote.
@@ -81,6 +84,12 @@ pub fn write_new(
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
         return Err(NewError::BadName(tree.into()));
+    }
+    if let Some(why) = crate::metadata::unprintable(message, crate::metadata::MAX_MESSAGE_CHARS) {
+        return Err(NewError::BadMessage {
+            message: message.into(),
+            why,
+        });
     }
     let revs = graph.tree_revisions(tree);
     let (dir, parents): (PathBuf, Vec<String>) = if revs.is_empty() {

@@ -418,7 +418,7 @@ impl Runner {
                 if let Err(e) = recorded {
                     s.abort_transaction();
                     end_failed(&mut s, &rev.id, fn_name, finished - started, rows);
-                    return Ok(Err(ledger_failure(
+                    let mut failed = ledger_failure(
                         rev,
                         format!(
                             "cannot record that {} is {}: {e}\n  (steps committed before stay \
@@ -431,7 +431,29 @@ impl Runner {
                                 "downgraded"
                             }
                         ),
-                    )));
+                    );
+                    // The revision must not stay "running": record it failed through a
+                    // second connection (this one refused: read-only, a permission).
+                    if let (Mode::Apply, Some(url)) = (self.options.mode, &self.options.reconnect) {
+                        if !matches!(e, DbError::ConnectionLost(_)) {
+                            let text = failed.ledger_text();
+                            let failure = Failure {
+                                direction,
+                                step: None,
+                                text: &text,
+                                started,
+                                finished,
+                                rows: rows as i64,
+                                note: note.as_deref(),
+                            };
+                            if let Err(why) = failure.write_beside(url, &ctx, &s.actor) {
+                                failed.message.push_str(&format!(
+                                    "\n  (the failure could not be recorded either: {why})"
+                                ));
+                            }
+                        }
+                    }
+                    return Ok(Err(failed));
                 }
                 let outcome = RevisionOutcome {
                     revision: rev.id.clone(),
@@ -477,16 +499,27 @@ impl Runner {
                         s.abort_transaction();
                         // A lost connection took the backend's lock with it: record through
                         // a new one, if the lock is free and nobody moved the revision on.
+                        // Any other refusal (a session the script made read-only, a
+                        // permission): this session still holds the lock, so record
+                        // through a second connection beside it.
                         let elsewhere = match (&e, &self.options.reconnect) {
                             (DbError::ConnectionLost(_), Some(url)) => {
                                 failure.write_elsewhere(url, &ctx, &s.actor)
                             }
+                            (_, Some(url)) => failure
+                                .write_beside(url, &ctx, &s.actor)
+                                .map_err(|why| format!("{e}; through a second connection: {why}")),
                             _ => Err(e.to_string()),
                         };
+                        let lost = matches!(e, DbError::ConnectionLost(_));
                         err.message.push_str(&match elsewhere {
-                            Ok(()) => "\n  (the connection was lost; the failure is recorded \
-                                       through a new connection)"
+                            Ok(()) if lost => "\n  (the connection was lost; the failure is \
+                                               recorded through a new connection)"
                                 .to_string(),
+                            Ok(()) => format!(
+                                "\n  (the run's connection could not record the failure ({e}); \
+                                 it is recorded through a second connection)"
+                            ),
                             Err(why) => format!(
                                 "\n  (the failure could not be recorded in the ledger: {why}; \
                                  `ferry status` shows {} as running with what it committed, \
@@ -570,6 +603,31 @@ impl Failure<'_> {
             Some(self.text),
             self.note,
         )
+    }
+
+    /// Records the failure through a second connection to `url` while the run's own
+    /// connection, which refused to record it, still holds the migration lock; only while
+    /// the revision's record still reads as this run left it. Clears the lock record
+    /// too (the run's connection may not be able to).
+    fn write_beside(&self, url: &DbUrl, ctx: &RevisionCtx, actor: &Actor) -> Result<(), String> {
+        let mut conn = backend::connect(url).map_err(|e| e.to_string())?;
+        let left = match self.direction {
+            Direction::Upgrade => RevisionState::Running,
+            Direction::Downgrade => RevisionState::Applied,
+        };
+        let records = ledger::revisions(conn.as_mut()).map_err(|e| e.to_string())?;
+        if records.get(&ctx.id).map(|r| r.state) != Some(left) {
+            return Err(format!("the record of {} no longer reads {left:?}", ctx.id));
+        }
+        let tx = conn.begin().and_then(|_| {
+            self.write(conn.as_mut(), &ctx.key(), actor)?;
+            ledger::write::clear_lock_holder(conn.as_mut())?;
+            conn.commit()
+        });
+        tx.map_err(|e| {
+            let _ = conn.rollback();
+            e.to_string()
+        })
     }
 
     /// Records the failure through a new connection to `url`, under the migration lock

@@ -14,10 +14,11 @@ mod constraint;
 mod ddl;
 mod deferred_keys;
 mod introspect;
+mod lock_file;
 mod rewrite;
 mod table_sql;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -196,9 +197,7 @@ fn read_value(v: ValueRef<'_>) -> Value {
 }
 
 fn lock_path(db: &Path) -> PathBuf {
-    let mut s = db.as_os_str().to_owned();
-    s.push(".ferry-lock");
-    PathBuf::from(s)
+    lock_file::path_for(db)
 }
 
 impl SqliteConnection {
@@ -730,13 +729,7 @@ impl Connection for SqliteConnection {
         }
         let path = lock_path(&self.path);
         let io = |e: std::io::Error| DbError::Other(format!("lock file {}: {e}", path.display()));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+        let mut file = lock_file::open(&path, &self.path).map_err(io)?;
         match file.try_lock() {
             Ok(()) => {
                 let json =

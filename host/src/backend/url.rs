@@ -50,6 +50,17 @@ impl DbUrl {
             if path.is_empty() {
                 return Err(malformed("the SQLite file path is empty"));
             }
+            // SQLite reads these as a database in memory (or a temporary file) that
+            // vanishes when Ferry exits: an upgrade into it would be lost.
+            if path == ":memory:"
+                || path.starts_with("file::memory:")
+                || path.contains("mode=memory")
+            {
+                return Err(malformed(
+                    "an in-memory or temporary SQLite database vanishes when ferry exits; \
+                     name a database file",
+                ));
+            }
             return Ok(DbUrl::Sqlite {
                 path: PathBuf::from(path),
             });
@@ -119,9 +130,54 @@ fn is_plain_identifier(name: &str) -> bool {
     name.len() <= 63 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
 }
 
-/// Replaces the password of `scheme://user:password@host…` (and of a `password=`
-/// query parameter) with `***`.
+/// Replaces every `password = value` of a libpq key/value connection string
+/// (`host=h password='se cret' dbname=d`; the value plain or single-quoted, with `\'`
+/// escapes) with `password=***`.
+fn mask_keyword_password(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("password") {
+        let (before, after) = rest.split_at(i);
+        out.push_str(before);
+        let after_key = &after["password".len()..];
+        let trimmed = after_key.trim_start();
+        // Only a keyword on its own (not `mypassword=`) followed by `=`.
+        let standalone = before
+            .chars()
+            .last()
+            .is_none_or(|c| c.is_whitespace() || c == '?' || c == '&');
+        let Some(value) = trimmed.strip_prefix('=').filter(|_| standalone) else {
+            out.push_str("password");
+            rest = after_key;
+            continue;
+        };
+        let value = value.trim_start();
+        let end = if let Some(quoted) = value.strip_prefix('\'') {
+            let mut escaped = false;
+            let close = quoted.char_indices().find(|(_, c)| {
+                let done = *c == '\'' && !escaped;
+                escaped = *c == '\\' && !escaped;
+                done
+            });
+            close.map_or(value.len(), |(j, _)| j + 2)
+        } else {
+            value
+                .find(|c: char| c.is_whitespace() || c == '&')
+                .unwrap_or(value.len())
+        };
+        out.push_str("password=***");
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Replaces the password of `scheme://user:password@host…`, of a `password=` query
+/// parameter and of a key/value connection string's `password` with `***`.
 pub fn mask_password(url: &str) -> String {
+    if !url.contains("://") {
+        return mask_keyword_password(url);
+    }
     let mut out = match url.split_once("://") {
         Some((scheme, rest)) => {
             let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -179,6 +235,44 @@ mod tests {
             DbUrl::parse("sqlite:///abs/repo.db"),
             Ok(file("/abs/repo.db"))
         );
+    }
+
+    #[test]
+    fn passwords_are_masked_in_every_form() {
+        for (text, shown) in [
+            (
+                "host=h password=supersecret dbname=d",
+                "host=h password=*** dbname=d",
+            ),
+            (
+                "host=h password = 'se cr\\'et' dbname=d",
+                "host=h password=*** dbname=d",
+            ),
+            ("password=supersecret", "password=***"),
+            ("host=h mypassword=x", "host=h mypassword=x"),
+            (
+                "postgres://u:supersecret@h/db?password=other",
+                "postgres://u:***@h/db?password=***",
+            ),
+        ] {
+            assert_eq!(mask_password(text), shown, "{text}");
+        }
+        let err = DbUrl::parse("host=h password=supersecret")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("supersecret"), "{err}");
+    }
+
+    #[test]
+    fn sqlite_in_memory_is_rejected() {
+        for text in [
+            "sqlite::memory:",
+            "sqlite:file::memory:?cache=shared",
+            "sqlite:file:x?mode=memory",
+        ] {
+            let err = DbUrl::parse(text).unwrap_err().to_string();
+            assert!(err.contains("vanishes when ferry exits"), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -110,10 +110,39 @@ impl Db {
         Ok(rows as i64)
     }
 
-    fn query(&mut self, sql: &str, params: Array) -> Res<Array> {
+    fn query_capped(
+        &mut self,
+        sql: &str,
+        params: Array,
+        max_rows: usize,
+        max_string: usize,
+    ) -> Res<Array> {
         let params = to_params(&params).map_err(script_failure)?;
         let rows = self.run(is_write(sql), |c| c.query(sql, &params))?;
         self.session()?.after_statement(sql, rows.rows.len() as u64);
+        if let Some(size) = rows
+            .rows
+            .iter()
+            .flatten()
+            .map(|v| match v {
+                crate::backend::Value::Text(t) => t.len(),
+                crate::backend::Value::Bytes(b) => b.len(),
+                _ => 0,
+            })
+            .find(|size| *size > max_string)
+        {
+            return Err(script_failure(format!(
+                "db.query returned a value of {size} bytes, more than limits.max_string_size \
+                 ({max_string}) allows"
+            )));
+        }
+        if max_rows > 0 && rows.rows.len() > max_rows {
+            return Err(script_failure(format!(
+                "db.query returned {} rows, more rows than limits.max_array_size ({max_rows}) \
+                 allows: read large results with db.each or db.batches",
+                rows.rows.len()
+            )));
+        }
         Ok(rows_array(rows))
     }
 
@@ -310,6 +339,10 @@ impl Db {
     }
 
     fn enter_step(&self, s: &mut super::session::Session, name: &str) -> Res<()> {
+        // The ledger records the name (and a failure names it on the terminal).
+        if let Some(why) = crate::metadata::unprintable(name, crate::metadata::MAX_ID_CHARS) {
+            return Err(script_failure(format!("the step name {name:?} {why}")));
+        }
         if let Some(outer) = &s.steps.current {
             return Err(script_failure(format!(
                 "step {name:?} starts inside step {outer:?}: steps cannot be nested"
@@ -503,10 +536,19 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("execute", |db: &mut Db, sql: &str, p: Array| {
         db.execute(sql, p)
     });
-    engine.register_fn("query", |db: &mut Db, sql: &str| {
-        db.query(sql, Array::new())
+    // The rows of db.query are capped at the engine's array limit before they become
+    // script values (limits.max_array_size), with an error that says so.
+    engine.register_fn("query", |ctx: NativeCallContext, db: &mut Db, sql: &str| {
+        let e = ctx.engine();
+        db.query_capped(sql, Array::new(), e.max_array_size(), e.max_string_size())
     });
-    engine.register_fn("query", |db: &mut Db, sql: &str, p: Array| db.query(sql, p));
+    engine.register_fn(
+        "query",
+        |ctx: NativeCallContext, db: &mut Db, sql: &str, p: Array| {
+            let e = ctx.engine();
+            db.query_capped(sql, p, e.max_array_size(), e.max_string_size())
+        },
+    );
     engine.register_fn("query_row", |db: &mut Db, sql: &str| {
         db.query_row(sql, Array::new())
     });

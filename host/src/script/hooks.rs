@@ -62,8 +62,14 @@ impl HookSet {
     }
 }
 
+/// How many hook calls may be nested inside each other (a hook that calls itself
+/// through `hooks::run` would otherwise recurse until the process's stack overflows).
+pub const MAX_HOOK_DEPTH: usize = 16;
+
 struct Hooks {
     set: HookSet,
+    /// The hooks being run now, outermost first.
+    running: RefCell<Vec<String>>,
     compiled: RefCell<HashMap<PathBuf, Rc<AST>>>,
     session: SharedSession,
 }
@@ -127,8 +133,17 @@ impl Hooks {
                 ast
             }
         };
+        if self.running.borrow().len() >= MAX_HOOK_DEPTH {
+            return Err(script_failure(format!(
+                "hooks nest more than {MAX_HOOK_DEPTH} deep ({} -> {name}): a hook that \
+                 calls itself through hooks::run never ends",
+                self.running.borrow().join(" -> ")
+            )));
+        }
+        self.running.borrow_mut().push(name.to_string());
         let db = Db(self.session.clone());
-        ctx.engine()
+        let result = ctx
+            .engine()
             .call_fn_with_options::<Dynamic>(
                 // Evaluating the hook file's top level defines its constants (global::NAME).
                 CallFnOptions::new().eval_ast(true),
@@ -144,13 +159,16 @@ impl Hooks {
                     e,
                     ctx.call_position(),
                 ))
-            })
+            });
+        self.running.borrow_mut().pop();
+        result
     }
 }
 
 pub fn module(session: SharedSession, set: HookSet) -> Module {
     let hooks = Rc::new(Hooks {
         set,
+        running: RefCell::new(Vec::new()),
         compiled: RefCell::new(HashMap::new()),
         session,
     });

@@ -7,14 +7,34 @@ use rhai::Module;
 /// Sends one log line (also used for `print` and `debug`).
 pub fn emit(session: &SharedSession, level: Level, message: &str) {
     // The session may be busy (inside db.each); the observer is shared, so log anyway.
-    let (revision, observer) = match session.try_borrow() {
-        Ok(s) => (s.revision_id(), s.observer.clone()),
-        Err(_) => return,
+    let Ok(s) = session.try_borrow() else {
+        return;
     };
+    // Output is capped per run (limits.max_output_bytes): a loop that prints would
+    // otherwise write gigabytes. Past the cap, one notice, then nothing.
+    let size = message.len() as u64;
+    let remaining = s.output_left.get();
+    if remaining == 0 {
+        return;
+    }
+    let (level, message) = if size < remaining {
+        s.output_left.set(remaining - size);
+        (level, message.to_string())
+    } else {
+        s.output_left.set(0);
+        (
+            Level::Warn,
+            "output limit reached (limits.max_output_bytes): further print, debug and log \
+             output of this run is dropped"
+                .to_string(),
+        )
+    };
+    let (revision, observer) = (s.revision_id(), s.observer.clone());
+    drop(s);
     observer.event(&Event::Log {
         revision,
         level,
-        message: message.to_string(),
+        message,
     });
 }
 

@@ -17,6 +17,7 @@ pub mod db;
 mod derive;
 pub mod error;
 mod generate;
+mod guard;
 pub mod hooks;
 pub mod introspect;
 pub mod log;
@@ -53,6 +54,8 @@ pub struct Limits {
     pub max_map_size: usize,
     /// Longest any single SQL statement may run.
     pub statement_timeout: Option<Duration>,
+    /// Bytes of print/debug/log output per run; beyond it output is dropped.
+    pub max_output_bytes: u64,
 }
 
 impl Default for Limits {
@@ -65,6 +68,7 @@ impl Default for Limits {
             max_array_size: 2_000_000,
             max_map_size: 100_000,
             statement_timeout: None,
+            max_output_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -179,6 +183,7 @@ impl ScriptHost {
         engine.set_max_array_size(limits.max_array_size);
         engine.set_max_map_size(limits.max_map_size);
         engine.set_max_modules(256);
+        session.borrow().output_left.set(limits.max_output_bytes);
         let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
         let d = deadline.clone();
         let max = limits.max_duration;
@@ -195,12 +200,21 @@ impl ScriptHost {
         engine.on_debug(move |text, _, _| log::emit(&s, crate::observer::Level::Debug, text));
         engine.set_module_resolver(resolver::SandboxResolver::new(paths));
         // Rhai has no array join; SQL building needs one constantly.
-        engine.register_fn("join", |a: rhai::Array, sep: &str| {
-            a.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(sep)
-        });
+        engine.register_fn(
+            "join",
+            |a: rhai::Array, sep: &str| -> Result<String, Box<rhai::EvalAltResult>> {
+                if a.iter().any(|d| {
+                    guard::nesting_depth(d, guard::MAX_FORMAT_DEPTH) >= guard::MAX_FORMAT_DEPTH
+                }) {
+                    return Err(guard::too_deep());
+                }
+                Ok(a.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(sep))
+            },
+        );
+        guard::register(&mut engine);
         error::register(&mut engine);
         db::register(&mut engine);
         uuids::register(&mut engine);
@@ -271,14 +285,42 @@ impl ScriptHost {
         }
         let mut scope = Scope::new();
         let db = db::Db(self.session.clone());
-        let result = self.engine.call_fn_with_options::<Dynamic>(
-            CallFnOptions::new().eval_ast(true).rewind_scope(true),
-            &mut scope,
-            ast,
-            name,
-            (db,),
-        );
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.engine.call_fn_with_options::<Dynamic>(
+                CallFnOptions::new().eval_ast(true).rewind_scope(true),
+                &mut scope,
+                ast,
+                name,
+                (db,),
+            )
+        }));
         self.deadline.set(None);
+        // A panic inside the call (Ferry's own fault, whatever the script did) fails
+        // the revision like any other error, naming where Ferry failed.
+        let result = match result {
+            Ok(r) => r,
+            Err(payload) => {
+                let mut err = ScriptError {
+                    kind: FailureKind::Host,
+                    message: format!(
+                        "Ferry itself failed while running fn {name}: {}",
+                        crate::crash::describe(payload.as_ref())
+                    ),
+                    revision: revision.into(),
+                    step: self
+                        .session
+                        .try_borrow()
+                        .ok()
+                        .and_then(|s| s.steps.current.clone().map(String::into_boxed_str)),
+                    file: file.into(),
+                    line: 0,
+                    column: 0,
+                    source_line: None,
+                };
+                locate_in_function(&mut err, ast, name);
+                return Err(err);
+            }
+        };
         // A database error the script caught still fails the revision.
         let result = match result {
             Ok(_) if self.session.borrow().poisoned => {
@@ -289,11 +331,24 @@ impl ScriptHost {
             }
             other => other,
         };
+        let exited = guard::take_exit();
         result.map_err(|e| {
             let mut s = self.session.borrow_mut();
             let host = s.host_error.take();
             let step = s.steps.failed.clone().or_else(|| s.steps.current.clone());
             let mut err = error::classify(&e, host, revision, step, file);
+            if let Some((source, pos)) = exited {
+                // exit() is the script's mistake, at the line that called it.
+                err.kind = FailureKind::Script;
+                err.message = guard::EXIT_MESSAGE.into();
+                if let Some(src) = source.filter(|s| !s.is_empty()) {
+                    err.file = Path::new(&src).into();
+                }
+                err.line = pos.line().unwrap_or(0);
+                err.column = pos.position().unwrap_or(0);
+                err.source_line =
+                    error::source_line(&err.file, err.line).map(String::into_boxed_str);
+            }
             if err.line == 0 {
                 locate_in_function(&mut err, ast, name);
             }

@@ -9,6 +9,9 @@ use std::path::{Component, Path, PathBuf};
 pub struct SandboxResolver {
     paths: ModulePaths,
     cache: RefCell<HashMap<PathBuf, Shared<Module>>>,
+    /// The modules being evaluated now, outermost first: an import of one of them is
+    /// a cycle (which would otherwise recurse until the stack overflows).
+    loading: RefCell<Vec<PathBuf>>,
 }
 
 impl SandboxResolver {
@@ -16,6 +19,7 @@ impl SandboxResolver {
         SandboxResolver {
             paths,
             cache: RefCell::new(HashMap::new()),
+            loading: RefCell::new(Vec::new()),
         }
     }
 
@@ -89,6 +93,30 @@ impl ModuleResolver for SandboxResolver {
             if let Some(m) = self.cache.borrow().get(&candidate) {
                 return Ok(m.clone());
             }
+            if let Some(i) = self.loading.borrow().iter().position(|p| *p == candidate) {
+                let cycle: Vec<String> = self.loading.borrow()[i..]
+                    .iter()
+                    .chain(std::iter::once(&candidate))
+                    .map(|p| p.display().to_string())
+                    .collect();
+                return Err(refuse(
+                    path,
+                    &format!("import cycle: {}", cycle.join(" -> ")),
+                    pos,
+                ));
+            }
+            let size = std::fs::metadata(&candidate).map(|m| m.len()).unwrap_or(0);
+            if size > crate::metadata::MAX_SCRIPT_BYTES {
+                return Err(refuse(
+                    path,
+                    &format!(
+                        "{} has {size} bytes, more than the {} a script file may have",
+                        candidate.display(),
+                        crate::metadata::MAX_SCRIPT_BYTES
+                    ),
+                    pos,
+                ));
+            }
             let text = std::fs::read_to_string(&candidate).map_err(|e| {
                 refuse(
                     path,
@@ -107,7 +135,10 @@ impl ModuleResolver for SandboxResolver {
                 ))
             })?;
             ast.set_source(candidate.to_string_lossy().to_string());
-            let module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(|e| {
+            self.loading.borrow_mut().push(candidate.clone());
+            let module = Module::eval_ast_as_new(Scope::new(), &ast, engine);
+            self.loading.borrow_mut().pop();
+            let module = module.map_err(|e| {
                 Box::new(EvalAltResult::ErrorInModule(
                     candidate.to_string_lossy().to_string(),
                     e,

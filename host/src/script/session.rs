@@ -97,6 +97,8 @@ pub struct Session {
     pub statements: Vec<StatementRecord>,
     /// Rows touched by the current revision.
     pub rows: u64,
+    /// Bytes of print/debug/log output left to this run (`limits.max_output_bytes`).
+    pub output_left: std::cell::Cell<u64>,
 }
 
 /// The shared handle: scripts hold it as `db`, the host keeps a clone.
@@ -117,6 +119,7 @@ impl Session {
             poisoned: false,
             statements: Vec::new(),
             rows: 0,
+            output_left: std::cell::Cell::new(super::Limits::default().max_output_bytes),
         }
     }
 

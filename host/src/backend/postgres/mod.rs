@@ -400,11 +400,26 @@ impl PgConnection {
             .as_ref()
             .expect("the client lives as long as the connection");
         let width = columns.len();
+        // The server's cancellation of a COPY (statement_timeout) only reaches the
+        // client when the COPY ends, and the rows may come from an endless generator:
+        // keep the statement timeout on this side too.
+        let timeout = self.statement_timeout;
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
         let result: Result<u64, Result<DbError, tokio_postgres::Error>> =
             self.runtime.block_on(async {
                 let sink = client.copy_in(copy.as_str()).await.map_err(Err)?;
                 let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
                 for (index, row) in rows.enumerate() {
+                    if index % 1024 == 0 {
+                        if let (Some(deadline), Some(timeout)) = (deadline, timeout) {
+                            if std::time::Instant::now() > deadline {
+                                return Err(Ok(DbError::Timeout {
+                                    timeout,
+                                    sql: copy.clone(),
+                                }));
+                            }
+                        }
+                    }
                     if row.len() != width {
                         return Err(Ok(DbError::Conversion(format!(
                             "bulk insert into {table}: row {index} has {} values for {width} columns",
