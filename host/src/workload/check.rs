@@ -317,6 +317,10 @@ pub fn check_v2(conn: &mut dyn Connection, before: &Snapshot) -> Result<(), Vec<
     if let Err(e) = check_no_sequence(conn, &mut problems) {
         problems.push(format!("sequence check failed: {e}"));
     }
+    match super::keys::check_keys_and_sequences(conn) {
+        Ok(found) => problems.extend(found),
+        Err(e) => problems.push(format!("key and sequence check failed: {e}")),
+    }
     match read_contents(conn) {
         Ok(contents) => check_contents(&contents, before, &mut problems),
         Err(e) => problems.push(format!("cannot read the repository: {e}")),

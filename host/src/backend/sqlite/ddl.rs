@@ -77,7 +77,14 @@ fn column_sql(def: &TableDef, c: &ColumnDef) -> String {
         );
     }
     let mut s = format!("{} {}", quote(&c.name), sqlite_type(&c.data_type));
-    if !c.nullable {
+    // SQLite lets a primary-key column that is not the rowid hold NULL unless it says
+    // NOT NULL (its own documented quirk); every other database refuses. A key column
+    // comes out NOT NULL whatever the definition (or the table it was read from) says.
+    let in_primary_key = def
+        .primary_key
+        .as_ref()
+        .is_some_and(|(_, cols)| cols.iter().any(|k| k.eq_ignore_ascii_case(&c.name)));
+    if !c.nullable || in_primary_key {
         s.push_str(" NOT NULL");
     }
     if let Some(d) = &c.default {
