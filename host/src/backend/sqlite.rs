@@ -214,6 +214,39 @@ impl SqliteConnection {
 
     /// Opens (or creates, for a new repository) the SQLite file at `path`.
     pub fn open_path(path: &Path) -> Result<Self, DbError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+        Self::open_path_with(path, flags)
+    }
+
+    /// Opens the existing SQLite file at `path` read-only: nothing is created, and a
+    /// write fails (for the commands that only read: status, plan, history, ...).
+    pub fn open_path_read_only(path: &Path) -> Result<Self, DbError> {
+        if !path.is_file() {
+            return Err(DbError::Connect {
+                url: format!("sqlite:{}", path.display()),
+                message: "the file does not exist".into(),
+            });
+        }
+        // A hot journal left by a killed writer must be rolled back before anyone reads,
+        // which a read-only connection cannot do: then open the (existing) file as any
+        // reader would, which rolls it back.
+        let probe = rusqlite::Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|raw| raw.query_row("SELECT COUNT(*) FROM sqlite_master", [], |_| Ok(())));
+        let flags = match probe {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK =>
+            {
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+            }
+            _ => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        };
+        Self::open_path_with(path, flags)
+    }
+
+    fn open_path_with(path: &Path, flags: OpenFlags) -> Result<Self, DbError> {
         let connect_error = |message: String| DbError::Connect {
             url: format!("sqlite:{}", path.display()),
             message,
@@ -226,10 +259,7 @@ impl SqliteConnection {
                 )));
             }
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_URI;
-        let flags = flags | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags = flags | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let raw = rusqlite::Connection::open_with_flags(path, flags)
             .map_err(|e| connect_error(e.to_string()))?;
         // FERRY_SQLITE_BUSY_TIMEOUT_MS overrides the wait (see docs/OPERATIONS.md).
