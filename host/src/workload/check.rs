@@ -30,7 +30,9 @@ pub fn raw_dataset_uuid(run: &str, data_id: &[(String, String)]) -> Uuid {
 /// A registry dataset by its natural key.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DatasetKey {
+    /// The dataset type's name (`raw`, `calexp`, ...).
     pub dataset_type: String,
+    /// The name of the RUN collection holding it.
     pub run: String,
     /// `(dimension, value)` sorted by dimension.
     pub data_id: Vec<(String, String)>,

@@ -5,6 +5,8 @@
 //! Used by `ferry-sample`, the integration tests and the benchmarks. Everything here
 //! reaches the database only through [`crate::backend::Connection`].
 
+#![warn(missing_docs)]
+
 pub mod check;
 pub mod generate;
 pub mod keys;
