@@ -76,3 +76,32 @@ fn a_failed_downgrade_skips_its_committed_steps_when_rerun() {
         assert_eq!(downgrades, ["failed", "failed", "applied"]);
     });
 }
+
+/// Killed (SIGKILL) in its last step, then rerun: the two committed steps are skipped.
+#[test]
+fn a_killed_downgrade_resumes_after_its_committed_steps() {
+    for_each_backend("downgrade_resume_kill", |db| {
+        let ferry = || db.ferry().tree("downgrade_steps");
+        ferry().run(["upgrade"]).success();
+        let mut running = ferry().spawn(["--set", "down.slow=true", "downgrade", "base"]);
+        running.wait_for_stderr("step \"drop tables\"");
+        unsafe {
+            libc::kill(running.pid() as i32, libc::SIGKILL);
+        }
+        let killed = running.finish();
+        assert_ne!(killed.code, 0, "{}", killed.stderr);
+        assert_eq!(log(db), ["empty items", "log"]);
+        let recorded: Vec<String> = steps(db).into_iter().map(|(_, s)| s).collect();
+        assert_eq!(recorded, ["empty items", "log"]);
+
+        // Rerun, stopped in the last step again: nothing committed ran twice.
+        ferry()
+            .run(["--set", "down.fail_at=drop tables", "downgrade", "base"])
+            .code(1);
+        assert_eq!(log(db), ["empty items", "log"], "committed steps ran again");
+
+        ferry().run(["downgrade", "base"]).success();
+        assert!(!db.tables().contains(&"down_item".to_string()));
+        assert_eq!(steps(db), []);
+    });
+}
