@@ -17,6 +17,7 @@ fn migrate_and_check(source: Source, url: &str, n: u64) {
     eprintln!("v1 from {}: {url}", source.name());
     let mut conn = foreign::create_v1_from(source, url, n, 7);
     let before = Snapshot::take(conn.as_mut()).unwrap();
+    let checks_before = check_constraints(conn.as_mut());
     drop(conn);
     let m = migrator(url).with_config(
         // Small batches so the map is built over many checkpointed batches.
@@ -45,6 +46,11 @@ fn migrate_and_check(source: Source, url: &str, n: u64) {
         panic!("v2 rules violated:\n{}", problems.join("\n"));
     }
     new_rows_get_fresh_ids(conn.as_mut());
+    assert_eq!(
+        check_constraints(conn.as_mut()),
+        checks_before,
+        "CHECK constraints lost"
+    );
     drop(conn);
     // Then everything else: the datasets patch, the collections patch, the amplifier.
     let report = m.upgrade(&[], &UpgradeOptions::default()).unwrap();
@@ -58,6 +64,44 @@ fn migrate_and_check(source: Source, url: &str, n: u64) {
     );
     let status = migrator(url).status().unwrap();
     assert!(status.at_heads(), "{status:?}");
+}
+
+/// `(table, CHECK constraint)` of every v1 table, sorted (the repository from
+/// `foreign_v1` has daf_butler's `{table}_len_{column}` ones on SQLite).
+fn check_constraints(conn: &mut dyn ferry::backend::Connection) -> Vec<(String, String)> {
+    let sql = match conn.dialect() {
+        ferry::backend::Dialect::Sqlite => {
+            // The named ones, read from the stored CREATE TABLE text.
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
+        }
+        ferry::backend::Dialect::Postgres => {
+            "SELECT c.relname::text, pg_get_constraintdef(k.oid) FROM pg_constraint k \
+             JOIN pg_class c ON c.oid = k.conrelid \
+             WHERE k.contype = 'c' AND c.relnamespace = current_schema()::regnamespace"
+        }
+    };
+    let tables: Vec<String> = workload::v1_tables().into_iter().map(|t| t.name).collect();
+    let mut out = Vec::new();
+    for row in conn.query(sql, &[]).unwrap().rows {
+        let (Value::Text(table), Value::Text(text)) = (&row[0], &row[1]) else {
+            continue;
+        };
+        if !tables.contains(table) {
+            continue;
+        }
+        if conn.dialect() == ferry::backend::Dialect::Sqlite {
+            for part in text.split("CONSTRAINT").skip(1) {
+                if part.contains("CHECK") {
+                    let name = part.split_whitespace().next().unwrap_or_default();
+                    out.push((table.clone(), name.trim_matches('"').to_string()));
+                }
+            }
+        } else {
+            out.push((table.clone(), text.clone()));
+        }
+    }
+    out.sort();
+    out
 }
 
 /// The auto-increment keys the migration keeps still hand out fresh ids after it:

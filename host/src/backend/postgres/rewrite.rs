@@ -1,7 +1,8 @@
 //! Table rewrites on PostgreSQL: `PrepareRewrite`, `SwapRewritten`, and `RewriteTables`
 //! (both in one transaction).
 //!
-//! Preparing a table copies it through the join into a new table under its staged name
+//! Preparing a table copies it (with its defaults, identity and CHECK constraints)
+//! through the join into a new table under its staged name
 //! (`rewrite_plan::staged_name`; `INSERT … SELECT`, which beats an `UPDATE` in place that
 //! writes every row twice), then builds the primary key, unique constraints and plain
 //! indexes after the data (once, instead of maintaining them row by row) under staged
@@ -197,7 +198,7 @@ pub fn prepare(
     exec(
         conn,
         format!(
-            "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING IDENTITY)",
+            "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS)",
             ident(&copy),
             ident(t)
         ),
