@@ -89,17 +89,13 @@ impl Source {
     }
 
     /// A connection for an operation that only reads, which creates nothing: a SQLite
-    /// file is opened read-only, and one that does not exist reads as an empty database
-    /// (an in-memory stand-in; the command line says the file does not exist).
+    /// file is opened read-only, and one that does not exist (in a directory that does)
+    /// reads as an empty database (an in-memory stand-in; the command line says the
+    /// file does not exist).
     pub fn open_read_only(&self) -> Result<Box<dyn Connection>, DbError> {
         match self {
             Source::Url(DbUrl::Sqlite { path }) if !path.exists() => {
-                let empty =
-                    rusqlite::Connection::open_in_memory().map_err(|e| DbError::Connect {
-                        url: format!("sqlite:{}", path.display()),
-                        message: e.to_string(),
-                    })?;
-                Ok(Box::new(SqliteConnection::from_raw(empty)?))
+                Ok(Box::new(SqliteConnection::empty_stand_in(path)?))
             }
             Source::Url(DbUrl::Sqlite { path }) => {
                 Ok(Box::new(SqliteConnection::open_path_read_only(path)?))

@@ -62,6 +62,13 @@ fn reading_commands_on_a_mistyped_path_create_nothing_and_say_so() {
         );
         assert_eq!(entries(db.dir()), before, "{} left files behind", run.what);
     }
+    // The status names the file it was asked about.
+    db.ferry()
+        .tree("linear")
+        .db_url(&url)
+        .run(["status"])
+        .success()
+        .stdout_has(&format!("database: {url}"));
     // Writing commands still create a new repository.
     db.ferry()
         .tree("linear")

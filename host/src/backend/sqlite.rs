@@ -46,6 +46,9 @@ pub struct SqliteConnection {
     path: PathBuf,
     timer: Timer,
     lock: Option<File>,
+    /// An empty in-memory database standing in for the file at `path`, which does not
+    /// exist ([`Self::empty_stand_in`]).
+    stand_in: bool,
     /// Set while a transaction begun by `begin_checking_foreign_keys_at_commit` runs:
     /// what its commit must check.
     fk_check_at_commit: Option<deferred_keys::DeferredKeys>,
@@ -221,6 +224,7 @@ impl SqliteConnection {
     /// Opens the existing SQLite file at `path` read-only: nothing is created, and a
     /// write fails (for the commands that only read: status, plan, history, ...).
     pub fn open_path_read_only(path: &Path) -> Result<Self, DbError> {
+        Self::refuse_missing_directory(path)?;
         if !path.is_file() {
             return Err(DbError::Connect {
                 url: format!("sqlite:{}", path.display()),
@@ -246,19 +250,23 @@ impl SqliteConnection {
         Self::open_path_with(path, flags)
     }
 
+    /// The error for a file whose directory does not exist.
+    fn refuse_missing_directory(path: &Path) -> Result<(), DbError> {
+        match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) if !parent.is_dir() => Err(DbError::Connect {
+                url: format!("sqlite:{}", path.display()),
+                message: format!("the directory {} does not exist", parent.display()),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn open_path_with(path: &Path, flags: OpenFlags) -> Result<Self, DbError> {
         let connect_error = |message: String| DbError::Connect {
             url: format!("sqlite:{}", path.display()),
             message,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.is_dir() {
-                return Err(connect_error(format!(
-                    "the directory {} does not exist",
-                    parent.display()
-                )));
-            }
-        }
+        Self::refuse_missing_directory(path)?;
         let flags = flags | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let raw = rusqlite::Connection::open_with_flags(path, flags)
             .map_err(|e| connect_error(e.to_string()))?;
@@ -308,8 +316,23 @@ impl SqliteConnection {
             path,
             timer: Timer::default(),
             lock: None,
+            stand_in: false,
             fk_check_at_commit: None,
         })
+    }
+
+    /// An empty in-memory database standing in for the SQLite file at `path`, which
+    /// does not exist (its directory does), for commands that only read: it describes
+    /// itself as that file, and creates nothing, lock file included.
+    pub fn empty_stand_in(path: &Path) -> Result<Self, DbError> {
+        Self::refuse_missing_directory(path)?;
+        let raw = rusqlite::Connection::open_in_memory().map_err(|e| DbError::Connect {
+            url: format!("sqlite:{}", path.display()),
+            message: e.to_string(),
+        })?;
+        let mut conn = Self::with_ferry_settings(raw, path.to_path_buf(), BUSY_TIMEOUT)?;
+        conn.stand_in = true;
+        Ok(conn)
     }
 
     /// Gives the application its connection back.
@@ -319,7 +342,7 @@ impl SqliteConnection {
 
     /// Whether the database lives only in this connection (in memory or temporary).
     fn is_private(&self) -> bool {
-        self.path.as_os_str().is_empty()
+        self.path.as_os_str().is_empty() || self.stand_in
     }
 
     /// Turns enforcement back on after a transaction that checked at commit.
@@ -478,7 +501,7 @@ impl Connection for SqliteConnection {
     }
 
     fn describe(&self) -> String {
-        if self.is_private() {
+        if self.path.as_os_str().is_empty() {
             return "sqlite (in memory)".into();
         }
         format!("sqlite:{}", self.path.display())

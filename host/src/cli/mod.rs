@@ -114,7 +114,8 @@ fn reads_only(command: &Command) -> bool {
 fn note_missing_files(m: &Migrator) {
     let Ok(dbs) = m.databases() else { return };
     for d in dbs.list() {
-        if let Some(path) = d.source.sqlite_path().filter(|p| !p.exists()) {
+        let missing = |p: &&std::path::Path| !p.exists() && p.parent().is_none_or(|d| d.is_dir());
+        if let Some(path) = d.source.sqlite_path().filter(missing) {
             eprintln!(
                 "note: the SQLite file {} does not exist: read as an empty repository, \
                  nothing created (`ferry upgrade` creates a new repository)",
