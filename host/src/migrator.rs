@@ -344,6 +344,28 @@ impl Migrator {
         Ok(self.main.open()?)
     }
 
+    /// Opens the main database for reading only: a SQLite file read-only, and one that
+    /// does not exist as an empty database, creating nothing (see
+    /// [`crate::source::Source::open_read_only`]).
+    pub fn connect_read_only(&self) -> Result<Box<dyn Connection>, Error> {
+        Ok(self.main.open_read_only()?)
+    }
+
+    /// Opens every database for reading only, in [`Databases::list`] order.
+    fn read_all(&self, dbs: &Databases) -> Result<Vec<Box<dyn Connection>>, Error> {
+        dbs.list()
+            .iter()
+            .map(|d| d.source.open_read_only().map_err(Error::from))
+            .collect()
+    }
+
+    /// Every database's ledger, read through [`Self::read_all`].
+    fn read_ledgers(&self, dbs: &Databases) -> Result<(Vec<Box<dyn Connection>>, Ledgers), Error> {
+        let mut conns = self.read_all(dbs)?;
+        let ledgers = Ledgers::read(&mut conns)?;
+        Ok((conns, ledgers))
+    }
+
     /// Opens every database, in [`Databases::list`] order.
     fn connect_all(&self, dbs: &Databases) -> Result<Vec<Box<dyn Connection>>, Error> {
         dbs.list()
@@ -355,7 +377,7 @@ impl Migrator {
     /// Each tree's state, unfinished revisions, the lock holder and changed scripts.
     pub fn status(&self) -> Result<Status, Error> {
         let (project, dbs) = self.setup()?;
-        let mut conns = self.connect_all(&dbs)?;
+        let mut conns = self.read_all(&dbs)?;
         status_over(&project, &dbs, &mut conns)
     }
 
@@ -363,7 +385,7 @@ impl Migrator {
     /// their histories merged by start time.
     pub fn history(&self, limit: usize) -> Result<Vec<HistoryEntry>, Error> {
         let dbs = self.databases()?;
-        let mut conns = self.connect_all(&dbs)?;
+        let mut conns = self.read_all(&dbs)?;
         if conns.len() == 1 {
             return Ok(ledger::history(conns[0].as_mut(), limit)?);
         }
@@ -645,7 +667,7 @@ impl Migrator {
     pub fn show(&self, rev: &str) -> Result<RevisionInfo, Error> {
         let (project, dbs) = self.setup()?;
         let id = target::resolve_id(&project.graph, rev)?.to_string();
-        let (_conns, ledgers) = self.ledgers(&dbs)?;
+        let (_conns, ledgers) = self.read_ledgers(&dbs)?;
         let records = ledgers.all();
         let g = &project.graph;
         let m = g.get(&id).expect("resolved ids exist");
@@ -677,7 +699,7 @@ impl Migrator {
     /// revision (hooks and their providers, online-safety, downgradability).
     pub fn plan_report(&self, targets: &[String]) -> Result<PlanReport, Error> {
         let (project, dbs) = self.setup()?;
-        let (mut conns, ledgers) = self.ledgers(&dbs)?;
+        let (mut conns, ledgers) = self.read_ledgers(&dbs)?;
         ledgers.refuse_misplaced(&dbs, &project.graph)?;
         let records = ledgers.all();
         let plan = upgrade_plan(&project, &ledgers.applied(), targets)?;
@@ -716,7 +738,7 @@ impl Migrator {
 
     /// The digest of the repository's schema now (of the main database).
     pub fn digest(&self) -> Result<SchemaDigest, Error> {
-        let mut conn = self.connect()?;
+        let mut conn = self.connect_read_only()?;
         Ok(digest::digest(conn.as_mut())?)
     }
 
@@ -726,7 +748,7 @@ impl Migrator {
         let i = dbs
             .index_of(name)
             .ok_or_else(|| Error::Refused(format!("no database named {name:?}")))?;
-        let mut conn = dbs.list()[i].source.open()?;
+        let mut conn = dbs.list()[i].source.open_read_only()?;
         Ok(digest::digest(conn.as_mut())?)
     }
 }

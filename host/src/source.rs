@@ -88,6 +88,22 @@ impl Source {
         }
     }
 
+    /// A connection for an operation that only reads, which creates nothing: a SQLite
+    /// file is opened read-only, and one that does not exist (in a directory that does)
+    /// reads as an empty database (an in-memory stand-in; the command line says the
+    /// file does not exist).
+    pub fn open_read_only(&self) -> Result<Box<dyn Connection>, DbError> {
+        match self {
+            Source::Url(DbUrl::Sqlite { path }) if !path.exists() => {
+                Ok(Box::new(SqliteConnection::empty_stand_in(path)?))
+            }
+            Source::Url(DbUrl::Sqlite { path }) => {
+                Ok(Box::new(SqliteConnection::open_path_read_only(path)?))
+            }
+            _ => self.open(),
+        }
+    }
+
     /// A connection for one operation.
     pub fn open(&self) -> Result<Box<dyn Connection>, DbError> {
         match self {

@@ -14,7 +14,9 @@
 //! duration or right after a random one of the first half of those events (each rerun
 //! resumes, so kills land across the whole run), at batch and step boundaries as well as
 //! inside them. Rounds repeat until FERRY_KILLS kills have been delivered. The seed is
-//! printed; see docs/RELIABILITY.md for the knobs.
+//! printed; see docs/RELIABILITY.md for the knobs. Each backend runs twice: on a
+//! repository from Ferry's generator, and on one made without Ferry
+//! (`tests/fixtures/foreign_v1`, adopted), with FERRY_FOREIGN_KILLS kills (default 5).
 
 mod common;
 mod fault_support;
@@ -24,9 +26,10 @@ use common::{Backend, TestDb};
 use fault_support::invariants::{self, LedgerView, MapProgress};
 use fault_support::process::{self, KillAt, Outcome};
 use fault_support::reference::{self, V1Maker, UUID_REVISION};
-use fault_support::settings::{Dice, KillSettings};
+use fault_support::settings::{self, Dice, KillSettings};
 use fault_support::tables::{self, Contents};
 use ferry::workload::Snapshot;
+use reference_support::foreign::Source;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -299,19 +302,29 @@ impl Harness {
     }
 }
 
-fn kill_at_any_moment(backend: Backend) {
-    let name = match backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
+fn kill_at_any_moment(backend: Backend, source: Source) {
+    let name = match (backend, source) {
+        (Backend::Sqlite, Source::Ferry) => "sqlite",
+        (Backend::Postgres, Source::Ferry) => "postgres",
+        (Backend::Sqlite, Source::Foreign) => "sqlite, foreign v1",
+        (Backend::Postgres, Source::Foreign) => "postgres, foreign v1",
     };
     if backend == Backend::Postgres && common::pg_base_url().is_none() {
         eprintln!("kill harness: PostgreSQL skipped, FERRY_TEST_PG_URL is not set");
         return;
     }
-    let settings = KillSettings::from_env();
+    let mut settings = KillSettings::from_env();
+    if source == Source::Foreign {
+        // The second kind of repository gets fewer kills by default (FERRY_FOREIGN_KILLS).
+        settings.kills = settings::env_u64("FERRY_FOREIGN_KILLS", 5) as usize;
+        eprintln!(
+            "[{name}] FERRY_FOREIGN_KILLS={} (FERRY_KILLS is for the other kind)",
+            settings.kills
+        );
+    }
     eprintln!("{}", settings.rerun_line(name));
     let started = Instant::now();
-    let maker = V1Maker::new(backend, "faults_kill", settings.n, 7);
+    let maker = V1Maker::from_source(source, backend, "faults_kill", settings.n, 7);
     let mut harness = Harness {
         backend: name,
         settings,
@@ -358,10 +371,21 @@ fn kill_at_any_moment(backend: Backend) {
 
 #[test]
 fn sqlite_survives_kills_at_any_moment() {
-    kill_at_any_moment(Backend::Sqlite);
+    kill_at_any_moment(Backend::Sqlite, Source::Ferry);
 }
 
 #[test]
 fn postgres_survives_kills_at_any_moment() {
-    kill_at_any_moment(Backend::Postgres);
+    kill_at_any_moment(Backend::Postgres, Source::Ferry);
+}
+
+/// The same on a repository Ferry did not make (`tests/fixtures/foreign_v1`, adopted).
+#[test]
+fn sqlite_foreign_v1_survives_kills_at_any_moment() {
+    kill_at_any_moment(Backend::Sqlite, Source::Foreign);
+}
+
+#[test]
+fn postgres_foreign_v1_survives_kills_at_any_moment() {
+    kill_at_any_moment(Backend::Postgres, Source::Foreign);
 }

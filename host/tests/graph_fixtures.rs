@@ -245,6 +245,7 @@ fn every_fixture_folder_is_tested() {
         "broken_unknown_dep",
         "broken_unknown_parent",
         "cross_tree",
+        "downgrade_steps", // host/tests/downgrade_resume.rs
         "failing",
         "fixed",
         "linear",

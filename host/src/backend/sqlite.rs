@@ -47,6 +47,9 @@ pub struct SqliteConnection {
     path: PathBuf,
     timer: Timer,
     lock: Option<File>,
+    /// An empty in-memory database standing in for the file at `path`, which does not
+    /// exist ([`Self::empty_stand_in`]).
+    stand_in: bool,
     /// Set while a transaction begun by `begin_checking_foreign_keys_at_commit` runs:
     /// what its commit must check.
     fk_check_at_commit: Option<deferred_keys::DeferredKeys>,
@@ -213,22 +216,57 @@ impl SqliteConnection {
 
     /// Opens (or creates, for a new repository) the SQLite file at `path`.
     pub fn open_path(path: &Path) -> Result<Self, DbError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+        Self::open_path_with(path, flags)
+    }
+
+    /// Opens the existing SQLite file at `path` read-only: nothing is created, and a
+    /// write fails (for the commands that only read: status, plan, history, ...).
+    pub fn open_path_read_only(path: &Path) -> Result<Self, DbError> {
+        Self::refuse_missing_directory(path)?;
+        if !path.is_file() {
+            return Err(DbError::Connect {
+                url: format!("sqlite:{}", path.display()),
+                message: "the file does not exist".into(),
+            });
+        }
+        // A hot journal left by a killed writer must be rolled back before anyone reads,
+        // which a read-only connection cannot do: then open the (existing) file as any
+        // reader would, which rolls it back.
+        let probe = rusqlite::Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|raw| raw.query_row("SELECT COUNT(*) FROM sqlite_master", [], |_| Ok(())));
+        let flags = match probe {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK =>
+            {
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+            }
+            _ => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        };
+        Self::open_path_with(path, flags)
+    }
+
+    /// The error for a file whose directory does not exist.
+    fn refuse_missing_directory(path: &Path) -> Result<(), DbError> {
+        match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) if !parent.is_dir() => Err(DbError::Connect {
+                url: format!("sqlite:{}", path.display()),
+                message: format!("the directory {} does not exist", parent.display()),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn open_path_with(path: &Path, flags: OpenFlags) -> Result<Self, DbError> {
         let connect_error = |message: String| DbError::Connect {
             url: format!("sqlite:{}", path.display()),
             message,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.is_dir() {
-                return Err(connect_error(format!(
-                    "the directory {} does not exist",
-                    parent.display()
-                )));
-            }
-        }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_URI;
-        let flags = flags | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Self::refuse_missing_directory(path)?;
+        let flags = flags | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let raw = rusqlite::Connection::open_with_flags(path, flags)
             .map_err(|e| connect_error(e.to_string()))?;
         // FERRY_SQLITE_BUSY_TIMEOUT_MS overrides the wait (see docs/OPERATIONS.md).
@@ -277,8 +315,23 @@ impl SqliteConnection {
             path,
             timer: Timer::default(),
             lock: None,
+            stand_in: false,
             fk_check_at_commit: None,
         })
+    }
+
+    /// An empty in-memory database standing in for the SQLite file at `path`, which
+    /// does not exist (its directory does), for commands that only read: it describes
+    /// itself as that file, and creates nothing, lock file included.
+    pub fn empty_stand_in(path: &Path) -> Result<Self, DbError> {
+        Self::refuse_missing_directory(path)?;
+        let raw = rusqlite::Connection::open_in_memory().map_err(|e| DbError::Connect {
+            url: format!("sqlite:{}", path.display()),
+            message: e.to_string(),
+        })?;
+        let mut conn = Self::with_ferry_settings(raw, path.to_path_buf(), BUSY_TIMEOUT)?;
+        conn.stand_in = true;
+        Ok(conn)
     }
 
     /// Gives the application its connection back.
@@ -288,7 +341,7 @@ impl SqliteConnection {
 
     /// Whether the database lives only in this connection (in memory or temporary).
     fn is_private(&self) -> bool {
-        self.path.as_os_str().is_empty()
+        self.path.as_os_str().is_empty() || self.stand_in
     }
 
     /// Turns enforcement back on after a transaction that checked at commit.
@@ -447,7 +500,7 @@ impl Connection for SqliteConnection {
     }
 
     fn describe(&self) -> String {
-        if self.is_private() {
+        if self.path.as_os_str().is_empty() {
             return "sqlite (in memory)".into();
         }
         format!("sqlite:{}", self.path.display())

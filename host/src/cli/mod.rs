@@ -103,9 +103,43 @@ fn report(r: &Report, g: &Global, dry_run: bool) -> i32 {
     }
 }
 
+/// The commands that only read the repository: they open SQLite read-only and create
+/// nothing (`Migrator::connect_read_only`).
+fn reads_only(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Status
+            | Command::History { .. }
+            | Command::Show { .. }
+            | Command::Plan { .. }
+            | Command::Graph
+            | Command::Digest { .. }
+            | Command::Check
+    )
+}
+
+/// Says which SQLite files of the repository do not exist, so that a mistyped path is
+/// not mistaken for a new, empty repository.
+fn note_missing_files(m: &Migrator) {
+    let Ok(dbs) = m.databases() else { return };
+    for d in dbs.list() {
+        let missing = |p: &&std::path::Path| !p.exists() && p.parent().is_none_or(|d| d.is_dir());
+        if let Some(path) = d.source.sqlite_path().filter(missing) {
+            eprintln!(
+                "note: the SQLite file {} does not exist: read as an empty repository, \
+                 nothing created (`ferry upgrade` creates a new repository)",
+                path.display()
+            );
+        }
+    }
+}
+
 fn run(cli: &Cli) -> Result<i32, Error> {
     let g = &cli.global;
     let m = migrator(g)?;
+    if reads_only(&cli.command) {
+        note_missing_files(&m);
+    }
     match &cli.command {
         Command::Status => {
             let s = m.status()?;
@@ -212,7 +246,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             let p = m.load()?;
             // The graph needs no database; mark applied revisions when one is reachable.
             let applied = m
-                .connect()
+                .connect_read_only()
                 .ok()
                 .and_then(|mut c| ferry::ledger::revisions(c.as_mut()).ok())
                 .map(|r| ferry::ledger::applied(&r))

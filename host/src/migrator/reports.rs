@@ -1,12 +1,16 @@
 //! What `show` and `plan` report about revisions.
 
+#![warn(missing_docs)]
+
 use super::Project;
 use crate::ledger::RevisionRecord;
 use crate::metadata::RevisionMeta;
 use crate::plan::Direction;
 
+/// A hook a revision declares, and who provides it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HookUse {
+    /// The hook's name.
     pub hook: String,
     /// `KEY` (or `null` for an unkeyed hook) and the file providing it.
     pub providers: Vec<HookProvider>,
@@ -15,7 +19,9 @@ pub struct HookUse {
 /// One file that provides a hook.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HookProvider {
+    /// The key it provides the hook for (`None`: an unkeyed hook).
     pub key: Option<String>,
+    /// The plugin file.
     pub file: String,
 }
 
@@ -46,19 +52,33 @@ impl Project {
 /// What `show REV` reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RevisionInfo {
+    /// The revision id (`REVISION`).
     pub revision: String,
+    /// Its tree (`TREE`).
     pub tree: String,
+    /// The tree's version after it (`VERSION`).
     pub version: String,
+    /// `MESSAGE`.
     pub message: String,
+    /// The script file.
     pub file: String,
+    /// sha256 of the file's bytes.
     pub checksum: String,
+    /// `PARENTS`.
     pub parents: Vec<String>,
+    /// The revisions whose parents name it.
     pub children: Vec<String>,
+    /// `DEPENDS_ON`.
     pub depends_on: Vec<String>,
+    /// The hooks it declares, with their providers.
     pub hooks: Vec<HookUse>,
+    /// `ONLINE_SAFE`.
     pub online_safe: bool,
+    /// Whether it has `fn downgrade`.
     pub downgradable: bool,
+    /// `DIGEST`, the schema digest expected after it.
     pub expected_digest: Option<String>,
+    /// Whether it is a head of its tree.
     pub head: bool,
     /// `pending` when the ledger has no record, else the record's state.
     pub state: String,
@@ -71,17 +91,24 @@ pub struct RevisionInfo {
 /// One revision of a plan, as `plan` reports it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PlanEntry {
+    /// The revision id.
     pub revision: String,
+    /// Its tree.
     pub tree: String,
     /// The database it runs in, when trees live in several (`None`: one database).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
+    /// The tree's version after it.
     pub version: String,
+    /// `MESSAGE`.
     pub message: String,
+    /// The script file.
     pub file: String,
+    /// The hooks it declares, with their providers.
     pub hooks: Vec<HookUse>,
     /// Whether it may run while the repository is in use (`ONLINE_SAFE`).
     pub online_safe: bool,
+    /// Whether it has `fn downgrade`.
     pub downgradable: bool,
     /// The steps it declares (`(computed)` for names built at run time); empty for a
     /// revision that runs as one transaction.
@@ -95,7 +122,9 @@ pub struct PlanEntry {
 /// What `plan` reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PlanReport {
+    /// Upgrade or downgrade.
     pub direction: Direction,
+    /// The revisions in the order they would run.
     pub revisions: Vec<PlanEntry>,
     /// Hook problems that would stop the run (missing or doubly provided hooks).
     pub problems: Vec<String>,

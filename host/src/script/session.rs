@@ -206,6 +206,15 @@ impl Session {
         f(self.conn.as_mut(), &rev, &self.actor)
     }
 
+    /// The key the running revision's step records are kept under, for this direction
+    /// (see the free function [`step_owner`], which the runner reads them back with).
+    pub fn step_owner(&self) -> String {
+        self.revision
+            .as_ref()
+            .map(|r| step_owner(&r.id, r.direction))
+            .unwrap_or_default()
+    }
+
     /// Marks a step done inside the transaction that holds its work.
     pub fn record_step_done(
         &mut self,
@@ -214,10 +223,10 @@ impl Session {
         batches: i64,
         rows: i64,
     ) -> Result<(), DbError> {
-        let revision = self.revision_id();
+        let owner = self.step_owner();
         ledger::write::set_step(
             self.conn.as_mut(),
-            &revision,
+            &owner,
             step,
             true,
             cursor,
@@ -234,10 +243,10 @@ impl Session {
         batches: i64,
         rows: i64,
     ) -> Result<(), DbError> {
-        let revision = self.revision_id();
+        let owner = self.step_owner();
         ledger::write::set_step(
             self.conn.as_mut(),
-            &revision,
+            &owner,
             step,
             false,
             Some(cursor),
@@ -297,7 +306,10 @@ pub const POISONED: &str =
     "a database error earlier in this transaction was caught by the script; \
     nothing more can run in it (let the error end the step, and fix its cause)";
 
-/// See [`Session::step_owner`].
+/// The key under which the step records of `revision` run in `direction` are written
+/// and read: the revision id for `upgrade`, `"<revision> (downgrade)"` for `downgrade`
+/// (so a downgrade's committed steps are never taken for the upgrade's, or the other
+/// way round). [`Session::step_owner`] writes with it, the runner reads with it.
 pub fn step_owner(revision: &str, direction: &str) -> String {
     if direction == "downgrade" {
         format!("{revision} (downgrade)")

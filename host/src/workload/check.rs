@@ -30,7 +30,9 @@ pub fn raw_dataset_uuid(run: &str, data_id: &[(String, String)]) -> Uuid {
 /// A registry dataset by its natural key.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DatasetKey {
+    /// The dataset type's name (`raw`, `calexp`, ...).
     pub dataset_type: String,
+    /// The name of the RUN collection holding it.
     pub run: String,
     /// `(dimension, value)` sorted by dimension.
     pub data_id: Vec<(String, String)>,
@@ -316,6 +318,10 @@ pub fn check_v2(conn: &mut dyn Connection, before: &Snapshot) -> Result<(), Vec<
     }
     if let Err(e) = check_no_sequence(conn, &mut problems) {
         problems.push(format!("sequence check failed: {e}"));
+    }
+    match super::keys::check_keys_and_sequences(conn) {
+        Ok(found) => problems.extend(found),
+        Err(e) => problems.push(format!("key and sequence check failed: {e}")),
     }
     match read_contents(conn) {
         Ok(contents) => check_contents(&contents, before, &mut problems),

@@ -30,23 +30,32 @@ pub const CALIB_PERIOD: i64 = 30 * 86_400 * 1_000_000_000;
 /// `ingest_date` of dataset id `i` is this Unix time plus `i` seconds (2024-01-01).
 const INGEST_BASE: i64 = 1_704_067_200;
 
-/// Dataset type ids.
+/// Dataset type id of `raw`.
 pub const RAW: i64 = 1;
+/// Dataset type id of `calexp`.
 pub const CALEXP: i64 = 2;
+/// Dataset type id of `src`.
 pub const SRC: i64 = 3;
+/// Dataset type id of `bias`.
 pub const BIAS: i64 = 4;
+/// Dataset type id of `flat`.
 pub const FLAT: i64 = 5;
 
-/// Collection ids and types.
+/// Collection id of the RUN `HSC/raw/all`.
 pub const RAW_RUN: i64 = 1;
 /// `HSC/runs/w_00` … `w_09` are ids `FIRST_W_RUN` … `FIRST_W_RUN + 9`.
 pub const FIRST_W_RUN: i64 = 2;
+/// Collection id of the CALIBRATION collection `HSC/calib`.
 pub const CALIB_COLLECTION: i64 = 12;
+/// Collection id of the TAGGED collection `HSC/tagged/good`.
 pub const TAGGED_COLLECTION: i64 = 13;
 /// Calibration epoch `e` lives in RUN id `FIRST_CALIB_RUN + e`.
 pub const FIRST_CALIB_RUN: i64 = 14;
+/// `collection.type` of a RUN.
 pub const COLLECTION_RUN: i64 = 1;
+/// `collection.type` of a TAGGED collection.
 pub const COLLECTION_TAGGED: i64 = 2;
+/// `collection.type` of a CALIBRATION collection.
 pub const COLLECTION_CALIBRATION: i64 = 4;
 
 /// How many of everything a repository at scale N holds.
@@ -54,16 +63,23 @@ pub const COLLECTION_CALIBRATION: i64 = 4;
 pub struct Scale {
     /// Datasets in the registry (ids 1..=n).
     pub n: u64,
+    /// `raw` datasets (40 % of N).
     pub raw: u64,
+    /// `calexp` datasets (40 % of N).
     pub calexp: u64,
+    /// `src` datasets (the rest).
     pub src: u64,
+    /// `bias` datasets (0.02 % of N, at least one).
     pub bias: u64,
+    /// `flat` datasets (as many as `bias`).
     pub flat: u64,
     /// Calexps also in `HSC/tagged/good`.
     pub tagged: u64,
     /// Datasets known only to the datastore (ids n+1..=n+removed).
     pub removed: u64,
+    /// Exposures (100 detectors each).
     pub exposures: u64,
+    /// Visits (100 detectors each).
     pub visits: u64,
     /// Calibration validity epochs (and calibration RUNs).
     pub epochs: u64,
@@ -312,14 +328,18 @@ impl Layout {
 /// What [`fill_v1`] inserted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FillReport {
+    /// The counts filled.
     pub scale: Scale,
+    /// The seed the data came from.
     pub seed: u64,
     /// Rows inserted per table, in insertion order.
     pub rows: Vec<(String, u64)>,
+    /// Wall time of the whole fill.
     pub elapsed: Duration,
 }
 
 impl FillReport {
+    /// Rows inserted in all tables.
     pub fn total_rows(&self) -> u64 {
         self.rows.iter().map(|(_, n)| n).sum()
     }

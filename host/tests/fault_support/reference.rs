@@ -3,6 +3,7 @@
 
 use crate::common::{Backend, Ferry, TestDb};
 use crate::reference_support;
+use crate::reference_support::foreign::{self, Source};
 use ferry::workload::Snapshot;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -125,9 +126,11 @@ pub fn sqlite_path(db: &TestDb) -> PathBuf {
 }
 
 /// Makes fresh v1 reference repositories at scale `n`, all alike: on SQLite by copying
-/// one file filled once, on PostgreSQL by filling a fresh schema each time.
+/// one file filled once, on PostgreSQL by filling a fresh schema each time; from Ferry's
+/// generator, or (`Source::Foreign`) from `tests/fixtures/foreign_v1`, adopted.
 pub struct V1Maker {
     backend: Backend,
+    source: Source,
     n: u64,
     seed: u64,
     /// SQLite: the filled template and its snapshot.
@@ -137,14 +140,19 @@ pub struct V1Maker {
 
 impl V1Maker {
     pub fn new(backend: Backend, test: &str, n: u64, seed: u64) -> V1Maker {
+        V1Maker::from_source(Source::Ferry, backend, test, n, seed)
+    }
+
+    pub fn from_source(source: Source, backend: Backend, test: &str, n: u64, seed: u64) -> V1Maker {
         let template = (backend == Backend::Sqlite).then(|| {
             let db = TestDb::sqlite();
-            let mut conn = reference_support::create_v1(db.url(), n, seed);
+            let mut conn = foreign::create_v1_from(source, db.url(), n, seed);
             let snapshot = Snapshot::take(conn.as_mut()).expect("snapshot of the template");
             (db, snapshot)
         });
         V1Maker {
             backend,
+            source,
             n,
             seed,
             template,
@@ -163,7 +171,7 @@ impl V1Maker {
             }
             None => {
                 let db = TestDb::postgres(&self.name)?;
-                let mut conn = reference_support::create_v1(db.url(), self.n, self.seed);
+                let mut conn = foreign::create_v1_from(self.source, db.url(), self.n, self.seed);
                 let snapshot = Snapshot::take(conn.as_mut()).expect("snapshot");
                 Some((db, snapshot))
             }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod foreign;
+
 use ferry::backend::{self, Connection, DbUrl};
 use ferry::migrator::{Migrator, UpgradeOptions};
 use ferry::workload;

@@ -8,7 +8,7 @@
 //! Notes for script authors:
 //! - `?` is always a placeholder, so jsonb's `?`, `?|` and `?&` operators cannot be
 //!   used; see [`crate::backend::rewrite_placeholders`].
-//! - Parameter and column conversions are listed in [`values`].
+//! - Parameter and column conversions are listed in the private `values` module.
 //! - `set_statement_timeout` is a session `SET`; inside a transaction that is then
 //!   rolled back, PostgreSQL reverts it.
 

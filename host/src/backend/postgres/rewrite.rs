@@ -1,7 +1,8 @@
 //! Table rewrites on PostgreSQL: `PrepareRewrite`, `SwapRewritten`, and `RewriteTables`
 //! (both in one transaction).
 //!
-//! Preparing a table copies it through the join into a new table under its staged name
+//! Preparing a table copies it (with its defaults, identity and CHECK constraints)
+//! through the join into a new table under its staged name
 //! (`rewrite_plan::staged_name`; `INSERT … SELECT`, which beats an `UPDATE` in place that
 //! writes every row twice), then builds the primary key, unique constraints and plain
 //! indexes after the data (once, instead of maintaining them row by row) under staged
@@ -11,7 +12,8 @@
 //! that table's copy, and is validated against it), and analyzes the copy. The old table
 //! is not touched.
 //!
-//! Swapping drops the old tables (children first), renames each copy to its table's name
+//! Swapping hands each serial sequence a kept column still draws from to the copy, drops
+//! the old tables (children first), renames each copy to its table's name
 //! — foreign keys follow a renamed table, since they refer to it by OID — and renames
 //! constraints, indexes and identity sequences to their final names: catalogue changes
 //! only. Keys from tables outside the set into it are dropped before and added back (and
@@ -86,6 +88,33 @@ fn sequences(conn: &mut dyn Connection, table: &str) -> Result<Vec<(String, Stri
         .map(|mut r| {
             let sequence = r.remove(1);
             (r.remove(0), sequence)
+        })
+        .collect())
+}
+
+/// `(sequence, copy's column)` for each serial sequence owned by a column of `table`
+/// from whose default a column of the staged copy still draws (the copy's default was
+/// copied by `LIKE … INCLUDING DEFAULTS`; a column that changed type dropped its default).
+fn kept_serials(conn: &mut dyn Connection, table: &str) -> Result<Vec<(String, String)>, DbError> {
+    let rows = conn.query(
+        "SELECT s.relname::text, ca.attname::text FROM pg_class t \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         JOIN pg_depend o ON o.classid = 'pg_class'::regclass AND o.refclassid = 'pg_class'::regclass \
+              AND o.refobjid = t.oid AND o.deptype = 'a' \
+         JOIN pg_class s ON s.oid = o.objid AND s.relkind = 'S' \
+         JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = ? \
+         JOIN pg_attrdef ad ON ad.adrelid = c.oid \
+         JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid \
+              AND d.refclassid = 'pg_class'::regclass AND d.refobjid = s.oid \
+         JOIN pg_attribute ca ON ca.attrelid = c.oid AND ca.attnum = ad.adnum \
+         WHERE n.nspname = current_schema() AND t.relname = ?",
+        &[Value::Text(staged_name(table)), Value::Text(table.into())],
+    )?;
+    Ok(texts(rows)
+        .into_iter()
+        .map(|mut r| {
+            let column = r.remove(1);
+            (r.remove(0), column)
         })
         .collect())
 }
@@ -169,7 +198,7 @@ pub fn prepare(
     exec(
         conn,
         format!(
-            "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING IDENTITY)",
+            "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS)",
             ident(&copy),
             ident(t)
         ),
@@ -378,6 +407,22 @@ fn swap_copies(
         )?;
     }
     for t in tables.iter().rev() {
+        // A serial column the copy keeps draws from a sequence the old table owns, which
+        // would block (or, with CASCADE, strip the copy's default on) the drop: the copy
+        // takes the sequence over, name and position included. Sequences of columns that
+        // changed type go with the old table.
+        for (sequence, column) in kept_serials(conn, t)? {
+            exec(
+                conn,
+                format!(
+                    "ALTER SEQUENCE {} OWNED BY {}.{}",
+                    ident(&sequence),
+                    ident(&staged_name(t)),
+                    ident(&column)
+                ),
+                &mut ran,
+            )?;
+        }
         exec(conn, format!("DROP TABLE {}", ident(t)), &mut ran)?;
     }
     for (t, names) in tables.iter().zip(renames) {

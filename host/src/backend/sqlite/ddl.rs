@@ -77,7 +77,14 @@ fn column_sql(def: &TableDef, c: &ColumnDef) -> String {
         );
     }
     let mut s = format!("{} {}", quote(&c.name), sqlite_type(&c.data_type));
-    if !c.nullable {
+    // SQLite lets a primary-key column that is not the rowid hold NULL unless it says
+    // NOT NULL (its own documented quirk); every other database refuses. A key column
+    // comes out NOT NULL whatever the definition (or the table it was read from) says.
+    let in_primary_key = def
+        .primary_key
+        .as_ref()
+        .is_some_and(|(_, cols)| cols.iter().any(|k| k.eq_ignore_ascii_case(&c.name)));
+    if !c.nullable || in_primary_key {
         s.push_str(" NOT NULL");
     }
     if let Some(d) = &c.default {
@@ -260,6 +267,38 @@ fn column_in_key_or_index(raw: &Raw, table: &str, column: &str) -> Result<bool, 
         .any(|k| has(&k.columns)))
 }
 
+/// The `CHECK` constraints of `table` as table-level clauses for a rebuilt version of it
+/// whose definition is `def`; those that name a column `def` no longer has go with that
+/// column, as on PostgreSQL. ([`TableDef`] has no place for them: they are carried from
+/// the stored statement to the new one.)
+pub(super) fn kept_checks(raw: &Raw, table: &str, def: &TableDef) -> Result<Vec<String>, DbError> {
+    let Some(sql) = introspect::create_sql(raw, table)? else {
+        return Ok(Vec::new());
+    };
+    let old_columns = introspect::columns(raw, table)?;
+    let gone: Vec<&str> = old_columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|o| !def.columns.iter().any(|n| n.name.eq_ignore_ascii_case(o)))
+        .collect();
+    Ok(super::table_sql::parse_create_table(&sql)
+        .checks
+        .iter()
+        .filter(|c| !gone.iter().any(|g| c.mentions(g)))
+        .map(|c| c.sql())
+        .collect())
+}
+
+/// `create` (from [`create_table_sql`]) with `checks` added as table constraints.
+pub(super) fn with_checks(create: String, checks: &[String]) -> String {
+    match create.strip_suffix("\n)") {
+        Some(body) if !checks.is_empty() => {
+            format!("{body},\n  {}\n)", checks.join(",\n  "))
+        }
+        _ => create,
+    }
+}
+
 /// The table's current definition as Ferry would write it.
 pub(super) fn current_definition(raw: &Raw, table: &str) -> Result<TableDef, DbError> {
     if introspect::create_sql(raw, table)?.is_none() {
@@ -430,6 +469,7 @@ fn rebuild(raw: &Raw, change: &SchemaChange) -> Result<Vec<String>, DbError> {
     let old = current_definition(raw, &table)?;
     let mut new = old.clone();
     let using = reshape(&mut new, change)?;
+    let checks = kept_checks(raw, &table, &new)?;
     let dependents = introspect::dependent_sql(raw, &table)?;
     // Indexes over a dropped column go with it, as on PostgreSQL.
     let mut keep = Vec::new();
@@ -461,7 +501,7 @@ fn rebuild(raw: &Raw, change: &SchemaChange) -> Result<Vec<String>, DbError> {
         sources.push(expr.unwrap_or_else(|| quote(&c.name)));
     }
     let statements = {
-        let mut s = vec![create_table_sql(&new, &tmp)?];
+        let mut s = vec![with_checks(create_table_sql(&new, &tmp)?, &checks)];
         s.push(format!(
             "INSERT INTO {} ({}) SELECT {} FROM {}",
             quote(&tmp),

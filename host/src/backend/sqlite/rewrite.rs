@@ -3,7 +3,8 @@
 //!
 //! Preparing a table builds its new version under the staged name
 //! (`rewrite_plan::staged_name`) as `SELECT … FROM t {join}`, with the same named primary
-//! key, unique constraints and foreign keys (SQLite declares them in `CREATE TABLE`; their
+//! key, unique constraints, foreign keys and CHECK constraints (every key column NOT
+//! NULL), as SQLite declares them in `CREATE TABLE` (their
 //! names need not be unique in the database); a foreign key into a table of the rewrite
 //! points at that table's staged copy. The old table is not touched.
 //!
@@ -22,7 +23,7 @@
 
 use rusqlite::Connection as Raw;
 
-use super::ddl::{create_table_sql, current_definition, quote};
+use super::ddl::{create_table_sql, current_definition, kept_checks, quote, with_checks};
 use super::introspect;
 use super::{failure_on, statement_error};
 use crate::backend::rewrite_plan::staged_name;
@@ -146,7 +147,12 @@ pub fn prepare(
         format!(" ORDER BY {}", order.join(", "))
     };
     let before = count(raw, &rw.table)?;
-    run(raw, create_table_sql(&def, &copy)?, &mut ran)?;
+    let checks = kept_checks(raw, &rw.table, &def)?;
+    run(
+        raw,
+        with_checks(create_table_sql(&def, &copy)?, &checks),
+        &mut ran,
+    )?;
     let copied = run(
         raw,
         format!(

@@ -115,12 +115,78 @@ pub struct ParsedConstraint {
     pub columns: Vec<String>,
 }
 
+/// A `CHECK` constraint, declared at table level or on a column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckClause {
+    /// Its `CONSTRAINT` name, if it has one.
+    pub name: Option<String>,
+    /// The parenthesised expression's tokens, parentheses included.
+    expr: Vec<Token>,
+}
+
+impl CheckClause {
+    /// Whether the expression names `column` (as a bare or quoted identifier).
+    pub fn mentions(&self, column: &str) -> bool {
+        self.expr.iter().any(|t| match t {
+            Token::Word(w) | Token::Quoted(w) => w.eq_ignore_ascii_case(column),
+            _ => false,
+        })
+    }
+
+    /// The clause as table-level SQL: `CONSTRAINT "name" CHECK (...)`.
+    pub fn sql(&self) -> String {
+        let mut out = String::new();
+        if let Some(name) = &self.name {
+            out.push_str(&format!("CONSTRAINT \"{}\" ", name.replace('"', "\"\"")));
+        }
+        out.push_str("CHECK ");
+        let mut previous: Option<&Token> = None;
+        for t in &self.expr {
+            let text = match t {
+                Token::Word(w) | Token::Other(w) => w.clone(),
+                Token::Quoted(q) => format!("\"{}\"", q.replace('"', "\"\"")),
+                Token::Str(s) => format!("'{}'", s.replace('\'', "''")),
+            };
+            // Punctuation stays glued (`<=`, `1.5`, `t.x`); words are spaced.
+            let glued = |t: &Token| matches!(t, Token::Other(o) if !o.starts_with(|c: char| c.is_ascii_digit()));
+            if let Some(p) = previous {
+                let dot = p.is_punct('.') || t.is_punct('.');
+                let tight = p.is_punct('(') || t.is_punct(')') || t.is_punct(',');
+                if !(dot || tight || (glued(p) && glued(t))) {
+                    out.push(' ');
+                }
+            }
+            out.push_str(&text);
+            previous = Some(t);
+        }
+        out
+    }
+}
+
+/// The tokens from `tokens[at]` (an opening parenthesis) to its matching close.
+fn parenthesised(tokens: &[Token], at: usize) -> Vec<Token> {
+    let mut depth = 0usize;
+    for (i, t) in tokens.iter().enumerate().skip(at) {
+        if t.is_punct('(') {
+            depth += 1;
+        } else if t.is_punct(')') {
+            depth = depth.saturating_sub(1);
+            if depth == 0 {
+                return tokens[at..=i].to_vec();
+            }
+        }
+    }
+    tokens[at.min(tokens.len())..].to_vec()
+}
+
 /// What Ferry reads from a stored `CREATE TABLE` statement.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ParsedTable {
     /// Columns declared `AUTOINCREMENT`.
     pub autoincrement: Vec<String>,
     pub constraints: Vec<ParsedConstraint>,
+    /// Every `CHECK` constraint, in declaration order.
+    pub checks: Vec<CheckClause>,
 }
 
 impl ParsedTable {
@@ -226,7 +292,10 @@ fn parse_item(item: &[Token], parsed: &mut ParsedTable) {
             });
         }
     } else if first.is_keyword("CHECK") {
-        // Not a key.
+        parsed.checks.push(CheckClause {
+            name,
+            expr: parenthesised(rest, 1),
+        });
     } else if name.is_none() {
         parse_column(item, parsed);
     }
@@ -256,6 +325,14 @@ fn parse_column(item: &[Token], parsed: &mut ParsedTable) {
                 pending_name = item.get(i + 1).and_then(Token::ident);
                 i += 2;
                 continue;
+            } else if t.is_keyword("CHECK") {
+                let expr = parenthesised(item, i + 1);
+                i += 1 + expr.len();
+                parsed.checks.push(CheckClause {
+                    name: pending_name.take(),
+                    expr,
+                });
+                continue;
             } else if t.is_keyword("PRIMARY") {
                 Some(ConstraintKind::PrimaryKey)
             } else if t.is_keyword("UNIQUE") {
@@ -268,11 +345,7 @@ fn parse_column(item: &[Token], parsed: &mut ParsedTable) {
                 if t.is_keyword("AUTOINCREMENT") {
                     parsed.autoincrement.push(column.clone());
                 }
-                if t.is_keyword("NOT")
-                    || t.is_keyword("NULL")
-                    || t.is_keyword("DEFAULT")
-                    || t.is_keyword("CHECK")
-                {
+                if t.is_keyword("NOT") || t.is_keyword("NULL") || t.is_keyword("DEFAULT") {
                     pending_name = None;
                 }
                 None
@@ -317,5 +390,32 @@ mod tests {
         };
         assert_eq!(p.name_of(&fk, &["z".into()]), Some("fk1".into()));
         assert_eq!(p.constraints.len(), 5);
+        let checks: Vec<String> = p.checks.iter().map(CheckClause::sql).collect();
+        assert_eq!(checks, ["CHECK (z > 0)"]);
+    }
+
+    #[test]
+    fn reads_check_clauses_back_as_sql() {
+        let sql = r#"CREATE TABLE t (
+            a VARCHAR(8) CONSTRAINT t_a_pos CHECK (length(a)<=8 AND length(a) >= 1) NOT NULL,
+            "b c" REAL CHECK ("b c" >= -1.5 OR "b c" IN ('x''y', 2)),
+            CONSTRAINT t_len_a CHECK (length(t.a) <= 8)
+        )"#;
+        let p = parse_create_table(sql);
+        let checks: Vec<String> = p.checks.iter().map(CheckClause::sql).collect();
+        assert_eq!(
+            checks,
+            [
+                r#"CONSTRAINT "t_a_pos" CHECK (length (a)<= 8 AND length (a)>= 1)"#,
+                r#"CHECK ("b c" >=- 1.5 OR "b c" IN ('x''y', 2))"#,
+                r#"CONSTRAINT "t_len_a" CHECK (length (t.a)<= 8)"#,
+            ]
+        );
+        assert!(p.checks[1].mentions("b c") && !p.checks[1].mentions("a"));
+        // Each reads back the same.
+        for c in &p.checks {
+            let again = parse_create_table(&format!("CREATE TABLE u (x, {})", c.sql()));
+            assert_eq!(again.checks.as_slice(), std::slice::from_ref(c));
+        }
     }
 }

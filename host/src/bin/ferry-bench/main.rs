@@ -36,6 +36,16 @@ struct Cli {
     command: Command,
 }
 
+/// Which generator makes the migration benchmark's registry v1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Source {
+    /// `ferry-sample`: Ferry's root revisions and `ferry::workload::fill_v1`.
+    Ferry,
+    /// `tests/fixtures/foreign_v1/make_v1.sh` (SQL through `sqlite3` / `psql`, no Ferry
+    /// code), then `ferry adopt`.
+    Foreign,
+}
+
 /// The databases a benchmark runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
@@ -94,6 +104,10 @@ enum Command {
         /// Skip the comparison of batch checkpoints with one checkpoint per step.
         #[arg(long)]
         no_checkpoint_cost: bool,
+        /// Who makes registry v1: Ferry's generator, or SQL written as SQLAlchemy emits
+        /// it run through the real clients (`foreign`; the seed is not used).
+        #[arg(long, value_enum, default_value_t = Source::Ferry)]
+        source: Source,
         #[command(flatten)]
         env: Env,
     },
@@ -173,8 +187,9 @@ fn main() -> ExitCode {
             n,
             seed,
             no_checkpoint_cost,
+            source,
             env,
-        } => migration::run(&env, &backend, n, seed, !no_checkpoint_cost),
+        } => migration::run(&env, &backend, n, seed, !no_checkpoint_cost, source),
         Command::BulkInsert { backend, rows, env } => bulk::run(&env, &backend, rows),
         Command::Startup {
             revisions,
@@ -213,7 +228,7 @@ fn all(
     runs: usize,
 ) -> Result<(), String> {
     let failures: Vec<String> = [
-        migration::run(env, backends, n, seed, true),
+        migration::run(env, backends, n, seed, true, Source::Ferry),
         bulk::run(env, backends, rows),
         startup::run(env, 1_000, 10_000, runs),
     ]

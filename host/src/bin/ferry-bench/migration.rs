@@ -20,7 +20,7 @@ use ferry::workload::{check_v2, Scale, Snapshot};
 use crate::process::{self, Measured};
 use crate::report::{self, megabytes, rate, ratio, seconds, Table};
 use crate::target::{self, Database, Scratch};
-use crate::{Backend, Env};
+use crate::{Backend, Env, Source};
 
 const TARGET: &str = "datasets-uuid-1.0.0";
 
@@ -55,16 +55,21 @@ pub fn run(
     n: u64,
     seed: u64,
     checkpoint_cost: bool,
+    source: Source,
 ) -> Result<(), String> {
     let scale = Scale::new(n).map_err(|e| e.to_string())?;
+    let made_by = match source {
+        Source::Ferry => format!("seed {seed}"),
+        Source::Foreign => "v1 from tests/fixtures/foreign_v1, adopted".to_string(),
+    };
     println!(
-        "\n== migration benchmark: N = {n} datasets (seed {seed}); {}",
+        "\n== migration benchmark: N = {n} datasets ({made_by}); {}",
         report::machine()
     );
     let mut results = Vec::new();
     let mut failures = Vec::new();
     for &backend in backends {
-        match one_backend(env, backend, scale, seed, checkpoint_cost) {
+        match one_backend(env, backend, scale, seed, checkpoint_cost, source) {
             Ok(r) => results.push(r),
             Err(e) => failures.push(format!("{}: {e}", backend.name())),
         }
@@ -104,17 +109,69 @@ fn sample(env: &Env, repo: &Path, db: &Database, scale: Scale, seed: u64) -> Res
     Ok(())
 }
 
+/// Registry v1 made without Ferry's code: `tests/fixtures/foreign_v1/make_v1.sh`, then
+/// `ferry adopt` to record the trees' revisions from `butler_attributes`.
+fn foreign(env: &Env, repo: &Path, db: &Database, scale: Scale) -> Result<(), String> {
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo.join("tests/fixtures/foreign_v1/make_v1.sh"));
+    match db {
+        Database::Sqlite { path } => {
+            cmd.arg("sqlite").arg(path);
+        }
+        Database::Postgres(schema) => {
+            cmd.arg("postgres").arg(&env.pg_url).arg(&schema.name);
+        }
+    }
+    cmd.arg(scale.n.to_string());
+    process::run(cmd)?.success("make_v1.sh")?;
+    let mut adopt = Command::new(target::ferry_binary(env)?);
+    adopt
+        .current_dir(repo)
+        .arg("--db")
+        .arg(db.url())
+        .arg("adopt");
+    process::run(adopt)?.success("ferry adopt")?;
+    Ok(())
+}
+
+/// Registry v1 at `scale` from `source` in the empty database `db`.
+fn make_v1(
+    env: &Env,
+    repo: &Path,
+    db: &Database,
+    scale: Scale,
+    seed: u64,
+    source: Source,
+) -> Result<(), String> {
+    match source {
+        Source::Ferry => sample(env, repo, db, scale, seed),
+        Source::Foreign => foreign(env, repo, db, scale),
+    }
+}
+
 fn one_backend(
     env: &Env,
     backend: Backend,
     scale: Scale,
     seed: u64,
     checkpoint_cost: bool,
+    source: Source,
 ) -> Result<BackendResult, String> {
     let repo = target::repo(env)?;
     let ferry = target::ferry_binary(env)?;
     let scratch = Scratch::new(env, &format!("migration-{}", backend.name()))?;
-    let mut labels = vec!["scripted", "native"];
+    // The native migration rewrites Ferry's own v1 DDL text (SQLite) and its own kind of
+    // sequences (PostgreSQL); on a repository from other SQL it has no baseline to offer.
+    let mut labels = match source {
+        Source::Ferry => vec!["scripted", "native"],
+        Source::Foreign => {
+            eprintln!(
+                "{}: native skipped: it is written for the v1 DDL of Ferry's generator",
+                backend.name()
+            );
+            vec!["scripted"]
+        }
+    };
     if checkpoint_cost {
         labels.push("scripted_single");
     }
@@ -126,7 +183,7 @@ fn one_backend(
     let databases: Vec<Database> = match backend {
         Backend::Sqlite => {
             let v1 = Database::fresh(env, backend, &scratch, "v1")?;
-            sample(env, &repo, &v1, scale, seed)?;
+            make_v1(env, &repo, &v1, scale, seed, source)?;
             let Database::Sqlite { path } = &v1 else {
                 unreachable!()
             };
@@ -144,12 +201,12 @@ fn one_backend(
                 })
                 .collect::<Result<_, String>>()?
         }
-        // The same seed gives the same rows in every schema.
+        // The same seed (or the same SQL) gives the same rows in every schema.
         Backend::Postgres => labels
             .iter()
             .map(|label| {
                 let db = Database::fresh(env, backend, &scratch, label)?;
-                sample(env, &repo, &db, scale, seed)?;
+                make_v1(env, &repo, &db, scale, seed, source)?;
                 Ok(db)
             })
             .collect::<Result<_, String>>()?,
