@@ -322,6 +322,20 @@ impl Migrator {
             .collect()
     }
 
+    /// The databases whose connection is a PostgreSQL superuser's, as
+    /// `role on database`: no statement guard contains a superuser (`COPY … PROGRAM`,
+    /// server files), so `status` and `upgrade` warn (docs/OPERATIONS.md).
+    pub fn superusers(&self) -> Result<Vec<String>, Error> {
+        let dbs = self.databases()?;
+        let mut found = Vec::new();
+        for c in self.connect_all(&dbs)?.iter_mut() {
+            if let Some(role) = c.superuser()? {
+                found.push(format!("{role} on {}", c.describe()));
+            }
+        }
+        Ok(found)
+    }
+
     /// Each tree's state, unfinished revisions, the lock holder and changed scripts.
     pub fn status(&self) -> Result<Status, Error> {
         let (project, dbs) = self.setup()?;

@@ -10,6 +10,7 @@
 //! killed, so a crashed run never leaves a stale lock; the JSON left behind is then
 //! only a record and is overwritten by the next holder.
 
+mod authorizer;
 mod constraint;
 mod ddl;
 mod deferred_keys;
@@ -49,6 +50,8 @@ pub struct SqliteConnection {
     /// Set while a transaction begun by `begin_checking_foreign_keys_at_commit` runs:
     /// what its commit must check.
     fk_check_at_commit: Option<deferred_keys::DeferredKeys>,
+    /// On while a script's own statement runs (see `authorizer`).
+    script: authorizer::Script,
 }
 
 /// The statement timeout: a deadline that the progress handler checks.
@@ -273,12 +276,14 @@ impl SqliteConnection {
         raw.busy_timeout(busy).map_err(connect_error)?;
         raw.execute_batch("PRAGMA foreign_keys = ON")
             .map_err(connect_error)?;
+        let script = authorizer::install(&raw).map_err(connect_error)?;
         Ok(SqliteConnection {
             raw,
             path,
             timer: Timer::default(),
             lock: None,
             fk_check_at_commit: None,
+            script,
         })
     }
 
@@ -617,6 +622,10 @@ impl Connection for SqliteConnection {
 
     fn in_transaction(&self) -> bool {
         !self.raw.is_autocommit()
+    }
+
+    fn restrict_to_script(&mut self, on: bool) {
+        self.script.set(on);
     }
 
     fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {

@@ -142,6 +142,9 @@ pub(super) fn apply(session: &SharedSession, change: SchemaChange) -> Res<()> {
     let mut s = session
         .try_borrow_mut()
         .map_err(|_| script_failure("schema changes cannot run inside the callback of db.each"))?;
+    let dialect = s.conn().dialect();
+    crate::sql_guard::check_schema_change(&change, dialect)
+        .map_err(|r| script_failure(r.to_string()))?;
     let r = s
         .before_statement(true)
         .and_then(|_| s.conn().apply_schema_change(&change));

@@ -15,6 +15,7 @@
 mod ddl;
 mod introspect;
 mod rewrite;
+mod session;
 mod values;
 
 use std::collections::HashMap;
@@ -57,6 +58,10 @@ pub struct PgConnection {
     in_transaction: bool,
     statement_timeout: Option<Duration>,
     lock_held: bool,
+    /// Whether the server knows `client_connection_check_interval` (PostgreSQL 14+).
+    client_check: bool,
+    /// The session as Ferry set it up (see `session.rs`), checked before each commit.
+    session: Option<String>,
 }
 
 /// The text of a driver error, with the server's message, detail and hint.
@@ -202,8 +207,8 @@ impl PgConnection {
         // holding the migration lock and its row locks, before it notices the client is
         // gone: the server checks every second instead (PostgreSQL 14 and later; older
         // servers reject the setting, and keep the old behaviour).
-        let _ = runtime.block_on(client.batch_execute(CLIENT_CHECK));
-        Ok(PgConnection {
+        let client_check = runtime.block_on(client.batch_execute(CLIENT_CHECK)).is_ok();
+        let mut conn = PgConnection {
             client: Some(client),
             task,
             runtime,
@@ -213,7 +218,11 @@ impl PgConnection {
             in_transaction: false,
             statement_timeout: None,
             lock_held: false,
-        })
+            client_check,
+            session: None,
+        };
+        conn.remember_session()?;
+        Ok(conn)
     }
 
     fn client(&self) -> &Client {
@@ -612,12 +621,19 @@ impl Connection for PgConnection {
     }
 
     fn begin(&mut self) -> Result<(), DbError> {
-        self.batch("BEGIN")?;
+        // The session set up again, and the transaction marked as Ferry's (session.rs).
+        self.batch(&format!(
+            "{}; BEGIN; SET LOCAL ferry.transaction = 'on'",
+            self.session_setup()
+        ))?;
         self.in_transaction = true;
         Ok(())
     }
 
     fn commit(&mut self) -> Result<(), DbError> {
+        if self.in_transaction {
+            self.check_session()?;
+        }
         // A failed COMMIT ends the transaction too.
         self.in_transaction = false;
         self.batch("COMMIT")
@@ -636,7 +652,11 @@ impl Connection for PgConnection {
         let millis = timeout.map_or(0, |t| t.as_millis().clamp(1, i32::MAX as u128));
         self.batch(&format!("SET statement_timeout = {millis}"))?;
         self.statement_timeout = timeout;
-        Ok(())
+        self.remember_session()
+    }
+
+    fn superuser(&mut self) -> Result<Option<String>, DbError> {
+        self.superuser_role()
     }
 
     fn tables(&mut self, like_pattern: &str) -> Result<Vec<String>, DbError> {

@@ -1,0 +1,115 @@
+//! The session Ferry relies on, kept and checked.
+//!
+//! A script's SQL is guarded ([`crate::sql_guard`]), but PL/pgSQL that builds SQL at run
+//! time can still reach the session. So before each transaction Ferry sets again what it
+//! relies on (search path, statement timeout, the client connection check) and marks
+//! the transaction (`SET LOCAL ferry.transaction`); before each commit it checks that
+//! the mark is still there (the transaction is the one Ferry began: no `COMMIT` or
+//! `ROLLBACK` slipped in), that the settings and the role are as Ferry left them, and
+//! that this session still holds the migration lock. Otherwise the transaction is
+//! rolled back and the commit fails, naming what changed.
+
+use super::{ddl, lock_key, PgConnection};
+use crate::backend::DbError;
+
+/// What the session looks like, as one comparable text.
+const SNAPSHOT: &str = "SELECT concat_ws(', ', \
+     'search_path = ' || current_setting('search_path'), \
+     'statement_timeout = ' || current_setting('statement_timeout'), \
+     'client_connection_check_interval = ' \
+        || coalesce(current_setting('client_connection_check_interval', true), 'unknown'), \
+     'role = ' || current_user::text, \
+     'session authorization = ' || session_user::text)";
+
+impl PgConnection {
+    /// The statements that set the session up as Ferry relies on.
+    pub(super) fn session_setup(&self) -> String {
+        let millis = self
+            .statement_timeout
+            .map_or(0, |t| t.as_millis().clamp(1, i32::MAX as u128));
+        let mut sql = format!(
+            "SET search_path TO {}; SET statement_timeout = {millis}",
+            ddl::ident(&self.schema)
+        );
+        if self.client_check {
+            sql.push_str("; ");
+            sql.push_str(super::CLIENT_CHECK);
+        }
+        sql
+    }
+
+    /// Remembers the session as it is now as the one to keep.
+    pub(super) fn remember_session(&mut self) -> Result<(), DbError> {
+        let rows = self.catalogue(SNAPSHOT, &[])?;
+        self.session = rows.first().map(|r| r.get(0));
+        Ok(())
+    }
+
+    /// Before a commit: the transaction is Ferry's, the session as Ferry left it, the
+    /// lock still held. On failure the transaction is rolled back.
+    pub(super) fn check_session(&mut self) -> Result<(), DbError> {
+        let key = lock_key(&self.schema);
+        let sql = format!(
+            "SELECT coalesce(current_setting('ferry.transaction', true), ''), ({SNAPSHOT}), \
+             EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND pid = pg_backend_pid() AND objsubid = 1 \
+             AND ((classid::bigint << 32) | objid::bigint) = $1)"
+        );
+        let found = self.catalogue(&sql, &[&key]).map(|rows| {
+            rows.first().map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    r.get::<_, Option<String>>(1),
+                    r.get::<_, bool>(2),
+                )
+            })
+        });
+        let problem = match found {
+            Err(e) => Some(format!("the session could not be checked: {e}")),
+            Ok(None) => Some("the session could not be checked".into()),
+            Ok(Some((mark, settings, locked))) => {
+                if mark != "on" {
+                    Some(
+                        "the transaction Ferry began is no longer open (a statement ended it \
+                         or began another)"
+                            .into(),
+                    )
+                } else if self.lock_held && !locked {
+                    Some(
+                        "this session no longer holds the migration lock (a statement \
+                         released it); another migrator may have started"
+                            .into(),
+                    )
+                } else if self.session.is_some() && settings != self.session {
+                    Some(format!(
+                        "the session was changed: Ferry set {}, found {}",
+                        self.session.as_deref().unwrap_or(""),
+                        settings.as_deref().unwrap_or("nothing")
+                    ))
+                } else {
+                    None
+                }
+            }
+        };
+        match problem {
+            None => Ok(()),
+            Some(problem) => {
+                self.in_transaction = false;
+                let _ = self.batch("ROLLBACK");
+                Err(DbError::Other(format!(
+                    "{problem}; the transaction was rolled back instead of committed"
+                )))
+            }
+        }
+    }
+
+    /// The superuser role of this session, if it is one's.
+    pub(super) fn superuser_role(&self) -> Result<Option<String>, DbError> {
+        let rows = self.catalogue(
+            "SELECT rolname::text FROM pg_roles WHERE rolsuper \
+             AND rolname IN (current_user, session_user) LIMIT 1",
+            &[],
+        )?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+}

@@ -1,0 +1,81 @@
+//! SQLite's own refusal of what a script may not send, behind the statement guard
+//! ([`crate::sql_guard`]): if a statement gets past the guard, the engine still denies
+//! it while it is being prepared.
+//!
+//! Every connection gets `SQLITE_DBCONFIG_DEFENSIVE` (no `writable_schema`, no
+//! `journal_mode = OFF`, no writes to shadow tables) and double-quoted string literals
+//! off (`"idd"` is an unknown column, not the string `'idd'`). An authorizer runs on
+//! every statement: it always denies `ATTACH`/`DETACH` and file-reaching functions, and,
+//! while a script's own statement is prepared ([`Script::set`]), also transaction
+//! control, savepoints, pragmas outside the read-only allow-list, and any change to the
+//! `ferry_*` tables. Ferry's own statements (ledger, DDL, locks) are prepared with the
+//! script mode off.
+
+use rusqlite::config::DbConfig;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Whether the statement being prepared is a script's.
+#[derive(Clone, Default)]
+pub(super) struct Script(Arc<AtomicBool>);
+
+impl Script {
+    pub(super) fn set(&self, on: bool) {
+        self.0.store(on, Ordering::SeqCst);
+    }
+}
+
+/// Turns the defensive settings on and installs the authorizer.
+pub(super) fn install(raw: &rusqlite::Connection) -> rusqlite::Result<Script> {
+    raw.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    raw.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
+    raw.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
+    let script = Script::default();
+    let flag = script.0.clone();
+    raw.authorizer(Some(move |ctx: AuthContext<'_>| {
+        authorize(&ctx.action, flag.load(Ordering::SeqCst))
+    }));
+    Ok(script)
+}
+
+fn is_ledger(table: &str) -> bool {
+    table.to_ascii_lowercase().starts_with("ferry_")
+}
+
+fn authorize(action: &AuthAction<'_>, script: bool) -> Authorization {
+    let deny = match action {
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } => true,
+        AuthAction::Function { function_name } => matches!(
+            function_name.to_ascii_lowercase().as_str(),
+            "load_extension" | "readfile" | "writefile" | "edit" | "fts3_tokenizer"
+        ),
+        _ if !script => false,
+        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => true,
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value,
+        } => !crate::sql_guard::READ_ONLY_PRAGMAS
+            .iter()
+            .any(|(name, takes_argument)| {
+                name.eq_ignore_ascii_case(pragma_name)
+                    && (pragma_value.is_none() || *takes_argument)
+            }),
+        AuthAction::Insert { table_name }
+        | AuthAction::Delete { table_name }
+        | AuthAction::Update { table_name, .. }
+        | AuthAction::DropTable { table_name }
+        | AuthAction::AlterTable { table_name, .. }
+        | AuthAction::CreateTrigger { table_name, .. }
+        | AuthAction::CreateTempTrigger { table_name, .. }
+        | AuthAction::DropTrigger { table_name, .. }
+        | AuthAction::CreateIndex { table_name, .. }
+        | AuthAction::DropIndex { table_name, .. } => is_ledger(table_name),
+        _ => false,
+    };
+    if deny {
+        Authorization::Deny
+    } else {
+        Authorization::Allow
+    }
+}
