@@ -1,7 +1,7 @@
 //! The statement guard: SQL a script may not send, refused before the database sees it.
 //!
 //! A revision runs inside transactions, a session and a lock that Ferry owns; the ledger
-//! (`ferry_*` tables) records what ran. A statement that ends or opens a transaction,
+//! (`ferry_meta`, `ferry_revisions`, `ferry_steps`, `ferry_history`, `ferry_lock`) records what ran. A statement that ends or opens a transaction,
 //! changes the session (search path, role, timeouts), touches the migration lock,
 //! reaches files outside the repository or writes to the ledger would break those
 //! promises, so [`check`] refuses it with the reason. The script API calls it on every
@@ -112,12 +112,19 @@ const SESSION_SETTINGS: &[&str] = &[
     "transaction_read_only",
 ];
 
-/// Words that make a statement naming a `ferry_*` table a write to the ledger.
+/// Words that make a statement naming a ledger table a write to the ledger.
 const WRITE_WORDS: &[&str] = &[
     "insert", "update", "delete", "merge", "replace", "upsert", "truncate", "drop", "alter",
     "create", "grant", "revoke", "copy", "comment", "reindex", "cluster", "vacuum", "lock",
     "rename", "security",
 ];
+
+/// Whether `name` (any case) is one of Ferry's ledger tables. Other `ferry_`-prefixed
+/// tables (a script's own maps, `ferry_new_*` copies) are a script's to use.
+pub fn is_ledger_table(name: &str) -> bool {
+    let name = name.to_lowercase();
+    crate::ledger::table_names().contains(&name.as_str())
+}
 
 /// Why a statement is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -427,7 +434,7 @@ pub fn check(sql: &str, dialect: Dialect) -> Result<(), Refused> {
     Ok(())
 }
 
-/// Refuses a portable schema change (`schema::…`) that names a `ferry_*` table, or whose
+/// Refuses a portable schema change (`schema::…`) that names a ledger table, or whose
 /// SQL fragments (defaults, types, `using`, a rewrite's join and values) hold a
 /// statement a script may not send.
 pub fn check_schema_change(change: &SchemaChange, dialect: Dialect) -> Result<(), Refused> {
@@ -506,14 +513,11 @@ pub fn check_schema_change(change: &SchemaChange, dialect: Dialect) -> Result<()
         }
         SchemaChange::SwapRewritten { tables: ts } => tables.extend(ts.iter().map(String::as_str)),
     }
-    if let Some(t) = tables
-        .iter()
-        .find(|t| t.to_lowercase().starts_with("ferry_"))
-    {
+    if let Some(t) = tables.iter().find(|t| is_ledger_table(t)) {
         return Err(Refused {
             statement: format!("{change:?}"),
             reason: format!(
-                "{t} is Ferry's own ledger: a script may read the ferry_* tables but not \
+                "{t} is Ferry's own ledger: a script may read the ledger tables but not \
                  change them"
             ),
         });
@@ -531,11 +535,11 @@ pub fn check_schema_change(change: &SchemaChange, dialect: Dialect) -> Result<()
 /// Refuses a table a script names for writing (`db.bulk_insert`, `insert_derived`'s
 /// `into`) when it is one of Ferry's own.
 pub fn check_table(table: &str) -> Result<(), Refused> {
-    if table.to_lowercase().starts_with("ferry_") {
+    if is_ledger_table(table) {
         return Err(Refused {
             statement: format!("insert into {table}"),
             reason: format!(
-                "{table} is Ferry's own ledger: a script may read the ferry_* tables but not \
+                "{table} is Ferry's own ledger: a script may read the ledger tables but not \
                  write them"
             ),
         });
@@ -735,7 +739,7 @@ fn ledger_refusal(toks: &[&Tok]) -> Option<String> {
     let ledger = toks
         .iter()
         .filter_map(|t| t.word())
-        .find(|w| w.starts_with("ferry_"))?;
+        .find(|w| is_ledger_table(w))?;
     let writes = toks.iter().enumerate().any(|(k, t)| match t.word() {
         Some("replace") => !matches!(toks.get(k + 1), Some(Tok::Punct('('))),
         Some(w) => WRITE_WORDS.contains(&w),
@@ -743,7 +747,7 @@ fn ledger_refusal(toks: &[&Tok]) -> Option<String> {
     });
     writes.then(|| {
         format!(
-            "{ledger} is Ferry's own ledger: a script may read the ferry_* tables but not \
+            "{ledger} is Ferry's own ledger: a script may read the ledger tables but not \
              write them, change them or put triggers or rules on them"
         )
     })
@@ -773,7 +777,7 @@ fn body_refusal(text: &str) -> Option<String> {
             ));
         }
     }
-    if let Some(ledger) = words.iter().find(|w| w.starts_with("ferry_")) {
+    if let Some(ledger) = words.iter().find(|w| is_ledger_table(w)) {
         if words.iter().any(|w| WRITE_WORDS.contains(&w.as_str())) {
             return Some(format!(
                 "a function body or DO block that writes {ledger}, Ferry's own ledger"
@@ -799,6 +803,8 @@ mod tests {
                 "INSERT INTO t (a) VALUES (?)",
                 "CREATE TABLE t (id INTEGER PRIMARY KEY, note TEXT DEFAULT 'x')",
                 "SELECT revision, state FROM ferry_revisions",
+                "INSERT INTO ferry_run_map (old_id) SELECT id FROM run",
+                "DROP TABLE ferry_new_run",
                 "UPDATE t SET a = replace(a, 'x', 'y') -- ROLLBACK",
                 "/* COMMIT */ DELETE FROM t",
                 "PRAGMA table_info(t)",

@@ -8,7 +8,7 @@
 //! every statement: it always denies `ATTACH`/`DETACH` and file-reaching functions, and,
 //! while a script's own statement is prepared ([`Script::set`]), also transaction
 //! control, savepoints, pragmas outside the read-only allow-list, and any change to the
-//! `ferry_*` tables. Ferry's own statements (ledger, DDL, locks) are prepared with the
+//! ledger tables (`ferry_revisions`, `ferry_history`, …). Ferry's own statements (ledger, DDL, locks) are prepared with the
 //! script mode off.
 
 use rusqlite::config::DbConfig;
@@ -39,10 +39,6 @@ pub(super) fn install(raw: &rusqlite::Connection) -> rusqlite::Result<Script> {
     Ok(script)
 }
 
-fn is_ledger(table: &str) -> bool {
-    table.to_ascii_lowercase().starts_with("ferry_")
-}
-
 fn authorize(action: &AuthAction<'_>, script: bool) -> Authorization {
     let deny = match action {
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => true,
@@ -70,7 +66,7 @@ fn authorize(action: &AuthAction<'_>, script: bool) -> Authorization {
         | AuthAction::CreateTempTrigger { table_name, .. }
         | AuthAction::DropTrigger { table_name, .. }
         | AuthAction::CreateIndex { table_name, .. }
-        | AuthAction::DropIndex { table_name, .. } => is_ledger(table_name),
+        | AuthAction::DropIndex { table_name, .. } => crate::sql_guard::is_ledger_table(table_name),
         _ => false,
     };
     if deny {
