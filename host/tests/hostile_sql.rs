@@ -414,3 +414,43 @@ fn superuser_connections_are_warned_about() {
         );
     }
 }
+
+/// The dedicated role docs/OPERATIONS.md describes ("A role for migrations"): a login
+/// role without superuser that owns the repository's schema runs an upgrade and a
+/// hostile revision's refusal alike, and gets no superuser warning.
+#[test]
+fn a_dedicated_role_migrates_without_a_warning() {
+    let Some(db) = TestDb::postgres("a_dedicated_role_migrates_without_a_warning") else {
+        return;
+    };
+    const ROLE: &str = "ferry_hostile_migrator";
+    let schema = db.schema().expect("schema").to_string();
+    let admin = |sql: &str| {
+        let base = pg_base_url().expect("FERRY_TEST_PG_URL");
+        let mut c = ferry::backend::connect(&ferry::backend::DbUrl::parse(&base).expect("URL"))
+            .expect("connect");
+        c.execute_batch(sql)
+    };
+    admin(&format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') \
+         THEN CREATE ROLE {ROLE} LOGIN; END IF; END $$"
+    ))
+    .expect("create role");
+    admin(&format!("ALTER SCHEMA \"{schema}\" OWNER TO {ROLE}")).expect("owner");
+    let url = db.url().to_string();
+    let rest = url
+        .split_once('@')
+        .map(|(_, rest)| rest)
+        .expect("the test URL names a user");
+    let as_role = format!("postgresql://{ROLE}@{rest}");
+    let run = db
+        .ferry()
+        .db_url(&as_role)
+        .scripts(root().join("_base"))
+        .run(["upgrade"]);
+    assert_eq!(run.code, 0, "{}", run.describe());
+    assert!(!run.stderr.contains("superuser"), "{}", run.describe());
+    assert_eq!(db.revision_state("base-1").as_deref(), Some("applied"));
+    drop(db);
+    let _ = admin(&format!("DROP ROLE IF EXISTS {ROLE}"));
+}

@@ -3,7 +3,9 @@
 //! The [`Connection`] trait is synchronous: each connection owns a current-thread
 //! tokio runtime, the driver's connection task is spawned on it, and every call
 //! blocks on its future. Every unqualified name resolves in the connection's schema
-//! (`SET search_path`), Ferry's own `ferry_` tables included.
+//! (`SET search_path`); Ferry's own ledger statements also name the schema, and the
+//! session is set up again before, and checked before the commit of, every transaction
+//! (`session.rs`).
 //!
 //! Notes for script authors:
 //! - `?` is always a placeholder, so jsonb's `?`, `?|` and `?&` operators cannot be
