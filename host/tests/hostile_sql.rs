@@ -236,8 +236,26 @@ fn run(case: &Case, backend: Backend) -> Result<(), String> {
             "the repository changed:\n before: {before:?}\n after:  {after:?}\n ferry said: {said}"
         ));
     }
-    if db.revision_state(HOSTILE).as_deref() == Some("applied") {
-        return Err("the hostile revision is recorded applied".into());
+    // A real run records the failure (state and a failed history row); a dry run and
+    // `--sql` record nothing at all.
+    let state = db.revision_state(HOSTILE);
+    let failed_rows = db.scalar(&format!(
+        "SELECT COUNT(*) FROM ferry_history WHERE revision = '{HOSTILE}' AND outcome = 'failed'"
+    ));
+    let all_rows = db.scalar(&format!(
+        "SELECT COUNT(*) FROM ferry_history WHERE revision = '{HOSTILE}'"
+    ));
+    let rehearsal = case.args.iter().any(|a| a == "--dry-run" || a == "--sql");
+    let recorded = if rehearsal {
+        state.is_none() && all_rows == 0
+    } else {
+        state.as_deref() == Some("failed") && failed_rows == 1 && all_rows == 1
+    };
+    if !recorded {
+        return Err(format!(
+            "the ledger records the hostile revision as {state:?} with {failed_rows} failed \
+             of {all_rows} history rows: {said}"
+        ));
     }
     let found = list(outside.path());
     if !found.is_empty() {

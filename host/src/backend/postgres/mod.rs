@@ -60,6 +60,8 @@ pub struct PgConnection {
     in_transaction: bool,
     statement_timeout: Option<Duration>,
     lock_held: bool,
+    /// Whether Ferry set the statement timeout (else the role's or URL's default stays).
+    timeout_set: bool,
     /// Whether the server knows `client_connection_check_interval` (PostgreSQL 14+).
     client_check: bool,
     /// The session as Ferry set it up (see `session.rs`), checked before each commit.
@@ -220,6 +222,7 @@ impl PgConnection {
             in_transaction: false,
             statement_timeout: None,
             lock_held: false,
+            timeout_set: false,
             client_check,
             session: None,
         };
@@ -623,7 +626,9 @@ impl Connection for PgConnection {
     }
 
     fn begin(&mut self) -> Result<(), DbError> {
-        // The session set up again, and the transaction marked as Ferry's (session.rs).
+        // The session checked and set up again, the transaction marked as Ferry's
+        // (session.rs).
+        self.check_session_before_begin()?;
         self.batch(&format!(
             "{}; BEGIN; SET LOCAL ferry.transaction = 'on'",
             self.session_setup()
@@ -654,6 +659,7 @@ impl Connection for PgConnection {
         let millis = timeout.map_or(0, |t| t.as_millis().clamp(1, i32::MAX as u128));
         self.batch(&format!("SET statement_timeout = {millis}"))?;
         self.statement_timeout = timeout;
+        self.timeout_set = true;
         self.remember_session()
     }
 
