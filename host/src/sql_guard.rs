@@ -16,6 +16,14 @@
 //! contain what gets through (SQLite's authorizer, PostgreSQL's checks of the session
 //! and the lock before every commit) and why migrations should run as a role that is
 //! not a superuser (docs/OPERATIONS.md).
+//!
+//! Why a tokenizer of its own rather than a full parser such as `sqlparser`: the guard
+//! must see statements exactly as the server splits them, including what a grammar
+//! does not cover (PL/pgSQL bodies, SQLite trigger bodies, every dialect's extensions);
+//! a parser that rejects such SQL would refuse valid migrations, one that misreads it
+//! would let things through. Lexing (comments, quotes, dollar quotes) is what decides
+//! where a statement starts, and the rules then only need each statement's leading
+//! words, its function calls and the names it touches.
 
 use crate::backend::{ColumnDef, Dialect, SchemaChange, TableRewrite};
 

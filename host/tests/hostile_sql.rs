@@ -8,6 +8,7 @@
 //! // expect: statement refused      (words the error must hold)
 //! // backends: sqlite postgres
 //! // args: --dry-run                 (optional: added to `upgrade`)
+//! // records: nothing                 (optional: refused before anything is recorded)
 //! ```
 //!
 //! and the attacking line ends with `// <- attack`. `@OUTSIDE@` stands for a folder
@@ -62,6 +63,9 @@ struct Case {
     args: Vec<String>,
     /// 1-based line of `// <- attack`.
     line: usize,
+    /// `// records: nothing`: the run is refused before anything is recorded (a
+    /// failing preflight), as in a dry run.
+    records_nothing: bool,
 }
 
 fn header<'a>(text: &'a str, key: &str) -> Option<&'a str> {
@@ -117,7 +121,9 @@ fn cases() -> Vec<Case> {
                 .position(|l| l.contains("// <- attack"))
                 .unwrap_or_else(|| panic!("{name}: no `// <- attack` line"))
                 + 1;
+            let records_nothing = header(&text, "records") == Some("nothing");
             out.push(Case {
+                records_nothing,
                 name,
                 text,
                 expect,
@@ -245,7 +251,8 @@ fn run(case: &Case, backend: Backend) -> Result<(), String> {
     let all_rows = db.scalar(&format!(
         "SELECT COUNT(*) FROM ferry_history WHERE revision = '{HOSTILE}'"
     ));
-    let rehearsal = case.args.iter().any(|a| a == "--dry-run" || a == "--sql");
+    let rehearsal =
+        case.records_nothing || case.args.iter().any(|a| a == "--dry-run" || a == "--sql");
     let recorded = if rehearsal {
         state.is_none() && all_rows == 0
     } else {
