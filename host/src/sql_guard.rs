@@ -602,6 +602,24 @@ fn statement_refusal(s: &[(Tok, usize)], dialect: Dialect) -> Option<String> {
     if first == "load" {
         return Some("LOAD loads a shared library into the server".into());
     }
+    let third = words.get(2).copied().unwrap_or("");
+    let schema_wide = match first {
+        "drop" => {
+            matches!(second, "schema" | "owned" | "database")
+                || (second == "if" && third == "exists" && words.get(3) == Some(&"schema"))
+        }
+        "alter" => matches!(second, "schema" | "database" | "role" | "user"),
+        "reassign" => second == "owned",
+        _ => false,
+    };
+    if schema_wide {
+        return Some(format!(
+            "{} {} acts on the whole schema, database or role, the ledger included: a script \
+             changes its own tables",
+            first.to_uppercase(),
+            second.to_uppercase()
+        ));
+    }
     if first == "alter" && second == "system" {
         return Some("ALTER SYSTEM changes the server's configuration".into());
     }
@@ -629,10 +647,17 @@ fn statement_refusal(s: &[(Tok, usize)], dialect: Dialect) -> Option<String> {
             return Some(reason);
         }
     }
-    // Functions.
+    // Functions: called, or named where a function can be bound (`CREATE OPERATOR …
+    // FUNCTION = pg_read_file`, a cast, an aggregate). The SQLite names, which could be
+    // a column's (`edit`), only when called.
     for (k, t) in toks.iter().enumerate() {
         if let Some(w) = t.word() {
-            if matches!(toks.get(k + 1), Some(Tok::Punct('('))) {
+            let called = matches!(toks.get(k + 1), Some(Tok::Punct('(')));
+            let server_name = w.starts_with("pg_")
+                || w.starts_with("lo_")
+                || w.starts_with("dblink")
+                || w == "set_config";
+            if called || server_name {
                 if let Some(reason) = function_refusal(w) {
                     return Some(reason);
                 }
@@ -825,6 +850,7 @@ mod tests {
         assert!(check("SET LOCAL work_mem = '256MB'", Dialect::Postgres).is_ok());
         assert!(check("SET CONSTRAINTS ALL DEFERRED", Dialect::Postgres).is_ok());
         assert!(check("ALTER TABLE t ALTER c SET DEFAULT 'x'", Dialect::Postgres).is_ok());
+        assert!(check("SELECT edit, readfile FROM notes", Dialect::Sqlite).is_ok());
         assert!(check(
             "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE u SET n = n + 1; END",
             Dialect::Sqlite
@@ -875,6 +901,10 @@ mod tests {
             "DISCARD ALL",
             "SELECT set_config('search_path', 'other', false)",
             "SELECT pg_advisory_unlock_all()",
+            "CREATE OPERATOR @@@ (FUNCTION = pg_read_file, LEFTARG = text)",
+            "DROP SCHEMA repo CASCADE",
+            "drop owned by current_user",
+            "ALTER SCHEMA repo RENAME TO other",
             "SELECT pg_catalog.pg_advisory_unlock_all ()",
             "SELECT \"pg_advisory_unlock_all\"()",
             "SELECT pg_read_file('/etc/passwd')",

@@ -382,6 +382,7 @@ fn sqlite_authorizer_denies_what_the_guard_refuses() {
         "DELETE FROM ferry_history".to_string(),
         "UPDATE ferry_revisions SET state = 'applied'".to_string(),
         "CREATE TRIGGER t AFTER INSERT ON ferry_history BEGIN SELECT 1; END".to_string(),
+        "CREATE TEMP TABLE ferry_revisions (revision TEXT)".to_string(),
         "PRAGMA journal_mode = OFF".to_string(),
         "PRAGMA foreign_keys = OFF".to_string(),
         "SAVEPOINT s".to_string(),

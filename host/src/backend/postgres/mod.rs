@@ -205,7 +205,10 @@ impl PgConnection {
             )));
         }
         runtime
-            .block_on(client.batch_execute(&format!("SET search_path TO {}", ddl::ident(schema))))
+            .block_on(client.batch_execute(&format!(
+                "SET search_path TO {}; SET standard_conforming_strings = on",
+                ddl::ident(schema)
+            )))
             .map_err(|e| connect_error(error_text(&e)))?;
         // A killed migrator's session would otherwise run its statement to the end,
         // holding the migration lock and its row locks, before it notices the client is

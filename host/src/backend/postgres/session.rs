@@ -21,13 +21,19 @@ const SNAPSHOT: &str = "SELECT concat_ws(', ', \
      'statement_timeout = ' || current_setting('statement_timeout'), \
      'client_connection_check_interval = ' \
         || coalesce(current_setting('client_connection_check_interval', true), 'unknown'), \
+     'standard_conforming_strings = ' || current_setting('standard_conforming_strings'), \
      'role = ' || current_user::text, \
      'session authorization = ' || session_user::text)";
 
 impl PgConnection {
     /// The statements that set the session up as Ferry relies on.
     pub(super) fn session_setup(&self) -> String {
-        let mut sql = format!("SET search_path TO {}", ddl::ident(&self.schema));
+        // Standard strings: a backslash escapes nothing outside E'…', as the statement
+        // guard reads them.
+        let mut sql = format!(
+            "SET search_path TO {}; SET standard_conforming_strings = on",
+            ddl::ident(&self.schema)
+        );
         // The timeout only when Ferry set one (a role's or URL's own default stays).
         if self.timeout_set {
             let millis = self

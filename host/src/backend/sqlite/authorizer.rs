@@ -65,8 +65,13 @@ fn authorize(action: &AuthAction<'_>, script: bool) -> Authorization {
         | AuthAction::CreateTrigger { table_name, .. }
         | AuthAction::CreateTempTrigger { table_name, .. }
         | AuthAction::DropTrigger { table_name, .. }
+        | AuthAction::CreateTable { table_name }
+        | AuthAction::CreateTempTable { table_name }
         | AuthAction::CreateIndex { table_name, .. }
         | AuthAction::DropIndex { table_name, .. } => crate::sql_guard::is_ledger_table(table_name),
+        AuthAction::CreateView { view_name } | AuthAction::CreateTempView { view_name } => {
+            crate::sql_guard::is_ledger_table(view_name)
+        }
         _ => false,
     };
     if deny {
