@@ -102,7 +102,37 @@ const DENIED_FUNCTIONS: &[&str] = &[
 ];
 
 /// Prefixes of denied function families.
-const DENIED_PREFIXES: &[&str] = &["pg_advisory_", "pg_try_advisory_", "pg_ls_", "dblink"];
+const DENIED_PREFIXES: &[&str] = &[
+    "pg_advisory_",
+    "pg_try_advisory_",
+    "pg_ls_",
+    "pg_read_",
+    "pg_file_",
+    "dblink",
+];
+
+/// Extensions that reach files, programs or other servers.
+const DENIED_EXTENSIONS: &[&str] = &[
+    "file_fdw",
+    "postgres_fdw",
+    "dblink",
+    "adminpack",
+    "plpython3u",
+    "plpythonu",
+    "plperlu",
+    "pltclu",
+];
+
+/// Languages whose functions run outside PostgreSQL's sandbox.
+const DENIED_LANGUAGES: &[&str] = &[
+    "c",
+    "internal",
+    "plpython3u",
+    "plpythonu",
+    "plperlu",
+    "pltclu",
+    "plsh",
+];
 
 /// Settings whose names alone make a function body suspect (see [`body_refusal`]).
 const SESSION_SETTINGS: &[&str] = &[
@@ -620,6 +650,46 @@ fn statement_refusal(s: &[(Tok, usize)], dialect: Dialect) -> Option<String> {
             second.to_uppercase()
         ));
     }
+    // Foreign data, extensions and languages that reach outside the database.
+    let object = words
+        .iter()
+        .skip(1)
+        .find(|w| !matches!(**w, "or" | "replace" | "trusted" | "procedural"))
+        .copied()
+        .unwrap_or("");
+    let foreign = match first {
+        "create" | "alter" => {
+            matches!(object, "foreign" | "server" | "language")
+                || (object == "user" && words.contains(&"mapping"))
+        }
+        "import" => second == "foreign",
+        _ => false,
+    };
+    if foreign {
+        return Some(
+            "foreign servers, foreign tables, user mappings and languages reach files, \
+             programs or servers outside the repository"
+                .into(),
+        );
+    }
+    if first == "create" && second == "extension" {
+        if let Some(ext) = words.iter().skip(2).find(|w| DENIED_EXTENSIONS.contains(w)) {
+            return Some(format!(
+                "extension {ext} reaches files, programs or servers outside the repository"
+            ));
+        }
+    }
+    if first == "create" || first == "alter" {
+        for (k, w) in words.iter().enumerate() {
+            if *w == "language" {
+                if let Some(lang) = words.get(k + 1).filter(|l| DENIED_LANGUAGES.contains(l)) {
+                    return Some(format!(
+                        "functions in language {lang} run outside the database's sandbox"
+                    ));
+                }
+            }
+        }
+    }
     if first == "alter" && second == "system" {
         return Some("ALTER SYSTEM changes the server's configuration".into());
     }
@@ -849,6 +919,17 @@ mod tests {
         }
         assert!(check("SET LOCAL work_mem = '256MB'", Dialect::Postgres).is_ok());
         assert!(check("SET CONSTRAINTS ALL DEFERRED", Dialect::Postgres).is_ok());
+        assert!(check("CREATE EXTENSION IF NOT EXISTS pg_trgm", Dialect::Postgres).is_ok());
+        assert!(check(
+            "CREATE TABLE t (FOREIGN KEY (a) REFERENCES u (a), a int)",
+            Dialect::Postgres
+        )
+        .is_ok());
+        assert!(check(
+            "CREATE FUNCTION f(a int) RETURNS int AS $$ SELECT a + 1 $$ LANGUAGE sql",
+            Dialect::Postgres
+        )
+        .is_ok());
         assert!(check("ALTER TABLE t ALTER c SET DEFAULT 'x'", Dialect::Postgres).is_ok());
         assert!(check("SELECT edit, readfile FROM notes", Dialect::Sqlite).is_ok());
         assert!(check(
@@ -903,6 +984,15 @@ mod tests {
             "SELECT pg_advisory_unlock_all()",
             "CREATE OPERATOR @@@ (FUNCTION = pg_read_file, LEFTARG = text)",
             "DROP SCHEMA repo CASCADE",
+            "CREATE EXTENSION IF NOT EXISTS file_fdw",
+            "CREATE SERVER files FOREIGN DATA WRAPPER file_fdw",
+            "CREATE FOREIGN TABLE f (x text) SERVER files OPTIONS (program 'id')",
+            "CREATE FUNCTION rf(text) RETURNS text AS 'pg_read_file_v2' LANGUAGE internal",
+            "CREATE OR REPLACE FUNCTION f() RETURNS int AS 'x.so', 'f' LANGUAGE C",
+            "CREATE FUNCTION f() RETURNS int AS $$ import os $$ LANGUAGE plpython3u",
+            "CREATE OR REPLACE TRUSTED LANGUAGE plsh",
+            "CREATE USER MAPPING FOR current_user SERVER s",
+            "IMPORT FOREIGN SCHEMA x FROM SERVER s INTO y",
             "drop owned by current_user",
             "ALTER SCHEMA repo RENAME TO other",
             "SELECT pg_catalog.pg_advisory_unlock_all ()",
