@@ -401,11 +401,8 @@ fn sqlite_authorizer_denies_what_the_guard_refuses() {
     // Ferry's own statements are not a script's.
     conn.execute("UPDATE ferry_meta SET value = value", &[])
         .expect("ledger write outside script mode");
-    // ATTACH is denied whoever sends it; double-quoted strings are names.
-    assert!(conn
-        .execute(&format!("ATTACH '{}' AS x", target.display()), &[])
-        .is_err());
     assert!(!target.exists());
+    // Double-quoted strings are names, for Ferry's statements too.
     let e = conn
         .query("SELECT \"idd\" FROM item", &[])
         .expect_err("a double-quoted unknown name must not read as a string");
@@ -479,4 +476,45 @@ fn a_dedicated_role_migrates_without_a_warning() {
     assert_eq!(db.revision_state("base-1").as_deref(), Some("applied"));
     drop(db);
     let _ = admin(&format!("DROP ROLE IF EXISTS {ROLE}"));
+}
+
+/// An application's SQLite connection lent to Ferry is guarded while Ferry has it and
+/// comes back with its own settings and no authorizer (docs/EMBEDDING.md).
+#[test]
+fn a_lent_sqlite_connection_comes_back_as_it_was() {
+    use ferry::backend::sqlite::SqliteConnection;
+    use ferry::backend::Connection;
+    use rusqlite::config::DbConfig;
+    let settings = [
+        DbConfig::SQLITE_DBCONFIG_DEFENSIVE,
+        DbConfig::SQLITE_DBCONFIG_DQS_DML,
+        DbConfig::SQLITE_DBCONFIG_DQS_DDL,
+    ];
+    let raw = rusqlite::Connection::open_in_memory().expect("memory");
+    // The opposite of what Ferry sets, so that a restore is visible.
+    raw.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, false)
+        .unwrap();
+    raw.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, true)
+        .unwrap();
+    raw.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, true)
+        .unwrap();
+    let before: Vec<bool> = settings
+        .iter()
+        .map(|c| raw.db_config(*c).unwrap())
+        .collect();
+    let mut conn = SqliteConnection::from_raw(raw).expect("lend");
+    conn.restrict_to_script(true);
+    let e = conn
+        .execute("ATTACH ':memory:' AS x", &[])
+        .expect_err("ATTACH from a script statement");
+    assert!(e.to_string().contains("not authorized"), "{e}");
+    conn.restrict_to_script(false);
+    let raw = conn.into_raw();
+    let after: Vec<bool> = settings
+        .iter()
+        .map(|c| raw.db_config(*c).unwrap())
+        .collect();
+    assert_eq!(before, after);
+    raw.execute_batch("ATTACH ':memory:' AS x; DETACH x")
+        .expect("the application's own ATTACH works again");
 }

@@ -256,7 +256,8 @@ impl SqliteConnection {
 
     /// Wraps a connection the application opened itself, on a file or in memory.
     /// Ferry turns foreign keys on and sets its busy timeout, as [`Self::open_path`]
-    /// does. An in-memory or temporary database (whose path SQLite reports as empty)
+    /// does, and guards it as every connection (`sqlite/authorizer.rs`) until
+    /// [`Self::into_raw`] gives it back without the guard. An in-memory or temporary database (whose path SQLite reports as empty)
     /// is private to this connection, so its migration lock needs no lock file.
     pub fn from_raw(raw: rusqlite::Connection) -> Result<Self, DbError> {
         let path = PathBuf::from(raw.path().unwrap_or(""));
@@ -289,6 +290,7 @@ impl SqliteConnection {
 
     /// Gives the application its connection back.
     pub fn into_raw(self) -> rusqlite::Connection {
+        authorizer::uninstall(&self.raw, &self.script);
         self.raw
     }
 

@@ -5,9 +5,9 @@
 //! Every connection gets `SQLITE_DBCONFIG_DEFENSIVE` (no `writable_schema`, no
 //! `journal_mode = OFF`, no writes to shadow tables) and double-quoted string literals
 //! off (`"idd"` is an unknown column, not the string `'idd'`). An authorizer runs on
-//! every statement: it always denies `ATTACH`/`DETACH` and file-reaching functions, and,
-//! while a script's own statement is prepared ([`Script::set`]), also transaction
-//! control, savepoints, pragmas outside the read-only allow-list, and any change to the
+//! every statement: while a script's own statement is prepared ([`Script::set`]) it
+//! denies `ATTACH`/`DETACH`, file-reaching functions, transaction control, savepoints,
+//! pragmas outside the read-only allow-list, and any change to the
 //! ledger tables (`ferry_revisions`, `ferry_history`, …). Ferry's own statements (ledger, DDL, locks) are prepared with the
 //! script mode off.
 
@@ -16,37 +16,59 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Whether the statement being prepared is a script's.
-#[derive(Clone, Default)]
-pub(super) struct Script(Arc<AtomicBool>);
+/// Whether the statement being prepared is a script's, and the settings the
+/// connection had before (restored by [`uninstall`]).
+pub(super) struct Script {
+    on: Arc<AtomicBool>,
+    before: Vec<(DbConfig, bool)>,
+}
 
 impl Script {
     pub(super) fn set(&self, on: bool) {
-        self.0.store(on, Ordering::SeqCst);
+        self.on.store(on, Ordering::SeqCst);
     }
 }
 
+/// What Ferry sets on every connection.
+const SETTINGS: [(DbConfig, bool); 3] = [
+    (DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true),
+    (DbConfig::SQLITE_DBCONFIG_DQS_DML, false),
+    (DbConfig::SQLITE_DBCONFIG_DQS_DDL, false),
+];
+
 /// Turns the defensive settings on and installs the authorizer.
 pub(super) fn install(raw: &rusqlite::Connection) -> rusqlite::Result<Script> {
-    raw.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
-    raw.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
-    raw.set_db_config(DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
-    let script = Script::default();
-    let flag = script.0.clone();
+    let mut before = Vec::new();
+    for (config, value) in SETTINGS {
+        before.push((config, raw.db_config(config)?));
+        raw.set_db_config(config, value)?;
+    }
+    let on = Arc::new(AtomicBool::new(false));
+    let flag = on.clone();
     raw.authorizer(Some(move |ctx: AuthContext<'_>| {
         authorize(&ctx.action, flag.load(Ordering::SeqCst))
     }));
-    Ok(script)
+    Ok(Script { on, before })
+}
+
+/// Gives an application's connection back as it was: no authorizer, its own settings.
+pub(super) fn uninstall(raw: &rusqlite::Connection, script: &Script) {
+    raw.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+    for (config, value) in &script.before {
+        let _ = raw.set_db_config(*config, *value);
+    }
 }
 
 fn authorize(action: &AuthAction<'_>, script: bool) -> Authorization {
+    if !script {
+        return Authorization::Allow;
+    }
     let deny = match action {
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => true,
         AuthAction::Function { function_name } => matches!(
             function_name.to_ascii_lowercase().as_str(),
             "load_extension" | "readfile" | "writefile" | "edit" | "fts3_tokenizer"
         ),
-        _ if !script => false,
         AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => true,
         AuthAction::Pragma {
             pragma_name,
