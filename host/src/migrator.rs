@@ -328,9 +328,21 @@ impl Migrator {
     pub fn superusers(&self) -> Result<Vec<String>, Error> {
         let dbs = self.databases()?;
         let mut found = Vec::new();
-        for c in self.connect_all(&dbs)?.iter_mut() {
-            if let Some(role) = c.superuser()? {
-                found.push(format!("{role} on {}", c.describe()));
+        for d in dbs.list() {
+            // Only PostgreSQL has superusers; a database that is not there is not
+            // created (a SQLite file would be, by opening it).
+            let postgres = match &d.source {
+                Source::Url(url) => matches!(url, DbUrl::Postgres { .. }),
+                Source::Postgres(_) => true,
+                Source::Sqlite(_) => false,
+            };
+            if !postgres {
+                continue;
+            }
+            if let Some(mut c) = d.source.open_existing()? {
+                if let Some(role) = c.superuser()? {
+                    found.push(format!("{role} on {}", c.describe()));
+                }
             }
         }
         Ok(found)
