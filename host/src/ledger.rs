@@ -278,7 +278,10 @@ pub fn ensure(conn: &mut dyn Connection) -> Result<(), LedgerError> {
             }
         }
         conn.execute(
-            "INSERT INTO ferry_meta (key, value) VALUES ('ledger_version', ?)",
+            &qualified(
+                &*conn,
+                "INSERT INTO ferry_meta (key, value) VALUES ('ledger_version', ?)",
+            ),
             &[Value::Text(LEDGER_VERSION.to_string())],
         )?;
         Ok(())
@@ -313,7 +316,10 @@ pub fn create_in_transaction(conn: &mut dyn Connection) -> Result<(), LedgerErro
 
 fn ledger_version(conn: &mut dyn Connection) -> Result<i64, LedgerError> {
     let rows = conn.query(
-        "SELECT value FROM ferry_meta WHERE key = 'ledger_version'",
+        &qualified(
+            &*conn,
+            "SELECT value FROM ferry_meta WHERE key = 'ledger_version'",
+        ),
         &[],
     )?;
     Ok(match rows.rows.first().and_then(|r| r.first()) {
@@ -321,6 +327,35 @@ fn ledger_version(conn: &mut dyn Connection) -> Result<i64, LedgerError> {
         Some(Value::Int(i)) => *i,
         _ => 0,
     })
+}
+
+/// `sql` with each ledger table qualified by the connection's namespace (PostgreSQL),
+/// so that a changed search path cannot send Ferry's records to another repository.
+fn qualified(conn: &dyn Connection, sql: &str) -> String {
+    let Some(namespace) = conn.namespace() else {
+        return sql.to_string();
+    };
+    let prefix = format!("{}.", conn.quote_ident(namespace));
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut rest = sql;
+    while let Some(at) = rest.find("ferry_") {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let name_len = from
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(from.len());
+        let preceded = before
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '"');
+        if TABLES.contains(&&from[..name_len]) && !preceded {
+            out.push_str(&prefix);
+        }
+        out.push_str(&from[..name_len]);
+        rest = &from[name_len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The names of Ferry's own tables (excluded from digests and introspection reports).
@@ -354,8 +389,11 @@ pub fn revisions(
         return Ok(BTreeMap::new());
     }
     let rows = conn.query(
-        "SELECT revision, tree, version, state, checksum, failed_step, error, how, updated_at \
+        &qualified(
+            &*conn,
+            "SELECT revision, tree, version, state, checksum, failed_step, error, how, updated_at \
          FROM ferry_revisions ORDER BY revision",
+        ),
         &[],
     )?;
     let mut out = BTreeMap::new();
@@ -399,8 +437,11 @@ pub fn steps(conn: &mut dyn Connection, revision: &str) -> Result<Vec<StepRecord
         return Ok(vec![]);
     }
     let rows = conn.query(
-        "SELECT revision, step, done, cursor, batches, row_count FROM ferry_steps \
+        &qualified(
+            &*conn,
+            "SELECT revision, step, done, cursor, batches, row_count FROM ferry_steps \
          WHERE revision = ? ORDER BY updated_at, step",
+        ),
         &[Value::Text(revision.into())],
     )?;
     Ok(rows
@@ -423,8 +464,8 @@ pub fn history(conn: &mut dyn Connection, limit: usize) -> Result<Vec<HistoryEnt
         return Ok(vec![]);
     }
     let rows = conn.query(
-        "SELECT id, revision, tree, direction, checksum, started_at, finished_at, duration_ms, \
-         row_count, outcome, error, host, username, pid, note FROM ferry_history ORDER BY id DESC",
+        &qualified(&*conn, "SELECT id, revision, tree, direction, checksum, started_at, finished_at, duration_ms, \
+         row_count, outcome, error, host, username, pid, note FROM ferry_history ORDER BY id DESC"),
         &[],
     )?;
     let iter = rows.rows.into_iter().map(|r| HistoryEntry {
@@ -485,8 +526,11 @@ pub mod write {
     ) -> Result<(), DbError> {
         let now = Value::Int(now_unix());
         let updated = conn.execute(
-            "UPDATE ferry_revisions SET tree = ?, version = ?, state = ?, checksum = ?, \
+            &qualified(
+                &*conn,
+                "UPDATE ferry_revisions SET tree = ?, version = ?, state = ?, checksum = ?, \
              failed_step = ?, error = ?, how = ?, updated_at = ? WHERE revision = ?",
+            ),
             &[
                 Value::Text(key.tree.into()),
                 Value::Text(key.version.into()),
@@ -501,8 +545,11 @@ pub mod write {
         )?;
         if updated == 0 {
             conn.execute(
-                "INSERT INTO ferry_revisions (revision, tree, version, state, checksum, \
+                &qualified(
+                    &*conn,
+                    "INSERT INTO ferry_revisions (revision, tree, version, state, checksum, \
                  failed_step, error, how, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ),
                 &[
                     Value::Text(key.revision.into()),
                     Value::Text(key.tree.into()),
@@ -522,11 +569,11 @@ pub mod write {
     /// Removes the revision's record (after a downgrade) and its steps.
     pub fn remove_revision(conn: &mut dyn Connection, revision: &str) -> Result<(), DbError> {
         conn.execute(
-            "DELETE FROM ferry_steps WHERE revision = ?",
+            &qualified(&*conn, "DELETE FROM ferry_steps WHERE revision = ?"),
             &[Value::Text(revision.into())],
         )?;
         conn.execute(
-            "DELETE FROM ferry_revisions WHERE revision = ?",
+            &qualified(&*conn, "DELETE FROM ferry_revisions WHERE revision = ?"),
             &[Value::Text(revision.into())],
         )?;
         Ok(())
@@ -545,8 +592,8 @@ pub mod write {
         let now = Value::Int(now_unix());
         let cursor = cursor.map(|c| Value::Text(c.into())).unwrap_or(Value::Null);
         let updated = conn.execute(
-            "UPDATE ferry_steps SET done = ?, cursor = ?, batches = ?, row_count = ?, updated_at = ? \
-             WHERE revision = ? AND step = ?",
+            &qualified(&*conn, "UPDATE ferry_steps SET done = ?, cursor = ?, batches = ?, row_count = ?, updated_at = ? \
+             WHERE revision = ? AND step = ?"),
             &[
                 Value::Int(done as i64),
                 cursor.clone(),
@@ -559,8 +606,8 @@ pub mod write {
         )?;
         if updated == 0 {
             conn.execute(
-                "INSERT INTO ferry_steps (revision, step, done, cursor, batches, row_count, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                &qualified(&*conn, "INSERT INTO ferry_steps (revision, step, done, cursor, batches, row_count, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)"),
                 &[
                     Value::Text(revision.into()),
                     Value::Text(step.into()),
@@ -578,7 +625,7 @@ pub mod write {
     /// Clears the steps of a revision (when it completes, or before a downgrade).
     pub fn clear_steps(conn: &mut dyn Connection, revision: &str) -> Result<(), DbError> {
         conn.execute(
-            "DELETE FROM ferry_steps WHERE revision = ?",
+            &qualified(&*conn, "DELETE FROM ferry_steps WHERE revision = ?"),
             &[Value::Text(revision.into())],
         )?;
         Ok(())
@@ -592,7 +639,10 @@ pub mod write {
         step: &str,
     ) -> Result<bool, DbError> {
         let n = conn.execute(
-            "DELETE FROM ferry_steps WHERE revision = ? AND step = ?",
+            &qualified(
+                &*conn,
+                "DELETE FROM ferry_steps WHERE revision = ? AND step = ?",
+            ),
             &[Value::Text(revision.into()), Value::Text(step.into())],
         )?;
         Ok(n > 0)
@@ -613,9 +663,12 @@ pub mod write {
         note: Option<&str>,
     ) -> Result<(), DbError> {
         conn.execute(
-            "INSERT INTO ferry_history (revision, tree, direction, checksum, started_at, \
+            &qualified(
+                &*conn,
+                "INSERT INTO ferry_history (revision, tree, direction, checksum, started_at, \
              finished_at, duration_ms, row_count, outcome, error, host, username, pid, note) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ),
             &[
                 Value::Text(key.revision.into()),
                 Value::Text(key.tree.into()),
@@ -642,9 +695,9 @@ pub mod write {
         actor: &Actor,
         since: i64,
     ) -> Result<(), DbError> {
-        conn.execute("DELETE FROM ferry_lock", &[])?;
+        conn.execute(&qualified(&*conn, "DELETE FROM ferry_lock"), &[])?;
         conn.execute(
-            "INSERT INTO ferry_lock (id, host, pid, username, since, heartbeat) VALUES (1, ?, ?, ?, ?, ?)",
+            &qualified(&*conn, "INSERT INTO ferry_lock (id, host, pid, username, since, heartbeat) VALUES (1, ?, ?, ?, ?, ?)"),
             &[
                 Value::Text(actor.host.clone()),
                 Value::Int(actor.pid as i64),
@@ -658,7 +711,7 @@ pub mod write {
 
     /// Forgets the lock holder.
     pub fn clear_lock_holder(conn: &mut dyn Connection) -> Result<(), DbError> {
-        conn.execute("DELETE FROM ferry_lock", &[])?;
+        conn.execute(&qualified(&*conn, "DELETE FROM ferry_lock"), &[])?;
         Ok(())
     }
 
@@ -666,8 +719,11 @@ pub mod write {
     /// between databases keeps its records as they were).
     pub fn copy_revision(conn: &mut dyn Connection, r: &RevisionRecord) -> Result<(), DbError> {
         conn.execute(
-            "INSERT INTO ferry_revisions (revision, tree, version, state, checksum, \
+            &qualified(
+                &*conn,
+                "INSERT INTO ferry_revisions (revision, tree, version, state, checksum, \
              failed_step, error, how, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ),
             &[
                 Value::Text(r.revision.clone()),
                 Value::Text(r.tree.clone()),
@@ -687,9 +743,12 @@ pub mod write {
     /// ledger's next id).
     pub fn copy_history(conn: &mut dyn Connection, h: &HistoryEntry) -> Result<(), DbError> {
         conn.execute(
-            "INSERT INTO ferry_history (revision, tree, direction, checksum, started_at, \
+            &qualified(
+                &*conn,
+                "INSERT INTO ferry_history (revision, tree, direction, checksum, started_at, \
              finished_at, duration_ms, row_count, outcome, error, host, username, pid, note) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ),
             &[
                 Value::Text(h.revision.clone()),
                 Value::Text(h.tree.clone()),
@@ -715,12 +774,21 @@ pub mod write {
     pub fn forget_tree(conn: &mut dyn Connection, tree: &str) -> Result<(), DbError> {
         let t = [Value::Text(tree.into())];
         conn.execute(
-            "DELETE FROM ferry_steps WHERE revision IN \
+            &qualified(
+                &*conn,
+                "DELETE FROM ferry_steps WHERE revision IN \
              (SELECT revision FROM ferry_revisions WHERE tree = ?)",
+            ),
             &t,
         )?;
-        conn.execute("DELETE FROM ferry_revisions WHERE tree = ?", &t)?;
-        conn.execute("DELETE FROM ferry_history WHERE tree = ?", &t)?;
+        conn.execute(
+            &qualified(&*conn, "DELETE FROM ferry_revisions WHERE tree = ?"),
+            &t,
+        )?;
+        conn.execute(
+            &qualified(&*conn, "DELETE FROM ferry_history WHERE tree = ?"),
+            &t,
+        )?;
         Ok(())
     }
 }
@@ -732,7 +800,10 @@ pub fn lock_holder(
     if !exists(conn)? {
         return Ok(None);
     }
-    let rows = conn.query("SELECT host, pid, username, since FROM ferry_lock", &[])?;
+    let rows = conn.query(
+        &qualified(&*conn, "SELECT host, pid, username, since FROM ferry_lock"),
+        &[],
+    )?;
     Ok(rows.rows.first().map(|r| crate::backend::LockHolder {
         host: text(&r[0]).unwrap_or_default(),
         pid: int(&r[1]) as u32,

@@ -27,6 +27,7 @@ pub mod plan;
 pub mod runner;
 pub mod script;
 pub mod source;
+pub(crate) mod sql_guard;
 pub mod stamp;
 pub mod target;
 pub mod workload;

@@ -374,6 +374,32 @@ impl Migrator {
             .collect()
     }
 
+    /// The databases whose connection is a PostgreSQL superuser's, as
+    /// `role on database`: no statement guard contains a superuser (`COPY … PROGRAM`,
+    /// server files), so `status` and `upgrade` warn (docs/OPERATIONS.md).
+    pub fn superusers(&self) -> Result<Vec<String>, Error> {
+        let dbs = self.databases()?;
+        let mut found = Vec::new();
+        for d in dbs.list() {
+            // Only PostgreSQL has superusers; a database that is not there is not
+            // created (a SQLite file would be, by opening it).
+            let postgres = match &d.source {
+                Source::Url(url) => matches!(url, DbUrl::Postgres { .. }),
+                Source::Postgres(_) => true,
+                Source::Sqlite(_) => false,
+            };
+            if !postgres {
+                continue;
+            }
+            if let Some(mut c) = d.source.open_existing()? {
+                if let Some(role) = c.superuser()? {
+                    found.push(format!("{role} on {}", c.describe()));
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Each tree's state, unfinished revisions, the lock holder and changed scripts.
     pub fn status(&self) -> Result<Status, Error> {
         let (project, dbs) = self.setup()?;

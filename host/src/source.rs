@@ -234,6 +234,12 @@ impl<C: Connection> Connection for Lent<C> {
     fn scratch_copy(&mut self, path: &Path) -> Result<bool, DbError> {
         self.inner.borrow_mut().scratch_copy(path)
     }
+    fn restrict_to_script(&mut self, on: bool) {
+        self.inner.borrow_mut().restrict_to_script(on)
+    }
+    fn superuser(&mut self) -> Result<Option<String>, DbError> {
+        self.inner.borrow_mut().superuser()
+    }
     fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {
         self.inner.borrow_mut().set_statement_timeout(timeout)
     }

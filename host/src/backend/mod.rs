@@ -266,6 +266,18 @@ pub trait Connection {
         Ok(false)
     }
 
+    /// Marks the statements that follow as a script's own (`true`) or Ferry's (`false`).
+    /// SQLite's authorizer then denies what a script may not send even if the statement
+    /// guard ([`crate::sql_guard`]) missed it; PostgreSQL checks the session before each
+    /// commit instead ([`Connection::commit`]).
+    fn restrict_to_script(&mut self, _on: bool) {}
+
+    /// The role's name when the connection is a superuser's (PostgreSQL `rolsuper`),
+    /// which no statement guard can contain: Ferry warns.
+    fn superuser(&mut self) -> Result<Option<String>, DbError> {
+        Ok(None)
+    }
+
     /// Stops any single statement that runs longer than `timeout` (`None`: no limit).
     fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError>;
 

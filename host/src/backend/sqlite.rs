@@ -10,6 +10,7 @@
 //! killed, so a crashed run never leaves a stale lock; the JSON left behind is then
 //! only a record and is overwritten by the next holder.
 
+mod authorizer;
 mod constraint;
 mod ddl;
 mod deferred_keys;
@@ -53,6 +54,8 @@ pub struct SqliteConnection {
     /// Set while a transaction begun by `begin_checking_foreign_keys_at_commit` runs:
     /// what its commit must check.
     fk_check_at_commit: Option<deferred_keys::DeferredKeys>,
+    /// On while a script's own statement runs (see `authorizer`).
+    script: authorizer::Script,
 }
 
 /// The statement timeout: a deadline that the progress handler checks.
@@ -290,7 +293,8 @@ impl SqliteConnection {
 
     /// Wraps a connection the application opened itself, on a file or in memory.
     /// Ferry turns foreign keys on and sets its busy timeout, as [`Self::open_path`]
-    /// does. An in-memory or temporary database (whose path SQLite reports as empty)
+    /// does, and guards it as every connection (`sqlite/authorizer.rs`) until
+    /// [`Self::into_raw`] gives it back without the guard. An in-memory or temporary database (whose path SQLite reports as empty)
     /// is private to this connection, so its migration lock needs no lock file.
     pub fn from_raw(raw: rusqlite::Connection) -> Result<Self, DbError> {
         let path = PathBuf::from(raw.path().unwrap_or(""));
@@ -310,6 +314,7 @@ impl SqliteConnection {
         raw.busy_timeout(busy).map_err(connect_error)?;
         raw.execute_batch("PRAGMA foreign_keys = ON")
             .map_err(connect_error)?;
+        let script = authorizer::install(&raw).map_err(connect_error)?;
         Ok(SqliteConnection {
             raw,
             path,
@@ -317,6 +322,7 @@ impl SqliteConnection {
             lock: None,
             stand_in: false,
             fk_check_at_commit: None,
+            script,
         })
     }
 
@@ -336,6 +342,7 @@ impl SqliteConnection {
 
     /// Gives the application its connection back.
     pub fn into_raw(self) -> rusqlite::Connection {
+        authorizer::uninstall(&self.raw, &self.script);
         self.raw
     }
 
@@ -677,6 +684,10 @@ impl Connection for SqliteConnection {
             .execute(sql, [path.to_string_lossy()])
             .map_err(|e| statement_error(e, sql))?;
         Ok(true)
+    }
+
+    fn restrict_to_script(&mut self, on: bool) {
+        self.script.set(on);
     }
 
     fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {

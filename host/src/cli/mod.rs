@@ -134,11 +134,27 @@ fn note_missing_files(m: &Migrator) {
     }
 }
 
+/// Warns on stderr when a PostgreSQL connection is a superuser's (nothing is said when
+/// the check itself fails: the command that follows reports the connection's trouble).
+fn warn_superuser(m: &Migrator) {
+    for who in m.superusers().unwrap_or_default() {
+        eprintln!(
+            "warning: connected as superuser {who}: a script running as a superuser can \
+             reach the server's files and programs, which Ferry cannot fully prevent; run \
+             migrations as a dedicated role that owns the repository's schema (see \
+             docs/OPERATIONS.md, \"A role for migrations\")"
+        );
+    }
+}
+
 fn run(cli: &Cli) -> Result<i32, Error> {
     let g = &cli.global;
     let m = migrator(g)?;
     if reads_only(&cli.command) {
         note_missing_files(&m);
+    }
+    if matches!(cli.command, Command::Status | Command::Upgrade { .. }) {
+        warn_superuser(&m);
     }
     match &cli.command {
         Command::Status => {

@@ -93,6 +93,29 @@ impl Db {
         })
     }
 
+    /// Refuses SQL a script may not send (see [`crate::sql_guard`]), before the
+    /// database sees it.
+    pub(super) fn guard(&self, sql: &str) -> Res<()> {
+        let dialect = self.session()?.conn().dialect();
+        crate::sql_guard::check(sql, dialect).map_err(|r| script_failure(r.to_string()))
+    }
+
+    /// Runs a statement the script wrote: guarded, and on SQLite under the authorizer
+    /// that denies what the guard should already have refused.
+    fn run_script_sql<T>(
+        &self,
+        sql: &str,
+        f: impl FnOnce(&mut dyn crate::backend::Connection) -> Result<T, DbError>,
+    ) -> Res<T> {
+        self.guard(sql)?;
+        self.run(is_write(sql), |c| {
+            c.restrict_to_script(true);
+            let result = f(c);
+            c.restrict_to_script(false);
+            result
+        })
+    }
+
     fn run<T>(
         &self,
         writes: bool,
@@ -105,7 +128,7 @@ impl Db {
 
     fn execute(&mut self, sql: &str, params: Array) -> Res<i64> {
         let params = to_params(&params).map_err(script_failure)?;
-        let rows = self.run(is_write(sql), |c| c.execute(sql, &params))?;
+        let rows = self.run_script_sql(sql, |c| c.execute(sql, &params))?;
         self.session()?.after_statement(sql, rows);
         Ok(rows as i64)
     }
@@ -118,7 +141,7 @@ impl Db {
         max_string: usize,
     ) -> Res<Array> {
         let params = to_params(&params).map_err(script_failure)?;
-        let rows = self.run(is_write(sql), |c| c.query(sql, &params))?;
+        let rows = self.run_script_sql(sql, |c| c.query(sql, &params))?;
         self.session()?.after_statement(sql, rows.rows.len() as u64);
         if let Some(size) = rows
             .rows
@@ -148,7 +171,7 @@ impl Db {
 
     fn query_row(&mut self, sql: &str, params: Array) -> Res<Dynamic> {
         let params = to_params(&params).map_err(script_failure)?;
-        let rows = self.run(is_write(sql), |c| c.query(sql, &params))?;
+        let rows = self.run_script_sql(sql, |c| c.query(sql, &params))?;
         let columns = rows.columns;
         Ok(match rows.rows.into_iter().next() {
             Some(r) => Dynamic::from_map(row_map(&columns, r)),
@@ -158,7 +181,7 @@ impl Db {
 
     fn query_value(&mut self, sql: &str, params: Array) -> Res<Dynamic> {
         let params = to_params(&params).map_err(script_failure)?;
-        let rows = self.run(is_write(sql), |c| c.query(sql, &params))?;
+        let rows = self.run_script_sql(sql, |c| c.query(sql, &params))?;
         Ok(rows
             .rows
             .into_iter()
@@ -174,10 +197,12 @@ impl Db {
         // The callback gets each row while the result is still being read, so it may
         // compute but not use `db` (Db::session reports that clearly).
         let mut script_error: Option<Box<EvalAltResult>> = None;
+        self.guard(sql)?;
         let this = self.clone();
         let mut s = this.session()?;
         s.before_statement(is_write(sql))
             .map_err(|e| host_failure(&mut s, e))?;
+        s.conn().restrict_to_script(true);
         let result = s.conn().query_each(sql, &params, &mut |cols, row| {
             let map = row_map(cols, row);
             match f.call_within_context::<Dynamic>(ctx, (Dynamic::from_map(map),)) {
@@ -188,6 +213,7 @@ impl Db {
                 }
             }
         });
+        s.conn().restrict_to_script(false);
         match (result, script_error) {
             (_, Some(e)) => Err(e),
             (Ok(n), None) => Ok(n as i64),
@@ -196,6 +222,7 @@ impl Db {
     }
 
     fn bulk_insert(&mut self, table: &str, columns: Array, rows: Array) -> Res<i64> {
+        crate::sql_guard::check_table(table).map_err(|r| script_failure(r.to_string()))?;
         let columns = strings(&columns, "columns").map_err(script_failure)?;
         let width = columns.len();
         let mut converted = Vec::with_capacity(rows.len());
@@ -236,6 +263,7 @@ impl Db {
     /// `db.bulk_insert(table, columns, #{ each, values })`: rows generated natively
     /// (see `generate.rs`), streamed into the same fast path.
     fn bulk_generate(&mut self, table: &str, columns: Array, spec: Map) -> Res<i64> {
+        crate::sql_guard::check_table(table).map_err(|r| script_failure(r.to_string()))?;
         let columns = strings(&columns, "columns").map_err(script_failure)?;
         let mut rows = super::generate::Rows::new(&spec, columns.len())
             .map_err(|e| script_failure(format!("bulk_insert into {table}: {e}")))?;

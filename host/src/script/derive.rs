@@ -172,6 +172,8 @@ impl Db {
             .unwrap_or(50_000)
             .max(1);
 
+        self.guard(&source)?;
+        crate::sql_guard::check_table(&into).map_err(|r| script_failure(r.to_string()))?;
         let mut s = self.session()?;
         s.before_statement(true)
             .map_err(|e| host_failure(&mut s, e))?;

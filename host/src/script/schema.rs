@@ -164,6 +164,9 @@ pub(super) fn apply(session: &SharedSession, change: SchemaChange) -> Res<()> {
         },
         other => other,
     };
+    let dialect = s.conn().dialect();
+    crate::sql_guard::check_schema_change(&change, dialect)
+        .map_err(|r| script_failure(r.to_string()))?;
     let r = s
         .before_statement(true)
         .and_then(|_| s.conn().apply_schema_change(&change));

@@ -3,7 +3,9 @@
 //! The [`Connection`] trait is synchronous: each connection owns a current-thread
 //! tokio runtime, the driver's connection task is spawned on it, and every call
 //! blocks on its future. Every unqualified name resolves in the connection's schema
-//! (`SET search_path`), Ferry's own `ferry_` tables included.
+//! (`SET search_path`); Ferry's own ledger statements also name the schema, and the
+//! session is set up again before, and checked before the commit of, every transaction
+//! (`session.rs`).
 //!
 //! Notes for script authors:
 //! - `?` is always a placeholder, so jsonb's `?`, `?|` and `?&` operators cannot be
@@ -15,6 +17,7 @@
 mod ddl;
 mod introspect;
 mod rewrite;
+mod session;
 mod values;
 
 use std::collections::HashMap;
@@ -57,6 +60,12 @@ pub struct PgConnection {
     in_transaction: bool,
     statement_timeout: Option<Duration>,
     lock_held: bool,
+    /// Whether Ferry set the statement timeout (else the role's or URL's default stays).
+    timeout_set: bool,
+    /// Whether the server knows `client_connection_check_interval` (PostgreSQL 14+).
+    client_check: bool,
+    /// The session as Ferry set it up (see `session.rs`), checked before each commit.
+    session: Option<String>,
 }
 
 /// The text of a driver error, with the server's message, detail and hint.
@@ -196,14 +205,17 @@ impl PgConnection {
             )));
         }
         runtime
-            .block_on(client.batch_execute(&format!("SET search_path TO {}", ddl::ident(schema))))
+            .block_on(client.batch_execute(&format!(
+                "SET search_path TO {}; SET standard_conforming_strings = on",
+                ddl::ident(schema)
+            )))
             .map_err(|e| connect_error(error_text(&e)))?;
         // A killed migrator's session would otherwise run its statement to the end,
         // holding the migration lock and its row locks, before it notices the client is
         // gone: the server checks every second instead (PostgreSQL 14 and later; older
         // servers reject the setting, and keep the old behaviour).
-        let _ = runtime.block_on(client.batch_execute(CLIENT_CHECK));
-        Ok(PgConnection {
+        let client_check = runtime.block_on(client.batch_execute(CLIENT_CHECK)).is_ok();
+        let mut conn = PgConnection {
             client: Some(client),
             task,
             runtime,
@@ -213,7 +225,12 @@ impl PgConnection {
             in_transaction: false,
             statement_timeout: None,
             lock_held: false,
-        })
+            timeout_set: false,
+            client_check,
+            session: None,
+        };
+        conn.remember_session()?;
+        Ok(conn)
     }
 
     fn client(&self) -> &Client {
@@ -627,12 +644,21 @@ impl Connection for PgConnection {
     }
 
     fn begin(&mut self) -> Result<(), DbError> {
-        self.batch("BEGIN")?;
+        // The session checked and set up again, the transaction marked as Ferry's
+        // (session.rs).
+        self.check_session_before_begin()?;
+        self.batch(&format!(
+            "{}; BEGIN; SET LOCAL ferry.transaction = 'on'",
+            self.session_setup()
+        ))?;
         self.in_transaction = true;
         Ok(())
     }
 
     fn commit(&mut self) -> Result<(), DbError> {
+        if self.in_transaction {
+            self.check_session()?;
+        }
         // A failed COMMIT ends the transaction too.
         self.in_transaction = false;
         self.batch("COMMIT")
@@ -651,7 +677,12 @@ impl Connection for PgConnection {
         let millis = timeout.map_or(0, |t| t.as_millis().clamp(1, i32::MAX as u128));
         self.batch(&format!("SET statement_timeout = {millis}"))?;
         self.statement_timeout = timeout;
-        Ok(())
+        self.timeout_set = true;
+        self.remember_session()
+    }
+
+    fn superuser(&mut self) -> Result<Option<String>, DbError> {
+        self.superuser_role()
     }
 
     fn tables(&mut self, like_pattern: &str) -> Result<Vec<String>, DbError> {
