@@ -270,7 +270,7 @@ fn sql_prints_every_revision_with_its_ledger_writes() {
         for expected in [
             "revisions, in order: ",
             "CREATE INDEX item_name ON item (name);",
-            "INSERT INTO ferry_history",
+            "ferry_history (revision, tree, direction",
             "'audit-1'",
             "COMMIT;",
         ] {
