@@ -259,6 +259,7 @@ pub fn status_over(
     let applied = ledgers.applied();
     let several = dbs.several();
     let graph = &project.graph;
+    let dormant = crate::lineage::dormant(graph, &applied);
     let mut unfinished = unfinished_by_tree(&ledgers, Some(&mut *conns))?;
     let mut trees = Vec::new();
     let mut tree_names: BTreeSet<String> = graph.trees().iter().map(|s| s.to_string()).collect();
@@ -282,7 +283,7 @@ pub fn status_over(
         let pending: Vec<String> = graph
             .tree_revisions(&tree)
             .into_iter()
-            .filter(|r| !applied.contains(&r.id))
+            .filter(|r| !applied.contains(&r.id) && !dormant.contains(r.id.as_str()))
             .map(|r| r.id.clone())
             .collect();
         trees.push(TreeStatus {

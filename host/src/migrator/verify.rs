@@ -285,6 +285,7 @@ impl Migrator {
         let misplaced = ledgers.misplaced(dbs, graph);
         let all = ledgers.all();
         let applied = ledgers.applied();
+        let dormant = crate::lineage::dormant(graph, &applied);
         // Steps are read only when every database is there to read them from.
         let unfinished_by_tree = if conns.iter().all(Option::is_some) {
             let mut open: Vec<Box<dyn Connection>> = conns.into_iter().flatten().collect();
@@ -314,7 +315,7 @@ impl Migrator {
             let pending: Vec<String> = graph
                 .tree_revisions(&tree)
                 .into_iter()
-                .filter(|r| !applied.contains(&r.id))
+                .filter(|r| !applied.contains(&r.id) && !dormant.contains(r.id.as_str()))
                 .map(|r| r.id.clone())
                 .collect();
             let mine: Vec<&RevisionRecord> = all.values().filter(|r| r.tree == tree).collect();
