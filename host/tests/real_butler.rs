@@ -191,6 +191,35 @@ fn universe_6_to_7_can_see_sky() {
     }
 }
 
+/// 7 -> 8: the three ssp_* dimension tables, empty, exactly as daf_butler creates them.
+#[test]
+fn universe_7_to_8_ssp_dimensions() {
+    for b in BACKENDS {
+        step_is_judged_right("universe_7_to_8_ssp_dimensions", b, 7, 8);
+    }
+}
+
+/// From universe 6, plain `ferry adopt` + `ferry upgrade` reach the newest universe, and
+/// `check` then finds the repository at the heads.
+#[test]
+fn adopt_and_upgrade_reach_the_newest_universe_from_6() {
+    let test = "adopt_and_upgrade_reach_the_newest_universe_from_6";
+    for b in BACKENDS {
+        let Some(repo) = RealRepo::make(test, b, 6) else {
+            continue;
+        };
+        repo.ferry_ok(&["adopt"]);
+        repo.ferry_ok(&["upgrade"]);
+        assert_eq!(repo.judge()["universe"], 8, "[{}]", b.name());
+        assert_eq!(
+            repo.ferry(&["check"]).status.code(),
+            Some(0),
+            "[{}]",
+            b.name()
+        );
+    }
+}
+
 /// A value longer than universe 2's 32 characters fits after the step, through the
 /// real daf_butler's own column (its CHECK constraint on SQLite is gone, not kept).
 #[test]
