@@ -191,6 +191,100 @@ fn universe_6_to_7_can_see_sky() {
     }
 }
 
+/// 1 -> 2: visit systems. The new columns are NULL but `has_simulated` (the operator's
+/// value); visit systems move from visit and visit_definition into
+/// visit_system_membership; visit_definition keeps one row per exposure and visit.
+#[test]
+fn universe_1_to_2_visit_systems() {
+    let test = "universe_1_to_2_visit_systems";
+    for b in BACKENDS {
+        let Some(repo) = RealRepo::make(test, b, 1) else {
+            continue;
+        };
+        let before = repo.judge();
+        repo.ferry_ok(&["adopt"]);
+        // The operator's value is required, before anything runs.
+        let out = repo.ferry(&["upgrade", "daf_butler-universe-2"]);
+        assert_eq!(out.status.code(), Some(2), "[{}]", b.name());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("dimensions_config.has_simulated"));
+        repo.ferry_ok(&[
+            "upgrade",
+            "daf_butler-universe-2",
+            "--set",
+            "dimensions_config.has_simulated=1",
+        ]);
+        let after = repo.judge();
+        assert_eq!(after["universe"], 2, "[{}]", b.name());
+
+        let mut expected = records(&before);
+        let rec = expected["records"].as_object_mut().unwrap();
+        let mut members = std::collections::BTreeSet::new();
+        for i in rec["instrument"].as_array_mut().unwrap() {
+            i.as_object_mut()
+                .unwrap()
+                .insert("visit_system".into(), Json::Null);
+        }
+        for e in rec["exposure"].as_array_mut().unwrap() {
+            let e = e.as_object_mut().unwrap();
+            for k in ["seq_start", "seq_end", "azimuth"] {
+                e.insert(k.into(), Json::Null);
+            }
+            e.insert("has_simulated".into(), Json::Bool(true));
+        }
+        for v in rec["visit"].as_array_mut().unwrap() {
+            let v = v.as_object_mut().unwrap();
+            let system = v
+                .remove("visit_system")
+                .expect("universe 1 visits have a visit system");
+            members.insert((
+                v["instrument"].to_string(),
+                system.to_string(),
+                v["id"].to_string(),
+            ));
+            v.insert("seq_num".into(), Json::Null);
+            v.insert("azimuth".into(), Json::Null);
+        }
+        let mut definitions = std::collections::BTreeSet::new();
+        for d in rec["visit_definition"].as_array().unwrap() {
+            members.insert((
+                d["instrument"].to_string(),
+                d["visit_system"].to_string(),
+                d["visit"].to_string(),
+            ));
+            definitions.insert((
+                d["instrument"].to_string(),
+                d["exposure"].to_string(),
+                d["visit"].to_string(),
+            ));
+        }
+        let parse = |s: &String| serde_json::from_str::<Json>(s).unwrap();
+        rec.insert(
+            "visit_definition".into(),
+            definitions
+                .iter()
+                .map(|(i, e, v)| serde_json::json!({"instrument": parse(i), "exposure": parse(e), "visit": parse(v)}))
+                .collect(),
+        );
+        assert!(
+            !members.is_empty(),
+            "the fixture has no visits: the test proves nothing"
+        );
+        rec.insert(
+            "visit_system_membership".into(),
+            members
+                .iter()
+                .map(|(i, s, v)| serde_json::json!({"instrument": parse(i), "visit_system": parse(s), "visit": parse(v)}))
+                .collect(),
+        );
+        assert_eq!(sorted(records(&after)), sorted(expected), "[{}]", b.name());
+
+        let (fresh_schema, fresh_config) = fresh(test, b, 2);
+        let diff = schema_differences(&repo.describe(), &fresh_schema);
+        assert!(diff.is_empty(), "[{}]\n{}", b.name(), diff.join("\n"));
+        assert_eq!(repo.attribute("config:dimensions.json"), fresh_config);
+    }
+}
+
 /// 7 -> 8: the three ssp_* dimension tables, empty, exactly as daf_butler creates them.
 #[test]
 fn universe_7_to_8_ssp_dimensions() {
