@@ -285,6 +285,48 @@ fn universe_1_to_2_visit_systems() {
     }
 }
 
+/// 4 -> 5: instrument names of 32 characters in every table that holds one.
+#[test]
+fn universe_4_to_5_widens_instrument_names() {
+    for b in BACKENDS {
+        step_is_judged_right("universe_4_to_5_widens_instrument_names", b, 4, 5);
+    }
+}
+
+/// After 4 -> 5 a 21-character instrument, with a detector, is taken (on SQLite too,
+/// where daf_butler_migrate's step leaves the 16-character CHECKs) and daf_butler
+/// reads it back.
+#[test]
+fn universe_5_takes_a_long_instrument_name() {
+    let test = "universe_5_takes_a_long_instrument_name";
+    let name = "LONG_INSTRUMENT_NAME1";
+    assert_eq!(name.len(), 21);
+    for b in BACKENDS {
+        let Some(repo) = RealRepo::make(test, b, 4) else {
+            continue;
+        };
+        repo.ferry_ok(&["adopt"]);
+        repo.ferry_ok(&["upgrade", "daf_butler-universe-5"]);
+        let text = |s: &str| ferry::backend::Value::Text(s.to_string());
+        repo.execute(
+            "INSERT INTO instrument (name, detector_max) VALUES (?, 10)",
+            &[text(name)],
+        );
+        repo.execute(
+            "INSERT INTO detector (instrument, id, full_name) VALUES (?, 1, 'd1')",
+            &[text(name)],
+        );
+        let judged = repo.judge();
+        let detectors: Vec<&Json> = judged["records"]["detector"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["instrument"] == name)
+            .collect();
+        assert_eq!(detectors.len(), 1, "[{}] {judged}", b.name());
+    }
+}
+
 /// 7 -> 8: the three ssp_* dimension tables, empty, exactly as daf_butler creates them.
 #[test]
 fn universe_7_to_8_ssp_dimensions() {
@@ -511,11 +553,11 @@ fn a_missing_step_stops_the_plan_before_anything_runs() {
         assert_eq!(out.status.code(), Some(2), "[{}]", b.name());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains("from daf_butler dimension universe 4 to 5 is not implemented"),
+            err.contains("from daf_butler dimension universe 5 to 6 is not implemented"),
             "[{}] {err}",
             b.name()
         );
-        // Not even 3 -> 4, which Ferry has, ran: the plan stopped as a whole.
+        // Not even 3 -> 4 or 4 -> 5, which Ferry has, ran: the plan stopped as a whole.
         assert_eq!(repo.attribute("config:dimensions.json"), before);
     }
 }
