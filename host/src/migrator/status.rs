@@ -287,7 +287,13 @@ pub fn status_over(
             .map(|r| r.id.clone())
             .collect();
         trees.push(TreeStatus {
-            heads: graph.heads(&tree).into_iter().map(String::from).collect(),
+            // The heads of the lineage the repository is on (crate::lineage).
+            heads: graph
+                .heads(&tree)
+                .into_iter()
+                .filter(|h| !dormant.contains(h))
+                .map(String::from)
+                .collect(),
             unfinished: unfinished.remove(&tree).unwrap_or_default(),
             database: several.then(|| dbs.list()[dbs.of_tree(&tree)].name.clone()),
             tree,

@@ -307,7 +307,12 @@ impl Migrator {
         for tree in trees {
             let db = dbs.of_tree(&tree);
             let look = &looks[db];
-            let heads: Vec<String> = graph.heads(&tree).into_iter().map(String::from).collect();
+            let heads: Vec<String> = graph
+                .heads(&tree)
+                .into_iter()
+                .filter(|h| !dormant.contains(h))
+                .map(String::from)
+                .collect();
             let current: Vec<String> = crate::target::current_heads(graph, &applied, &tree)
                 .into_iter()
                 .map(String::from)
