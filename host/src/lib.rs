@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod graph;
 pub mod graph_text;
 pub mod ledger;
+pub mod lineage;
 pub mod lock;
 pub mod metadata;
 pub mod migrator;

@@ -98,7 +98,16 @@ pub fn plan_upgrade(
     let mut wanted: Vec<&str> = Vec::new();
     for target in targets {
         match target {
-            Target::Heads => wanted.extend(graph.all_heads()),
+            Target::Heads => {
+                // Heads of lineages the repository is not on stay out (crate::lineage).
+                let dormant = crate::lineage::dormant(graph, applied);
+                wanted.extend(
+                    graph
+                        .all_heads()
+                        .into_iter()
+                        .filter(|h| !dormant.contains(h)),
+                )
+            }
             Target::Revisions(ids) => {
                 check_known(graph, ids)?;
                 wanted.extend(ids.iter().map(String::as_str));

@@ -154,7 +154,13 @@ pub fn resolve_target(
         }
         return match rest {
             "head" => {
-                let heads = graph.heads(tree);
+                let dormant = crate::lineage::dormant(graph, applied);
+                let mut heads = graph.heads(tree);
+                // A tree holding a lineage the repository is not on (crate::lineage):
+                // its head is the one of the live lineage.
+                if heads.iter().any(|h| !dormant.contains(h)) {
+                    heads.retain(|h| !dormant.contains(h));
+                }
                 match heads.as_slice() {
                     [h] => Ok(one(h)),
                     _ => Err(TargetError::AmbiguousTreeHead {

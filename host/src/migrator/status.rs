@@ -259,6 +259,7 @@ pub fn status_over(
     let applied = ledgers.applied();
     let several = dbs.several();
     let graph = &project.graph;
+    let dormant = crate::lineage::dormant(graph, &applied);
     let mut unfinished = unfinished_by_tree(&ledgers, Some(&mut *conns))?;
     let mut trees = Vec::new();
     let mut tree_names: BTreeSet<String> = graph.trees().iter().map(|s| s.to_string()).collect();
@@ -282,11 +283,17 @@ pub fn status_over(
         let pending: Vec<String> = graph
             .tree_revisions(&tree)
             .into_iter()
-            .filter(|r| !applied.contains(&r.id))
+            .filter(|r| !applied.contains(&r.id) && !dormant.contains(r.id.as_str()))
             .map(|r| r.id.clone())
             .collect();
         trees.push(TreeStatus {
-            heads: graph.heads(&tree).into_iter().map(String::from).collect(),
+            // The heads of the lineage the repository is on (crate::lineage).
+            heads: graph
+                .heads(&tree)
+                .into_iter()
+                .filter(|h| !dormant.contains(h))
+                .map(String::from)
+                .collect(),
             unfinished: unfinished.remove(&tree).unwrap_or_default(),
             database: several.then(|| dbs.list()[dbs.of_tree(&tree)].name.clone()),
             tree,

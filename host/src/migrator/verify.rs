@@ -285,6 +285,7 @@ impl Migrator {
         let misplaced = ledgers.misplaced(dbs, graph);
         let all = ledgers.all();
         let applied = ledgers.applied();
+        let dormant = crate::lineage::dormant(graph, &applied);
         // Steps are read only when every database is there to read them from.
         let unfinished_by_tree = if conns.iter().all(Option::is_some) {
             let mut open: Vec<Box<dyn Connection>> = conns.into_iter().flatten().collect();
@@ -306,7 +307,12 @@ impl Migrator {
         for tree in trees {
             let db = dbs.of_tree(&tree);
             let look = &looks[db];
-            let heads: Vec<String> = graph.heads(&tree).into_iter().map(String::from).collect();
+            let heads: Vec<String> = graph
+                .heads(&tree)
+                .into_iter()
+                .filter(|h| !dormant.contains(h))
+                .map(String::from)
+                .collect();
             let current: Vec<String> = crate::target::current_heads(graph, &applied, &tree)
                 .into_iter()
                 .map(String::from)
@@ -314,7 +320,7 @@ impl Migrator {
             let pending: Vec<String> = graph
                 .tree_revisions(&tree)
                 .into_iter()
-                .filter(|r| !applied.contains(&r.id))
+                .filter(|r| !applied.contains(&r.id) && !dormant.contains(r.id.as_str()))
                 .map(|r| r.id.clone())
                 .collect();
             let mine: Vec<&RevisionRecord> = all.values().filter(|r| r.tree == tree).collect();

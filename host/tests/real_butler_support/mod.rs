@@ -1,0 +1,356 @@
+//! Repositories made by the real Rubin data butler (lsst-daf-butler), for the tests of
+//! the real daf_butler trees. Python runs only here, through `tests/python/butler_tool.py`
+//! and the interpreter of the virtual environment that `tests/python/venv.sh` makes
+//! (`FERRY_TEST_PYTHON`): it makes the repositories, describes their schemas and judges
+//! them with daf_butler's own registry. Ferry itself never runs Python.
+//!
+//! - SQLite: one repository per universe per test run (made on first use, kept in a
+//!   temporary folder for the life of the test process), copied for each test.
+//! - PostgreSQL: every repository is made in a schema of its own, dropped at the end.
+//!
+//! Without `FERRY_TEST_PYTHON` the tests print a skip line and pass; `.ci/run` sets it.
+
+#![allow(dead_code)] // each test file uses a different part of the helper
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The project's root (the parent of `host/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+/// The tests' Python interpreter, or `None` after printing a skip line for `test`.
+pub fn python(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("FERRY_TEST_PYTHON") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => {
+            eprintln!(
+                "{test}: skipped, FERRY_TEST_PYTHON is not set \
+                 (export FERRY_TEST_PYTHON=$(bash tests/python/venv.sh))"
+            );
+            None
+        }
+    }
+}
+
+/// Runs `butler_tool.py` with `args`; its stdout, or a panic with its stderr.
+pub fn tool(python: &Path, args: &[&str]) -> String {
+    let script = repo_root().join("tests/python/butler_tool.py");
+    let out = Command::new(python)
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {} {}: {e}", python.display(), script.display()));
+    if !out.status.success() {
+        panic!(
+            "butler_tool.py {}: {}\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// The PostgreSQL server of the tests, or `None` (with a skip line) when unset.
+pub fn pg_base(test: &str) -> Option<String> {
+    match std::env::var("FERRY_TEST_PG_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            eprintln!("{test}: PostgreSQL part skipped, FERRY_TEST_PG_URL is not set");
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A repository made by the real daf_butler: its butler root (for daf_butler) and its
+/// database (for Ferry).
+pub struct RealRepo {
+    pub backend: Backend,
+    pub universe: u32,
+    dir: tempfile::TempDir,
+    python: PathBuf,
+    /// PostgreSQL: the server URL and the schema, dropped on `Drop`.
+    pg: Option<(String, String)>,
+}
+
+/// SQLite fixtures of this test process: universe -> the folder holding it.
+fn sqlite_fixtures() -> &'static Mutex<HashMap<u32, Arc<tempfile::TempDir>>> {
+    static F: OnceLock<Mutex<HashMap<u32, Arc<tempfile::TempDir>>>> = OnceLock::new();
+    F.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The data set's scale (`butler_tool.py make --n`): a few hundred datasets.
+pub const N: &str = "200";
+
+impl RealRepo {
+    /// A repository at `universe` on `backend`; `None` (after a skip line) when Python,
+    /// or PostgreSQL for the PostgreSQL backend, is not configured.
+    pub fn make(test: &str, backend: Backend, universe: u32) -> Option<RealRepo> {
+        let python = python(test)?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        match backend {
+            Backend::Sqlite => {
+                let fixture = {
+                    let mut map = sqlite_fixtures().lock().unwrap_or_else(|e| e.into_inner());
+                    map.entry(universe)
+                        .or_insert_with(|| {
+                            let d = tempfile::tempdir().expect("tempdir");
+                            let root = d.path().join("repo");
+                            tool(
+                                &python,
+                                &[
+                                    "make",
+                                    "--universe",
+                                    &universe.to_string(),
+                                    "--root",
+                                    root.to_str().unwrap(),
+                                    "--n",
+                                    N,
+                                ],
+                            );
+                            Arc::new(d)
+                        })
+                        .clone()
+                };
+                let from = fixture.path().join("repo");
+                let to = dir.path().join("repo");
+                std::fs::create_dir_all(&to).expect("mkdir");
+                for f in ["butler.yaml", "gen3.sqlite3"] {
+                    std::fs::copy(from.join(f), to.join(f)).expect("copy the fixture");
+                }
+                Some(RealRepo {
+                    backend,
+                    universe,
+                    dir,
+                    python,
+                    pg: None,
+                })
+            }
+            Backend::Postgres => {
+                let base = pg_base(test)?;
+                let schema = format!("ferry_real_{}", uuid::Uuid::new_v4().simple());
+                let root = dir.path().join("repo");
+                // From here on the schema exists (the tool creates it): drop it even if
+                // making the repository fails.
+                let repo = RealRepo {
+                    backend,
+                    universe,
+                    dir,
+                    python: python.clone(),
+                    pg: Some((base.clone(), schema.clone())),
+                };
+                tool(
+                    &python,
+                    &[
+                        "make",
+                        "--universe",
+                        &universe.to_string(),
+                        "--root",
+                        root.to_str().unwrap(),
+                        "--n",
+                        N,
+                        "--pg",
+                        pg_plain(&base).as_str(),
+                        "--schema",
+                        &schema,
+                    ],
+                );
+                Some(repo)
+            }
+        }
+    }
+
+    /// The butler root (the folder of `butler.yaml`).
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    /// The database URL for `ferry --db`.
+    pub fn url(&self) -> String {
+        match &self.pg {
+            None => format!("sqlite:{}", self.root().join("gen3.sqlite3").display()),
+            Some((base, schema)) => {
+                let sep = if base.contains('?') { '&' } else { '?' };
+                format!("{base}{sep}schema={schema}")
+            }
+        }
+    }
+
+    /// Runs `ferry --db URL ARGS...` with the default roots (`./scripts`, `./plugins/*`
+    /// of the project).
+    pub fn ferry(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .current_dir(repo_root())
+            .arg("--db")
+            .arg(self.url())
+            .args(args)
+            .env_remove("FERRY_PATH")
+            .env_remove("FERRY_DB")
+            .output()
+            .expect("run ferry")
+    }
+
+    /// Like [`RealRepo::ferry`], panicking with the output unless it succeeds.
+    pub fn ferry_ok(&self, args: &[&str]) -> String {
+        let out = self.ferry(args);
+        if !out.status.success() {
+            panic!(
+                "[{}] ferry {}: {}\nstdout:\n{}\nstderr:\n{}",
+                self.backend.name(),
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The schema as `butler_tool.py describe` gives it (Ferry's tables left out).
+    pub fn describe(&self) -> serde_json::Value {
+        let text = match &self.pg {
+            None => tool(
+                &self.python,
+                &[
+                    "describe",
+                    "--sqlite",
+                    self.root().join("gen3.sqlite3").to_str().unwrap(),
+                ],
+            ),
+            Some((base, schema)) => tool(
+                &self.python,
+                &[
+                    "describe",
+                    "--pg",
+                    pg_plain(base).as_str(),
+                    "--schema",
+                    schema,
+                ],
+            ),
+        };
+        serde_json::from_str(&text).expect("describe prints JSON")
+    }
+
+    /// What the real daf_butler reports when it opens the repository read-write.
+    pub fn judge(&self) -> serde_json::Value {
+        let text = tool(
+            &self.python,
+            &["judge", "--root", self.root().to_str().unwrap()],
+        );
+        serde_json::from_str(&text).expect("judge prints JSON")
+    }
+
+    /// One row of `butler_attributes`.
+    pub fn attribute(&self, name: &str) -> Option<String> {
+        let mut conn = ferry::backend::connect(
+            &ferry::backend::DbUrl::parse(&self.url()).expect("URL parses"),
+        )
+        .expect("connect");
+        let rows = conn
+            .query(
+                "SELECT value FROM butler_attributes WHERE name = ?",
+                &[ferry::backend::Value::Text(name.to_string())],
+            )
+            .expect("read butler_attributes");
+        rows.rows.into_iter().next().and_then(|r| match &r[0] {
+            ferry::backend::Value::Text(s) => Some(s.clone()),
+            ferry::backend::Value::Null => None,
+            other => Some(format!("{other:?}")),
+        })
+    }
+
+    /// Runs one statement on the repository's database.
+    pub fn execute(&self, sql: &str, params: &[ferry::backend::Value]) {
+        let mut conn = ferry::backend::connect(
+            &ferry::backend::DbUrl::parse(&self.url()).expect("URL parses"),
+        )
+        .expect("connect");
+        conn.execute(sql, params)
+            .unwrap_or_else(|e| panic!("[{}] {sql}: {e}", self.backend.name()));
+    }
+}
+
+impl Drop for RealRepo {
+    fn drop(&mut self) {
+        if let Some((base, schema)) = &self.pg {
+            if let Ok(url) = ferry::backend::DbUrl::parse(base) {
+                if let Ok(mut c) = ferry::backend::connect(&url) {
+                    let _ = c.execute_batch(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
+                }
+            }
+        }
+    }
+}
+
+/// The server URL without Ferry's own query parameters, for libpq and SQLAlchemy.
+fn pg_plain(base: &str) -> String {
+    base.split('?').next().unwrap_or(base).to_string()
+}
+
+/// A fresh repository at `universe` on `backend`: its schema and its stored dimension
+/// configuration, made once per test process (and dropped at once on PostgreSQL).
+pub fn fresh(test: &str, backend: Backend, universe: u32) -> (serde_json::Value, Option<String>) {
+    type Cache = Mutex<HashMap<(Backend, u32), (serde_json::Value, Option<String>)>>;
+    static F: OnceLock<Cache> = OnceLock::new();
+    let cache = F.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry((backend, universe))
+        .or_insert_with(|| {
+            let repo = RealRepo::make(test, backend, universe).expect("configured");
+            (repo.describe(), repo.attribute("config:dimensions.json"))
+        })
+        .clone()
+}
+
+/// What differs between two descriptions, one line per difference (empty: equal).
+pub fn schema_differences(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let empty = serde_json::Map::new();
+    let ta = a["tables"].as_object().unwrap_or(&empty);
+    let tb = b["tables"].as_object().unwrap_or(&empty);
+    let names: std::collections::BTreeSet<&String> = ta.keys().chain(tb.keys()).collect();
+    for name in names {
+        match (ta.get(name), tb.get(name)) {
+            (Some(x), Some(y)) if x != y => {
+                for part in [
+                    "columns",
+                    "primary_key",
+                    "foreign_keys",
+                    "unique",
+                    "indexes",
+                    "checks",
+                ] {
+                    if x[part] != y[part] {
+                        out.push(format!("table {name} {part}: {} != {}", x[part], y[part]));
+                    }
+                }
+            }
+            (Some(_), None) => out.push(format!("table {name}: only in the first")),
+            (None, Some(_)) => out.push(format!("table {name}: only in the second")),
+            _ => {}
+        }
+    }
+    out
+}

@@ -1,0 +1,400 @@
+"""Test-only tools around the real Rubin data butler (lsst-daf-butler).
+
+Ferry never runs Python; its tests use this file, run by the interpreter of the virtual
+environment that tests/python/venv.sh makes (FERRY_TEST_PYTHON), to
+
+  make      create a repository with the real daf_butler at dimension universe U, on
+            SQLite (ROOT/gen3.sqlite3) or in a fresh PostgreSQL schema, and fill it with
+            a small registry-only data set (instruments, detectors, exposures, visits,
+            runs, dataset types, datasets, a tagged collection, certified calibrations);
+  describe  print a repository's schema as JSON (tables, columns, types, nullability,
+            primary keys, foreign keys, unique constraints, indexes and CHECK
+            constraints, by name), so that two repositories can be compared
+            (`diff` prints the differences of two descriptions, exit 1 if any);
+  judge     open a repository read-write with the real daf_butler, report its universe
+            version and dump what its registry queries return, for comparison.
+
+Usage:
+  python butler_tool.py make --universe U --root DIR [--pg URL --schema NAME] [--n N]
+  python butler_tool.py describe (--sqlite FILE | --pg URL --schema NAME)
+  python butler_tool.py diff FIRST.json SECOND.json
+  python butler_tool.py judge --root DIR
+
+URL is a libpq URL (postgresql://user@host:port/db); the tool writes the psycopg2 form
+(postgresql+psycopg2://...) into the repository's configuration. Errors go to stderr
+with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def universe_file(universe: int) -> str:
+    import lsst.daf.butler
+
+    base = os.path.dirname(lsst.daf.butler.__file__)
+    path = os.path.join(base, "configs", "old_dimensions", f"daf_butler_universe{universe}.yaml")
+    if not os.path.exists(path):
+        raise SystemExit(f"butler_tool: no universe file {path}")
+    return path
+
+
+def psycopg2_url(url: str) -> str:
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
+
+
+# --- make -------------------------------------------------------------------------
+
+# Instruments of the data set: (name, class, detectors, physical filter, band).
+INSTRUMENTS = [
+    ("HSC", "lsst.obs.subaru.HyperSuprimeCam", 8, "HSC-R", "r"),
+    ("LATISS", "lsst.obs.lsst.Latiss", 1, "SDSSr_65mm~empty", "r"),
+]
+# Observation types cycled over the exposures: some that can see the sky, some that
+# cannot, and some that the 6 -> 7 rules leave unknown.
+OBSERVATION_TYPES = ["science", "bias", "dark", "flat", "focus", "domeflat", "science", "object"]
+# day_obs of the exposures, cycled per instrument.
+DAY_OBS = [20240101, 20240102, 20240103]
+
+
+def record(element, values: dict) -> dict:
+    """Keeps the fields of `values` that `element` has in this universe."""
+    names = set(element.RecordClass.fields.names)
+    if element.temporal is not None or "timespan" in values:
+        names.add("timespan")
+    return {k: v for k, v in values.items() if k in names}
+
+
+def make(args) -> None:
+    from astropy.time import Time, TimeDelta
+    from lsst.daf.butler import Butler, CollectionType, Config, DatasetType, Timespan
+
+    os.makedirs(args.root, exist_ok=True)
+    config = Config()
+    if args.pg:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(psycopg2_url(args.pg))
+        with engine.begin() as c:
+            c.execute(sqlalchemy.text("CREATE EXTENSION IF NOT EXISTS btree_gist"))
+            c.execute(sqlalchemy.text(f'CREATE SCHEMA IF NOT EXISTS "{args.schema}"'))
+        engine.dispose()
+        config["registry", "db"] = psycopg2_url(args.pg)
+        config["registry", "namespace"] = args.schema
+    Butler.makeRepo(args.root, config=config, dimensionConfig=universe_file(args.universe))
+    butler = Butler.from_config(args.root, writeable=True)
+    registry = butler.registry
+    universe = registry.dimensions
+
+    def insert(element_name: str, rows: list[dict]) -> None:
+        if element_name not in universe.elements.names:
+            return
+        element = universe[element_name]
+        if not element.has_own_table:
+            return
+        registry.insertDimensionData(element_name, *[record(element, r) for r in rows])
+
+    t0 = Time("2024-01-01T12:00:00", scale="tai")
+    n = max(args.n, 40)
+    exposures_per_instrument = max(2, n // 40)
+    for name, cls, detectors, physical_filter, band in INSTRUMENTS:
+        offset_hours = 12 if name == "LATISS" else 0
+        insert("instrument", [dict(name=name, class_name=cls, detector_max=detectors + 100,
+                                   visit_max=2**30, exposure_max=2**30, visit_system=1)])
+        insert("band", [dict(name=band)])
+        insert("physical_filter", [dict(instrument=name, name=physical_filter, band=band)])
+        insert("detector", [dict(instrument=name, id=d, full_name=f"{name}_{d:03d}",
+                                 name_in_raft=f"S{d:02d}", raft="R00", purpose="SCIENCE")
+                            for d in range(detectors)])
+        insert("visit_system", [dict(instrument=name, id=0, name="one-to-one"),
+                                dict(instrument=name, id=1, name="by-seq-start-end")])
+        days = sorted({DAY_OBS[i % len(DAY_OBS)] for i in range(exposures_per_instrument)})
+        for day in days:
+            y, m, d = day // 10000, day // 100 % 100, day % 100
+            begin = Time(f"{y:04d}-{m:02d}-{d:02d}T00:00:00", scale="tai") + TimeDelta(offset_hours * 3600, format="sec")
+            insert("day_obs", [dict(instrument=name, id=day,
+                                    timespan=Timespan(begin, begin + TimeDelta(86400, format="sec")))])
+        groups = set()
+        exposures, visits, definitions, memberships = [], [], [], []
+        for i in range(exposures_per_instrument):
+            day = DAY_OBS[i % len(DAY_OBS)]
+            y, m, d = day // 10000, day // 100 % 100, day % 100
+            exp_id = day * 100000 + i
+            begin = Time(f"{y:04d}-{m:02d}-{d:02d}T{3 + i % 8:02d}:00:00", scale="tai") + TimeDelta(offset_hours * 3600, format="sec")
+            span = Timespan(begin, begin + TimeDelta(30, format="sec"))
+            group = f"{name}-group-{i // 2}"
+            groups.add(group)
+            obs_type = OBSERVATION_TYPES[i % len(OBSERVATION_TYPES)]
+            exposures.append(dict(
+                instrument=name, id=exp_id, obs_id=f"{name}_{exp_id}", physical_filter=physical_filter,
+                day_obs=day, seq_num=i, seq_start=i, seq_end=i, group_name=group, group_id=i // 2,
+                group=group, observation_type=obs_type, observation_reason=f"reason {i}",
+                exposure_time=30.0, dark_time=30.0, target_name=f"field{i % 3}",
+                science_program="ferry-tests", tracking_ra=10.0 + i, tracking_dec=-5.0,
+                sky_angle=0.0, zenith_angle=30.0, azimuth=120.0, has_simulated=False,
+                timespan=span))
+            if obs_type in ("science", "object"):
+                visits.append(dict(
+                    instrument=name, id=exp_id, name=f"visit {exp_id}", physical_filter=physical_filter,
+                    day_obs=day, seq_num=i, exposure_time=30.0, target_name=f"field{i % 3}",
+                    observation_reason=f"reason {i}", science_program="ferry-tests",
+                    zenith_angle=30.0, azimuth=120.0, visit_system=0, timespan=span))
+                definitions.append(dict(instrument=name, exposure=exp_id, visit=exp_id, visit_system=0))
+                memberships.append(dict(instrument=name, visit=exp_id, visit_system=0))
+        insert("group", [dict(instrument=name, name=g) for g in sorted(groups)])
+        insert("exposure", exposures)
+        insert("visit", visits)
+        insert("visit_definition", definitions)
+        insert("visit_system_membership", memberships)
+
+    raw = DatasetType("raw", ("instrument", "exposure", "detector"), "Exposure", universe=universe)
+    calexp = DatasetType("calexp", ("instrument", "visit", "detector"), "ExposureF", universe=universe)
+    bias = DatasetType("bias", ("instrument", "detector"), "ExposureF", universe=universe, isCalibration=True)
+    for t in (raw, calexp, bias):
+        registry.registerDatasetType(t)
+
+    made = 0
+    for name, _cls, detectors, _f, _b in INSTRUMENTS:
+        registry.registerRun(f"{name}/raw/all")
+        exposures = list(registry.queryDimensionRecords("exposure", instrument=name))
+        refs = registry.insertDatasets(
+            raw, [dict(instrument=name, exposure=e.id, detector=d) for e in exposures for d in range(detectors)],
+            run=f"{name}/raw/all")
+        made += len(refs)
+    tagged = []
+    for w in range(2):
+        run = f"HSC/runs/w_{w:02d}"
+        registry.registerRun(run)
+        visits = list(registry.queryDimensionRecords("visit", instrument="HSC"))
+        refs = registry.insertDatasets(
+            calexp, [dict(instrument="HSC", visit=v.id, detector=d) for v in visits for d in range(8)], run=run)
+        if w == 0:
+            tagged += refs[::5]
+        made += len(refs)
+    registry.registerCollection("HSC/tagged/good", CollectionType.TAGGED)
+    registry.associate("HSC/tagged/good", tagged)
+    registry.registerCollection("HSC/calib", CollectionType.CALIBRATION)
+    for epoch in range(2):
+        run = "HSC/calib/run" if epoch == 0 else f"HSC/calib/run/e{epoch:02d}"
+        registry.registerRun(run)
+        refs = registry.insertDatasets(bias, [dict(instrument="HSC", detector=d) for d in range(8)], run=run)
+        begin = t0 + TimeDelta(epoch * 30 * 86400, format="sec")
+        registry.certify("HSC/calib", refs, Timespan(begin, begin + TimeDelta(30 * 86400, format="sec")))
+        made += len(refs)
+    registry.registerCollection("HSC/defaults", CollectionType.CHAINED)
+    registry.setCollectionChain("HSC/defaults", ["HSC/runs/w_01", "HSC/raw/all", "HSC/calib"])
+    json.dump({"universe": universe.version, "datasets": made}, sys.stdout)
+    print()
+
+
+# --- describe ---------------------------------------------------------------------
+
+SKIPPED_TABLES = ("ferry_", "alembic_version")
+
+
+def describe(args) -> None:
+    import sqlalchemy
+
+    if args.sqlite:
+        engine = sqlalchemy.create_engine(f"sqlite:///{args.sqlite}")
+        schema = None
+    else:
+        engine = sqlalchemy.create_engine(psycopg2_url(args.pg))
+        schema = args.schema
+    inspector = sqlalchemy.inspect(engine)
+    tables = {}
+    for name in sorted(inspector.get_table_names(schema=schema)):
+        if name.startswith(SKIPPED_TABLES):
+            continue
+        pk = inspector.get_pk_constraint(name, schema=schema)
+        tables[name] = {
+            "columns": {
+                c["name"]: {
+                    "type": str(c["type"]).upper(),
+                    "nullable": bool(c["nullable"]),
+                    "autoincrement": c.get("autoincrement") is True,
+                }
+                for c in inspector.get_columns(name, schema=schema)
+            },
+            "primary_key": {"name": pk.get("name"), "columns": pk.get("constrained_columns", [])},
+            "foreign_keys": sorted(
+                (
+                    {
+                        "name": fk.get("name"),
+                        "columns": fk["constrained_columns"],
+                        "references": fk["referred_table"],
+                        "referenced_columns": fk["referred_columns"],
+                        "on_delete": (fk.get("options") or {}).get("ondelete"),
+                    }
+                    for fk in inspector.get_foreign_keys(name, schema=schema)
+                ),
+                key=lambda f: (str(f["name"]), f["columns"]),
+            ),
+            "unique": sorted(
+                ({"name": u.get("name"), "columns": u["column_names"]}
+                 for u in inspector.get_unique_constraints(name, schema=schema)),
+                key=lambda u: (str(u["name"]), u["columns"]),
+            ),
+            "indexes": sorted(
+                ({"name": i.get("name"), "columns": i["column_names"], "unique": bool(i["unique"])}
+                 for i in inspector.get_indexes(name, schema=schema)
+                 # PostgreSQL reports the index behind a unique constraint as an index too.
+                 if not i.get("duplicates_constraint")),
+                key=lambda i: (str(i["name"]), [str(c) for c in i["columns"]]),
+            ),
+            # SQLite keeps CHECK constraints only in the CREATE TABLE text of
+            # sqlite_master; the inspector reads them from there.
+            "checks": sorted(
+                ({"name": c.get("name"), "sql": " ".join(c["sqltext"].split())}
+                 for c in inspector.get_check_constraints(name, schema=schema)),
+                key=lambda c: (str(c["name"]), c["sql"]),
+            ),
+        }
+    engine.dispose()
+    json.dump({"tables": tables}, sys.stdout, indent=1, sort_keys=True)
+    print()
+
+
+def schema_differences(a: dict, b: dict) -> list[str]:
+    """What differs between two `describe` outputs, one line per difference."""
+    out = []
+    ta, tb = a["tables"], b["tables"]
+    for name in sorted(set(ta) | set(tb)):
+        if name not in tb:
+            out.append(f"table {name}: only in the first")
+            continue
+        if name not in ta:
+            out.append(f"table {name}: only in the second")
+            continue
+        x, y = ta[name], tb[name]
+        for col in sorted(set(x["columns"]) | set(y["columns"])):
+            cx, cy = x["columns"].get(col), y["columns"].get(col)
+            if cx != cy:
+                out.append(f"table {name} column {col}: {cx} -> {cy}")
+        for part in ("primary_key", "foreign_keys", "unique", "indexes", "checks"):
+            if part == "primary_key":
+                if x[part] != y[part]:
+                    out.append(f"table {name} primary key: {x[part]} -> {y[part]}")
+                continue
+            px = [json.dumps(e, sort_keys=True) for e in x[part]]
+            py = [json.dumps(e, sort_keys=True) for e in y[part]]
+            for e in px:
+                if e not in py:
+                    out.append(f"table {name} {part} only in the first: {e}")
+            for e in py:
+                if e not in px:
+                    out.append(f"table {name} {part} only in the second: {e}")
+    return out
+
+
+def diff(args) -> None:
+    with open(args.first) as f:
+        a = json.load(f)
+    with open(args.second) as f:
+        b = json.load(f)
+    lines = schema_differences(a, b)
+    for line in lines:
+        print(line)
+    sys.exit(1 if lines else 0)
+
+
+# --- judge ------------------------------------------------------------------------
+
+
+def plain(value):
+    """A JSON-able, comparable form of a record's value."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def judge(args) -> None:
+    from astropy.time import Time
+    from lsst.daf.butler import Butler, CollectionType, Timespan
+
+    butler = Butler.from_config(args.root, writeable=True)
+    registry = butler.registry
+    universe = registry.dimensions
+    out: dict = {"universe": universe.version, "namespace": universe.namespace}
+
+    collections = {}
+    for name in sorted(registry.queryCollections()):
+        kind = registry.getCollectionType(name)
+        entry = {"type": kind.name}
+        if kind is CollectionType.CHAINED:
+            entry["children"] = list(registry.getCollectionChain(name))
+        collections[name] = entry
+    out["collections"] = collections
+
+    records = {}
+    for element in ("instrument", "detector", "physical_filter", "exposure", "visit", "day_obs", "group",
+                    "visit_system", "visit_definition", "visit_system_membership"):
+        if element not in universe.elements.names:
+            continue
+        rows = [
+            {k: plain(v) for k, v in r.toDict().items()}
+            for r in registry.queryDimensionRecords(element)
+        ]
+        records[element] = sorted(rows, key=lambda r: json.dumps(r, sort_keys=True))
+    out["records"] = records
+
+    datasets = []
+    for ref in registry.queryDatasets(..., collections=..., findFirst=False):
+        datasets.append({"id": str(ref.id), "type": ref.datasetType.name, "run": ref.run,
+                         "data_id": {k: plain(v) for k, v in ref.dataId.required.items()}})
+    out["datasets"] = sorted(datasets, key=lambda d: d["id"])
+    out["tagged"] = sorted(str(r.id) for r in registry.queryDatasets(..., collections="HSC/tagged/good"))
+    out["calibrations"] = sorted(
+        ({"id": str(a.ref.id), "collection": a.collection, "timespan": str(a.timespan)}
+         for a in registry.queryDatasetAssociations("bias", collections="HSC/calib",
+                                                    collectionTypes={CollectionType.CALIBRATION})),
+        key=lambda a: (a["id"], a["timespan"]))
+
+    # The queries issue 12 asks for: datasets by type, run and a where clause on day_obs.
+    out["raw_hsc_day_20240101"] = sorted(
+        str(r.id) for r in registry.queryDatasets(
+            "raw", collections="HSC/raw/all", where="instrument = 'HSC' AND exposure.day_obs = 20240101"))
+    # A calibration found by validity.
+    when = Time("2024-01-15T00:00:00", scale="tai")
+    found = registry.findDataset("bias", instrument="HSC", detector=3, collections="HSC/calib",
+                                 timespan=Timespan(when, when))
+    out["bias_found"] = None if found is None else str(found.id)
+    json.dump(out, sys.stdout, indent=1, sort_keys=True)
+    print()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("make")
+    m.add_argument("--universe", type=int, required=True)
+    m.add_argument("--root", required=True)
+    m.add_argument("--pg")
+    m.add_argument("--schema")
+    m.add_argument("--n", type=int, default=200, help="scale of the data set (exposures per instrument = N // 40, at least 2)")
+    d = sub.add_parser("describe")
+    d.add_argument("--sqlite")
+    d.add_argument("--pg")
+    d.add_argument("--schema")
+    f = sub.add_parser("diff", help="differences between two describe outputs; exit 1 if any")
+    f.add_argument("first")
+    f.add_argument("second")
+    j = sub.add_parser("judge")
+    j.add_argument("--root", required=True)
+    args = p.parse_args()
+    if args.command in ("make", "describe") and bool(args.pg) != bool(args.schema):
+        p.error("--pg and --schema go together")
+    if args.command == "describe" and not (args.sqlite or args.pg):
+        p.error("describe needs --sqlite FILE or --pg URL --schema NAME")
+    {"make": make, "describe": describe, "diff": diff, "judge": judge}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
