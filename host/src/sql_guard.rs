@@ -508,7 +508,8 @@ pub fn check_schema_change(change: &SchemaChange, dialect: Dialect) -> Result<()
         | SchemaChange::DropIndex { table, .. }
         | SchemaChange::AddUnique { table, .. }
         | SchemaChange::AddPrimaryKey { table, .. }
-        | SchemaChange::DropConstraint { table, .. } => tables.push(table),
+        | SchemaChange::DropConstraint { table, .. }
+        | SchemaChange::ReplaceTableDefinition { table, .. } => tables.push(table),
         SchemaChange::RenameTable { table, new_name } => {
             tables.push(table);
             tables.push(new_name);

@@ -122,6 +122,18 @@ pub enum SchemaChange {
         table: String,
         name: String,
     },
+    /// SQLite only: replaces the stored `CREATE TABLE` text of `table` with `sql`
+    /// without copying a row, for changes that leave every stored row valid as it is
+    /// (a declared type of the same affinity, a CHECK constraint loosened, renamed or
+    /// removed). The backend refuses a text that would not describe the same stored
+    /// table (another name, other columns or column order, another affinity, primary
+    /// key, rowid or unique constraints), and checks the table's rows against the new
+    /// text (`PRAGMA integrity_check`) before the transaction may commit. PostgreSQL
+    /// changes such things in place with `ALTER TABLE` and refuses this change.
+    ReplaceTableDefinition {
+        table: String,
+        sql: String,
+    },
     /// Rewrites a set of tables through a join, changing the type and value of some
     /// columns, and keeps every row count, constraint and index name, in one go: each
     /// table is prepared as by [`SchemaChange::PrepareRewrite`] (parents first, see

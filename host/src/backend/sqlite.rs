@@ -17,6 +17,7 @@ mod deferred_keys;
 mod introspect;
 mod lock_file;
 mod rewrite;
+mod stored_definition;
 mod table_sql;
 
 use std::fs::File;

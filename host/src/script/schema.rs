@@ -312,6 +312,13 @@ pub fn module(session: SharedSession) -> Module {
             using: Some(using.into())
         })
     );
+    def!(
+        "replace_table_definition",
+        |table: &str, sql: &str| Res::Ok(SchemaChange::ReplaceTableDefinition {
+            table: table.into(),
+            sql: sql.into()
+        })
+    );
     def!("set_nullable", |table: &str, col: &str, nullable: bool| {
         Res::Ok(SchemaChange::SetNullable {
             table: table.into(),

@@ -223,6 +223,13 @@ pub(crate) fn statements(change: &SchemaChange) -> Result<Vec<String>, DbError> 
         SchemaChange::DropConstraint { table, name } => {
             alter(table, format!("DROP CONSTRAINT {}", ident(name)))
         }
+        SchemaChange::ReplaceTableDefinition { table, .. } => {
+            return Err(DbError::Unsupported(format!(
+                "replacing the stored definition of {table} is SQLite's way; on PostgreSQL \
+                 change the table in place (schema::alter_column_type, add_unique, \
+                 drop_constraint, …)"
+            )))
+        }
         // Needs the current definitions: see postgres/rewrite.rs.
         SchemaChange::RewriteTables(_)
         | SchemaChange::PrepareRewrite { .. }

@@ -167,6 +167,9 @@ pub fn apply(raw: &Raw, change: &SchemaChange) -> Result<Vec<String>, DbError> {
             return Err(super::rewrite::needs_keys_checked_at_commit())
         }
         SchemaChange::CreateTable(def) => run(raw, create_table_sql(def, &def.name)?, &mut ran)?,
+        SchemaChange::ReplaceTableDefinition { table, sql } => {
+            ran = super::stored_definition::replace(raw, table, sql)?
+        }
         SchemaChange::DropTable { table, if_exists } => {
             let ie = if *if_exists { "IF EXISTS " } else { "" };
             run(raw, format!("DROP TABLE {ie}{}", quote(table)), &mut ran)?
