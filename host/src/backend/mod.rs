@@ -268,7 +268,7 @@ pub trait Connection {
 
     /// Marks the statements that follow as a script's own (`true`) or Ferry's (`false`).
     /// SQLite's authorizer then denies what a script may not send even if the statement
-    /// guard ([`crate::sql_guard`]) missed it; PostgreSQL checks the session before each
+    /// guard (`sql_guard`) missed it; PostgreSQL checks the session before each
     /// commit instead ([`Connection::commit`]).
     fn restrict_to_script(&mut self, _on: bool) {}
 
