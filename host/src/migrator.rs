@@ -898,21 +898,38 @@ impl Migrator {
         if self.databases()?.several() {
             return Ok(None);
         }
-        let mut conn = self.main.open()?;
-        let actor = crate::ledger::Actor::current();
-        crate::lock::acquire_backend_lock(
-            conn.as_mut(),
-            &actor,
-            self.lock_timeout,
-            self.observer.as_ref(),
-        )
-        .map_err(|e| Error::Run(e.into()))?;
+        // A SQLite file that does not exist yet (in a directory that does) is not
+        // created by its rehearsal: the plan runs on a new file in the temporary
+        // directory, with no lock to take since there is nothing to protect.
+        let missing = self.main.sqlite_path().is_some_and(|p| {
+            !p.exists()
+                && p.parent()
+                    .is_none_or(|d| d.as_os_str().is_empty() || d.is_dir())
+        });
+        let mut conn = if missing {
+            None
+        } else {
+            let mut conn = self.main.open()?;
+            let actor = crate::ledger::Actor::current();
+            crate::lock::acquire_backend_lock(
+                conn.as_mut(),
+                &actor,
+                self.lock_timeout,
+                self.observer.as_ref(),
+            )
+            .map_err(|e| Error::Run(e.into()))?;
+            Some(conn)
+        };
         let scratch = tempfile_path(
             self.main
                 .sqlite_path()
                 .unwrap_or(std::path::Path::new("repo")),
         );
-        let result = match conn.scratch_copy(&scratch) {
+        let copied = match conn.as_mut() {
+            Some(conn) => conn.scratch_copy(&scratch),
+            None => Ok(true),
+        };
+        let result = match copied {
             Ok(false) => Ok(None),
             Err(e) => Err(Error::from(e)),
             Ok(true) => {
@@ -937,7 +954,9 @@ impl Migrator {
         ] {
             let _ = std::fs::remove_file(f);
         }
-        crate::lock::release_unrecorded(conn.as_mut());
+        if let Some(conn) = conn.as_mut() {
+            crate::lock::release_unrecorded(conn.as_mut());
+        }
         result
     }
 
@@ -977,8 +996,9 @@ impl Migrator {
                 report,
             });
         }
+        // Read-only: a SQLite file that does not exist is described, not created.
         let (dialect, place) = {
-            let conn = self.connect()?;
+            let conn = self.connect_read_only()?;
             (conn.dialect(), conn.describe())
         };
         let revisions: Vec<&str> = report

@@ -116,3 +116,54 @@ fn reading_commands_leave_an_existing_file_untouched() {
         .success()
         .stdout_has("alpha-2");
 }
+
+/// A rehearsal of a repository that does not exist yet creates nothing either: the dry
+/// run runs on a new file in the temporary directory, and `--sql` writes a script that
+/// builds the repository, ledger included, when `sqlite3` applies it to a new file.
+#[test]
+fn rehearsals_of_a_missing_file_create_nothing() {
+    let db = TestDb::sqlite();
+    let missing = db.dir().join("not_yet.sqlite");
+    let url = format!("sqlite:{}", missing.display());
+    let before = entries(db.dir());
+    db.ferry()
+        .tree("linear")
+        .db_url(&url)
+        .run(["upgrade", "--dry-run"])
+        .success()
+        .stdout_has("nothing was changed");
+    assert_eq!(entries(db.dir()), before, "the dry run left files behind");
+    let script = db
+        .ferry()
+        .tree("linear")
+        .db_url(&url)
+        .run(["upgrade", "--sql"])
+        .success()
+        .stdout;
+    assert_eq!(entries(db.dir()), before, "--sql left files behind");
+
+    // The script builds the repository with the real client, and Ferry agrees.
+    let built = db.dir().join("built.sqlite");
+    let mut child = std::process::Command::new("sqlite3")
+        .arg("-bail")
+        .arg(&built)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sqlite3 runs");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "sqlite3 applied the script"
+    );
+    db.ferry()
+        .tree("linear")
+        .db_url(&format!("sqlite:{}", built.display()))
+        .run(["check"])
+        .success();
+}
