@@ -433,7 +433,15 @@ fn adopt_recognises_every_universe() {
                 ("datastores", "daf_butler-datastores-0.2.1".to_string()),
                 ("dimensions", "daf_butler-dimensions-6.0.2".to_string()),
                 ("opaque", "daf_butler-opaque-0.2.0".to_string()),
-                ("dimensions-config", format!("daf_butler-universe-{u}")),
+                (
+                    "dimensions-config",
+                    if u == 8 {
+                        // A fresh universe 8 has no visit.day_obs gap: the repair's state.
+                        "daf_butler-universe-8-bugfix-1".to_string()
+                    } else {
+                        format!("daf_butler-universe-{u}")
+                    },
+                ),
             ];
             for (tree, rev) in want {
                 assert_eq!(cur[tree], vec![rev], "[{}] universe {u}: {tree}", b.name());
@@ -446,9 +454,12 @@ fn adopt_recognises_every_universe() {
                 .iter()
                 .map(|r| r["revision"].as_str().unwrap())
                 .collect();
-            let expected: Vec<String> = ((u + 1)..=8)
+            let mut expected: Vec<String> = ((u + 1)..=8)
                 .map(|v| format!("daf_butler-universe-{v}"))
                 .collect();
+            if u < 8 {
+                expected.push("daf_butler-universe-8-bugfix-1".to_string());
+            }
             assert_eq!(planned, expected, "[{}] universe {u}: plan", b.name());
             let check = repo.ferry(&["check"]);
             assert_eq!(

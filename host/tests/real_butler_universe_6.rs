@@ -351,3 +351,146 @@ fn adopt_and_upgrade_reach_universe_8_from_0() {
 fn adopt_and_upgrade_reach_universe_8_from_5() {
     reaches_universe_8("adopt_and_upgrade_reach_universe_8_from_5", 5);
 }
+
+/// Makes daf_butler_migrate's gap in a real repository: visit.day_obs NULL-able, without
+/// its foreign key to day_obs and its index (what that tool's 5 -> 6 step leaves).
+fn make_visit_day_obs_gap(repo: &RealRepo) {
+    repo.execute("DROP INDEX visit_fkidx_instrument_day_obs", &[]);
+    match repo.backend {
+        Backend::Postgres => {
+            repo.execute("ALTER TABLE visit ALTER COLUMN day_obs DROP NOT NULL", &[]);
+            repo.execute(
+                "ALTER TABLE visit DROP CONSTRAINT fkey_visit_day_obs_instrument_id_instrument_day_obs",
+                &[],
+            );
+        }
+        Backend::Sqlite => {
+            // The stored text as universe 5 had it (SQLite's documented writable_schema
+            // procedure, outside Ferry: scripts may not do this).
+            let path = repo.root().join("gen3.sqlite3");
+            let conn = rusqlite::Connection::open(&path).expect("open");
+            let sql: String = conn
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'visit'",
+                    [],
+                    |r| r.get(0),
+                )
+                .expect("visit");
+            let fk = ", \n\tCONSTRAINT fkey_visit_day_obs_instrument_id_instrument_day_obs FOREIGN KEY(instrument, day_obs) REFERENCES day_obs (instrument, id)";
+            assert!(sql.contains(fk), "{sql}");
+            let gap = sql
+                .replace(fk, "")
+                .replace("day_obs BIGINT NOT NULL,", "day_obs BIGINT,");
+            conn.execute_batch("PRAGMA writable_schema = ON")
+                .expect("writable_schema");
+            conn.execute(
+                "UPDATE sqlite_master SET sql = ?1 WHERE type = 'table' AND name = 'visit'",
+                [&gap],
+            )
+            .expect("update sqlite_master");
+            let v: i64 = conn
+                .query_row("PRAGMA schema_version", [], |r| r.get(0))
+                .unwrap();
+            conn.execute_batch(&format!(
+                "PRAGMA schema_version = {}; PRAGMA writable_schema = OFF",
+                v + 1
+            ))
+            .expect("schema_version");
+            drop(conn);
+            let conn = rusqlite::Connection::open(&path).expect("reopen");
+            let check: String = conn
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(check, "ok");
+        }
+    }
+}
+
+/// A repository taken over from daf_butler_migrate with the visit.day_obs gap, at
+/// universe 6, 7 or 8: `ferry adopt` records the universe (at 8: not the repair), and
+/// `ferry upgrade` reaches universe 8 with the gap closed, the schema equal to a fresh
+/// universe-8 repository's; a second run of the repair finds nothing to do.
+#[test]
+fn the_visit_day_obs_gap_is_repaired() {
+    let test = "the_visit_day_obs_gap_is_repaired";
+    for b in BACKENDS {
+        for from in [6, 8] {
+            let Some(repo) = RealRepo::make(test, b, from) else {
+                break;
+            };
+            let before = repo.judge();
+            make_visit_day_obs_gap(&repo);
+            let (fresh_schema, _) = fresh(test, b, 8);
+            let gap = schema_differences(&repo.describe(), &fresh(test, b, from).0);
+            assert!(
+                gap.iter().any(|d| d.contains("visit")) && gap.len() >= 2,
+                "[{}] the gap was not made: {gap:?}",
+                b.name()
+            );
+            repo.ferry_ok(&["adopt"]);
+            assert_eq!(
+                current_universe_revision(&repo),
+                vec![format!("daf_butler-universe-{from}")],
+                "[{}] adopt at {from} with the gap",
+                b.name()
+            );
+            let out = repo.ferry_ok(&["upgrade"]);
+            assert!(out.contains("daf_butler-universe-8-bugfix-1"), "{out}");
+            assert_eq!(
+                current_universe_revision(&repo),
+                vec!["daf_butler-universe-8-bugfix-1".to_string()]
+            );
+            let diff = schema_differences(&repo.describe(), &fresh_schema);
+            assert!(
+                diff.is_empty(),
+                "[{}] from {from}:\n{}",
+                b.name(),
+                diff.join("\n")
+            );
+            let after = repo.judge();
+            assert_eq!(after["universe"], 8);
+            for key in ["datasets", "calibrations", "collections"] {
+                assert_eq!(after[key], before[key], "[{}] {key}", b.name());
+            }
+            assert_eq!(
+                sorted_list(after["records"]["visit"].as_array().unwrap().clone()),
+                sorted_list(before["records"]["visit"].as_array().unwrap().clone()),
+            );
+            // Idempotent: down past the repair and up again changes nothing.
+            repo.ferry_ok(&["downgrade", "daf_butler-universe-8"]);
+            repo.ferry_ok(&["upgrade"]);
+            let diff = schema_differences(&repo.describe(), &fresh_schema);
+            assert!(diff.is_empty(), "[{}]\n{}", b.name(), diff.join("\n"));
+        }
+    }
+}
+
+/// A visit with no day_obs stops the repair at planning time, naming the count, with
+/// nothing changed.
+#[test]
+fn the_repair_refuses_visits_without_day_obs() {
+    let test = "the_repair_refuses_visits_without_day_obs";
+    for b in BACKENDS {
+        let Some(repo) = RealRepo::make(test, b, 8) else {
+            continue;
+        };
+        make_visit_day_obs_gap(&repo);
+        repo.execute(
+            "UPDATE visit SET day_obs = NULL WHERE instrument = 'HSC'",
+            &[],
+        );
+        let nulls = query(&repo, "SELECT COUNT(*) FROM visit WHERE day_obs IS NULL");
+        let n = int(&nulls[0][0]);
+        assert!(n > 0);
+        repo.ferry_ok(&["adopt"]);
+        let gap = repo.describe();
+        let out = repo.ferry(&["upgrade"]);
+        assert_eq!(out.status.code(), Some(2), "[{}]", b.name());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("{n} visit(s) have no day_obs")),
+            "{err}"
+        );
+        assert!(schema_differences(&repo.describe(), &gap).is_empty());
+    }
+}
