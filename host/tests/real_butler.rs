@@ -433,7 +433,15 @@ fn adopt_recognises_every_universe() {
                 ("datastores", "daf_butler-datastores-0.2.1".to_string()),
                 ("dimensions", "daf_butler-dimensions-6.0.2".to_string()),
                 ("opaque", "daf_butler-opaque-0.2.0".to_string()),
-                ("dimensions-config", format!("daf_butler-universe-{u}")),
+                (
+                    "dimensions-config",
+                    if u == 8 {
+                        // A fresh universe 8 has no visit.day_obs gap: the repair's state.
+                        "daf_butler-universe-8-bugfix-1".to_string()
+                    } else {
+                        format!("daf_butler-universe-{u}")
+                    },
+                ),
             ];
             for (tree, rev) in want {
                 assert_eq!(cur[tree], vec![rev], "[{}] universe {u}: {tree}", b.name());
@@ -446,9 +454,12 @@ fn adopt_recognises_every_universe() {
                 .iter()
                 .map(|r| r["revision"].as_str().unwrap())
                 .collect();
-            let expected: Vec<String> = ((u + 1)..=8)
+            let mut expected: Vec<String> = ((u + 1)..=8)
                 .map(|v| format!("daf_butler-universe-{v}"))
                 .collect();
+            if u < 8 {
+                expected.push("daf_butler-universe-8-bugfix-1".to_string());
+            }
             assert_eq!(planned, expected, "[{}] universe {u}: plan", b.name());
             let check = repo.ferry(&["check"]);
             assert_eq!(
@@ -535,30 +546,6 @@ fn a_modified_configuration_is_refused_unless_allowed() {
             "dimensions_config.allow_modified=true",
         ]);
         assert_eq!(repo.judge()["universe"], 4, "[{}]", b.name());
-    }
-}
-
-/// An upgrade across a step Ferry does not have yet stops at planning time, naming the
-/// step, with nothing run.
-#[test]
-fn a_missing_step_stops_the_plan_before_anything_runs() {
-    let test = "a_missing_step_stops_the_plan_before_anything_runs";
-    for b in BACKENDS {
-        let Some(repo) = RealRepo::make(test, b, 3) else {
-            continue;
-        };
-        repo.ferry_ok(&["adopt"]);
-        let before = repo.attribute("config:dimensions.json");
-        let out = repo.ferry(&["upgrade"]);
-        assert_eq!(out.status.code(), Some(2), "[{}]", b.name());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("from daf_butler dimension universe 5 to 6 is not implemented"),
-            "[{}] {err}",
-            b.name()
-        );
-        // Not even 3 -> 4 or 4 -> 5, which Ferry has, ran: the plan stopped as a whole.
-        assert_eq!(repo.attribute("config:dimensions.json"), before);
     }
 }
 
