@@ -7,10 +7,11 @@
 //! operation gets a [`Lent`] handle to it, and handles are only used one at a time
 //! (the migrator is single-threaded and never nests database calls across handles).
 //!
-//! Why no connection pool: Ferry changes the session it migrates on (`search_path`, the
-//! statement timeout, the session-level advisory lock, cached prepared statements). A
-//! connection handed back to a pool would carry that state to the next user, so Ferry
-//! takes one connection for its own and never returns it to a pool.
+//! An application's pool ([`Source::Pool`]) is used for making connections, never for
+//! lending them: Ferry changes the session it migrates on (`search_path`, the statement
+//! timeout, the session-level advisory lock, cached prepared statements). A connection
+//! handed back to a pool would carry that state to the next user, so Ferry has the
+//! pool's manager make one connection for its own and closes it at the end.
 
 use crate::backend::postgres::PgConnection;
 use crate::backend::sqlite::SqliteConnection;

@@ -199,7 +199,7 @@ impl Builder {
     pub fn build(self) -> Result<Migrator, Error> {
         let main = self.main.unwrap_or_else(|| {
             Err(Error::Refused(
-                "no database given: call url(), sqlite_connection() or postgres_client()".into(),
+                "no database given: call url(), sqlite_connection(), postgres_client() or pg_pool()".into(),
             ))
         })?;
         let mut config = self.config;
