@@ -385,7 +385,7 @@ impl Migrator {
             // created (a SQLite file would be, by opening it).
             let postgres = match &d.source {
                 Source::Url(url) => matches!(url, DbUrl::Postgres { .. }),
-                Source::Postgres(_) => true,
+                Source::Postgres(_) | Source::Pool(_) => true,
                 Source::Sqlite(_) => false,
             };
             if !postgres {

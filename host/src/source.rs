@@ -7,10 +7,11 @@
 //! operation gets a [`Lent`] handle to it, and handles are only used one at a time
 //! (the migrator is single-threaded and never nests database calls across handles).
 //!
-//! Why no connection pool: Ferry changes the session it migrates on (`search_path`, the
-//! statement timeout, the session-level advisory lock, cached prepared statements). A
-//! connection handed back to a pool would carry that state to the next user, so Ferry
-//! takes one connection for its own and never returns it to a pool.
+//! An application's pool ([`Source::Pool`]) is used for making connections, never for
+//! lending them: Ferry changes the session it migrates on (`search_path`, the statement
+//! timeout, the session-level advisory lock, cached prepared statements). A connection
+//! handed back to a pool would carry that state to the next user, so Ferry has the
+//! pool's manager make one connection for its own and closes it at the end.
 
 use crate::backend::postgres::PgConnection;
 use crate::backend::sqlite::SqliteConnection;
@@ -32,6 +33,9 @@ pub enum Source {
     Sqlite(Rc<RefCell<SqliteConnection>>),
     /// An application's own PostgreSQL client, lent for every operation.
     Postgres(Rc<RefCell<PgConnection>>),
+    /// An application's `deadpool_postgres` pool and the schema: each operation gets a
+    /// new connection from the pool's manager, its own until the operation ends.
+    Pool(Rc<(deadpool_postgres::Pool, String)>),
 }
 
 impl Source {
@@ -49,7 +53,7 @@ impl Source {
     pub fn exists(&self) -> Result<bool, DbError> {
         match self {
             Source::Url(DbUrl::Sqlite { path }) => Ok(path.exists()),
-            Source::Url(_) => Ok(self.open_existing()?.is_some()),
+            Source::Url(_) | Source::Pool(_) => Ok(self.open_existing()?.is_some()),
             _ => Ok(true),
         }
     }
@@ -59,7 +63,7 @@ impl Source {
     pub fn open_existing(&self) -> Result<Option<Box<dyn Connection>>, DbError> {
         match self {
             Source::Url(DbUrl::Sqlite { path }) if !path.exists() => Ok(None),
-            Source::Url(url @ DbUrl::Postgres { .. }) => match backend::connect(url) {
+            Source::Url(DbUrl::Postgres { .. }) | Source::Pool(_) => match self.open() {
                 Ok(conn) => Ok(Some(conn)),
                 Err(e) if names_missing_database(&e) => Ok(None),
                 Err(e) => Err(e),
@@ -84,6 +88,11 @@ impl Source {
                 conn.execute_batch(&sql)
             }
             Source::Url(url) => backend::connect(url).map(|_| ()),
+            Source::Pool(pool) if !self.exists()? => {
+                let mut conn = PgConnection::from_pool(&pool.0, "public")?;
+                let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", conn.quote_ident(&pool.1));
+                conn.execute_batch(&sql)
+            }
             _ => Ok(()),
         }
     }
@@ -110,6 +119,7 @@ impl Source {
             Source::Url(url) => backend::connect(url),
             Source::Sqlite(c) => Ok(Box::new(Lent::new(c.clone()))),
             Source::Postgres(c) => Ok(Box::new(Lent::new(c.clone()))),
+            Source::Pool(pool) => Ok(Box::new(PgConnection::from_pool(&pool.0, &pool.1)?)),
         }
     }
 
@@ -127,6 +137,7 @@ impl Source {
             (Source::Url(a), Source::Url(b)) => a == b,
             (Source::Sqlite(a), Source::Sqlite(b)) => Rc::ptr_eq(a, b),
             (Source::Postgres(a), Source::Postgres(b)) => Rc::ptr_eq(a, b),
+            (Source::Pool(a), Source::Pool(b)) => Rc::ptr_eq(a, b),
             _ => false,
         }
     }

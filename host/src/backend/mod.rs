@@ -4,6 +4,7 @@
 //! [`Connection`]; nothing above it asks "is this PostgreSQL?". Where a script must
 //! know, it asks for the [`Dialect`].
 
+mod pg_runtime;
 mod placeholders;
 pub mod postgres;
 pub mod rewrite_plan;

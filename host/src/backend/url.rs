@@ -2,8 +2,9 @@
 //!
 //! - `sqlite:PATH` and `sqlite://PATH` name a file relative to the working directory;
 //!   `sqlite:///abs/path` names `/abs/path`.
-//! - `postgres://…` and `postgresql://…` are handed to the driver as they are, minus
-//!   Ferry's own `schema` parameter (default `public`); other parameters are kept.
+//! - `postgres://…` and `postgresql://…` are kept as they are, minus Ferry's own
+//!   `schema` parameter (default `public`); the TLS and password keys are read when
+//!   connecting (`postgres/connect.rs`), the others go to the driver.
 //!
 //! Error messages never show a password: `postgres://u:secret@h/db` is shown as
 //! `postgres://u:***@h/db`.

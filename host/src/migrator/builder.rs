@@ -110,6 +110,19 @@ impl Builder {
         Ok(self)
     }
 
+    /// The main database is the PostgreSQL schema `schema` reached through the
+    /// application's own `deadpool_postgres` pool (its server, credentials, TLS and
+    /// connect hooks). Each operation gets a connection of its own from the pool's
+    /// manager, which holds the migration lock and does the work, and closes it at the
+    /// end: Ferry changes the session it works on, so it never hands a connection back
+    /// to the pool, and never takes one the application is using. The connection's I/O
+    /// runs on Ferry's own runtime, so this works from inside the application's
+    /// runtime, current-thread or multi-threaded (see docs/EMBEDDING.md).
+    pub fn pg_pool(mut self, pool: deadpool_postgres::Pool, schema: &str) -> Self {
+        self.main = Some(Ok(Source::Pool(Rc::new((pool, schema.to_string())))));
+        self
+    }
+
     /// Places `trees` in another database at `url` (see [`crate::databases`]).
     pub fn database<I, S>(mut self, name: &str, url: &str, trees: I) -> Self
     where
@@ -186,7 +199,7 @@ impl Builder {
     pub fn build(self) -> Result<Migrator, Error> {
         let main = self.main.unwrap_or_else(|| {
             Err(Error::Refused(
-                "no database given: call url(), sqlite_connection() or postgres_client()".into(),
+                "no database given: call url(), sqlite_connection(), postgres_client() or pg_pool()".into(),
             ))
         })?;
         let mut config = self.config;

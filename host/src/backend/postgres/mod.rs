@@ -1,8 +1,9 @@
 //! The PostgreSQL backend (tokio-postgres).
 //!
-//! The [`Connection`] trait is synchronous: each connection owns a current-thread
-//! tokio runtime, the driver's connection task is spawned on it, and every call
-//! blocks on its future. Every unqualified name resolves in the connection's schema
+//! The [`Connection`] trait is synchronous: each connection owns a tokio runtime
+//! ([`super::pg_runtime`]), the driver's connection task is spawned on it, and every
+//! call blocks on its future. TLS and passwords are read as libpq reads them
+//! (`connect.rs`). Every unqualified name resolves in the connection's schema
 //! (`SET search_path`); Ferry's own ledger statements also name the schema, and the
 //! session is set up again before, and checked before the commit of, every transaction
 //! (`session.rs`).
@@ -14,6 +15,7 @@
 //! - `set_statement_timeout` is a session `SET`; inside a transaction that is then
 //!   rolled back, PostgreSQL reverts it.
 
+mod connect;
 mod ddl;
 mod introspect;
 mod rewrite;
@@ -24,14 +26,14 @@ use std::collections::HashMap;
 use std::pin::pin;
 use std::time::Duration;
 
+use super::pg_runtime::IoRuntime;
 use futures_util::TryStreamExt;
 use sha2::{Digest, Sha256};
-use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, NoTls, Row, Statement};
+use tokio_postgres::{Client, Row, Statement};
 
 use super::url::mask_password;
 use super::{
@@ -39,6 +41,7 @@ use super::{
     IndexInfo, KeyInfo, LockAttempt, LockHolder, RowCallback, RowDeriver, Rows, SchemaChange,
     Value,
 };
+use connect::PgClient;
 use values::Param;
 
 /// Sets how often the server checks, during a long statement, that the client is still there.
@@ -50,9 +53,9 @@ const STATEMENT_CACHE_LIMIT: usize = 512;
 /// An open PostgreSQL connection, every table in one namespace.
 pub struct PgConnection {
     // Declared before the runtime so that it is dropped first.
-    client: Option<Client>,
+    client: Option<PgClient>,
     task: Option<JoinHandle<()>>,
-    runtime: Runtime,
+    runtime: IoRuntime,
     schema: String,
     /// The URL without password, for messages.
     shown: String,
@@ -144,41 +147,52 @@ impl PgConnection {
             url: shown.clone(),
             message,
         };
-        let mut config: tokio_postgres::Config = conninfo
-            .parse()
-            .map_err(|e| connect_error(error_text(&e)))?;
-        config.application_name(application_name());
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        // TLS, the password and their environment variables, as libpq reads them.
+        let mut settings = connect::settings(conninfo, &connect::Surroundings::process())
+            .map_err(connect_error)?;
+        settings.config.application_name(application_name());
+        let runtime = IoRuntime::new()
             .map_err(|e| connect_error(format!("cannot start the I/O runtime: {e}")))?;
-        let (client, connection) = runtime
-            .block_on(config.connect(NoTls))
+        let (client, task) = runtime
+            .block_on(connect::connect(settings, &runtime))
             .map_err(|e| connect_error(error_text(&e)))?;
-        let task = runtime.spawn(async move {
-            // Errors surface on the client's next call as a closed connection.
-            let _ = connection.await;
-        });
-        Self::enter(client, Some(task), runtime, schema, &shown)
+        Self::enter(PgClient::Own(client), Some(task), runtime, schema, &shown)
+    }
+
+    /// A connection made by an application's pool's manager (see
+    /// [`crate::migrator::Builder::pg_pool`]) on a runtime of Ferry's own, and enters
+    /// `schema`. The connection is Ferry's until dropped: it never goes back to the pool.
+    pub fn from_pool(pool: &deadpool_postgres::Pool, schema: &str) -> Result<Self, DbError> {
+        let shown = "a connection of the application's pool".to_string();
+        let runtime = IoRuntime::new()
+            .map_err(|e| DbError::Other(format!("cannot start the I/O runtime: {e}")))?;
+        let client = runtime
+            .block_on(connect::from_pool(pool))
+            .map_err(|message| DbError::Connect {
+                url: shown.clone(),
+                message,
+            })?;
+        Self::enter(PgClient::Pooled(client), None, runtime, schema, &shown)
     }
 
     /// Wraps a client connected elsewhere whose connection task is driven elsewhere
     /// (e.g. on a multi-threaded runtime), and enters `schema`.
     pub fn from_client(client: Client, schema: &str, shown: &str) -> Result<Self, DbError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        let runtime = IoRuntime::new()
             .map_err(|e| DbError::Other(format!("cannot start the I/O runtime: {e}")))?;
-        Self::enter(client, None, runtime, schema, &mask_password(shown))
+        Self::enter(
+            PgClient::Own(client),
+            None,
+            runtime,
+            schema,
+            &mask_password(shown),
+        )
     }
 
     fn enter(
-        client: Client,
+        client: PgClient,
         task: Option<JoinHandle<()>>,
-        runtime: Runtime,
+        runtime: IoRuntime,
         schema: &str,
         shown: &str,
     ) -> Result<Self, DbError> {
@@ -235,7 +249,7 @@ impl PgConnection {
 
     fn client(&self) -> &Client {
         self.client
-            .as_ref()
+            .as_deref()
             .expect("the client lives as long as the connection")
     }
 
