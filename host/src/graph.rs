@@ -539,6 +539,7 @@ pub(crate) mod tests {
             hooks: vec![],
             online_safe: false,
             expected_digest: None,
+            alembic: vec![],
             has_downgrade: true,
             has_upgrade: true,
             path: PathBuf::from(format!("{tree}/{id}.rhai")),

@@ -5,6 +5,7 @@
 // nothing where it matters.
 #![allow(clippy::result_large_err)]
 
+pub(crate) mod alembic;
 pub mod backend;
 pub mod clock;
 pub mod compat;

@@ -3,7 +3,9 @@
 //! Revision files declare `REVISION`, `TREE`, `PARENTS`, `VERSION`, `DEPENDS_ON`,
 //! `MESSAGE` (required) and optionally `HOOKS` (hooks the revision calls),
 //! `ONLINE_SAFE` (bool, default false), `DIGEST` (schema digest expected after
-//! upgrading). Hook files (under a `hooks/` folder) declare `HOOK` and optionally
+//! upgrading), `ALEMBIC` (the Alembic revision ids of daf_butler_migrate that this
+//! revision's state corresponds to; see [`crate::alembic`]). Hook files (under a
+//! `hooks/` folder) declare `HOOK` and optionally
 //! `KEY` (for hooks provided once per key, e.g. per instrument).
 
 use std::collections::HashMap;
@@ -32,6 +34,9 @@ pub struct RevisionMeta {
     pub hooks: Vec<String>,
     pub online_safe: bool,
     pub expected_digest: Option<String>,
+    /// `ALEMBIC`: daf_butler_migrate's revision ids for this revision's state (the first
+    /// is the one Ferry writes into `alembic_version`); empty when none corresponds.
+    pub alembic: Vec<String>,
     /// Whether the file defines `fn downgrade(db)`.
     pub has_downgrade: bool,
     /// Whether the file defines `fn upgrade(db)`.
@@ -170,6 +175,7 @@ const REVISION_FIELDS: &[&str] = &[
     "HOOKS",
     "ONLINE_SAFE",
     "DIGEST",
+    "ALEMBIC",
 ];
 const HOOK_FIELDS: &[&str] = &["HOOK", "KEY"];
 
@@ -183,6 +189,9 @@ pub const MAX_FUNCTIONS: usize = 1000;
 /// The longest REVISION, TREE, VERSION, PARENTS or DEPENDS_ON entry, and hook name
 /// (the ledger's columns hold 255 characters; a downgrade's step owner adds a suffix).
 pub const MAX_ID_CHARS: usize = 200;
+
+/// The longest `ALEMBIC` entry (`alembic_version.version_num` is a VARCHAR(32)).
+pub const MAX_ALEMBIC_CHARS: usize = 32;
 
 /// The longest MESSAGE.
 pub const MAX_MESSAGE_CHARS: usize = 1000;
@@ -576,6 +585,7 @@ fn parse_revision(
     let hooks = r.strings("HOOKS", false);
     let online_safe = r.opt_bool("ONLINE_SAFE");
     let expected_digest = r.opt_string("DIGEST", true);
+    let alembic = r.strings("ALEMBIC", false);
     let has_upgrade = r.has_function("upgrade", Some(1));
     let has_downgrade = r.has_function("downgrade", Some(1));
     let (revision_pos, parents_pos, depends_on_pos) =
@@ -591,17 +601,28 @@ fn parse_revision(
             MAX_ID_CHARS,
         ),
         ("HOOKS", hooks.iter().flatten().collect(), MAX_ID_CHARS),
+        (
+            "ALEMBIC",
+            alembic.iter().flatten().collect(),
+            MAX_ALEMBIC_CHARS,
+        ),
         ("MESSAGE", message.iter().collect(), MAX_MESSAGE_CHARS),
     ] {
         r.check_printable(field, &values, max);
     }
-    for (field, values) in [("PARENTS", &parents), ("DEPENDS_ON", &depends_on)] {
+    for (field, values) in [
+        ("PARENTS", &parents),
+        ("DEPENDS_ON", &depends_on),
+        ("ALEMBIC", &alembic),
+    ] {
         r.check_unique(field, values.as_deref().unwrap_or_default());
     }
     if !r.errors.is_empty() {
         return Err(r.errors);
     }
-    match (id, tree, parents, version, depends_on, message, hooks) {
+    match (
+        id, tree, parents, version, depends_on, message, hooks, alembic,
+    ) {
         (
             Some(id),
             Some(tree),
@@ -610,6 +631,7 @@ fn parse_revision(
             Some(depends_on),
             Some(message),
             Some(hooks),
+            Some(alembic),
         ) => Ok(RevisionMeta {
             id,
             tree,
@@ -620,6 +642,7 @@ fn parse_revision(
             hooks,
             online_safe: online_safe.unwrap_or(false),
             expected_digest,
+            alembic,
             has_downgrade,
             has_upgrade,
             path: path.to_path_buf(),
@@ -694,6 +717,35 @@ import "helpers" as h;
 fn upgrade(db) { db.execute("ALTER TABLE t1 ADD COLUMN name VARCHAR(64)", []); }
 fn downgrade(db) { db.execute("ALTER TABLE t1 DROP COLUMN name", []); }
 "#;
+
+    #[test]
+    fn alembic_ids_are_read_without_running_the_script() {
+        let with = GOOD.replace(
+            "const DIGEST",
+            "const ALEMBIC = [\"352c30854bb0\", \"1fae088c80b6\"];\nconst DIGEST",
+        );
+        let m = rev(&with).expect("valid");
+        assert_eq!(m.alembic, ["352c30854bb0", "1fae088c80b6"]);
+        assert!(rev(GOOD).expect("valid").alembic.is_empty());
+        let long = GOOD.replace(
+            "const DIGEST",
+            &format!("const ALEMBIC = [\"{}\"];\nconst DIGEST", "a".repeat(33)),
+        );
+        let e = messages(&rev(&long).unwrap_err());
+        assert!(
+            e.contains("ALEMBIC") && e.contains("more than the 32"),
+            "{e}"
+        );
+        let twice = GOOD.replace(
+            "const DIGEST",
+            "const ALEMBIC = [\"aa\", \"aa\"];\nconst DIGEST",
+        );
+        let e = messages(&rev(&twice).unwrap_err());
+        assert!(e.contains("ALEMBIC names \"aa\" twice"), "{e}");
+        let wrong = GOOD.replace("const DIGEST", "const ALEMBIC = \"aa\";\nconst DIGEST");
+        let e = messages(&rev(&wrong).unwrap_err());
+        assert!(e.contains("ALEMBIC must be an array of strings"), "{e}");
+    }
 
     fn rev(source: &str) -> Result<RevisionMeta, Vec<MetadataError>> {
         revision_from_source(Path::new("scripts/x.rhai"), Path::new("scripts"), source)

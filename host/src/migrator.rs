@@ -552,6 +552,7 @@ impl Migrator {
             config: self.config.clone(),
             note: options.note.clone(),
             reconnect: None,
+            alembic: crate::alembic::Follow::of_graph(&project.graph),
         };
         let order = dbs.lock_order();
         let mut runners: Vec<Option<Runner>> = dbs.list().iter().map(|_| None).collect();

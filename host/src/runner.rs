@@ -32,6 +32,9 @@ pub struct RunOptions {
     /// The database to reconnect to when the run's own connection is lost, to record
     /// the failure there (`None`: the failure is only reported).
     pub reconnect: Option<DbUrl>,
+    /// Per revision id, what its run does to daf_butler_migrate's `alembic_version`
+    /// (applied with the ledger record, when the repository has that table).
+    pub alembic: BTreeMap<String, crate::alembic::Follow>,
 }
 
 impl Default for RunOptions {
@@ -44,6 +47,7 @@ impl Default for RunOptions {
             config: BTreeMap::new(),
             note: None,
             reconnect: None,
+            alembic: BTreeMap::new(),
         }
     }
 }
@@ -376,10 +380,14 @@ impl Runner {
         let finished = ledger::now_ms();
         let rows = s.rows;
         let note = self.options.note.clone();
+        let alembic = self.options.alembic.get(&rev.id).cloned();
         match result {
             Ok(_) => {
                 let recorded = s.begin_transaction().and_then(|_| {
                     s.ledger_write(|c, r, actor| {
+                        if let Some(follow) = &alembic {
+                            follow.apply(c, direction)?;
+                        }
                         match direction {
                             Direction::Upgrade => {
                                 ledger::write::set_revision(

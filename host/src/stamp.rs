@@ -105,11 +105,14 @@ pub fn last_per_tree<'a>(set: &[&'a RevisionMeta]) -> Vec<&'a RevisionMeta> {
     last.into_values().collect()
 }
 
-/// Records `revisions` as applied in one transaction (the caller holds the lock).
+/// Records `revisions` as applied in one transaction (the caller holds the lock), and
+/// keeps daf_butler_migrate's `alembic_version`, where the repository has one, at the
+/// rows of those revisions (`follows`: see [`crate::alembic`]).
 pub fn record(
     conn: &mut dyn Connection,
     revisions: &[&RevisionMeta],
     kind: StampKind,
+    follows: &BTreeMap<String, crate::alembic::Follow>,
 ) -> Result<(), Error> {
     let actor = Actor::current();
     let now = ledger::now_ms();
@@ -143,6 +146,9 @@ pub fn record(
                 None,
                 Some(kind.as_str()),
             )?;
+            if let Some(follow) = follows.get(&m.id) {
+                follow.apply(conn, crate::plan::Direction::Upgrade)?;
+            }
         }
         Ok(())
     })();

@@ -196,6 +196,7 @@ fn revision((n, line): (usize, &str)) -> Option<RevisionMeta> {
         hooks: Vec::new(),
         online_safe: false,
         expected_digest: None,
+        alembic: vec![],
         has_downgrade: true,
         has_upgrade: true,
         path: PathBuf::from(format!("fuzz/{tree}/{id}.rhai")),

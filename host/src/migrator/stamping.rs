@@ -42,6 +42,7 @@ impl Migrator {
                     stamp::check_digest(conn.as_mut(), &last)?
                 });
             }
+            let follows = crate::alembic::Follow::of_graph(&project.graph);
             let kind = if force {
                 stamp::StampKind::StampForce
             } else {
@@ -50,7 +51,7 @@ impl Migrator {
             for (conn, part) in conns.iter_mut().zip(&parts) {
                 if !part.is_empty() || !dbs.several() {
                     ledger::ensure(conn.as_mut())?;
-                    stamp::record(conn.as_mut(), part, kind)?;
+                    stamp::record(conn.as_mut(), part, kind, &follows)?;
                 }
             }
             Ok(stamp::StampReport {
@@ -134,6 +135,19 @@ impl Migrator {
                 )
             }));
         }
+        if crate::alembic::exists(conn.as_mut())? {
+            let rows = crate::alembic::rows(conn.as_mut())?;
+            let probed: Vec<crate::alembic::Probed<'_>> = probes
+                .iter()
+                .map(|p| crate::alembic::Probed {
+                    tree: &p.tree,
+                    file: &p.file,
+                    revision: p.revision.as_deref(),
+                })
+                .collect();
+            crate::alembic::check_adopted(&project.graph, &probed, &rows)
+                .map_err(|why| Error::Refused(format!("{why}; nothing was recorded")))?;
+        }
         let stamped = self.locked(conn.as_mut(), |conn| {
             if ledger::revisions(conn)?.values().any(|_| true) {
                 return Err(Error::Refused(
@@ -167,7 +181,8 @@ impl Migrator {
                 .collect();
             let digest = stamp::check_digest(conn, &named_metas)?;
             ledger::ensure(conn)?;
-            stamp::record(conn, &set, stamp::StampKind::Adopt)?;
+            let follows = crate::alembic::Follow::of_graph(&project.graph);
+            stamp::record(conn, &set, stamp::StampKind::Adopt, &follows)?;
             Ok(stamp::StampReport {
                 stamped: set.iter().map(|m| m.id.clone()).collect(),
                 already: vec![],
