@@ -127,7 +127,13 @@ pub fn settings(conninfo: &str, around: &Surroundings<'_>) -> Result<Settings, S
     };
     let mut config: Config = driver_url.parse().map_err(|e: tokio_postgres::Error| {
         // The driver's messages name the option, never its value.
-        format!("cannot read the URL: {e}")
+        let mut text = format!("cannot read the URL: {e}");
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        text
     })?;
     // URL first, environment second, as libpq.
     let setting = |key: &str, var: &str| -> Option<(String, String)> {
