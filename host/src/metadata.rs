@@ -4,7 +4,7 @@
 //! `MESSAGE` (required) and optionally `HOOKS` (hooks the revision calls),
 //! `ONLINE_SAFE` (bool, default false), `DIGEST` (schema digest expected after
 //! upgrading), `ALEMBIC` (the Alembic revision ids of daf_butler_migrate that this
-//! revision's state corresponds to; see [`crate::alembic`]). Hook files (under a
+//! revision's state corresponds to; see the `alembic` module). Hook files (under a
 //! `hooks/` folder) declare `HOOK` and optionally
 //! `KEY` (for hooks provided once per key, e.g. per instrument).
 

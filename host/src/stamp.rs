@@ -107,7 +107,7 @@ pub fn last_per_tree<'a>(set: &[&'a RevisionMeta]) -> Vec<&'a RevisionMeta> {
 
 /// Records `revisions` as applied in one transaction (the caller holds the lock), and
 /// keeps daf_butler_migrate's `alembic_version`, where the repository has one, at the
-/// rows of those revisions (`follows`: see [`crate::alembic`]).
+/// rows of those revisions (`follows`: see the `alembic` module).
 pub fn record(
     conn: &mut dyn Connection,
     revisions: &[&RevisionMeta],

@@ -133,6 +133,10 @@ impl Db {
         Ok(rows as i64)
     }
 
+    /// `db.query`: the rows as an array, read as a stream and stopped at the first row
+    /// past `max_rows` or value past `max_string` bytes, so that memory stays within the
+    /// limits however large the result (a few million rows reached gigabytes when the
+    /// whole result was read before the check).
     fn query_capped(
         &mut self,
         sql: &str,
@@ -141,32 +145,46 @@ impl Db {
         max_string: usize,
     ) -> Res<Array> {
         let params = to_params(&params).map_err(script_failure)?;
-        let rows = self.run_script_sql(sql, |c| c.query(sql, &params))?;
-        self.session()?.after_statement(sql, rows.rows.len() as u64);
-        if let Some(size) = rows
-            .rows
-            .iter()
-            .flatten()
-            .map(|v| match v {
-                crate::backend::Value::Text(t) => t.len(),
-                crate::backend::Value::Bytes(b) => b.len(),
-                _ => 0,
-            })
-            .find(|size| *size > max_string)
-        {
-            return Err(script_failure(format!(
-                "db.query returned a value of {size} bytes, more than limits.max_string_size \
-                 ({max_string}) allows"
-            )));
+        let mut kept = crate::backend::Rows {
+            columns: Vec::new(),
+            rows: Vec::new(),
+        };
+        let mut refused: Option<String> = None;
+        let mut each = |columns: &[String], values: Vec<crate::backend::Value>| {
+            if let Some(size) = values
+                .iter()
+                .map(|v| match v {
+                    crate::backend::Value::Text(t) => t.len(),
+                    crate::backend::Value::Bytes(b) => b.len(),
+                    _ => 0,
+                })
+                .find(|size| *size > max_string)
+            {
+                refused = Some(format!(
+                    "db.query returned a value of {size} bytes, more than \
+                     limits.max_string_size ({max_string}) allows"
+                ));
+                return Ok(false);
+            }
+            if max_rows > 0 && kept.rows.len() >= max_rows {
+                refused = Some(format!(
+                    "db.query returned more rows than limits.max_array_size ({max_rows}) \
+                     allows: read large results with db.each or db.batches"
+                ));
+                return Ok(false);
+            }
+            if kept.columns.is_empty() {
+                kept.columns = columns.to_vec();
+            }
+            kept.rows.push(values);
+            Ok(true)
+        };
+        self.run_script_sql(sql, |c| c.query_each(sql, &params, &mut each))?;
+        if let Some(why) = refused {
+            return Err(script_failure(why));
         }
-        if max_rows > 0 && rows.rows.len() > max_rows {
-            return Err(script_failure(format!(
-                "db.query returned {} rows, more rows than limits.max_array_size ({max_rows}) \
-                 allows: read large results with db.each or db.batches",
-                rows.rows.len()
-            )));
-        }
-        Ok(rows_array(rows))
+        self.session()?.after_statement(sql, kept.rows.len() as u64);
+        Ok(rows_array(kept))
     }
 
     fn query_row(&mut self, sql: &str, params: Array) -> Res<Dynamic> {

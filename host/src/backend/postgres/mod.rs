@@ -1,7 +1,7 @@
 //! The PostgreSQL backend (tokio-postgres).
 //!
 //! The [`Connection`] trait is synchronous: each connection owns a tokio runtime
-//! ([`super::pg_runtime`]), the driver's connection task is spawned on it, and every
+//! (`pg_runtime`), the driver's connection task is spawned on it, and every
 //! call blocks on its future. TLS and passwords are read as libpq reads them
 //! (`connect.rs`). Every unqualified name resolves in the connection's schema
 //! (`SET search_path`); Ferry's own ledger statements also name the schema, and the
