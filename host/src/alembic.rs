@@ -211,10 +211,7 @@ pub fn check_adopted(graph: &Graph, probed: &[Probed<'_>], rows: &[String]) -> R
         let found = by_tree.remove(p.tree);
         let agrees = match (standing, found) {
             (None, None) => true,
-            (Some(m), Some((row, rev))) => {
-                m.alembic.iter().any(|a| a == row)
-                    || p.revision.is_some_and(|r| same_state_before(graph, r, rev))
-            }
+            (Some(m), Some((row, _))) => m.alembic.iter().any(|a| a == row),
             _ => false,
         };
         if !agrees {
@@ -241,23 +238,6 @@ pub fn check_adopted(graph: &Graph, probed: &[Probed<'_>], rows: &[String]) -> R
         ));
     }
     Ok(())
-}
-
-/// Whether `earlier` is an ancestor of `revision` in its tree at the same VERSION: a
-/// repair revision that changes nothing a fresh repository has (daf_butler's "universe
-/// 8 bugfix 1"), which daf_butler_migrate's `stamp` does not record since
-/// `butler_attributes` cannot tell it. A row at `earlier` then agrees with a repository
-/// the probe finds already repaired; the adopted revision is the repaired one, and the
-/// row follows it.
-fn same_state_before(graph: &Graph, revision: &str, earlier: &str) -> bool {
-    match (graph.get(revision), graph.get(earlier)) {
-        (Some(r), Some(e)) => {
-            r.tree == e.tree
-                && r.version == e.version
-                && graph.ancestors(revision).contains(earlier)
-        }
-        _ => false,
-    }
 }
 
 #[cfg(test)]
