@@ -9,11 +9,8 @@
 mod bad_input_support;
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-
-use bad_input_support::{cases, make_base, sqlite_from, Case};
-use common::{pg_base_url, Backend, TestDb};
+use bad_input_support::{cases, run_corpus, Case};
+use common::pg_base_url;
 use ferry::backend::{connect, DbUrl};
 
 /// Roles for the wrong-credentials cases (trust authentication accepts any password,
@@ -59,73 +56,13 @@ fn corpus() {
         .iter()
         .filter(|c| filter.as_deref().is_none_or(|f| c.name.contains(f)))
         .collect();
+    // The roles some PostgreSQL cases connect as exist for the whole run.
     let postgres = pg_base_url().is_some();
-    if !postgres {
-        eprintln!("bad_input: PostgreSQL part skipped, FERRY_TEST_PG_URL is not set");
-    } else {
+    if postgres {
         create_roles();
     }
-
-    // One SQLite base repository, copied for every case.
-    let master = TestDb::sqlite();
-    make_base(&master);
-    let master_path = master
-        .url()
-        .strip_prefix("sqlite:")
-        .expect("sqlite URL")
-        .to_string();
-
-    let mut jobs: Vec<(&Case, Backend)> = Vec::new();
-    for c in &selected {
-        if c.runs_on(Backend::Sqlite) {
-            jobs.push((c, Backend::Sqlite));
-        }
-        if postgres && c.runs_on(Backend::Postgres) {
-            jobs.push((c, Backend::Postgres));
-        }
-    }
-    let next = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
-    let start = std::time::Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some((case, backend)) = jobs.get(i) else {
-                    break;
-                };
-                let db = match backend {
-                    Backend::Sqlite => sqlite_from(master_path.as_ref()),
-                    Backend::Postgres => {
-                        let db = TestDb::postgres("bad_input").expect("PostgreSQL");
-                        make_base(&db);
-                        db
-                    }
-                };
-                if let Err(e) = case.check(&db) {
-                    failures.lock().unwrap().push(e);
-                }
-            });
-        }
-    });
+    run_corpus("bad_input", &selected, 4, |case, db| case.check(db));
     if postgres {
         drop_roles();
     }
-    let failures = failures.into_inner().unwrap();
-    let count = |b: Backend| jobs.iter().filter(|(_, jb)| *jb == b).count();
-    eprintln!(
-        "bad_input: {} cases, {} on sqlite, {} on postgres, {} failed, in {:.1}s",
-        selected.len(),
-        count(Backend::Sqlite),
-        count(Backend::Postgres),
-        failures.len(),
-        start.elapsed().as_secs_f64()
-    );
-    assert!(
-        failures.is_empty(),
-        "{} of {} runs failed:\n\n{}",
-        failures.len(),
-        jobs.len(),
-        failures.join("\n\n")
-    );
 }

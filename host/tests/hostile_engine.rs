@@ -15,11 +15,9 @@ mod bad_input_support;
 mod common;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
-use bad_input_support::{base_root, make_base, sqlite_from, Case, Manifest};
-use common::{pg_base_url, Backend, TestDb};
+use bad_input_support::{base_root, run_corpus, Case, Manifest};
+use common::TestDb;
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -125,80 +123,26 @@ fn corpus() {
         .iter()
         .filter(|c| filter.as_deref().is_none_or(|f| c.name.contains(f)))
         .collect();
-    let postgres = pg_base_url().is_some();
-    if !postgres {
-        eprintln!("hostile_engine: PostgreSQL part skipped, FERRY_TEST_PG_URL is not set");
-    }
-    let master = TestDb::sqlite();
-    make_base(&master);
-    let master_path = master
-        .url()
-        .strip_prefix("sqlite:")
-        .expect("sqlite URL")
-        .to_string();
-    let mut jobs: Vec<(&Case, Backend)> = Vec::new();
-    for c in &selected {
-        if c.runs_on(Backend::Sqlite) {
-            jobs.push((c, Backend::Sqlite));
+    run_corpus("hostile_engine", &selected, 2, |case, db| {
+        let mut faults = Vec::new();
+        if let Err(e) = case.check(db) {
+            faults.push(e);
         }
-        if postgres && c.runs_on(Backend::Postgres) {
-            jobs.push((c, Backend::Postgres));
+        let more = after_checks(case, db);
+        if !more.is_empty() {
+            faults.push(format!(
+                "{} [{}]: {}",
+                case.name,
+                db.name(),
+                more.join("; ")
+            ));
         }
-    }
-    let next = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
-    let start = std::time::Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some((case, backend)) = jobs.get(i) else {
-                    break;
-                };
-                let db = match backend {
-                    Backend::Sqlite => sqlite_from(master_path.as_ref()),
-                    Backend::Postgres => {
-                        let db = TestDb::postgres("hostile_engine").expect("PostgreSQL");
-                        make_base(&db);
-                        db
-                    }
-                };
-                let mut faults = Vec::new();
-                if let Err(e) = case.check(&db) {
-                    faults.push(e);
-                }
-                let more = after_checks(case, &db);
-                if !more.is_empty() {
-                    faults.push(format!(
-                        "{} [{}]: {}",
-                        case.name,
-                        db.name(),
-                        more.join("; ")
-                    ));
-                }
-                if !faults.is_empty() {
-                    failures.lock().unwrap().push(faults.join("\n"));
-                }
-            });
+        if faults.is_empty() {
+            Ok(())
+        } else {
+            Err(faults.join("\n"))
         }
     });
-    let failures = failures.into_inner().unwrap();
-    let count = |b: Backend| jobs.iter().filter(|(_, jb)| *jb == b).count();
-    eprintln!(
-        "hostile_engine: {} cases, {} on sqlite, {} on postgres, {} failed, in {:.1}s",
-        selected.len(),
-        count(Backend::Sqlite),
-        count(Backend::Postgres),
-        failures.len(),
-        start.elapsed().as_secs_f64()
-    );
-    assert!(
-        failures.is_empty(),
-        "{} of {} runs failed:\n\n{}",
-        failures.len(),
-        jobs.len(),
-        failures.join("\n\n")
-    );
 }
 
 // ---- class 4, SQLite: the lock is keyed on the database file, and its file is safe.

@@ -396,3 +396,79 @@ pub fn sqlite_from(master: &Path) -> TestDb {
     std::fs::copy(master, path).expect("copy the base repository");
     db
 }
+
+/// Runs `selected` cases on SQLite (each on a copy of one base repository) and, when
+/// `FERRY_TEST_PG_URL` is set, on PostgreSQL (a fresh base schema each), `threads` at a
+/// time; `check` judges one run and returns what went wrong. Prints the counts under
+/// `name` and fails with every failure at once.
+pub fn run_corpus(
+    name: &str,
+    selected: &[&Case],
+    threads: usize,
+    check: impl Fn(&Case, &TestDb) -> Result<(), String> + Sync,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let postgres = crate::common::pg_base_url().is_some();
+    if !postgres {
+        eprintln!("{name}: PostgreSQL part skipped, FERRY_TEST_PG_URL is not set");
+    }
+    // One SQLite base repository, copied for every case.
+    let master = TestDb::sqlite();
+    make_base(&master);
+    let master_path = master
+        .url()
+        .strip_prefix("sqlite:")
+        .expect("sqlite URL")
+        .to_string();
+    let mut jobs: Vec<(&Case, Backend)> = Vec::new();
+    for c in selected {
+        if c.runs_on(Backend::Sqlite) {
+            jobs.push((c, Backend::Sqlite));
+        }
+        if postgres && c.runs_on(Backend::Postgres) {
+            jobs.push((c, Backend::Postgres));
+        }
+    }
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some((case, backend)) = jobs.get(i) else {
+                    break;
+                };
+                let db = match backend {
+                    Backend::Sqlite => sqlite_from(master_path.as_ref()),
+                    Backend::Postgres => {
+                        let db = TestDb::postgres(name).expect("PostgreSQL");
+                        make_base(&db);
+                        db
+                    }
+                };
+                if let Err(e) = check(case, &db) {
+                    failures.lock().unwrap().push(e);
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    let count = |b: Backend| jobs.iter().filter(|(_, jb)| *jb == b).count();
+    eprintln!(
+        "{name}: {} cases, {} on sqlite, {} on postgres, {} failed, in {:.1}s",
+        selected.len(),
+        count(Backend::Sqlite),
+        count(Backend::Postgres),
+        failures.len(),
+        start.elapsed().as_secs_f64()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} runs failed:\n\n{}",
+        failures.len(),
+        jobs.len(),
+        failures.join("\n\n")
+    );
+}
