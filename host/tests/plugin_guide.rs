@@ -364,3 +364,65 @@ fn tst_registered_before_the_amplifier_revision_gets_its_amplifiers_from_it() {
         );
     });
 }
+
+/// `[start] sql = "FILE"`: a hand-written SQL file shipped with the plugin is the
+/// starting state on every backend (and of the reference repository), and what it made
+/// is still there for the expectations; an error in it names the file.
+#[test]
+fn a_sql_file_shipped_with_the_plugin_is_the_starting_state() {
+    let dir = copy_of_example();
+    let plugin = dir.path().join("obs_test");
+    let spec = plugin.join("ferry-test.toml");
+    edit(&spec, "sample = 60", "sql = \"start.sql\"");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    // An empty repository has no other instrument: that expectation goes.
+    let other = text
+        .find("[[expect]]\nname = \"the other instruments")
+        .unwrap();
+    let end = other + text[other..].find("\n\n").unwrap() + 2;
+    let text = format!(
+        "{}{}[[expect]]\nname = \"the site's own table is kept\"\nsql = \"SELECT note FROM site_notes\"\nrows = [[\"hand-written\"]]\n",
+        &text[..other],
+        &text[end..]
+    );
+    std::fs::write(&spec, text).unwrap();
+    std::fs::write(
+        plugin.join("start.sql"),
+        "CREATE TABLE site_notes (note VARCHAR(64) NOT NULL);\nINSERT INTO site_notes VALUES ('hand-written');\n",
+    )
+    .unwrap();
+    let mut args = vec![plugin.to_str().unwrap().to_string()];
+    if let Some(url) = pg_base_url() {
+        args.extend(["--postgres".to_string(), url]);
+    }
+    let root = repo_root();
+    let db = TestDb::sqlite();
+    let mut f = db.ferry().no_progress().stdlib(root.join("stdlib"));
+    f = f.scripts(root.join("scripts"));
+    for p in ["obs_base", "obs_lsst", "obs_subaru"] {
+        f = f.scripts(root.join("plugins").join(p));
+    }
+    let mut cmd = vec!["test".to_string()];
+    cmd.extend(args);
+    let run = f.run(&cmd).success();
+    assert!(
+        run.stdout.contains("[sqlite] start: ok,") && run.stdout.contains("start.sql run"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.stdout
+            .contains("[sqlite] expect after upgrade again: ok, 6 expectation(s) met"),
+        "{}",
+        run.describe()
+    );
+
+    std::fs::write(plugin.join("start.sql"), "CREATE TABLE site_notes (;\n").unwrap();
+    let run = f.run(&cmd).code(1);
+    assert!(
+        run.stdout.contains("[sqlite] start: FAILED"),
+        "{}",
+        run.describe()
+    );
+    assert!(run.stderr.contains("start.sql: "), "{}", run.describe());
+}
