@@ -47,7 +47,7 @@ pub fn run(g: &Global, plugin: &Path, postgres: Option<&str>) -> i32 {
     let names: Vec<String> = options
         .roots
         .iter()
-        .map(|r| r.display().to_string())
+        .map(|r| r.strip_prefix(&cwd).unwrap_or(r).display().to_string())
         .collect();
     println!(
         "ferry test {}, with the roots {}",
