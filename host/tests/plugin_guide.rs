@@ -426,3 +426,31 @@ fn a_sql_file_shipped_with_the_plugin_is_the_starting_state() {
     );
     assert!(run.stderr.contains("start.sql: "), "{}", run.describe());
 }
+
+/// A plugin revision that joins a core tree cannot be downgraded on its own:
+/// `ferry test` refuses the plugin before anything runs, naming the file.
+#[test]
+fn a_plugin_revision_in_a_core_tree_is_refused() {
+    let dir = copy_of_example();
+    let plugin = dir.path().join("obs_test");
+    std::fs::write(
+        plugin.join("obs_test/obs_test-dims.rhai"),
+        "const REVISION = \"obs_test-dims\";\nconst TREE = \"dimensions\";\n\
+         const PARENTS = [\"dimensions-6.0.2\"];\nconst VERSION = \"tst\";\n\
+         const DEPENDS_ON = [];\nconst MESSAGE = \"joins a core tree\";\n\
+         fn upgrade(db) {}\nfn downgrade(db) {}\n",
+    )
+    .unwrap();
+    let run = ferry_test_copy(&plugin).code(2);
+    assert!(
+        run.stderr
+            .contains("obs_test-dims.rhai puts revision obs_test-dims into tree dimensions"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        !run.stdout.contains("[sqlite]"),
+        "nothing ran: {}",
+        run.describe()
+    );
+}
