@@ -35,6 +35,22 @@ pub struct SchemaDigest {
 }
 
 impl SchemaDigest {
+    /// The backend the digest was computed on (`sqlite`, `postgres`), from the second
+    /// line of the canonical text.
+    pub fn dialect(&self) -> &str {
+        self.text
+            .lines()
+            .nth(1)
+            .and_then(|l| l.strip_prefix("dialect "))
+            .unwrap_or_default()
+    }
+
+    /// What a revision's `DIGEST` declares for this digest's backend (`None`: a
+    /// per-backend `DIGEST` that does not name it, so there is nothing to compare).
+    pub fn declared<'a>(&self, declared: &'a crate::metadata::DeclaredDigest) -> Option<&'a str> {
+        declared.for_dialect(self.dialect())
+    }
+
     /// Whether a revision's declared `DIGEST` matches (a declared digest may be an
     /// abbreviation of at least 8 hex characters).
     pub fn matches(&self, declared: &str) -> bool {

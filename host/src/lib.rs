@@ -26,6 +26,7 @@ pub mod observer;
 pub mod offline;
 pub mod offline_sql;
 pub mod plan;
+pub mod plugin_test;
 pub mod runner;
 pub mod script;
 pub mod source;

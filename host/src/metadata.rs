@@ -3,12 +3,13 @@
 //! Revision files declare `REVISION`, `TREE`, `PARENTS`, `VERSION`, `DEPENDS_ON`,
 //! `MESSAGE` (required) and optionally `HOOKS` (hooks the revision calls),
 //! `ONLINE_SAFE` (bool, default false), `DIGEST` (schema digest expected after
-//! upgrading), `ALEMBIC` (the Alembic revision ids of daf_butler_migrate that this
+//! upgrading: one string, or a map from backend to string, see [`DeclaredDigest`]),
+//! `ALEMBIC` (the Alembic revision ids of daf_butler_migrate that this
 //! revision's state corresponds to; see the `alembic` module). Hook files (under a
 //! `hooks/` folder) declare `HOOK` and optionally
 //! `KEY` (for hooks provided once per key, e.g. per instrument).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -33,7 +34,7 @@ pub struct RevisionMeta {
     pub message: String,
     pub hooks: Vec<String>,
     pub online_safe: bool,
-    pub expected_digest: Option<String>,
+    pub expected_digest: Option<DeclaredDigest>,
     /// `ALEMBIC`: daf_butler_migrate's revision ids for this revision's state (the first
     /// is the one Ferry writes into `alembic_version`); empty when none corresponds.
     pub alembic: Vec<String>,
@@ -51,6 +52,45 @@ pub struct RevisionMeta {
     pub revision_pos: Position,
     pub parents_pos: Position,
     pub depends_on_pos: Position,
+}
+
+/// A revision's `DIGEST`: the schema digest expected after it.
+///
+/// The digest of one logical schema differs between backends (types are normalised
+/// within a backend only, see [`crate::digest`]), so a revision that runs on both gives
+/// one per backend: `const DIGEST = #{ sqlite: "…", postgres: "…" };`. A backend the map
+/// does not name is not checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeclaredDigest {
+    /// `const DIGEST = "…";`: compared on whichever backend runs the revision.
+    Any(String),
+    /// `const DIGEST = #{ sqlite: "…", postgres: "…" };`, keyed by dialect name.
+    PerBackend(BTreeMap<String, String>),
+}
+
+/// The backends a per-backend `DIGEST` may name (the names `db.dialect` gives scripts).
+pub const DIGEST_BACKENDS: &[&str] = &["sqlite", "postgres"];
+
+impl DeclaredDigest {
+    /// The digest declared for the backend `dialect` (`sqlite`, `postgres`), if any.
+    pub fn for_dialect(&self, dialect: &str) -> Option<&str> {
+        match self {
+            DeclaredDigest::Any(d) => Some(d),
+            DeclaredDigest::PerBackend(map) => map.get(dialect).map(String::as_str),
+        }
+    }
+}
+
+impl std::fmt::Display for DeclaredDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeclaredDigest::Any(d) => f.write_str(d),
+            DeclaredDigest::PerBackend(map) => {
+                let parts: Vec<String> = map.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                f.write_str(&parts.join(", "))
+            }
+        }
+    }
 }
 
 /// The metadata of one hook implementation file.
@@ -433,6 +473,51 @@ impl Reader<'_> {
         Some(out)
     }
 
+    /// `DIGEST`: a string, or a map from backend name to string.
+    fn digest(&mut self) -> Option<DeclaredDigest> {
+        const FIELD: &str = "DIGEST";
+        let (value, pos) = self.literal(FIELD)??;
+        if !value.is_map() {
+            return self.opt_string(FIELD, true).map(DeclaredDigest::Any);
+        }
+        const EXPECTED: &str = "a string, or a map from backend (sqlite, postgres) to string";
+        let mut out = BTreeMap::new();
+        for (backend, digest) in value.cast::<rhai::Map>() {
+            if !DIGEST_BACKENDS.contains(&backend.as_str()) {
+                self.errors.push(MetadataError::Invalid {
+                    path: self.path.to_path_buf(),
+                    line: pos.line,
+                    field: FIELD,
+                    why: format!(
+                        "names the backend {:?}, which is none of {}",
+                        truncated(&backend),
+                        DIGEST_BACKENDS.join(", ")
+                    ),
+                });
+                return None;
+            }
+            match digest.clone().into_immutable_string() {
+                Ok(s) if !s.trim().is_empty() => {
+                    out.insert(backend.to_string(), s.to_string());
+                }
+                _ => {
+                    let found = format!("{backend}: {}", type_name(&digest));
+                    self.wrong_type(FIELD, pos.line, EXPECTED, found);
+                    return None;
+                }
+            }
+        }
+        if out.is_empty() {
+            self.errors.push(MetadataError::Empty {
+                path: self.path.to_path_buf(),
+                line: pos.line,
+                field: FIELD,
+            });
+            return None;
+        }
+        Some(DeclaredDigest::PerBackend(out))
+    }
+
     fn opt_bool(&mut self, field: &'static str) -> Option<bool> {
         let (value, pos) = self.literal(field)??;
         match value.as_bool() {
@@ -584,7 +669,7 @@ fn parse_revision(
     let message = r.string("MESSAGE", false);
     let hooks = r.strings("HOOKS", false);
     let online_safe = r.opt_bool("ONLINE_SAFE");
-    let expected_digest = r.opt_string("DIGEST", true);
+    let expected_digest = r.digest();
     let alembic = r.strings("ALEMBIC", false);
     let has_upgrade = r.has_function("upgrade", Some(1));
     let has_downgrade = r.has_function("downgrade", Some(1));
@@ -770,13 +855,58 @@ fn downgrade(db) { db.execute("ALTER TABLE t1 DROP COLUMN name", []); }
         assert_eq!(m.message, "Add a name column");
         assert_eq!(m.hooks, vec!["populate_names"]);
         assert!(m.online_safe);
-        assert_eq!(m.expected_digest.as_deref(), Some("abc123"));
+        assert_eq!(
+            m.expected_digest,
+            Some(DeclaredDigest::Any("abc123".into()))
+        );
         assert!(m.has_upgrade && m.has_downgrade);
         assert_eq!(m.revision_pos.line, 2);
         assert_eq!(m.parents_pos.line, 4);
         assert_eq!(m.depends_on_pos.line, 6);
         assert_eq!(m.checksum, checksum(GOOD.as_bytes()));
         assert_eq!(m.checksum.len(), 64);
+    }
+
+    #[test]
+    fn digest_may_be_given_per_backend() {
+        let per = GOOD.replace(
+            "const DIGEST = \"abc123\";",
+            "const DIGEST = #{ sqlite: \"aaaa1111\", postgres: \"bbbb2222\" };",
+        );
+        let d = rev(&per).expect("valid").expected_digest.expect("declared");
+        assert_eq!(d.for_dialect("sqlite"), Some("aaaa1111"));
+        assert_eq!(d.for_dialect("postgres"), Some("bbbb2222"));
+        let one = GOOD.replace(
+            "const DIGEST = \"abc123\";",
+            "const DIGEST = #{ postgres: \"bbbb2222\" };",
+        );
+        let d = rev(&one).expect("valid").expected_digest.expect("declared");
+        assert_eq!(
+            d.for_dialect("sqlite"),
+            None,
+            "a backend not named is not checked"
+        );
+        assert_eq!(
+            DeclaredDigest::Any("c".into()).for_dialect("sqlite"),
+            Some("c")
+        );
+        for (bad, says) in [
+            (
+                "#{ pg: \"bbbb2222\" }",
+                "names the backend \"pg\", which is none of sqlite, postgres",
+            ),
+            ("#{ sqlite: 3 }", "must be a string, or a map from backend"),
+            ("#{}", "DIGEST is empty"),
+            (
+                "#{ sqlite: \"\" }",
+                "must be a string, or a map from backend",
+            ),
+        ] {
+            let src = GOOD.replace("\"abc123\"", bad);
+            let text = messages(&rev(&src).unwrap_err());
+            assert!(text.contains(says), "{bad}: {text}");
+            assert!(text.contains(":10:"), "names the DIGEST line: {text}");
+        }
     }
 
     #[test]

@@ -82,11 +82,11 @@ pub fn check_digest(
 ) -> Result<digest::SchemaDigest, Error> {
     let now = digest::digest(conn)?;
     for m in last {
-        if let Some(expected) = &m.expected_digest {
+        if let Some(expected) = m.expected_digest.as_ref().and_then(|d| now.declared(d)) {
             if !now.matches(expected) {
                 return Err(Error::DigestMismatch {
                     revision: m.id.clone(),
-                    expected: expected.clone(),
+                    expected: expected.to_string(),
                     found: now.sha256.clone(),
                 });
             }

@@ -150,6 +150,18 @@ pub enum Command {
     },
     /// Exit 0 when the repository is at the heads and unchanged, 3 otherwise.
     Check,
+    /// Test a plugin on fresh repositories (not `--db`): build the start its
+    /// ferry-test.toml declares, upgrade to the heads, check its expectations, downgrade
+    /// its trees, check the schema digest is back, upgrade again. SQLite always;
+    /// PostgreSQL too with --postgres. Exit 0: passed; 1: a phase failed; 2: bad
+    /// plugin, declaration or usage.
+    Test {
+        /// The plugin's folder (a script root holding ferry-test.toml).
+        plugin: PathBuf,
+        /// Also run on this PostgreSQL server, in fresh schemas dropped afterwards.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+    },
     /// Classify every tree (no database, empty, current, behind, ahead, unversioned,
     /// unfinished, misplaced) and decide whether the code may write, read or must
     /// refuse. Exit 0: writable; 3: read-only or refused; 1: --auto-migrate ran and a

@@ -1,6 +1,7 @@
 //! The `ferry` command line: a thin layer over [`ferry::migrator`].
 
 pub mod args;
+mod plugin_test;
 pub mod progress;
 pub mod render;
 mod verify;
@@ -412,6 +413,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             }
             Ok(0)
         }
+        Command::Test { plugin, postgres } => Ok(plugin_test::run(g, plugin, postgres.as_deref())),
         Command::Check => {
             let s = m.status()?;
             if g.json {

@@ -661,9 +661,12 @@ impl<'a> Recogniser<'a> {
             e.insert(digest::digest(source.open()?.as_mut())?);
         }
         let now = &self.digests[&db];
-        let matching = revisions
-            .into_iter()
-            .rfind(|m| m.expected_digest.as_ref().is_some_and(|e| now.matches(e)));
+        let matching = revisions.into_iter().rfind(|m| {
+            m.expected_digest
+                .as_ref()
+                .and_then(|d| now.declared(d))
+                .is_some_and(|e| now.matches(e))
+        });
         Ok(match matching {
             Some(m) => Ok(Recognition {
                 revision: Some(m.id.clone()),

@@ -25,6 +25,7 @@ mod resolver;
 pub mod rewrite_steps;
 pub mod schema;
 pub mod session;
+mod signatures;
 pub mod uuids;
 pub mod values;
 
@@ -81,8 +82,10 @@ pub struct ModulePaths {
 }
 
 /// The editor definitions file (`docs/ferry.d.rhai`): every function and type a script
-/// can reach, as Rhai's `metadata` feature describes them.
-pub fn definitions() -> String {
+/// can reach, as Rhai's `metadata` feature describes them, with Ferry's own functions
+/// given names, real types and a line of documentation (the `signatures` module); `Err` lists
+/// the functions that have none and the entries that match nothing.
+pub fn definitions() -> Result<String, Vec<String>> {
     let conn = crate::backend::sqlite::SqliteConnection::open_path(Path::new(":memory:"))
         .expect("an in-memory SQLite database");
     let session = Session::new(
@@ -96,11 +99,11 @@ pub fn definitions() -> String {
         ModulePaths::default(),
         hooks::HookSet::default(),
     );
-    format!(
+    let text = signatures::apply(&host.definitions())?;
+    Ok(format!(
         "// Ferry's script API for editors. Generated; do not edit. Regenerate with\n\
-         // FERRY_BLESS=1 cargo test --test script_definitions\n{}",
-        host.definitions()
-    )
+         // FERRY_BLESS=1 cargo test --test script_definitions\n{text}"
+    ))
 }
 
 /// Points an error that carries no position at the function it came out of.
