@@ -26,6 +26,7 @@ pub mod observer;
 pub mod offline;
 pub mod offline_sql;
 pub mod plan;
+pub mod revision_sources;
 pub mod runner;
 pub mod script;
 pub mod source;
