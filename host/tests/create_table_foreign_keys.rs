@@ -191,3 +191,52 @@ fn upgrade(db) {
         assert_eq!(db.count("tst_group"), 2);
     });
 }
+
+/// A target table Ferry did not make (hand-written SQL, as another tool leaves it): a
+/// unique index counts as a key, a plain index does not.
+#[test]
+fn a_target_made_by_hand_written_sql_is_read_as_the_database_has_it() {
+    for_each_backend("create_table_fk_hand_written", |db| {
+        db.execute(
+            "CREATE TABLE instrument (name VARCHAR(32) NOT NULL, code INTEGER, grp INTEGER)",
+        );
+        db.execute("CREATE UNIQUE INDEX instrument_code ON instrument (code)");
+        db.execute("CREATE INDEX instrument_grp ON instrument (grp)");
+        let scratch = tempfile::tempdir().unwrap();
+        let plugin = scratch.path().join("obs_test");
+        std::fs::create_dir_all(&plugin).unwrap();
+        let revision = |column: &str| {
+            format!(
+                r#"const REVISION = "obs_test-1";
+const TREE = "obs_test";
+const PARENTS = [];
+const VERSION = "1";
+const DEPENDS_ON = [];
+const MESSAGE = "TST detectors";
+fn upgrade(db) {{
+    schema::create_table("tst_detector", #{{
+        columns: [#{{ name: "instrument_ref", type: "INTEGER", nullable: false }}],
+        foreign_keys: [#{{ name: "tst_detector_fkey", columns: ["instrument_ref"],
+                          references: "instrument", referenced_columns: ["{column}"] }}],
+    }});
+}}
+"#
+            )
+        };
+        std::fs::write(plugin.join("001_detectors.rhai"), revision("grp")).unwrap();
+        db.ferry()
+            .scripts(&plugin)
+            .run(["upgrade"])
+            .code(1)
+            .stderr_has("001_detectors.rhai:8:")
+            .stderr_has(
+                "(grp) is neither the primary key nor unique in instrument (its keys: (code))",
+            );
+        assert!(!db.has_table("tst_detector"), "[{}]", db.name());
+        std::fs::write(plugin.join("001_detectors.rhai"), revision("code")).unwrap();
+        db.ferry().scripts(&plugin).run(["upgrade"]).success();
+        db.execute("INSERT INTO instrument (name, code) VALUES ('TST', 7)");
+        db.execute("INSERT INTO tst_detector (instrument_ref) VALUES (7)");
+        assert_eq!(db.count("tst_detector"), 1);
+    });
+}

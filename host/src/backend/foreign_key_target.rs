@@ -76,6 +76,15 @@ fn target_of(
             .filter(|i| i.unique)
             .map(|i| i.columns),
     );
+    // A unique constraint is also listed as its index on some backends: name it once.
+    let mut seen: Vec<Vec<String>> = Vec::new();
+    unique_sets.retain(|set| {
+        let fresh = !seen.iter().any(|s| same_set(s, set));
+        if fresh {
+            seen.push(set.clone());
+        }
+        fresh
+    });
     Ok(Some(Target {
         columns,
         unique_sets,
