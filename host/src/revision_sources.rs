@@ -206,6 +206,21 @@ mod tests {
     }
 
     #[test]
+    fn a_file_over_the_cap_is_recorded_by_checksum_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lib/big.rhai");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let big = format!("// {}\n", "x".repeat(MAX_STORED_BYTES));
+        fs::write(&path, &big).unwrap();
+        let f = read(&path, dir.path(), SourceKind::Module);
+        assert_eq!(f.text, None);
+        assert_eq!(f.checksum, checksum(big.as_bytes()));
+        fs::write(&path, "fn small() { 1 }").unwrap();
+        let f = read(&path, dir.path(), SourceKind::Module);
+        assert_eq!(f.text.as_deref(), Some("fn small() { 1 }"));
+    }
+
+    #[test]
     fn sources_cover_hooks_and_transitive_modules() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("obs_test");

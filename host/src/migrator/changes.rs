@@ -295,3 +295,88 @@ impl Migrator {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::revision_sources::SourceFile;
+
+    fn change(path: &str, kind: SourceKind) -> FileChange {
+        FileChange {
+            path: path.into(),
+            kind: kind.as_str().into(),
+            change: "edited".into(),
+        }
+    }
+
+    fn kept(path: &str, kind: SourceKind, text: Option<&str>) -> SourceRecord {
+        SourceRecord {
+            path: path.into(),
+            kind: kind.as_str().into(),
+            checksum: String::new(),
+            text: text.map(String::from),
+        }
+    }
+
+    fn now(path: &str, kind: SourceKind, text: Option<&str>) -> RevisionSources {
+        RevisionSources {
+            files: vec![SourceFile {
+                label: path.into(),
+                path: path.into(),
+                kind,
+                checksum: String::new(),
+                text: text.map(String::from),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_kept_text_is_diffed_against_the_file_now() {
+        let path = "obs_test/lib/tst_names.rhai";
+        let d = diffs(
+            &[change(path, SourceKind::Module)],
+            &[kept(
+                path,
+                SourceKind::Module,
+                Some("fn a() { 1 }\nfn b() { 2 }\n"),
+            )],
+            &now(
+                path,
+                SourceKind::Module,
+                Some("fn a() { 1 }\nfn b() { 3 }\n"),
+            ),
+        );
+        assert_eq!(
+            d[0].diff,
+            "--- applied/obs_test/lib/tst_names.rhai\n+++ now/obs_test/lib/tst_names.rhai\n\
+             @@ -1,2 +1,2 @@\n fn a() { 1 }\n-fn b() { 2 }\n+fn b() { 3 }\n"
+        );
+    }
+
+    #[test]
+    fn a_text_too_large_to_keep_or_never_kept_says_so() {
+        let path = "scripts/t/001.rhai";
+        let large = diffs(
+            &[change(path, SourceKind::Revision)],
+            &[kept(path, SourceKind::Revision, None)],
+            &now(path, SourceKind::Revision, Some("x")),
+        );
+        assert!(
+            large[0].diff.contains("larger than the ledger keeps"),
+            "{}",
+            large[0].diff
+        );
+        let old_ledger = diffs(
+            &[change(path, SourceKind::Revision)],
+            &[],
+            &now(path, SourceKind::Revision, Some("x")),
+        );
+        assert!(
+            old_ledger[0]
+                .diff
+                .contains("applied before Ferry kept the text"),
+            "{}",
+            old_ledger[0].diff
+        );
+    }
+}
