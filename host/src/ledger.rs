@@ -7,7 +7,12 @@
 //!   none infers a revision's state from the history.
 //! * `ferry_steps` — completed steps and, for batched steps, the cursor of the last
 //!   committed batch.
-//! * `ferry_history` — one row for every run of every revision (and every stamp).
+//! * `ferry_history` — one row for every run of every revision (and every stamp, and
+//!   every `ferry accept`).
+//! * `ferry_sources` — what each applied revision ran: its own file, the `lib/` modules
+//!   and hook files it uses (see [`crate::revision_sources`]), each with its checksum
+//!   and, up to a size, its text (for `ferry show`'s diff). Ledger version 2; a
+//!   version-1 ledger gains it (and `ferry_revisions.deps_checksum`) on the first write.
 //! * `ferry_lock` — who holds the migration lock (the lock itself is the backend's).
 //!
 //! The tables are created through the same portable schema changes that scripts use,
@@ -18,7 +23,11 @@ use crate::clock::now_unix;
 use std::collections::BTreeMap;
 
 /// The version of the ledger's own tables that this build writes.
-pub const LEDGER_VERSION: i64 = 1;
+pub const LEDGER_VERSION: i64 = 2;
+
+/// The first ledger version that records what a revision ran (`ferry_sources`,
+/// `ferry_revisions.deps_checksum`).
+const SOURCES_SINCE: i64 = 2;
 
 /// What a revision's ledger record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -62,6 +71,24 @@ pub struct RevisionRecord {
     /// How it became applied: `upgrade`, `stamp`, `stamp --force`, `adopt`.
     pub how: String,
     pub updated_at: i64,
+    /// The digest of the `lib/` modules and hook files the revision used when it was
+    /// applied (`None`: applied before Ferry recorded them, or stamped without them).
+    pub deps_checksum: Option<String>,
+    /// The files it ran, as recorded then (without their text).
+    pub sources: Vec<SourceRecord>,
+}
+
+/// One row of `ferry_sources`: a file an applied revision ran.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SourceRecord {
+    /// The file's label (its root's folder name and its path inside the root).
+    pub path: String,
+    /// `revision`, `module` or `hook`.
+    pub kind: String,
+    pub checksum: String,
+    /// The text as it ran (`None` in listings, or when it was too large to keep).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// One row of `ferry_steps`.
@@ -146,12 +173,13 @@ pub enum LedgerError {
     Corrupt { revision: String, reason: String },
 }
 
-const TABLES: [&str; 5] = [
+const TABLES: [&str; 6] = [
     "ferry_meta",
     "ferry_revisions",
     "ferry_steps",
     "ferry_history",
     "ferry_lock",
+    "ferry_sources",
 ];
 
 fn col(name: &str, data_type: &str, nullable: bool) -> ColumnDef {
@@ -203,9 +231,11 @@ fn ledger_tables() -> Vec<TableDef> {
                 col("error", "TEXT", true),
                 col("how", "VARCHAR(32)", false),
                 col("updated_at", "BIGINT", false),
+                deps_checksum_column(),
             ],
             &["revision"],
         ),
+        sources_table(),
         table(
             "ferry_steps",
             vec![
@@ -255,6 +285,51 @@ fn ledger_tables() -> Vec<TableDef> {
     ]
 }
 
+fn deps_checksum_column() -> ColumnDef {
+    col("deps_checksum", "VARCHAR(64)", true)
+}
+
+fn sources_table() -> TableDef {
+    table(
+        "ferry_sources",
+        vec![
+            col("revision", "VARCHAR(255)", false),
+            col("path", "VARCHAR(1024)", false),
+            col("kind", "VARCHAR(16)", false),
+            col("checksum", "VARCHAR(64)", false),
+            col("content", "TEXT", true),
+        ],
+        &["revision", "path"],
+    )
+}
+
+/// Brings a version-1 ledger to version 2 inside the caller's transaction: the
+/// dependency digest column and the sources table. Records written before stay as
+/// they were (no dependency digest: only their own file is compared).
+fn upgrade_from_v1(conn: &mut dyn Connection) -> Result<(), DbError> {
+    let has_column = conn
+        .columns("ferry_revisions")?
+        .iter()
+        .any(|c| c.name.eq_ignore_ascii_case("deps_checksum"));
+    if !has_column {
+        conn.apply_schema_change(&SchemaChange::AddColumn {
+            table: "ferry_revisions".into(),
+            column: deps_checksum_column(),
+        })?;
+    }
+    if !conn.table_exists("ferry_sources")? {
+        conn.apply_schema_change(&SchemaChange::CreateTable(sources_table()))?;
+    }
+    conn.execute(
+        &qualified(
+            &*conn,
+            "UPDATE ferry_meta SET value = ? WHERE key = 'ledger_version'",
+        ),
+        &[Value::Text(LEDGER_VERSION.to_string())],
+    )?;
+    Ok(())
+}
+
 /// Whether this database has a ledger at all (without creating one).
 pub fn exists(conn: &mut dyn Connection) -> Result<bool, LedgerError> {
     Ok(conn.table_exists("ferry_revisions")?)
@@ -267,6 +342,16 @@ pub fn ensure(conn: &mut dyn Connection) -> Result<(), LedgerError> {
         let found = ledger_version(conn)?;
         if found > LEDGER_VERSION {
             return Err(LedgerError::TooNew { found });
+        }
+        if found < SOURCES_SINCE {
+            conn.begin()?;
+            return match upgrade_from_v1(conn) {
+                Ok(()) => Ok(conn.commit()?),
+                Err(e) => {
+                    let _ = conn.rollback();
+                    Err(e.into())
+                }
+            };
         }
         return Ok(());
     }
@@ -299,6 +384,9 @@ pub fn ensure(conn: &mut dyn Connection) -> Result<(), LedgerError> {
 /// (a dry run, which rolls them back with everything else).
 pub fn create_in_transaction(conn: &mut dyn Connection) -> Result<(), LedgerError> {
     if exists(conn)? {
+        if ledger_version(conn)? < SOURCES_SINCE {
+            upgrade_from_v1(conn)?;
+        }
         return Ok(());
     }
     for t in ledger_tables() {
@@ -388,14 +476,43 @@ pub fn revisions(
     if !exists(conn)? {
         return Ok(BTreeMap::new());
     }
+    let recorded_sources = ledger_version(conn)? >= SOURCES_SINCE;
+    let deps = if recorded_sources {
+        "deps_checksum"
+    } else {
+        "NULL"
+    };
     let rows = conn.query(
         &qualified(
             &*conn,
-            "SELECT revision, tree, version, state, checksum, failed_step, error, how, updated_at \
-         FROM ferry_revisions ORDER BY revision",
+            &format!(
+                "SELECT revision, tree, version, state, checksum, failed_step, error, how, \
+                 updated_at, {deps} FROM ferry_revisions ORDER BY revision"
+            ),
         ),
         &[],
     )?;
+    let mut sources: BTreeMap<String, Vec<SourceRecord>> = BTreeMap::new();
+    if recorded_sources {
+        let rows = conn.query(
+            &qualified(
+                &*conn,
+                "SELECT revision, path, kind, checksum FROM ferry_sources ORDER BY revision, path",
+            ),
+            &[],
+        )?;
+        for r in rows.rows {
+            sources
+                .entry(text(&r[0]).unwrap_or_default())
+                .or_default()
+                .push(SourceRecord {
+                    path: text(&r[1]).unwrap_or_default(),
+                    kind: text(&r[2]).unwrap_or_default(),
+                    checksum: text(&r[3]).unwrap_or_default(),
+                    text: None,
+                });
+        }
+    }
     let mut out = BTreeMap::new();
     for r in rows.rows {
         let revision = text(&r[0]).unwrap_or_default();
@@ -404,6 +521,7 @@ pub fn revisions(
             revision: revision.clone(),
             reason: format!("unknown state {state_text:?}"),
         })?;
+        let key = revision.clone();
         out.insert(
             revision.clone(),
             RevisionRecord {
@@ -416,10 +534,40 @@ pub fn revisions(
                 error: text(&r[6]),
                 how: text(&r[7]).unwrap_or_default(),
                 updated_at: int(&r[8]),
+                deps_checksum: text(&r[9]),
+                sources: sources.remove(&key).unwrap_or_default(),
             },
         );
     }
     Ok(out)
+}
+
+/// The files `revision` ran as the ledger recorded them, with their text where it was
+/// kept (empty: nothing recorded, e.g. a ledger older than version 2).
+pub fn sources_with_text(
+    conn: &mut dyn Connection,
+    revision: &str,
+) -> Result<Vec<SourceRecord>, LedgerError> {
+    if !exists(conn)? || ledger_version(conn)? < SOURCES_SINCE {
+        return Ok(vec![]);
+    }
+    let rows = conn.query(
+        &qualified(
+            &*conn,
+            "SELECT path, kind, checksum, content FROM ferry_sources WHERE revision = ? ORDER BY path",
+        ),
+        &[Value::Text(revision.into())],
+    )?;
+    Ok(rows
+        .rows
+        .into_iter()
+        .map(|r| SourceRecord {
+            path: text(&r[0]).unwrap_or_default(),
+            kind: text(&r[1]).unwrap_or_default(),
+            checksum: text(&r[2]).unwrap_or_default(),
+            text: text(&r[3]),
+        })
+        .collect())
 }
 
 /// The ids of applied revisions.
@@ -573,8 +721,71 @@ pub mod write {
             &[Value::Text(revision.into())],
         )?;
         conn.execute(
+            &qualified(&*conn, "DELETE FROM ferry_sources WHERE revision = ?"),
+            &[Value::Text(revision.into())],
+        )?;
+        conn.execute(
             &qualified(&*conn, "DELETE FROM ferry_revisions WHERE revision = ?"),
             &[Value::Text(revision.into())],
+        )?;
+        Ok(())
+    }
+
+    /// Records what `revision` ran: the files (with their text where small enough) and
+    /// the digest of its dependencies, replacing what was recorded before. Its own
+    /// file's checksum is the record's `checksum`, which [`set_revision`] writes.
+    pub fn set_sources(
+        conn: &mut dyn Connection,
+        revision: &str,
+        sources: &crate::revision_sources::RevisionSources,
+    ) -> Result<(), DbError> {
+        let rev = Value::Text(revision.into());
+        conn.execute(
+            &qualified(
+                &*conn,
+                "UPDATE ferry_revisions SET deps_checksum = ? WHERE revision = ?",
+            ),
+            &[Value::Text(sources.deps_checksum()), rev.clone()],
+        )?;
+        conn.execute(
+            &qualified(&*conn, "DELETE FROM ferry_sources WHERE revision = ?"),
+            std::slice::from_ref(&rev),
+        )?;
+        for f in &sources.files {
+            conn.execute(
+                &qualified(
+                    &*conn,
+                    "INSERT INTO ferry_sources (revision, path, kind, checksum, content) \
+                     VALUES (?, ?, ?, ?, ?)",
+                ),
+                &[
+                    rev.clone(),
+                    Value::Text(f.label.clone()),
+                    Value::Text(f.kind.as_str().into()),
+                    Value::Text(f.checksum.clone()),
+                    opt(f.text.as_deref()),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Sets the recorded checksum of `revision`'s own file (`ferry accept`).
+    pub fn set_checksum(
+        conn: &mut dyn Connection,
+        revision: &str,
+        checksum: &str,
+    ) -> Result<(), DbError> {
+        conn.execute(
+            &qualified(
+                &*conn,
+                "UPDATE ferry_revisions SET checksum = ?, updated_at = ? WHERE revision = ?",
+            ),
+            &[
+                Value::Text(checksum.into()),
+                Value::Int(now_unix()),
+                Value::Text(revision.into()),
+            ],
         )?;
         Ok(())
     }
@@ -722,7 +933,8 @@ pub mod write {
             &qualified(
                 &*conn,
                 "INSERT INTO ferry_revisions (revision, tree, version, state, checksum, \
-             failed_step, error, how, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             failed_step, error, how, updated_at, deps_checksum) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ),
             &[
                 Value::Text(r.revision.clone()),
@@ -734,8 +946,34 @@ pub mod write {
                 opt(r.error.as_deref()),
                 Value::Text(r.how.clone()),
                 Value::Int(r.updated_at),
+                opt(r.deps_checksum.as_deref()),
             ],
         )?;
+        Ok(())
+    }
+
+    /// Writes source rows exactly as another ledger holds them (moving a tree).
+    pub fn copy_sources(
+        conn: &mut dyn Connection,
+        revision: &str,
+        sources: &[SourceRecord],
+    ) -> Result<(), DbError> {
+        for f in sources {
+            conn.execute(
+                &qualified(
+                    &*conn,
+                    "INSERT INTO ferry_sources (revision, path, kind, checksum, content) \
+                     VALUES (?, ?, ?, ?, ?)",
+                ),
+                &[
+                    Value::Text(revision.into()),
+                    Value::Text(f.path.clone()),
+                    Value::Text(f.kind.clone()),
+                    Value::Text(f.checksum.clone()),
+                    opt(f.text.as_deref()),
+                ],
+            )?;
+        }
         Ok(())
     }
 
@@ -777,6 +1015,14 @@ pub mod write {
             &qualified(
                 &*conn,
                 "DELETE FROM ferry_steps WHERE revision IN \
+             (SELECT revision FROM ferry_revisions WHERE tree = ?)",
+            ),
+            &t,
+        )?;
+        conn.execute(
+            &qualified(
+                &*conn,
+                "DELETE FROM ferry_sources WHERE revision IN \
              (SELECT revision FROM ferry_revisions WHERE tree = ?)",
             ),
             &t,

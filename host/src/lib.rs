@@ -27,6 +27,7 @@ pub mod offline;
 pub mod offline_sql;
 pub mod plan;
 pub mod plugin_test;
+pub mod revision_sources;
 pub mod runner;
 pub mod script;
 pub mod source;

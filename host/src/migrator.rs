@@ -28,6 +28,7 @@
 //! ledger and lock.
 
 mod builder;
+mod changes;
 mod moving;
 mod reports;
 mod resetting;
@@ -36,6 +37,9 @@ mod status;
 mod verify;
 
 pub use builder::Builder;
+pub use changes::{
+    changed_hint, changed_scripts, AcceptReport, ChangedScript, FileChange, SourceDiff,
+};
 pub use moving::MoveReport;
 pub use reports::{HookProvider, HookUse, PlanEntry, PlanReport, RevisionInfo};
 pub use resetting::ResetReport;
@@ -50,7 +54,7 @@ use crate::databases::{self, Databases, DatabasesError};
 use crate::digest::{self, SchemaDigest};
 use crate::discovery::{self, DiscoveryError};
 use crate::graph::{Graph, GraphError};
-use crate::ledger::{self, HistoryEntry, LedgerError, RevisionRecord, RevisionState};
+use crate::ledger::{self, HistoryEntry, LedgerError};
 use crate::metadata::RevisionMeta;
 use crate::observer::{Observer, Silent};
 use crate::plan::{self, Direction, Plan, PlanError};
@@ -94,8 +98,9 @@ pub enum Error {
     /// A preflight check of a planned revision refused; nothing ran.
     #[error("{0}")]
     Preflight(Box<ScriptError>),
-    #[error("applied script(s) changed since they were applied: {}\n  rerun with --allow-changed to run anyway (recorded in the history)", .0.join(", "))]
-    Changed(Vec<String>),
+    #[error("applied script(s) changed since they were applied:\n{}\n  {}\n  or rerun with --allow-changed to run anyway (recorded in the history)",
+        .0.iter().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n"), changes::changed_hint(.0))]
+    Changed(Vec<ChangedScript>),
     #[error("revision(s) cannot be downgraded (no fn downgrade(db)): {}; nothing was run", .0.join(", "))]
     NoDowngrade(Vec<String>),
     /// The upgrade ran, but the schema is not the one the revision declares.
@@ -456,7 +461,7 @@ impl Migrator {
         }
         let options = &options;
         let report = self.run(&project, &dbs, options, |project, ledgers| {
-            let changed = changed_scripts(&project.graph, &ledgers.all());
+            let changed = changed_scripts(project, &ledgers.all());
             if !changed.is_empty() && !options.allow_changed {
                 return Err(Error::Changed(changed));
             }
@@ -677,30 +682,28 @@ pub fn upgrade_plan(
     Ok(plan::plan_upgrade(&project.graph, applied, &resolved)?)
 }
 
-/// Applied revisions whose script file no longer has the checksum recorded.
-pub fn changed_scripts(graph: &Graph, records: &BTreeMap<String, RevisionRecord>) -> Vec<String> {
-    records
-        .values()
-        .filter(|r| r.state == RevisionState::Applied)
-        .filter_map(|r| {
-            graph
-                .get(&r.revision)
-                .filter(|m| m.checksum != r.checksum)
-                .map(|m| m.id.clone())
-        })
-        .collect()
-}
-
 impl Migrator {
     /// Everything known about one revision (full or unique partial id).
     pub fn show(&self, rev: &str) -> Result<RevisionInfo, Error> {
         let (project, dbs) = self.setup()?;
         let id = target::resolve_id(&project.graph, rev)?.to_string();
-        let (_conns, ledgers) = self.read_ledgers(&dbs)?;
+        let (mut conns, ledgers) = self.read_ledgers(&dbs)?;
         let records = ledgers.all();
         let g = &project.graph;
         let m = g.get(&id).expect("resolved ids exist");
         let record = records.get(&id).cloned();
+        let changes: Vec<FileChange> = changed_scripts(&project, &records)
+            .into_iter()
+            .find(|c| c.revision == id)
+            .map(|c| c.files)
+            .unwrap_or_default();
+        let diffs = if changes.is_empty() {
+            Vec::new()
+        } else {
+            let kept = ledger::sources_with_text(conns[dbs.of_tree(&m.tree)].as_mut(), &id)?;
+            let now = crate::revision_sources::of_revision(m, &project.hooks);
+            changes::diffs(&changes, &kept, &now)
+        };
         Ok(RevisionInfo {
             revision: id.clone(),
             tree: m.tree.clone(),
@@ -717,9 +720,9 @@ impl Migrator {
             expected_digest: m.expected_digest.as_ref().map(|d| d.to_string()),
             head: g.heads(&m.tree).contains(&id.as_str()),
             state: state_text(record.as_ref()),
-            changed: record
-                .as_ref()
-                .is_some_and(|r| r.state == RevisionState::Applied && r.checksum != m.checksum),
+            changed: !changes.is_empty(),
+            changes,
+            diffs,
             record,
         })
     }

@@ -105,6 +105,8 @@ pub struct Runner {
     actor: Actor,
     /// Whether this run wrote its holder record into `ferry_lock` (so `release` clears it).
     recorded: bool,
+    /// The hook providers, to record which files each applied revision ran.
+    hooks: HookSet,
 }
 
 impl Runner {
@@ -145,13 +147,14 @@ impl Runner {
             session,
             options.limits.clone(),
             options.paths.clone(),
-            hooks,
+            hooks.clone(),
         );
         Ok(Runner {
             host,
             options,
             actor,
             recorded: false,
+            hooks,
         })
     }
 
@@ -374,6 +377,9 @@ impl Runner {
                 }
             }
         }
+        // What the revision runs, read before it runs: the ledger records these files
+        // (and their text) with the revision once it is applied.
+        let sources = crate::revision_sources::of_revision(rev, &self.hooks);
         let result = self.host.call(&ast, fn_name, &rev.id, &rev.path);
         let session = self.host.session().clone();
         let mut s = session.borrow_mut();
@@ -398,6 +404,7 @@ impl Runner {
                                     None,
                                     None,
                                 )?;
+                                ledger::write::set_sources(c, &r.id, &sources)?;
                                 ledger::write::clear_steps(c, &r.id)?;
                             }
                             Direction::Downgrade => {

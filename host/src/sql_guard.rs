@@ -1,7 +1,8 @@
 //! The statement guard: SQL a script may not send, refused before the database sees it.
 //!
 //! A revision runs inside transactions, a session and a lock that Ferry owns; the ledger
-//! (`ferry_meta`, `ferry_revisions`, `ferry_steps`, `ferry_history`, `ferry_lock`) records what ran. A statement that ends or opens a transaction,
+//! (`ferry_meta`, `ferry_revisions`, `ferry_steps`, `ferry_history`, `ferry_lock`,
+//! `ferry_sources`) records what ran. A statement that ends or opens a transaction,
 //! changes the session (search path, role, timeouts), touches the migration lock,
 //! reaches files outside the repository or writes to the ledger would break those
 //! promises, so [`check`] refuses it with the reason. The script API calls it on every

@@ -4,6 +4,7 @@
 //! [`Connection`]; nothing above it asks "is this PostgreSQL?". Where a script must
 //! know, it asks for the [`Dialect`].
 
+pub mod foreign_key_target;
 mod pg_runtime;
 mod placeholders;
 pub mod postgres;

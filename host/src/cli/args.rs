@@ -106,6 +106,19 @@ pub enum Command {
     Adopt,
     /// Free a recorded lock whose holder is gone; refuses while the lock is held.
     Unlock,
+    /// After reviewing an applied revision's changed files (`ferry show REV`), record
+    /// them as they are now: its checksum, its modules' and hooks' digest and their
+    /// text. Writes who and why into the history; runs nothing.
+    Accept {
+        /// The applied revision (full id or unique prefix).
+        revision: String,
+        /// Why the changed files may stand for what ran (required; kept in the history).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who reviewed it (default: $USER).
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
+    },
     /// Forget committed steps of an unfinished (failed or interrupted) revision, so the
     /// next upgrade runs them again; for a step whose committed result was wrong. The
     /// steps' effects stay in the database: they must be able to run again over them.

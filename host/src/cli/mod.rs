@@ -338,6 +338,19 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             }
             Ok(0)
         }
+        Command::Accept {
+            revision,
+            reason,
+            by,
+        } => {
+            let r = m.accept(revision, reason.as_deref().unwrap_or(""), by.as_deref())?;
+            if g.json {
+                println!("{}", json(&r));
+            } else {
+                print!("{}", render::accepted(&r));
+            }
+            Ok(0)
+        }
         Command::Unlock => {
             let r = m.unlock()?;
             if g.json {

@@ -110,6 +110,13 @@ pub fn status(s: &Status) -> String {
             "\nchanged since applied: {}\n",
             s.changed.join(", ")
         ));
+        for c in &s.changed_files {
+            out.push_str(&format!("  {c}\n"));
+        }
+        out.push_str(&format!(
+            "  {}\n",
+            ferry::migrator::changed_hint(&s.changed_files)
+        ));
     }
     if !s.unknown.is_empty() {
         out.push_str(&format!(
@@ -298,9 +305,43 @@ pub fn show(i: &ferry::migrator::RevisionInfo) -> String {
     if i.changed {
         line(
             "CHANGED",
-            "the file differs from the script that was applied".into(),
+            "files differ from what ran when it was applied:".into(),
         );
+        for c in &i.changes {
+            out.push_str(&format!("  {} {} ({})\n", c.kind, c.path, c.change));
+        }
+        for d in &i.diffs {
+            out.push('\n');
+            out.push_str(&d.diff);
+            if !d.diff.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        out.push_str(&format!(
+            "\nafter review: ferry accept {} --reason TEXT\n",
+            i.revision
+        ));
     }
+    out
+}
+
+pub fn accepted(r: &ferry::migrator::AcceptReport) -> String {
+    let mut out = String::new();
+    if r.files.is_empty() {
+        out.push_str(&format!(
+            "{}: no file had changed; recorded again, by {}: {}\n",
+            r.revision, r.by, r.reason
+        ));
+    } else {
+        out.push_str(&format!(
+            "{}: accepted by {}: {}\n",
+            r.revision, r.by, r.reason
+        ));
+        for c in &r.files {
+            out.push_str(&format!("  {} {} ({})\n", c.kind, c.path, c.change));
+        }
+    }
+    out.push_str("recorded in the history (`ferry history`)\n");
     out
 }
 

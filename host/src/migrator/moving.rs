@@ -139,12 +139,20 @@ impl Migrator {
                 .collect();
             history.reverse();
             if already.is_empty() {
+                let mut sources = Vec::new();
+                for r in &records {
+                    sources.push(ledger::sources_with_text(
+                        conns[from].as_mut(),
+                        &r.revision,
+                    )?);
+                }
                 let target = conns[to].as_mut();
                 ledger::ensure(target)?;
                 target.begin()?;
                 let copied = (|| -> Result<(), crate::backend::DbError> {
-                    for r in &records {
+                    for (r, files) in records.iter().zip(&sources) {
                         ledger::write::copy_revision(target, r)?;
+                        ledger::write::copy_sources(target, &r.revision, files)?;
                     }
                     for h in &history {
                         ledger::write::copy_history(target, h)?;

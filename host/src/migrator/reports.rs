@@ -84,8 +84,13 @@ pub struct RevisionInfo {
     pub state: String,
     /// The ledger record, when there is one.
     pub record: Option<RevisionRecord>,
-    /// Whether the applied script's checksum differs from the file's now.
+    /// Whether any file the applied revision ran (its own, a `lib/` module, a hook
+    /// file) differs from the file now.
     pub changed: bool,
+    /// Which files differ, and how.
+    pub changes: Vec<super::FileChange>,
+    /// A unified diff per changed file (the text that ran against the file now).
+    pub diffs: Vec<super::SourceDiff>,
 }
 
 /// One revision of a plan, as `plan` reports it.

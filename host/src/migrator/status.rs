@@ -1,7 +1,7 @@
 //! Where the repository is: each tree's state, read from the ledger of the database
 //! the tree lives in.
 
-use super::{changed_scripts, Error, Project};
+use super::{changed_scripts, ChangedScript, Error, Project};
 use crate::backend::{self, Connection, LockHolder};
 use crate::databases::Databases;
 use crate::graph::Graph;
@@ -60,8 +60,11 @@ pub struct Status {
     pub trees: Vec<TreeStatus>,
     /// The recorded lock holder, if a migrator holds the lock now.
     pub locked_by: Option<LockHolder>,
-    /// Applied revisions whose script file changed since (revision ids).
+    /// Applied revisions whose script file, `lib/` modules or hook files changed since
+    /// (revision ids).
     pub changed: Vec<String>,
+    /// The same revisions with the files that changed.
+    pub changed_files: Vec<ChangedScript>,
     /// Revisions the database records that no script defines.
     pub unknown: Vec<String>,
     /// Every database, when trees live in several (empty: one database).
@@ -308,6 +311,7 @@ pub fn status_over(
             locked_by = live_lock_holder(c.as_mut(), has_ledger[i])?;
         }
     }
+    let changed_files = changed_scripts(project, &records);
     let unknown = records
         .keys()
         .filter(|id| !graph.contains(id))
@@ -336,7 +340,8 @@ pub fn status_over(
         ledger: has_ledger.iter().any(|b| *b),
         trees,
         locked_by,
-        changed: changed_scripts(graph, &records),
+        changed: changed_files.iter().map(|c| c.revision.clone()).collect(),
+        changed_files,
         unknown,
         databases,
         misplaced: ledgers.misplaced(dbs, graph),

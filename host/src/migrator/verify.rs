@@ -302,6 +302,7 @@ impl Migrator {
         };
         let mut trees: BTreeSet<String> = graph.trees().iter().map(|s| s.to_string()).collect();
         trees.extend(all.values().map(|r| r.tree.clone()));
+        let changed = super::changed_scripts(project, &all);
         let mut recogniser = Recogniser::new(self, project, dbs);
         let mut verdicts = Vec::new();
         for tree in trees {
@@ -424,6 +425,24 @@ impl Migrator {
                     Err(why) => (TreeState::UnversionedUnknown, why),
                 }
             };
+            let mut detail = detail;
+            let changed_here: Vec<_> = changed
+                .iter()
+                .filter(|c| graph.get(&c.revision).is_some_and(|m| m.tree == tree))
+                .cloned()
+                .collect();
+            if !changed_here.is_empty() {
+                // An upgrade (and auto_migrate) refuses until the edit is reviewed.
+                detail.push_str(&format!(
+                    "; applied files changed since they ran: {}; {}",
+                    changed_here
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    super::changed_hint(&changed_here)
+                ));
+            }
             let access = decide(&tree, state, version.as_deref(), &detail, options);
             verdicts.push(TreeVerdict {
                 database: dbs.list()[db].name.clone(),

@@ -167,6 +167,13 @@ pub(super) fn apply(session: &SharedSession, change: SchemaChange) -> Res<()> {
     let dialect = s.conn().dialect();
     crate::sql_guard::check_schema_change(&change, dialect)
         .map_err(|r| script_failure(r.to_string()))?;
+    if let SchemaChange::CreateTable(def) = &change {
+        match crate::backend::foreign_key_target::problem(s.conn(), def) {
+            Ok(None) => {}
+            Ok(Some(why)) => return Err(script_failure(why)),
+            Err(e) => return Err(host_failure(&mut s, e)),
+        }
+    }
     let r = s
         .before_statement(true)
         .and_then(|_| s.conn().apply_schema_change(&change));
