@@ -228,6 +228,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             targets,
             dry_run,
             allow_changed,
+            allow_late,
             ..
         } => {
             let r = m.upgrade(
@@ -235,6 +236,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 &UpgradeOptions {
                     dry_run: *dry_run,
                     allow_changed: *allow_changed,
+                    allow_late: *allow_late,
                     note: None,
                 },
             )?;
@@ -392,6 +394,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 &UpgradeOptions {
                     dry_run: *dry_run,
                     allow_changed: true,
+                    allow_late: false,
                     note: None,
                 },
             )?;
