@@ -235,8 +235,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// The sandbox limits, from `limits.*` keys over the defaults:
 /// `limits.max_operations`, `limits.max_seconds` (wall clock per call into a script),
 /// `limits.max_call_depth`, `limits.max_string_size`, `limits.max_array_size`,
-/// `limits.max_map_size`, `limits.statement_timeout_seconds` (defaults to
-/// `limits.max_seconds`, so no single statement outlives the script's own limit),
+/// `limits.max_map_size`, `limits.statement_timeout_seconds` (defaults to 600 s, or
+/// `limits.max_seconds` when that is shorter, so no single statement outlives the
+/// script's own limit),
 /// `limits.max_output_bytes` (print/debug/log output per run). Each must be
 /// a positive number no larger than its entry in [`LIMIT_KEYS`]; an unknown `limits.*`
 /// key is refused.
@@ -267,7 +268,7 @@ pub fn limits(config: &ConfigMap) -> Result<crate::script::Limits, ConfigError> 
     l.statement_timeout = Some(
         match positive(config, "limits.statement_timeout_seconds")? {
             Some(v) => std::time::Duration::from_secs(v),
-            None => l.max_duration,
+            None => crate::script::DEFAULT_STATEMENT_TIMEOUT.min(l.max_duration),
         },
     );
     Ok(l)

@@ -1,6 +1,11 @@
 //! The revision graph over all roots.
 //!
-//! Edges: a revision's `PARENTS` (same tree only) and its `DEPENDS_ON` (any tree). Several
+//! Edges: a revision's `PARENTS` (same tree only), its `DEPENDS_ON` (any tree) and its
+//! `BEFORE` (another tree: the named revision then needs this one, exactly as if it had
+//! named it in `DEPENDS_ON`, so cycles, plan order, downgrade order and targets treat
+//! both alike). A tree belongs to the root (`scripts/`, a plugin directory) holding its
+//! root revision: a revision from another root may join it only when that root revision
+//! declares `OPEN_TO_PLUGINS = true`. Several
 //! roots and several heads per tree are allowed, as in Alembic; merges are revisions with
 //! several parents. The graph keeps revisions in one deterministic topological order
 //! (ties broken by tree, then id) and index maps, so every query is linear at worst.
@@ -56,7 +61,24 @@ pub enum GraphError {
         parent_tree: String,
         at: Location,
     },
-    /// `cycle` lists revisions each of which names the next as a parent or dependency;
+    #[error("{at}: revision {id} asks to run before unknown revision {target}{}", hint(.close))]
+    UnknownBefore {
+        id: String,
+        target: String,
+        at: Location,
+        close: Vec<String>,
+    },
+    #[error("{at}: revision {id} asks to run before {target} of its own tree; order revisions of one tree with PARENTS (BEFORE is for another tree's revision)")]
+    BeforeInSameTree {
+        id: String,
+        target: String,
+        at: Location,
+    },
+    /// A revision joins a tree whose root revision lives in another root.
+    #[error("{0}")]
+    TreeOwned(Box<TreeOwned>),
+    /// `cycle` lists revisions each of which names the next as a parent or dependency
+    /// (or is named by it in `BEFORE`);
     /// the first is repeated at the end.
     #[error("cycle in the revision graph: {} (in {})", .cycle.join(" -> "), join(.files))]
     Cycle {
@@ -125,6 +147,19 @@ pub(crate) fn close_names<'a>(wanted: &str, names: impl Iterator<Item = &'a str>
         .take(5)
         .map(|(_, n)| n.to_string())
         .collect()
+}
+
+/// A revision that joins a tree owned by another root ([`GraphError::TreeOwned`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{at}: revision {id} (root {root}) joins tree {tree}, which belongs to root {owner} (its root revision {owner_revision} is {owner_at}); a root owns its trees: give the revision a tree of its own (and DEPENDS_ON or BEFORE for the order), or the tree's root revision must declare `const OPEN_TO_PLUGINS = true;`", root = .root.display(), owner = .owner.display())]
+pub struct TreeOwned {
+    pub id: String,
+    pub tree: String,
+    pub at: Location,
+    pub root: PathBuf,
+    pub owner: PathBuf,
+    pub owner_revision: String,
+    pub owner_at: Location,
 }
 
 /// The validated revision graph.
@@ -209,6 +244,33 @@ impl Graph {
                 }
             }
         }
+
+        for (i, r) in revs.iter().enumerate() {
+            let at = Location {
+                path: r.path.clone(),
+                line: r.before_pos.line,
+            };
+            for b in &r.before {
+                match index.get(b) {
+                    Some(&j) if revs[j].tree == r.tree => {
+                        errors.push(GraphError::BeforeInSameTree {
+                            id: r.id.clone(),
+                            target: b.clone(),
+                            at: at.clone(),
+                        })
+                    }
+                    // `b` now needs `r`: the same edge as `b` naming `r` in DEPENDS_ON.
+                    Some(&j) => deps[j].push(i),
+                    None => errors.push(GraphError::UnknownBefore {
+                        id: r.id.clone(),
+                        target: b.clone(),
+                        at: at.clone(),
+                        close: close_names(b, index.keys().map(String::as_str)),
+                    }),
+                }
+            }
+        }
+        errors.extend(tree_ownership(&revs));
 
         // Kahn's algorithm; the heap yields the smallest (tree, id) among ready revisions.
         let mut successors = vec![Vec::new(); n];
@@ -364,6 +426,15 @@ impl Graph {
         self.ids(self.index.get(id).map(|&i| self.children[i].as_slice()))
     }
 
+    /// The revisions whose `BEFORE` names `id` (in topological order).
+    pub fn asked_before(&self, id: &str) -> Vec<&str> {
+        self.revs
+            .iter()
+            .filter(|r| r.before.iter().any(|b| b == id))
+            .map(|r| r.id.as_str())
+            .collect()
+    }
+
     /// The parents of `id` (in topological order).
     pub fn parents(&self, id: &str) -> Vec<&str> {
         self.ids(self.index.get(id).map(|&i| self.parents[i].as_slice()))
@@ -462,6 +533,46 @@ impl Graph {
     }
 }
 
+/// Revisions that join a tree owned by another root. A tree's owner is the root of its
+/// first root revision (`PARENTS = []`) in discovery order, which walks the roots in
+/// the order given (`scripts/` before `plugins/*` by default).
+fn tree_ownership(revs: &[RevisionMeta]) -> Vec<GraphError> {
+    let mut owners: HashMap<&str, &RevisionMeta> = HashMap::new();
+    for r in revs.iter().filter(|r| r.parents.is_empty()) {
+        owners.entry(r.tree.as_str()).or_insert(r);
+    }
+    let open = |tree: &str, owner: &RevisionMeta| {
+        revs.iter().any(|r| {
+            r.tree == tree && r.parents.is_empty() && r.root == owner.root && r.open_to_plugins
+        })
+    };
+    let mut errors = Vec::new();
+    for r in revs {
+        let Some(owner) = owners.get(r.tree.as_str()) else {
+            continue; // a tree without a root revision: its cycle is reported instead
+        };
+        if r.root == owner.root || open(&r.tree, owner) {
+            continue;
+        }
+        errors.push(GraphError::TreeOwned(Box::new(TreeOwned {
+            id: r.id.clone(),
+            tree: r.tree.clone(),
+            at: Location {
+                path: r.path.clone(),
+                line: r.revision_pos.line,
+            },
+            root: r.root.clone(),
+            owner: owner.root.clone(),
+            owner_revision: owner.id.clone(),
+            owner_at: Location {
+                path: owner.path.clone(),
+                line: owner.revision_pos.line,
+            },
+        })));
+    }
+    errors
+}
+
 /// Finds the cycles among the revisions Kahn's algorithm could not order (those with a
 /// remaining indegree). Each such revision has a remaining parent or dependency, so
 /// walking upwards from it always ends in a cycle.
@@ -548,6 +659,11 @@ pub(crate) mod tests {
             revision_pos: Position { line: 1, column: 1 },
             parents_pos: Position { line: 3, column: 1 },
             depends_on_pos: Position { line: 5, column: 1 },
+            before: vec![],
+            before_pos: Position { line: 6, column: 1 },
+            open_to_plugins: false,
+            statement_timeout_seconds: None,
+            statement_timeout_pos: Position { line: 1, column: 1 },
         }
     }
 
@@ -678,5 +794,67 @@ pub(crate) mod tests {
         assert_eq!(g.ancestors("t9-999").len(), 9_999);
         // Generous for debug builds; release is far below a second.
         assert!(start.elapsed().as_secs() < 5);
+    }
+
+    fn before(mut m: RevisionMeta, targets: &[&str]) -> RevisionMeta {
+        m.before = targets.iter().map(|s| s.to_string()).collect();
+        m
+    }
+
+    #[test]
+    fn before_orders_like_a_dependency_of_the_named_revision() {
+        // "z" sorts after "c": without BEFORE, c-1 would come first.
+        let g = Graph::build(vec![
+            meta("c-1", "c", &[], &[]),
+            before(meta("z-1", "z", &[], &[]), &["c-1"]),
+        ])
+        .expect("valid");
+        let ids: Vec<_> = g.revisions().iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["z-1", "c-1"]);
+        assert_eq!(g.ancestors("c-1").into_iter().collect::<Vec<_>>(), ["z-1"]);
+        assert_eq!(
+            g.descendants("z-1").into_iter().collect::<Vec<_>>(),
+            ["c-1"]
+        );
+        assert_eq!(g.asked_before("c-1"), ["z-1"]);
+    }
+
+    #[test]
+    fn before_faults_are_reported() {
+        let err = Graph::build(vec![
+            meta("c-1", "c", &[], &[]),
+            meta("c-2", "c", &["c-1"], &[]),
+            before(meta("z-1", "z", &[], &["c-1"]), &["c-1"]),
+            before(meta("z-2", "z", &["z-1"], &[]), &["c-3", "z-1"]),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("cycle in the revision graph: c-1 -> z-1 -> c-1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("z/z-2.rhai:6: revision z-2 asks to run before unknown revision c-3 (did you mean c-1, c-2?)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("z-2 asks to run before z-1 of its own tree"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_tree_belongs_to_the_root_of_its_root_revision() {
+        let mut plugin = meta("c-2", "c", &["c-1"], &[]);
+        plugin.root = PathBuf::from("plugins/p");
+        let err = Graph::build(vec![meta("c-1", "c", &[], &[]), plugin.clone()]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("c/c-2.rhai:1: revision c-2 (root plugins/p) joins tree c, which belongs to root c (its root revision c-1 is c/c-1.rhai:1)"),
+            "{text}"
+        );
+        let mut open = meta("c-1", "c", &[], &[]);
+        open.open_to_plugins = true;
+        Graph::build(vec![open, plugin]).expect("an open tree takes revisions of other roots");
     }
 }

@@ -72,6 +72,13 @@ pub fn draw_tree(graph: &Graph, tree: &str, applied: &BTreeSet<String>) -> Strin
         if !rev.depends_on.is_empty() {
             notes.push(format!("needs {}", rev.depends_on.join(", ")));
         }
+        if !rev.before.is_empty() {
+            notes.push(format!("before {}", rev.before.join(", ")));
+        }
+        let runs_after = graph.asked_before(&rev.id);
+        if !runs_after.is_empty() {
+            notes.push(format!("after {} (their BEFORE)", runs_after.join(", ")));
+        }
         if !notes.is_empty() {
             label.push_str(&format!("  ({})", notes.join("; ")));
         }

@@ -5,7 +5,10 @@
 //! `ONLINE_SAFE` (bool, default false), `DIGEST` (schema digest expected after
 //! upgrading: one string, or a map from backend to string, see [`DeclaredDigest`]),
 //! `ALEMBIC` (the Alembic revision ids of daf_butler_migrate that this
-//! revision's state corresponds to; see the `alembic` module). Hook files (under a
+//! revision's state corresponds to; see the `alembic` module), `BEFORE` (revisions of
+//! other trees to run before; see the `graph` module), `OPEN_TO_PLUGINS` (bool, a tree's
+//! root revision: other roots may add revisions to the tree), `STATEMENT_TIMEOUT_SECONDS`
+//! (the longest one SQL statement of the revision may run). Hook files (under a
 //! `hooks/` folder) declare `HOOK` and optionally
 //! `KEY` (for hooks provided once per key, e.g. per instrument).
 
@@ -52,6 +55,17 @@ pub struct RevisionMeta {
     pub revision_pos: Position,
     pub parents_pos: Position,
     pub depends_on_pos: Position,
+    /// `BEFORE`: revisions of other trees this revision must run before (each gets an
+    /// edge to this revision in the graph, as if it named this one in `DEPENDS_ON`).
+    pub before: Vec<String>,
+    pub before_pos: Position,
+    /// `OPEN_TO_PLUGINS` (a tree's root revision): revisions from other roots may join
+    /// the tree. Without it a tree belongs to the root holding its root revision.
+    pub open_to_plugins: bool,
+    /// `STATEMENT_TIMEOUT_SECONDS`: the longest one SQL statement of this revision may
+    /// run, over `limits.statement_timeout_seconds`.
+    pub statement_timeout_seconds: Option<u64>,
+    pub statement_timeout_pos: Position,
 }
 
 /// A revision's `DIGEST`: the schema digest expected after it.
@@ -216,6 +230,9 @@ const REVISION_FIELDS: &[&str] = &[
     "ONLINE_SAFE",
     "DIGEST",
     "ALEMBIC",
+    "BEFORE",
+    "OPEN_TO_PLUGINS",
+    "STATEMENT_TIMEOUT_SECONDS",
 ];
 const HOOK_FIELDS: &[&str] = &["HOOK", "KEY"];
 
@@ -529,6 +546,34 @@ impl Reader<'_> {
         }
     }
 
+    /// An optional whole number of seconds, at least 1 and at most
+    /// [`crate::config::MAX_SECONDS`].
+    fn opt_seconds(&mut self, field: &'static str) -> Option<u64> {
+        let (value, pos) = self.literal(field)??;
+        let max = crate::config::MAX_SECONDS;
+        match value.as_int() {
+            Ok(n) if n >= 1 && (n as u64) <= max => Some(n as u64),
+            Ok(n) => {
+                self.errors.push(MetadataError::Invalid {
+                    path: self.path.to_path_buf(),
+                    line: pos.line,
+                    field,
+                    why: format!("is {n}; it must be between 1 and {max} seconds"),
+                });
+                None
+            }
+            Err(_) => {
+                self.wrong_type(
+                    field,
+                    pos.line,
+                    "a whole number of seconds",
+                    type_name(&value),
+                );
+                None
+            }
+        }
+    }
+
     /// Records an error for each value that is not printable or too long.
     fn check_printable(&mut self, field: &'static str, values: &[&String], max: usize) {
         for v in values {
@@ -671,10 +716,14 @@ fn parse_revision(
     let online_safe = r.opt_bool("ONLINE_SAFE");
     let expected_digest = r.digest();
     let alembic = r.strings("ALEMBIC", false);
+    let before = r.strings("BEFORE", false);
+    let open_to_plugins = r.opt_bool("OPEN_TO_PLUGINS");
+    let statement_timeout_seconds = r.opt_seconds("STATEMENT_TIMEOUT_SECONDS");
     let has_upgrade = r.has_function("upgrade", Some(1));
     let has_downgrade = r.has_function("downgrade", Some(1));
     let (revision_pos, parents_pos, depends_on_pos) =
         (r.pos("REVISION"), r.pos("PARENTS"), r.pos("DEPENDS_ON"));
+    let (before_pos, statement_timeout_pos) = (r.pos("BEFORE"), r.pos("STATEMENT_TIMEOUT_SECONDS"));
     for (field, values, max) in [
         ("REVISION", id.iter().collect::<Vec<_>>(), MAX_ID_CHARS),
         ("TREE", tree.iter().collect(), MAX_ID_CHARS),
@@ -686,6 +735,7 @@ fn parse_revision(
             MAX_ID_CHARS,
         ),
         ("HOOKS", hooks.iter().flatten().collect(), MAX_ID_CHARS),
+        ("BEFORE", before.iter().flatten().collect(), MAX_ID_CHARS),
         (
             "ALEMBIC",
             alembic.iter().flatten().collect(),
@@ -699,6 +749,7 @@ fn parse_revision(
         ("PARENTS", &parents),
         ("DEPENDS_ON", &depends_on),
         ("ALEMBIC", &alembic),
+        ("BEFORE", &before),
     ] {
         r.check_unique(field, values.as_deref().unwrap_or_default());
     }
@@ -706,7 +757,7 @@ fn parse_revision(
         return Err(r.errors);
     }
     match (
-        id, tree, parents, version, depends_on, message, hooks, alembic,
+        id, tree, parents, version, depends_on, message, hooks, alembic, before,
     ) {
         (
             Some(id),
@@ -717,6 +768,7 @@ fn parse_revision(
             Some(message),
             Some(hooks),
             Some(alembic),
+            Some(before),
         ) => Ok(RevisionMeta {
             id,
             tree,
@@ -736,6 +788,11 @@ fn parse_revision(
             revision_pos,
             parents_pos,
             depends_on_pos,
+            before,
+            before_pos,
+            open_to_plugins: open_to_plugins.unwrap_or(false),
+            statement_timeout_seconds,
+            statement_timeout_pos,
         }),
         // Every `None` above recorded an error, so this is unreachable in practice.
         _ => Err(vec![MetadataError::Missing {
@@ -830,6 +887,46 @@ fn downgrade(db) { db.execute("ALTER TABLE t1 DROP COLUMN name", []); }
         let wrong = GOOD.replace("const DIGEST", "const ALEMBIC = \"aa\";\nconst DIGEST");
         let e = messages(&rev(&wrong).unwrap_err());
         assert!(e.contains("ALEMBIC must be an array of strings"), "{e}");
+    }
+
+    #[test]
+    fn reads_ordering_ownership_and_timeout_fields() {
+        let src = GOOD.replace(
+            "const DIGEST",
+            "const BEFORE = [\"beta-1\"];\nconst OPEN_TO_PLUGINS = true;\n\
+             const STATEMENT_TIMEOUT_SECONDS = 7200;\nconst DIGEST",
+        );
+        let m = rev(&src).expect("valid");
+        assert_eq!(m.before, ["beta-1"]);
+        assert_eq!(m.before_pos.line, 10);
+        assert!(m.open_to_plugins);
+        assert_eq!(m.statement_timeout_seconds, Some(7200));
+        let plain = rev(GOOD).expect("valid");
+        assert!(plain.before.is_empty() && !plain.open_to_plugins);
+        assert_eq!(plain.statement_timeout_seconds, None);
+        for (bad, why) in [
+            (
+                "0",
+                "STATEMENT_TIMEOUT_SECONDS is 0; it must be between 1 and",
+            ),
+            (
+                "\"600\"",
+                "STATEMENT_TIMEOUT_SECONDS must be a whole number of seconds",
+            ),
+        ] {
+            let src = GOOD.replace(
+                "const DIGEST",
+                &format!("const STATEMENT_TIMEOUT_SECONDS = {bad};\nconst DIGEST"),
+            );
+            let e = messages(&rev(&src).unwrap_err());
+            assert!(e.contains(why), "{e}");
+        }
+        let twice = GOOD.replace(
+            "const DIGEST",
+            "const BEFORE = [\"b\", \"b\"];\nconst DIGEST",
+        );
+        let e = messages(&rev(&twice).unwrap_err());
+        assert!(e.contains("BEFORE names \"b\" twice"), "{e}");
     }
 
     fn rev(source: &str) -> Result<RevisionMeta, Vec<MetadataError>> {

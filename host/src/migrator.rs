@@ -185,6 +185,8 @@ pub struct UpgradeOptions {
     pub dry_run: bool,
     /// Run even if applied scripts changed since they were applied.
     pub allow_changed: bool,
+    /// Run a revision whose `BEFORE` names an already-applied revision (after it).
+    pub allow_late: bool,
     /// A note for the history rows of this run (set by `upgrade` for `allow-changed`).
     pub note: Option<String>,
 }
@@ -409,7 +411,9 @@ impl Migrator {
     pub fn status(&self) -> Result<Status, Error> {
         let (project, dbs) = self.setup()?;
         let mut conns = self.read_all(&dbs)?;
-        status_over(&project, &dbs, &mut conns)
+        let mut status = status_over(&project, &dbs, &mut conns)?;
+        status.statement_timeout_seconds = self.limits.statement_timeout.map(|t| t.as_secs());
+        Ok(status)
     }
 
     /// The ledger's history, newest first (`limit` 0: all); with several databases,
@@ -443,7 +447,7 @@ impl Migrator {
         let (project, dbs) = self.setup()?;
         let (_conns, ledgers) = self.ledgers(&dbs)?;
         ledgers.refuse_misplaced(&dbs, &project.graph)?;
-        let plan = upgrade_plan(&project, &ledgers.applied(), targets)?;
+        let plan = upgrade_plan(&project, &ledgers.applied(), targets, false)?;
         Ok((project, plan))
     }
 
@@ -456,8 +460,17 @@ impl Migrator {
         }
         let (project, dbs) = self.setup()?;
         let mut options = options.clone();
-        if options.allow_changed && options.note.is_none() {
-            options.note = Some("allow-changed".into());
+        if options.note.is_none() {
+            let notes: Vec<&str> = [
+                (options.allow_changed, "allow-changed"),
+                (options.allow_late, "allow-late"),
+            ]
+            .into_iter()
+            .filter_map(|(on, note)| on.then_some(note))
+            .collect();
+            if !notes.is_empty() {
+                options.note = Some(notes.join(", "));
+            }
         }
         let options = &options;
         let report = self.run(&project, &dbs, options, |project, ledgers| {
@@ -465,7 +478,7 @@ impl Migrator {
             if !changed.is_empty() && !options.allow_changed {
                 return Err(Error::Changed(changed));
             }
-            upgrade_plan(project, &ledgers.applied(), targets)
+            upgrade_plan(project, &ledgers.applied(), targets, options.allow_late)
         })?;
         if !options.dry_run && report.succeeded() {
             self.check_digests(&project, &dbs, &report)?;
@@ -665,11 +678,13 @@ fn segments<'a>(
     out
 }
 
-/// Resolves target strings (default `heads`) and plans the upgrade.
+/// Resolves target strings (default `heads`) and plans the upgrade; a planned revision
+/// whose `BEFORE` names an applied revision is refused unless `allow_late`.
 pub fn upgrade_plan(
     project: &Project,
     applied: &BTreeSet<String>,
     targets: &[String],
+    allow_late: bool,
 ) -> Result<Plan, Error> {
     let resolved: Vec<Target> = if targets.is_empty() {
         vec![Target::Heads]
@@ -679,7 +694,12 @@ pub fn upgrade_plan(
             .map(|t| target::resolve_target(&project.graph, applied, t))
             .collect::<Result<_, _>>()?
     };
-    Ok(plan::plan_upgrade(&project.graph, applied, &resolved)?)
+    let plan = plan::plan_upgrade(&project.graph, applied, &resolved)?;
+    let late = plan::late_before(&project.graph, applied, &plan);
+    if !late.is_empty() && !allow_late {
+        return Err(PlanError::LateBefore(late).into());
+    }
+    Ok(plan)
 }
 
 impl Migrator {
@@ -714,6 +734,8 @@ impl Migrator {
             parents: m.parents.clone(),
             children: g.children(&id).into_iter().map(String::from).collect(),
             depends_on: m.depends_on.clone(),
+            before: m.before.clone(),
+            after: g.asked_before(&id).into_iter().map(String::from).collect(),
             hooks: project.hook_uses(m),
             online_safe: m.online_safe,
             downgradable: m.has_downgrade,
@@ -734,7 +756,7 @@ impl Migrator {
         let (mut conns, ledgers) = self.read_ledgers(&dbs)?;
         ledgers.refuse_misplaced(&dbs, &project.graph)?;
         let records = ledgers.all();
-        let plan = upgrade_plan(&project, &ledgers.applied(), targets)?;
+        let plan = upgrade_plan(&project, &ledgers.applied(), targets, false)?;
         let mut revisions = Vec::new();
         let mut metas = Vec::new();
         for id in &plan.revisions {

@@ -3,7 +3,9 @@
 //! An upgrade applies every pending revision the targets need (the targets and their
 //! ancestors over parents and `DEPENDS_ON`) in topological order. A downgrade undoes,
 //! in reverse topological order, every applied revision that must go for the target to
-//! be the newest applied state.
+//! be the newest applied state. A revision's `BEFORE` is an edge of the graph like
+//! `DEPENDS_ON` (see `graph`); an upgrade that would run such a revision after the
+//! revision it names is refused unless the caller allows it ([`late_before`]).
 
 use std::collections::BTreeSet;
 
@@ -59,6 +61,59 @@ pub enum PlanError {
     },
     #[error("cannot downgrade to {}: not applied (use upgrade)", .0.join(", "))]
     NotApplied(Vec<String>),
+    /// Planned revisions whose `BEFORE` names a revision that is already applied.
+    #[error("{}\n  nothing was run. A revision that asks to run BEFORE another cannot run before it any more; \
+             run it late only if it copes with running after (docs/OPERATIONS.md, \"A BEFORE revision arrives late\"): \
+             `ferry upgrade --allow-late` runs it and notes `allow-late` in the history",
+             .0.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n"))]
+    LateBefore(Vec<LateBefore>),
+}
+
+/// A pending revision whose `BEFORE` names an applied revision (an instrument plugin
+/// installed after the core revision it wanted to precede had run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LateBefore {
+    pub revision: String,
+    /// `file:line` of its `BEFORE`.
+    pub at: String,
+    /// The applied revisions its `BEFORE` names.
+    pub applied: Vec<String>,
+}
+
+impl std::fmt::Display for LateBefore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: revision {} asks to run BEFORE {}, already applied",
+            self.at,
+            self.revision,
+            self.applied.join(", ")
+        )
+    }
+}
+
+/// The planned revisions that arrive late: their `BEFORE` names an applied revision.
+pub fn late_before(graph: &Graph, applied: &BTreeSet<String>, plan: &Plan) -> Vec<LateBefore> {
+    if plan.direction != Direction::Upgrade {
+        return Vec::new();
+    }
+    plan.revisions
+        .iter()
+        .filter_map(|id| graph.get(id))
+        .filter_map(|m| {
+            let late: Vec<String> = m
+                .before
+                .iter()
+                .filter(|b| applied.contains(*b))
+                .cloned()
+                .collect();
+            (!late.is_empty()).then(|| LateBefore {
+                revision: m.id.clone(),
+                at: format!("{}:{}", m.path.display(), m.before_pos.line),
+                applied: late,
+            })
+        })
+        .collect()
 }
 
 fn check_applied(graph: &Graph, applied: &BTreeSet<String>) -> Result<(), PlanError> {

@@ -320,6 +320,14 @@ impl Runner {
         {
             let session = self.host.session().clone();
             let mut s = session.borrow_mut();
+            // The revision's own STATEMENT_TIMEOUT_SECONDS, else the configured limit
+            // (set again for every revision, so one revision's never leaks into the next).
+            let timeout = rev
+                .statement_timeout_seconds
+                .map(Duration::from_secs)
+                .or(self.options.limits.statement_timeout);
+            s.conn().set_statement_timeout(timeout)?;
+            s.statement_timeout = timeout;
             let owner = crate::script::session::step_owner(&rev.id, fn_name);
             let steps = ledger::steps(s.conn(), &owner)?;
             s.steps = Default::default();

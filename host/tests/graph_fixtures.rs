@@ -236,6 +236,7 @@ fn rewrite_steps_tree() {
 #[test]
 fn every_fixture_folder_is_tested() {
     let tested = [
+        "before", // host/tests/plugin_ordering.rs
         "broken_cycle",
         "broken_duplicate",
         "broken_missing_field",
@@ -246,6 +247,7 @@ fn every_fixture_folder_is_tested() {
         "broken_unknown_parent",
         "cross_tree",
         "downgrade_steps", // host/tests/downgrade_resume.rs
+        "endless",         // host/tests/statement_timeout.rs
         "failing",
         "fixed",
         "linear",

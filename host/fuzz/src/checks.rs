@@ -205,5 +205,10 @@ fn revision((n, line): (usize, &str)) -> Option<RevisionMeta> {
         revision_pos: pos,
         parents_pos: pos,
         depends_on_pos: pos,
+        before: vec![],
+        before_pos: pos,
+        open_to_plugins: false,
+        statement_timeout_seconds: None,
+        statement_timeout_pos: pos,
     })
 }

@@ -158,7 +158,9 @@ pub enum DbError {
     Connect { url: String, message: String },
     /// The statement ran longer than the configured statement timeout.
     #[error(
-        "statement cancelled after the statement timeout of {timeout:?}\n  in statement: {sql}"
+        "statement cancelled: it ran past the statement timeout of {} s (`limits.statement_timeout_seconds`, \
+         default 600; a revision's `STATEMENT_TIMEOUT_SECONDS` or a step's `timeout_seconds` overrides it)\n  in statement: {sql}",
+        timeout_text(*.timeout)
     )]
     Timeout { timeout: Duration, sql: String },
     /// A value cannot be stored in, or read from, a column of this type.
@@ -344,5 +346,14 @@ pub fn connect(url: &DbUrl) -> Result<Box<dyn Connection>, DbError> {
     match url {
         DbUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteConnection::open(url)?)),
         DbUrl::Postgres { .. } => Ok(Box::new(postgres::PgConnection::open(url)?)),
+    }
+}
+
+/// A timeout in seconds, with a fraction only when it has one (`2`, `0.2`).
+fn timeout_text(t: Duration) -> String {
+    if t.subsec_millis() == 0 {
+        t.as_secs().to_string()
+    } else {
+        format!("{:.1}", t.as_secs_f64())
     }
 }

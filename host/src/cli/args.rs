@@ -152,6 +152,10 @@ pub enum Command {
         /// Run even if an applied script has changed since it was applied (recorded).
         #[arg(long)]
         allow_changed: bool,
+        /// Run a revision whose BEFORE names a revision already applied, after it
+        /// (an instrument plugin installed late; recorded in the history).
+        #[arg(long)]
+        allow_late: bool,
     },
     /// Undo revisions until TARGET is the newest applied (base: undo everything).
     Downgrade {

@@ -229,6 +229,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             targets,
             dry_run,
             allow_changed,
+            allow_late,
             ..
         } => {
             let r = m.upgrade(
@@ -236,6 +237,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 &UpgradeOptions {
                     dry_run: *dry_run,
                     allow_changed: *allow_changed,
+                    allow_late: *allow_late,
                     note: None,
                 },
             )?;
@@ -406,6 +408,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 &UpgradeOptions {
                     dry_run: *dry_run,
                     allow_changed: true,
+                    allow_late: false,
                     note: None,
                 },
             )?;

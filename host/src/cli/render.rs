@@ -80,11 +80,19 @@ pub fn status(s: &Status) -> String {
     out.push_str(&table(&header, &rows));
     for t in &s.trees {
         for u in &t.unfinished {
-            out.push_str(&format!(
-                "\nunfinished: {} is {}",
-                u.revision,
-                u.state.as_str()
-            ));
+            if u.interrupted {
+                out.push_str(&format!(
+                    "\nunfinished: {} was interrupted: recorded running, but no migrator holds \
+                     the lock (the run was killed, crashed or lost its connection)",
+                    u.revision
+                ));
+            } else {
+                out.push_str(&format!(
+                    "\nunfinished: {} is {}",
+                    u.revision,
+                    u.state.as_str()
+                ));
+            }
             if let Some(step) = &u.failed_step {
                 out.push_str(&format!(" at step {step:?}"));
             }
@@ -104,6 +112,12 @@ pub fn status(s: &Status) -> String {
     }
     if let Some(h) = &s.locked_by {
         out.push_str(&format!("\nlocked by {h}\n"));
+    }
+    if let Some(t) = s.statement_timeout_seconds {
+        out.push_str(&format!(
+            "\nstatement timeout: {t} s (limits.statement_timeout_seconds; a revision's \
+             STATEMENT_TIMEOUT_SECONDS or a step's timeout_seconds overrides it)\n"
+        ));
     }
     if !s.changed.is_empty() {
         out.push_str(&format!(
@@ -273,6 +287,8 @@ pub fn show(i: &ferry::migrator::RevisionInfo) -> String {
     line("parents", list(&i.parents));
     line("children", list(&i.children));
     line("depends on", list(&i.depends_on));
+    line("before", list(&i.before));
+    line("after (BEFORE)", list(&i.after));
     line(
         "hooks",
         if i.hooks.is_empty() {

@@ -70,6 +70,10 @@ pub struct RevisionInfo {
     pub children: Vec<String>,
     /// `DEPENDS_ON`.
     pub depends_on: Vec<String>,
+    /// `BEFORE`: revisions of other trees this one runs before.
+    pub before: Vec<String>,
+    /// The revisions whose `BEFORE` names this one (they run before it).
+    pub after: Vec<String>,
     /// The hooks it declares, with their providers.
     pub hooks: Vec<HookUse>,
     /// `ONLINE_SAFE`.

@@ -38,6 +38,9 @@ pub struct Unfinished {
     pub steps_done: Vec<String>,
     /// A batched step part-way through: its name and committed batches.
     pub batches_done: Vec<(String, i64)>,
+    /// Recorded `running` while no migrator holds the lock: the run that started it
+    /// ended without recording an outcome (killed, crashed, its connection lost).
+    pub interrupted: bool,
 }
 
 /// One database of a repository whose trees live in several.
@@ -73,6 +76,9 @@ pub struct Status {
     /// Ledger records found in another database than the one their tree is placed in.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub misplaced: Vec<Misplaced>,
+    /// The statement timeout an upgrade would run with, in seconds (a revision's
+    /// `STATEMENT_TIMEOUT_SECONDS` or a step's `timeout_seconds` may override it).
+    pub statement_timeout_seconds: Option<u64>,
 }
 
 impl Status {
@@ -241,6 +247,8 @@ pub(super) fn unfinished_by_tree(
                     .filter(|s| !s.done)
                     .map(|s| (s.step.clone(), s.batches))
                     .collect(),
+                // Known only once the lock has been probed (`status_over`).
+                interrupted: false,
             });
         }
     }
@@ -312,6 +320,15 @@ pub fn status_over(
         }
     }
     let changed_files = changed_scripts(project, &records);
+    // A revision recorded `running` with nobody holding the lock is not running: its
+    // run was killed or lost its connection before it could record an outcome.
+    if locked_by.is_none() {
+        for t in &mut trees {
+            for u in &mut t.unfinished {
+                u.interrupted = u.state == RevisionState::Running;
+            }
+        }
+    }
     let unknown = records
         .keys()
         .filter(|id| !graph.contains(id))
@@ -345,5 +362,6 @@ pub fn status_over(
         unknown,
         databases,
         misplaced: ledgers.misplaced(dbs, graph),
+        statement_timeout_seconds: None,
     })
 }

@@ -294,7 +294,7 @@ impl Migrator {
             unfinished_by_tree(&ledgers, None)?
         };
         let plan = if misplaced.is_empty() {
-            upgrade_plan(project, &applied, &options.targets)
+            upgrade_plan(project, &applied, &options.targets, false)
                 .map(|p| p.revisions)
                 .unwrap_or_default()
         } else {

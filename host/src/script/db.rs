@@ -37,6 +37,8 @@ pub(super) struct StepOptions {
     pub check_fks_at_commit: bool,
     /// Expected amount of work, for progress.
     pub total: Option<u64>,
+    /// `timeout_seconds`: the statement timeout inside this step (over the revision's).
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl StepOptions {
@@ -46,6 +48,7 @@ impl StepOptions {
             transactional: true,
             check_fks_at_commit: true,
             total: None,
+            timeout: None,
         }
     }
 
@@ -73,10 +76,26 @@ impl StepOptions {
             .get("total")
             .and_then(|v| v.as_int().ok())
             .map(|t| t as u64);
+        let timeout = match options.get("timeout_seconds") {
+            None => None,
+            Some(v) => match v.as_int() {
+                Ok(n) if n >= 1 && (n as u64) <= crate::config::MAX_SECONDS => {
+                    Some(std::time::Duration::from_secs(n as u64))
+                }
+                _ => {
+                    return Err(script_failure(format!(
+                        "step {name:?}: timeout_seconds must be a whole number of seconds from 1 \
+                         to {}, found {v}",
+                        crate::config::MAX_SECONDS
+                    )))
+                }
+            },
+        };
         Ok(StepOptions {
             transactional,
             check_fks_at_commit,
             total,
+            timeout,
         })
     }
 }
@@ -318,6 +337,7 @@ impl Db {
             transactional,
             check_fks_at_commit,
             total,
+            timeout,
         } = options;
         let revision = {
             let mut s = self.session()?;
@@ -329,6 +349,14 @@ impl Db {
                     step: name.into(),
                 });
                 return Ok(Dynamic::UNIT);
+            }
+            // Set before the step's transaction begins (a PostgreSQL SET inside it would
+            // be undone by its rollback) and put back once it committed; after a failure
+            // the next revision sets its own.
+            if let Some(t) = timeout {
+                s.conn()
+                    .set_statement_timeout(Some(t))
+                    .map_err(|e| host_failure(&mut s, e))?;
             }
             // A dry run runs a non-transactional step too, inside its one transaction:
             // `schema::add_index(…, #{ concurrently: true })` builds the index plainly there
@@ -368,6 +396,12 @@ impl Db {
                     s.finish_transaction()
                 })();
                 recorded.map_err(|e| host_failure(&mut s, e))?;
+                if timeout.is_some() {
+                    let revision_timeout = s.statement_timeout;
+                    s.conn()
+                        .set_statement_timeout(revision_timeout)
+                        .map_err(|e| host_failure(&mut s, e))?;
+                }
                 s.steps.current = None;
                 s.steps.completed_now.push(name.into());
                 s.emit(Event::StepFinished {

@@ -42,6 +42,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+/// The statement timeout when none is configured: long enough for an index build on a
+/// large table, short enough that an endless statement (a recursive CTE without an end)
+/// stops within the hour instead of holding the lock for ever.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Sandbox limits (configurable under `limits.*`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
@@ -68,7 +73,7 @@ impl Default for Limits {
             max_string_size: 16 * 1024 * 1024,
             max_array_size: 2_000_000,
             max_map_size: 100_000,
-            statement_timeout: None,
+            statement_timeout: Some(DEFAULT_STATEMENT_TIMEOUT),
             max_output_bytes: 64 * 1024 * 1024,
         }
     }
@@ -122,18 +127,68 @@ fn locate_in_function(err: &mut ScriptError, ast: &AST, name: &str) {
     else {
         return;
     };
-    let Some(line) = start.line() else {
+    let Some(mut line) = start.line() else {
         return;
     };
     err.line = line;
     err.column = start.position().unwrap_or(1);
-    err.message = format!(
-        "{} (somewhere in fn {name}, whose body starts here: Rhai does not report the exact line of this error)",
-        err.message
-    );
+    // A runaway loop is the usual cause of the operation and time limits: the file's
+    // loops are the places to look, and when there is only one it is the place.
+    let loops = if err.kind == FailureKind::Limit && is_runaway(&err.message) {
+        loop_positions(ast)
+    } else {
+        Vec::new()
+    };
+    err.message = match loops.as_slice() {
+        [only] => {
+            line = only.line().unwrap_or(line);
+            err.line = line;
+            err.column = only.position().unwrap_or(1);
+            format!(
+                "{} (in the loop here, the only loop of this file: Rhai does not report the exact line of this error)",
+                err.message
+            )
+        }
+        [] => format!(
+            "{} (somewhere in fn {name}, whose body starts here: Rhai does not report the exact line of this error)",
+            err.message
+        ),
+        several => format!(
+            "{} (somewhere in fn {name}, whose body starts here; the file's loops start at lines {}: Rhai does not report the exact line of this error)",
+            err.message,
+            several
+                .iter()
+                .filter_map(|p| p.line())
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     err.source_line = std::fs::read_to_string(&err.file)
         .ok()
         .and_then(|t| t.lines().nth(line - 1).map(Into::into));
+}
+
+/// Whether a limit error is one a runaway loop runs into (operations, wall clock).
+fn is_runaway(message: &str) -> bool {
+    message.contains("limits.max_operations") || message.contains("limits.max_seconds")
+}
+
+/// Where the file's loops (`loop`, `while`, `do`, `for`) start, in file order.
+fn loop_positions(ast: &AST) -> Vec<rhai::Position> {
+    let mut out = Vec::new();
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        if let Some(rhai::ASTNode::Stmt(
+            rhai::Stmt::While(_, pos) | rhai::Stmt::Do(_, _, pos) | rhai::Stmt::For(_, pos),
+        )) = path.last()
+        {
+            out.push(*pos);
+        }
+        true
+    });
+    out.sort_by_key(|p| (p.line(), p.position()));
+    out.dedup();
+    out
 }
 
 /// A sandboxed engine bound to one session.

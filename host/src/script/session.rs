@@ -99,6 +99,9 @@ pub struct Session {
     pub rows: u64,
     /// Bytes of print/debug/log output left to this run (`limits.max_output_bytes`).
     pub output_left: std::cell::Cell<u64>,
+    /// The running revision's statement timeout, which a step with a `timeout_seconds`
+    /// of its own puts back when it ends.
+    pub statement_timeout: Option<std::time::Duration>,
 }
 
 /// The shared handle: scripts hold it as `db`, the host keeps a clone.
@@ -120,6 +123,7 @@ impl Session {
             statements: Vec::new(),
             rows: 0,
             output_left: std::cell::Cell::new(super::Limits::default().max_output_bytes),
+            statement_timeout: None,
         }
     }
 
