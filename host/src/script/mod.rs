@@ -83,6 +83,19 @@ pub struct ModulePaths {
 /// The editor definitions file (`docs/ferry.d.rhai`): every function and type a script
 /// can reach, as Rhai's `metadata` feature describes them.
 pub fn definitions() -> String {
+    let host = detached_host(ModulePaths::default());
+    format!(
+        "// Ferry's script API for editors. Generated; do not edit. Regenerate with\n\
+         // FERRY_BLESS=1 cargo test --test script_definitions\n{}",
+        host.definitions()
+    )
+}
+
+/// A script host over an in-memory SQLite database, for reading scripts without a
+/// repository: the editor definitions and `ferry lint` (which compiles every script
+/// with the very engine that runs them, so that both agree on syntax and on which
+/// functions exist).
+pub(crate) fn detached_host(paths: ModulePaths) -> ScriptHost {
     let conn = crate::backend::sqlite::SqliteConnection::open_path(Path::new(":memory:"))
         .expect("an in-memory SQLite database");
     let session = Session::new(
@@ -90,16 +103,11 @@ pub fn definitions() -> String {
         Rc::new(crate::observer::Silent),
         crate::ledger::Actor::current(),
     );
-    let host = ScriptHost::new(
+    ScriptHost::new(
         Rc::new(std::cell::RefCell::new(session)),
         Limits::default(),
-        ModulePaths::default(),
+        paths,
         hooks::HookSet::default(),
-    );
-    format!(
-        "// Ferry's script API for editors. Generated; do not edit. Regenerate with\n\
-         // FERRY_BLESS=1 cargo test --test script_definitions\n{}",
-        host.definitions()
     )
 }
 
@@ -237,6 +245,11 @@ impl ScriptHost {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The engine, for reading scripts without running them (`ferry lint`).
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Compiles a script file; its source is the path, so errors inside name it.
