@@ -63,8 +63,10 @@ pub enum ProgressMode {
 pub enum Command {
     /// Per tree: current revision and version, heads, pending revisions, unfinished work.
     Status,
-    /// Check the scripts and the configuration without running anything: unknown
-    /// functions and modules, imports that do not resolve, syntax errors in lib/ and
+    /// Check the scripts and the configuration without running anything (exit 2 on an
+    /// error).
+    ///
+    /// Reports unknown functions and modules, imports that do not resolve, syntax errors in lib/ and
     /// stdlib/ modules, hooks run without HOOKS or provided for no revision, unknown
     /// configuration keys, and (a warning) tables used without DEPENDS_ON on their
     /// creator. Prints every problem as path:line:column; exit 2 on any error. `plan`

@@ -2,7 +2,7 @@
 //! do not resolve.
 //!
 //! A plain call `f(x)` is known when the script defines `f`, when Ferry's engine has a
-//! function `f` (the host API and Rhai's packages, as `Engine::gen_fn_signatures`
+//! function `f` (the host API and Rhai's packages, as `Engine::collect_fn_metadata`
 //! lists them), when `f` is one of Rhai's built-in keywords, or when `f` is a variable
 //! or parameter of the script (which may hold a function pointer). `m::f(x)` is known
 //! when `m` is an import whose module defines a public `f`, or a capability (`schema`,
@@ -36,15 +36,14 @@ pub struct Api {
 impl Api {
     pub fn of_engine(engine: &rhai::Engine) -> Api {
         let mut functions: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for signature in engine.gen_fn_signatures(true) {
-            let Some(head) = signature.split('(').next() else {
-                continue;
-            };
-            let (ns, name) = head.rsplit_once("::").unwrap_or(("", head));
-            functions
-                .entry(ns.trim().to_string())
-                .or_default()
-                .insert(name.trim().to_string());
+        // Names only (`gen_fn_signatures` would format every parameter type too).
+        let names = engine.collect_fn_metadata(
+            None,
+            |f| Some((f.namespace.to_string(), f.metadata.name.to_string())),
+            true,
+        );
+        for (ns, name) in names {
+            functions.entry(ns).or_default().insert(name);
         }
         Api { functions }
     }

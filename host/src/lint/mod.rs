@@ -102,7 +102,10 @@ pub struct Inputs<'a> {
 
 /// Runs every check; problems sorted by file and position, errors and warnings mixed.
 pub fn check(inputs: &Inputs) -> Vec<Problem> {
-    let host = crate::script::detached_host(inputs.paths.clone());
+    let mut host = crate::script::detached_host(inputs.paths.clone());
+    // The syntax tree as written: no constant folding (which also costs time).
+    host.engine_mut()
+        .set_optimization_level(rhai::OptimizationLevel::None);
     let set = scripts::ScriptSet::compile(host.engine(), inputs.found, inputs.paths);
     let mut problems = set.syntax_errors();
     let api = calls::Api::of_engine(host.engine());

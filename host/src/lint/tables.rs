@@ -91,6 +91,22 @@ pub fn check(set: &ScriptSet, graph: &Graph) -> Vec<Problem> {
     }
     let mut problems = Vec::new();
     for (id, path, u) in &by_revision {
+        // Tables another revision creates: only then are the ancestors worth computing
+        // (for a long linear tree they are most of the graph).
+        let foreign: Vec<(&String, &rhai::Position, &Vec<&str>)> = u
+            .touched
+            .iter()
+            .filter(|(table, _)| !u.created.contains(table))
+            .filter_map(|(table, pos)| {
+                creators
+                    .get(table.as_str())
+                    .filter(|makers| makers.iter().any(|m| m != id))
+                    .map(|makers| (table, pos, makers))
+            })
+            .collect();
+        if foreign.is_empty() {
+            continue;
+        }
         let before = graph.ancestors(id);
         let adopted = before
             .iter()
@@ -100,13 +116,7 @@ pub fn check(set: &ScriptSet, graph: &Graph) -> Vec<Problem> {
             continue;
         }
         let after = graph.descendants(id);
-        for (table, pos) in &u.touched {
-            if u.created.contains(table) {
-                continue;
-            }
-            let Some(makers) = creators.get(table.as_str()) else {
-                continue;
-            };
+        for (table, pos, makers) in foreign {
             let ordered = makers
                 .iter()
                 .any(|m| m == id || before.contains(m) || after.contains(m));
