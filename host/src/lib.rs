@@ -18,6 +18,7 @@ pub mod graph;
 pub mod graph_text;
 pub mod ledger;
 pub mod lineage;
+pub mod lint;
 pub mod lock;
 pub mod metadata;
 pub mod migrator;

@@ -123,6 +123,17 @@ pub enum Error {
     /// `stamp`, `adopt` or `new` refused for a reason given in the message.
     #[error("{0}")]
     Refused(String),
+    /// The static checks found errors (`ferry lint`); nothing was run or opened.
+    #[error("{}\n{} error(s) in the scripts or the configuration; nothing was run (`ferry lint` lists every problem)", lint_lines(.0), .0.len())]
+    Lint(Vec<crate::lint::Problem>),
+}
+
+fn lint_lines(problems: &[crate::lint::Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Error {
@@ -199,6 +210,10 @@ pub struct Migrator {
     roots: Vec<PathBuf>,
     stdlib: Option<PathBuf>,
     config: ConfigMap,
+    /// Where the configuration came from, for lint's messages.
+    config_sources: crate::lint::ConfigSources,
+    /// Whether `plan` and `upgrade` run the static checks first (on by default).
+    static_checks: bool,
     limits: Limits,
     lock_timeout: Duration,
     observer: Rc<dyn Observer>,
@@ -241,6 +256,8 @@ impl Migrator {
             roots: discovery::default_roots(&cwd),
             stdlib: stdlib.is_dir().then_some(stdlib),
             config: ConfigMap::new(),
+            config_sources: Default::default(),
+            static_checks: true,
             limits: Limits::default(),
             lock_timeout: Duration::from_secs(10),
             observer: Rc::new(Silent),
@@ -256,6 +273,8 @@ impl Migrator {
             roots: self.roots.clone(),
             stdlib: self.stdlib.clone(),
             config: self.config.clone(),
+            config_sources: self.config_sources.clone(),
+            static_checks: self.static_checks,
             limits: self.limits.clone(),
             lock_timeout: self.lock_timeout,
             observer,
@@ -277,6 +296,22 @@ impl Migrator {
     /// databases (see [`crate::databases`]).
     pub fn with_config(mut self, config: ConfigMap) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Where the configuration came from (the file, the `--set` arguments), so that
+    /// lint names them in its messages.
+    pub fn with_config_sources(mut self, sources: crate::lint::ConfigSources) -> Self {
+        self.config_sources = sources;
+        self
+    }
+
+    /// Whether `plan` and `upgrade` run the static checks of [`Migrator::lint`] first
+    /// and refuse on an error (default: yes). Off, a mistake is found when the script
+    /// runs, by the sandbox; for an application that lints its scripts when it is
+    /// built, and for tests of the sandbox itself.
+    pub fn with_static_checks(mut self, on: bool) -> Self {
+        self.static_checks = on;
         self
     }
 
@@ -336,6 +371,45 @@ impl Migrator {
             hooks,
             probes: found.probes,
         })
+    }
+
+    /// The static checks of `ferry lint` over the roots and the configuration (no
+    /// database needed): every problem, errors and warnings.
+    pub fn lint(&self) -> Result<Vec<crate::lint::Problem>, Error> {
+        let found = discovery::discover(&self.roots)?;
+        let graph = Graph::build(found.revisions.clone())?;
+        Ok(crate::lint::check(&crate::lint::Inputs {
+            found: &found,
+            graph: &graph,
+            paths: &self.module_paths(),
+            config: &self.config,
+            sources: &self.config_sources,
+        }))
+    }
+
+    /// Refuses with [`Error::Lint`] when the static checks find an error; called by
+    /// `plan` and `upgrade` before they open the repository. Warnings go to the
+    /// observer's log.
+    fn refuse_lint_errors(&self) -> Result<(), Error> {
+        if !self.static_checks {
+            return Ok(());
+        }
+        let problems = self.lint()?;
+        let (errors, warnings): (Vec<_>, Vec<_>) = problems
+            .into_iter()
+            .partition(|p| p.severity == crate::lint::Severity::Error);
+        for w in &warnings {
+            self.observer.event(&crate::observer::Event::Log {
+                level: crate::observer::Level::Warn,
+                revision: "lint".into(),
+                message: w.to_string(),
+            });
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Lint(errors))
+        }
     }
 
     /// The project and the databases, with every placed tree checked against the graph.
@@ -444,6 +518,7 @@ impl Migrator {
 
     /// The revisions an upgrade to `targets` (default: every head) would run.
     pub fn plan_upgrade(&self, targets: &[String]) -> Result<(Project, Plan), Error> {
+        self.refuse_lint_errors()?;
         let (project, dbs) = self.setup()?;
         let (_conns, ledgers) = self.ledgers(&dbs)?;
         ledgers.refuse_misplaced(&dbs, &project.graph)?;
@@ -453,6 +528,11 @@ impl Migrator {
 
     /// Upgrades to `targets` (default: every head) under the lock (every database's).
     pub fn upgrade(&self, targets: &[String], options: &UpgradeOptions) -> Result<Report, Error> {
+        if !self.rehearsal.scratch {
+            // Before the repository is opened (or copied for a dry run): a script that
+            // cannot run is refused before an earlier revision commits.
+            self.refuse_lint_errors()?;
+        }
         if options.dry_run && !self.rehearsal.scratch {
             if let Some(report) = self.rehearse_on_copy(|copy| copy.upgrade(targets, options))? {
                 return Ok(report);
@@ -752,6 +832,7 @@ impl Migrator {
     /// The upgrade plan to `targets` with what an operator needs to know of each
     /// revision (hooks and their providers, online-safety, downgradability).
     pub fn plan_report(&self, targets: &[String]) -> Result<PlanReport, Error> {
+        self.refuse_lint_errors()?;
         let (project, dbs) = self.setup()?;
         let (mut conns, ledgers) = self.read_ledgers(&dbs)?;
         ledgers.refuse_misplaced(&dbs, &project.graph)?;

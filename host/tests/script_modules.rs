@@ -322,7 +322,17 @@ both!(hooks_undeclared_and_unknown_key, |r| {
         r#"fn upgrade(db) { hooks::run("dataset_uuid", #{ name: "x" }); }"#,
     );
     r.rewrite("r1", "fn upgrade(db) {}");
-    let e = r.upgrade_fails();
+    // Refused before anything runs by the static checks, and at run time by the sandbox.
+    match r.try_upgrade() {
+        Err(Error::Lint(p)) => assert!(
+            p[0].to_string().contains(
+                "error: hooks::run(\"dataset_uuid\") runs a hook that revision r2 does not declare"
+            ),
+            "{p:?}"
+        ),
+        other => panic!("expected the static checks to refuse: {other:?}"),
+    }
+    let e = r.upgrade_fails_with(r.migrator().with_static_checks(false));
     assert!(e.message.contains("not declared"), "{e}");
     assert_eq!(e.revision, "r2");
 });

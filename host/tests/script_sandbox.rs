@@ -135,7 +135,16 @@ fn a_plugin_cannot_import_another_plugins_lib() {
         "const HOOK = \"h\";\nimport \"secret\" as s;\nfn run(db, args) { s::x() }",
     );
     r.revision_with_hooks("r1", &["h"], "fn upgrade(db) { hooks::run(\"h\", #{}); }");
-    let e = r.upgrade_fails();
+    // Refused before anything runs by the static checks, and at run time by the sandbox.
+    match r.try_upgrade() {
+        Err(ferry::migrator::Error::Lint(p)) => assert!(
+            p[0].to_string()
+                .contains("h.rhai:2:1: error: import \"secret\" does not resolve"),
+            "{p:?}"
+        ),
+        other => panic!("expected the static checks to refuse: {other:?}"),
+    }
+    let e = r.upgrade_fails_with(r.migrator().with_static_checks(false));
     assert!(e.message.contains("not found"), "{e}");
 }
 
@@ -149,7 +158,17 @@ fn no_clock_file_or_process_functions() {
     ] {
         let r = sqlite();
         r.revision("r1", &format!("fn upgrade(db) {{ let t = {call}; }}"));
-        let report = r.upgrade_with(r.migrator());
+        // The static checks refuse what is not defined at all (`sleep` is: it throws).
+        if call != "sleep(1)" {
+            match r.try_upgrade() {
+                Err(ferry::migrator::Error::Lint(p)) => assert!(
+                    p[0].message.contains("is not defined by this script"),
+                    "{call}: {p:?}"
+                ),
+                other => panic!("{call}: expected the static checks to refuse: {other:?}"),
+            }
+        }
+        let report = r.upgrade_with(r.migrator().with_static_checks(false));
         let e = report.failed.unwrap_or_else(|| panic!("{call} ran"));
         assert_eq!(e.kind, FailureKind::Script, "{call}: {e}");
         assert!(

@@ -63,6 +63,15 @@ pub enum ProgressMode {
 pub enum Command {
     /// Per tree: current revision and version, heads, pending revisions, unfinished work.
     Status,
+    /// Check the scripts and the configuration without running anything (exit 2 on an
+    /// error).
+    ///
+    /// Reports unknown functions and modules, imports that do not resolve, syntax errors in lib/ and
+    /// stdlib/ modules, hooks run without HOOKS or provided for no revision, unknown
+    /// configuration keys, and (a warning) tables used without DEPENDS_ON on their
+    /// creator. Prints every problem as path:line:column; exit 2 on any error. `plan`
+    /// and `upgrade` run the same checks first and refuse on an error.
+    Lint,
     /// Every run of every revision, newest first.
     History {
         /// Show at most this many entries (0: all).

@@ -22,9 +22,18 @@ fn migrator(g: &Global) -> Result<Migrator, Error> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let config = ferry::config::load(g.config.as_deref(), &cwd, &g.set)?;
     let limits = ferry::config::limits(&config)?;
+    let default_file = cwd.join("ferry.toml");
+    let sources = ferry::lint::ConfigSources {
+        file: g
+            .config
+            .clone()
+            .or_else(|| default_file.is_file().then_some(default_file)),
+        sets: g.set.clone(),
+    };
     let mut m = Migrator::new(&g.db)?
         .with_limits(limits)
         .with_config(config)
+        .with_config_sources(sources)
         .with_lock_timeout(Duration::from_secs_f64(g.lock_timeout.max(0.0)))
         .with_observer(Rc::new(progress::Progress::new(g.progress)));
     if !g.scripts.is_empty() {
@@ -166,6 +175,22 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                 print!("{}", render::status(&s));
             }
             Ok(0)
+        }
+        Command::Lint => {
+            let problems = m.lint()?;
+            let errors = problems
+                .iter()
+                .filter(|p| p.severity == ferry::lint::Severity::Error)
+                .count();
+            if g.json {
+                println!("{}", json(&problems));
+            } else {
+                for p in &problems {
+                    println!("{p}");
+                }
+                println!("{errors} error(s), {} warning(s)", problems.len() - errors);
+            }
+            Ok(if errors > 0 { EXIT_USAGE } else { 0 })
         }
         Command::History { limit } => {
             let h = m.history(*limit)?;
@@ -456,6 +481,11 @@ pub fn main(cli: Cli) -> i32 {
             eprintln!("{}", render::script_error(&e));
             eprintln!("nothing was run");
             EXIT_USAGE
+        }
+        // Each problem line says "error:" itself.
+        Err(e @ Error::Lint(_)) => {
+            eprintln!("{e}");
+            e.exit_code()
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -91,6 +91,19 @@ pub struct ModulePaths {
 /// given names, real types and a line of documentation (the `signatures` module); `Err` lists
 /// the functions that have none and the entries that match nothing.
 pub fn definitions() -> Result<String, Vec<String>> {
+    let host = detached_host(ModulePaths::default());
+    let text = signatures::apply(&host.definitions())?;
+    Ok(format!(
+        "// Ferry's script API for editors. Generated; do not edit. Regenerate with\n\
+         // FERRY_BLESS=1 cargo test --test script_definitions\n{text}"
+    ))
+}
+
+/// A script host over an in-memory SQLite database, for reading scripts without a
+/// repository: the editor definitions and `ferry lint` (which compiles every script
+/// with the very engine that runs them, so that both agree on syntax and on which
+/// functions exist).
+pub(crate) fn detached_host(paths: ModulePaths) -> ScriptHost {
     let conn = crate::backend::sqlite::SqliteConnection::open_path(Path::new(":memory:"))
         .expect("an in-memory SQLite database");
     let session = Session::new(
@@ -98,17 +111,12 @@ pub fn definitions() -> Result<String, Vec<String>> {
         Rc::new(crate::observer::Silent),
         crate::ledger::Actor::current(),
     );
-    let host = ScriptHost::new(
+    ScriptHost::new(
         Rc::new(std::cell::RefCell::new(session)),
         Limits::default(),
-        ModulePaths::default(),
+        paths,
         hooks::HookSet::default(),
-    );
-    let text = signatures::apply(&host.definitions())?;
-    Ok(format!(
-        "// Ferry's script API for editors. Generated; do not edit. Regenerate with\n\
-         // FERRY_BLESS=1 cargo test --test script_definitions\n{text}"
-    ))
+    )
 }
 
 /// Points an error that carries no position at the function it came out of.
@@ -295,6 +303,15 @@ impl ScriptHost {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The engine, for reading scripts without running them (`ferry lint`).
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
     }
 
     /// Compiles a script file; its source is the path, so errors inside name it.

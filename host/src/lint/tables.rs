@@ -1,0 +1,145 @@
+//! The missing-`DEPENDS_ON` check: a revision whose statements touch a table that
+//! another revision creates, where neither comes before the other in the graph. The
+//! graph then allows either order, and an empty repository may run the revision before
+//! its table exists (`no such table`). A warning, because table names are read from
+//! SQL literals and `schema::` calls ([`super::sql`]), not from what runs.
+//!
+//! A revision that descends from an adopt-only root (a root with no `fn upgrade`,
+//! standing for a repository another tool created: [`crate::lineage`]) is not checked
+//! either: its tables exist before any of its revisions runs.
+//!
+//! A table no revision creates (it exists before any revision, like the tables of a
+//! repository `adopt`ed from daf_butler) is not checked: the graph says nothing of it.
+
+use super::scripts::{Kind, ScriptSet};
+use super::sql::tables_in;
+use super::{Problem, Severity};
+use crate::graph::Graph;
+use rhai::{ASTNode, Expr, Stmt, AST};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// `db` methods whose first argument is a table name.
+const TABLE_METHODS: [&str; 2] = ["bulk_insert", "insert_derived"];
+
+/// What one revision's syntax tree says of tables: those it touches (with where) and
+/// those it creates.
+#[derive(Default)]
+struct Use {
+    touched: Vec<(String, rhai::Position)>,
+    created: BTreeSet<String>,
+}
+
+fn uses(ast: &AST) -> Use {
+    let mut out = Use::default();
+    // The first use in the file (the walk visits functions in no particular order).
+    let touch = |out: &mut Use, name: String, pos: rhai::Position| {
+        let key = |p: rhai::Position| (p.line().unwrap_or(0), p.position().unwrap_or(0));
+        match out.touched.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, first)) if key(pos) < key(*first) => *first = pos,
+            Some(_) => {}
+            None => out.touched.push((name, pos)),
+        }
+    };
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Expr(Expr::StringConstant(s, pos))) => {
+                if let Some(t) = tables_in(s) {
+                    out.created.extend(t.created);
+                    for name in t.touched {
+                        touch(&mut out, name, *pos);
+                    }
+                }
+            }
+            Some(ASTNode::Expr(Expr::FnCall(call, pos)))
+            | Some(ASTNode::Stmt(Stmt::FnCall(call, pos)))
+                if call.namespace.to_string() == "schema" =>
+            {
+                if let Some(Expr::StringConstant(table, _)) = call.args.first() {
+                    if call.name == "create_table" {
+                        out.created.insert(table.to_lowercase());
+                    } else {
+                        touch(&mut out, table.to_lowercase(), *pos);
+                    }
+                }
+            }
+            Some(ASTNode::Expr(Expr::MethodCall(call, pos)))
+                if TABLE_METHODS.contains(&call.name.as_str()) =>
+            {
+                if let Some(Expr::StringConstant(table, _)) = call.args.first() {
+                    touch(&mut out, table.to_lowercase(), *pos);
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    out
+}
+
+pub fn check(set: &ScriptSet, graph: &Graph) -> Vec<Problem> {
+    let mut by_revision: Vec<(&str, &std::path::Path, Use)> = Vec::new();
+    for s in &set.scripts {
+        if let (Kind::Revision { id, .. }, Some(ast)) = (&s.kind, &s.ast) {
+            by_revision.push((id, &s.path, uses(ast)));
+        }
+    }
+    let mut creators: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (id, _, u) in &by_revision {
+        for t in &u.created {
+            creators.entry(t.as_str()).or_default().push(id);
+        }
+    }
+    let mut problems = Vec::new();
+    for (id, path, u) in &by_revision {
+        // Tables another revision creates: only then are the ancestors worth computing
+        // (for a long linear tree they are most of the graph).
+        let foreign: Vec<(&String, &rhai::Position, &Vec<&str>)> = u
+            .touched
+            .iter()
+            .filter(|(table, _)| !u.created.contains(table))
+            .filter_map(|(table, pos)| {
+                creators
+                    .get(table.as_str())
+                    .filter(|makers| makers.iter().any(|m| m != id))
+                    .map(|makers| (table, pos, makers))
+            })
+            .collect();
+        if foreign.is_empty() {
+            continue;
+        }
+        let before = graph.ancestors(id);
+        let adopted = before
+            .iter()
+            .filter_map(|a| graph.get(a))
+            .any(|m| m.parents.is_empty() && !m.has_upgrade);
+        if adopted {
+            continue;
+        }
+        let after = graph.descendants(id);
+        for (table, pos, makers) in foreign {
+            let ordered = makers
+                .iter()
+                .any(|m| m == id || before.contains(m) || after.contains(m));
+            if ordered {
+                continue;
+            }
+            let maker = makers[0];
+            let file = graph
+                .get(maker)
+                .map(|m| format!(" ({})", m.path.display()))
+                .unwrap_or_default();
+            problems.push(Problem::at(
+                *path,
+                *pos,
+                Severity::Warning,
+                format!(
+                    "table `{table}` is created by revision {maker}{file}, which revision {id} \
+                     does not follow: add \"{maker}\" (or a revision after it) to DEPENDS_ON, or \
+                     an empty repository may run {id} before the table exists (table names are \
+                     read from SQL literals: a heuristic)"
+                ),
+            ));
+        }
+    }
+    problems
+}
