@@ -258,3 +258,133 @@ fn adopt_refuses_a_version_the_column_contradicts() {
         );
     }
 }
+
+/// A batch that fails (a trigger planted on one row) leaves the batches before it
+/// committed; the rerun resumes after them, and a row that 1.0.0 code added meanwhile
+/// below the cursor is converted by the swap.
+#[test]
+fn a_failed_batch_resumes_and_rows_added_meanwhile_are_converted() {
+    let test = "a_failed_batch_resumes_and_rows_added_meanwhile_are_converted";
+    for b in BACKENDS {
+        let Some(repo) = RealRepo::make_with(test, b, UNIVERSE, &AT_1_0_0) else {
+            continue;
+        };
+        repo.ferry_ok(&["adopt"]);
+        let mut conn = ferry::backend::connect(
+            &ferry::backend::DbUrl::parse(&repo.url()).expect("URL parses"),
+        )
+        .expect("connect");
+        // The 31st dataset in key order: batches of 7 commit 4 batches (28 rows) first.
+        let id = match &conn
+            .query("SELECT id FROM dataset ORDER BY id LIMIT 1 OFFSET 30", &[])
+            .expect("an id")
+            .rows[0][0]
+        {
+            ferry::backend::Value::Text(t) => t.clone(),
+            ferry::backend::Value::Uuid(u) => u.simple().to_string(),
+            other => panic!("{other:?}"),
+        };
+        plant_failure(&repo, &id, "injected failure");
+        let out = repo.ferry(&["upgrade", "--set", "datasets.ingest_date_batch_size=7"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "[{b:?}] the planted failure");
+        assert!(stderr.contains("injected failure"), "[{b:?}] {stderr}");
+        let converted = conn
+            .query(
+                "SELECT COUNT(*) FROM dataset WHERE ingest_date_tai_ns IS NOT NULL",
+                &[],
+            )
+            .expect("count");
+        assert_eq!(
+            converted.rows[0][0],
+            ferry::backend::Value::Int(28),
+            "[{b:?}] the four batches before the failure stay committed"
+        );
+        assert_eq!(
+            current(&repo, "datasets"),
+            ["daf_butler-datasets-uuid-1.0.0"]
+        );
+
+        // From now on the first row fails if touched again: the rerun must resume after
+        // the committed batches, not start over.
+        drop_failure(&repo);
+        let first_id = match &conn
+            .query("SELECT id FROM dataset ORDER BY id LIMIT 1", &[])
+            .expect("an id")
+            .rows[0][0]
+        {
+            ferry::backend::Value::Text(t) => t.clone(),
+            ferry::backend::Value::Uuid(u) => u.simple().to_string(),
+            other => panic!("{other:?}"),
+        };
+        plant_failure(&repo, &first_id, "batch 1 ran twice");
+        // A dataset added meanwhile by 1.0.0 code, below the cursor: a copy of the
+        // first one under the smallest id there is but one.
+        let low = "00000000000000000000000000000001";
+        repo.execute(
+            &format!(
+                "INSERT INTO dataset (id, dataset_type_id, run_id, ingest_date) \
+                 SELECT '{low}', dataset_type_id, run_id, ingest_date FROM dataset \
+                 WHERE id = (SELECT id FROM dataset ORDER BY id LIMIT 1)"
+            ),
+            &[],
+        );
+        repo.ferry_ok(&["upgrade", "--set", "datasets.ingest_date_batch_size=7"]);
+        drop_failure(&repo);
+        assert_eq!(
+            current(&repo, "datasets"),
+            ["daf_butler-datasets-uuid-2.0.0"]
+        );
+        assert_eq!(stored_tai_ns(&repo, b), expected_tai_ns(), "[{b:?}]");
+        let first = conn
+            .query(
+                &format!(
+                    "SELECT COUNT(*) FROM dataset a JOIN dataset b ON a.ingest_date = b.ingest_date \
+                     WHERE a.id = '{low}' AND b.id = (SELECT id FROM dataset WHERE id <> '{low}' ORDER BY id LIMIT 1)"
+                ),
+                &[],
+            )
+            .expect("the added row");
+        assert_eq!(first.rows[0][0], ferry::backend::Value::Int(1), "[{b:?}]");
+    }
+}
+
+/// A trigger that makes any UPDATE of the dataset row `id` fail with `message`.
+fn plant_failure(repo: &RealRepo, id: &str, message: &str) {
+    match repo.backend {
+        Backend::Sqlite => repo.execute(
+            &format!(
+                "CREATE TRIGGER test_fail BEFORE UPDATE ON dataset FOR EACH ROW \
+                 WHEN OLD.id = '{id}' BEGIN SELECT RAISE(ABORT, '{message}'); END"
+            ),
+            &[],
+        ),
+        Backend::Postgres => {
+            repo.execute(
+                &format!(
+                    "CREATE OR REPLACE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN RAISE EXCEPTION '{message}'; END $$"
+                ),
+                &[],
+            );
+            repo.execute(
+                &format!(
+                    "CREATE TRIGGER test_fail BEFORE UPDATE ON dataset FOR EACH ROW \
+                     WHEN (OLD.id = '{id}') EXECUTE FUNCTION test_fail()"
+                ),
+                &[],
+            );
+        }
+    }
+}
+
+/// Drops the trigger `plant_failure` made.
+fn drop_failure(repo: &RealRepo) {
+    repo.execute(
+        match repo.backend {
+            Backend::Sqlite => "DROP TRIGGER test_fail",
+            Backend::Postgres => "DROP TRIGGER test_fail ON dataset",
+        },
+        &[],
+    );
+}
