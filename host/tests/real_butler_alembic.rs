@@ -56,6 +56,12 @@ fn real_revisions_declare_daf_butler_migrate_ids() {
             "2.0.0",
         ),
         (
+            "datasets/daf_butler-datasets-uuid-1.0.0.rhai",
+            "datasets",
+            "ByDimensionsDatasetRecordStorageManagerUUID",
+            "1.0.0",
+        ),
+        (
             "datasets/daf_butler-datasets-uuid-2.0.0.rhai",
             "datasets",
             "ByDimensionsDatasetRecordStorageManagerUUID",
@@ -357,4 +363,40 @@ fn no_alembic_version_is_created() {
     repo.ferry_ok(&["adopt"]);
     repo.ferry_ok(&["upgrade"]);
     assert!(!connect(&repo).table_exists("alembic_version").unwrap());
+}
+
+/// A repository at datasets manager 1.0.0 stamped by daf_butler_migrate
+/// (`2101fbf51ad3`): adopted at `daf_butler-datasets-uuid-1.0.0` with the rows kept;
+/// after the upgrade to 2.0.0 the rows are what `stamp` derives from the new
+/// `butler_attributes` (`4e2d7a28475b`), and after the downgrade again the first ones.
+#[test]
+fn datasets_1_0_0_stamped_by_daf_butler_migrate() {
+    let test = "datasets_1_0_0_stamped_by_daf_butler_migrate";
+    for b in BACKENDS {
+        let Some(repo) = RealRepo::make_with(test, b, 7, &["--datasets-version", "1.0.0"]) else {
+            continue;
+        };
+        let stamped = stamp_rows(&repo);
+        assert!(stamped.contains("2101fbf51ad3"), "[{b:?}] {stamped:?}");
+        write_alembic_version(&repo, &stamped);
+        repo.ferry_ok(&["adopt"]);
+        assert_eq!(
+            current(&repo, "datasets"),
+            ["daf_butler-datasets-uuid-1.0.0"]
+        );
+        assert_eq!(alembic_rows(&repo), stamped, "[{b:?}] adopt keeps the rows");
+        repo.ferry_ok(&["upgrade", "datasets@head"]);
+        let after = alembic_rows(&repo);
+        assert_eq!(after, stamp_rows(&repo), "[{b:?}]");
+        assert!(
+            after.contains("4e2d7a28475b") && !after.contains("2101fbf51ad3"),
+            "[{b:?}] {after:?}"
+        );
+        repo.ferry_ok(&["downgrade", "daf_butler-datasets-uuid-1.0.0"]);
+        assert_eq!(
+            alembic_rows(&repo),
+            stamped,
+            "[{b:?}] back to the stamped rows"
+        );
+    }
 }

@@ -130,6 +130,56 @@ both!(batches_over_text_keys_and_empty_tables, |r| {
     );
 });
 
+// UUID keys (PostgreSQL's uuid type, SQLite's CHAR(32) text), resumed after a failure:
+// the resumed cursor is read back from the ledger's text and must still bind as a UUID.
+both!(batches_over_uuid_keys_resume_after_a_failure, |r| {
+    r.revision(
+        "r0",
+        r#"fn upgrade(db) {
+    schema::create_table("src", #{ columns: [#{ name: "id", type: "UUID", nullable: false }], primary_key: ["id"] });
+    schema::create_table("dst", #{ columns: [#{ name: "id", type: "UUID", nullable: false }, #{ name: "run", type: "BIGINT" }], primary_key: ["id"] });
+    let rows = [];
+    for i in 1..=25 { rows.push([uuid::v5("840b31d9-05cd-5161-b2c8-00d32b280d0f", `${i}`)]); }
+    db.bulk_insert("src", ["id"], rows);
+}"#,
+    );
+    r.revision(
+        "r1",
+        r#"fn upgrade(db) {
+    let run = config::get_int("run");
+    db.batches("copy", #{ table: "src", key: "id", size: 4 }, |db, batch| {
+        if batch.number == 3 && run == 1 { throw "batch 3 fails on the first run"; }
+        db.execute("INSERT INTO dst SELECT id, ? FROM src WHERE id > ? AND id <= ?", [run, batch.lo, batch.hi]);
+    });
+}"#,
+    );
+    let with_run = |n: i64| {
+        let mut c = ferry::config::ConfigMap::new();
+        c.insert("run".into(), toml::Value::Integer(n));
+        r.migrator().with_config(c)
+    };
+    let e = r.upgrade_fails_with(with_run(1));
+    assert_eq!(e.step.as_deref(), Some("copy"));
+    assert_eq!(e.message, "batch 3 fails on the first run", "{e}");
+    assert_eq!(
+        r.int("SELECT COUNT(*) FROM dst"),
+        8,
+        "batches 1 and 2 committed"
+    );
+    let report = r.upgrade_with(with_run(2));
+    assert!(report.succeeded(), "{:?}", report.failed);
+    assert_eq!(
+        r.int("SELECT COUNT(*) FROM dst"),
+        25,
+        "no row skipped or repeated"
+    );
+    assert_eq!(r.int("SELECT COUNT(*) FROM dst WHERE run = 2"), 17);
+    assert_eq!(
+        r.int("SELECT COUNT(*) FROM src WHERE id NOT IN (SELECT id FROM dst)"),
+        0
+    );
+});
+
 both!(non_transactional_step, |r| {
     r.revision(
         "r1",

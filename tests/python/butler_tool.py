@@ -9,16 +9,29 @@ environment that tests/python/venv.sh makes (FERRY_TEST_PYTHON), to
             runs, dataset types, datasets, a tagged collection, certified calibrations);
   describe  print a repository's schema as JSON (tables, columns, types, nullability,
             primary keys, foreign keys, unique constraints, indexes and CHECK
-            constraints, by name), so that two repositories can be compared
+            constraints, by name; with --defaults each column's server default too), so
+            that two repositories can be compared
             (`diff` prints the differences of two descriptions, exit 1 if any);
   judge     open a repository read-write with the real daf_butler, report its universe
-            version and dump what its registry queries return, for comparison.
+            version and dump what its registry queries return, for comparison;
+  ingest-dates  every dataset's ingest_date as daf_butler's query system returns it
+            (an astropy Time, printed as TAI nanoseconds since 1970-01-01 TAI and as
+            UTC text), and the datasets manager's schema version.
+
+`make --datasets-version 1.0.0` makes the datasets manager
+(ByDimensionsDatasetRecordStorageManagerUUID) write its 1.0.0 schema, where
+dataset.ingest_date is a TIMESTAMP (daf_butler still creates it when the registry
+configuration names the version: managers.datasets.schema_version), and then sets every
+dataset's ingest_date to known instants (INGEST_DATES, in dataset id order) through
+plain SQL, since daf_butler itself writes the current time.
 
 Usage:
   python butler_tool.py make --universe U --root DIR [--pg URL --schema NAME] [--n N]
-  python butler_tool.py describe (--sqlite FILE | --pg URL --schema NAME)
+                             [--datasets-version 1.0.0]
+  python butler_tool.py describe (--sqlite FILE | --pg URL --schema NAME) [--defaults]
   python butler_tool.py diff FIRST.json SECOND.json
   python butler_tool.py judge --root DIR
+  python butler_tool.py ingest-dates --root DIR
 
 URL is a libpq URL (postgresql://user@host:port/db); the tool writes the psycopg2 form
 (postgresql+psycopg2://...) into the repository's configuration. Errors go to stderr
@@ -88,6 +101,9 @@ def make(args) -> None:
         engine.dispose()
         config["registry", "db"] = psycopg2_url(args.pg)
         config["registry", "namespace"] = args.schema
+    if args.datasets_version:
+        config["registry", "managers", "datasets"] = {"cls": DATASETS_MANAGER,
+                                                      "schema_version": args.datasets_version}
     Butler.makeRepo(args.root, config=config, dimensionConfig=universe_file(args.universe))
     butler = Butler.from_config(args.root, writeable=True)
     registry = butler.registry
@@ -190,8 +206,43 @@ def make(args) -> None:
         made += len(refs)
     registry.registerCollection("HSC/defaults", CollectionType.CHAINED)
     registry.setCollectionChain("HSC/defaults", ["HSC/runs/w_01", "HSC/raw/all", "HSC/calib"])
+    if args.datasets_version == "1.0.0":
+        set_ingest_dates(butler)
     json.dump({"universe": universe.version, "datasets": made}, sys.stdout)
     print()
+
+
+DATASETS_MANAGER = "lsst.daf.butler.registry.datasets.byDimensions.ByDimensionsDatasetRecordStorageManagerUUID"
+
+# UTC instants given to the datasets of a 1.0.0 repository, cycled in dataset id order:
+# sub-second values, the last microsecond of a year, and dates on either side of the
+# leap seconds of 2016-12-31 (TAI - UTC 36 s -> 37 s) and 2015-06-30 (35 s -> 36 s),
+# one from 1999 (32 s) and one before the first leap second of 1972 is not used:
+# daf_butler repositories hold no such dates.
+INGEST_DATES = [
+    "2024-03-05 06:07:08.123456",
+    "2023-12-31 23:59:59.999999",
+    "2017-01-01 00:00:00",
+    "2016-12-31 23:59:59.5",
+    "2015-06-30 12:00:00.000001",
+    "1999-01-01 00:00:00",
+    "2026-12-04 10:00:00.5",
+]
+
+
+def set_ingest_dates(butler) -> None:
+    """Sets dataset.ingest_date (a TIMESTAMP at 1.0.0) to INGEST_DATES, by plain SQL."""
+    import datetime
+
+    import sqlalchemy
+
+    db = butler._registry._db
+    table = sqlalchemy.Table("dataset", sqlalchemy.MetaData(schema=db.namespace), autoload_with=db._engine)
+    with db._engine.begin() as c:
+        ids = [r[0] for r in c.execute(sqlalchemy.select(table.c.id).order_by(table.c.id))]
+        for i, dataset_id in enumerate(ids):
+            when = datetime.datetime.fromisoformat(INGEST_DATES[i % len(INGEST_DATES)])
+            c.execute(table.update().where(table.c.id == dataset_id).values(ingest_date=when))
 
 
 # --- describe ---------------------------------------------------------------------
@@ -220,6 +271,7 @@ def describe(args) -> None:
                     "type": str(c["type"]).upper(),
                     "nullable": bool(c["nullable"]),
                     "autoincrement": c.get("autoincrement") is True,
+                    **({"default": c.get("default")} if args.defaults else {}),
                 }
                 for c in inspector.get_columns(name, schema=schema)
             },
@@ -370,6 +422,34 @@ def judge(args) -> None:
     print()
 
 
+def ingest_dates(args) -> None:
+    from lsst.daf.butler import Butler
+    from lsst.daf.butler.time_utils import TimeConverter
+
+    butler = Butler.from_config(args.root, writeable=True)
+    registry = butler.registry
+    manager = butler._registry._managers.datasets
+    out = {"datasets_version": str(manager.newSchemaVersion()), "ingest_dates": {}}
+    runs = [c for c in registry.queryCollections() if registry.getCollectionType(c).name == "RUN"]
+    converter = TimeConverter()
+    for dataset_type in sorted(t.name for t in registry.queryDatasetTypes()):
+        dimensions = registry.getDatasetType(dataset_type).dimensions
+        with butler.query() as q:
+            q = q.join_dataset_search(dataset_type, collections=runs)
+            rows = q.general(dimensions, dataset_fields={dataset_type: {"dataset_id", "ingest_date"}},
+                             find_first=False)
+            for row in rows:
+                when = row[f"{dataset_type}.ingest_date"]
+                utc = when.utc
+                utc.precision = 6
+                out["ingest_dates"][str(row[f"{dataset_type}.dataset_id"])] = {
+                    "tai_ns": converter.astropy_to_nsec(when),
+                    "utc": utc.isot,
+                }
+    json.dump(out, sys.stdout, indent=1, sort_keys=True)
+    print()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -379,21 +459,25 @@ def main() -> None:
     m.add_argument("--pg")
     m.add_argument("--schema")
     m.add_argument("--n", type=int, default=200, help="scale of the data set (exposures per instrument = N // 40, at least 2)")
+    m.add_argument("--datasets-version", help="the datasets manager's schema version (1.0.0 or 2.0.0; default: daf_butler's)")
     d = sub.add_parser("describe")
     d.add_argument("--sqlite")
     d.add_argument("--pg")
     d.add_argument("--schema")
+    d.add_argument("--defaults", action="store_true", help="include each column's server default")
     f = sub.add_parser("diff", help="differences between two describe outputs; exit 1 if any")
     f.add_argument("first")
     f.add_argument("second")
     j = sub.add_parser("judge")
     j.add_argument("--root", required=True)
+    i = sub.add_parser("ingest-dates")
+    i.add_argument("--root", required=True)
     args = p.parse_args()
     if args.command in ("make", "describe") and bool(args.pg) != bool(args.schema):
         p.error("--pg and --schema go together")
     if args.command == "describe" and not (args.sqlite or args.pg):
         p.error("describe needs --sqlite FILE or --pg URL --schema NAME")
-    {"make": make, "describe": describe, "diff": diff, "judge": judge}[args.command](args)
+    {"make": make, "describe": describe, "diff": diff, "judge": judge, "ingest-dates": ingest_dates}[args.command](args)
 
 
 if __name__ == "__main__":

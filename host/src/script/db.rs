@@ -482,15 +482,25 @@ impl Db {
             (c.quote_ident(&table), c.quote_ident(&key))
         };
         if lo == Value::Null {
-            let sql = format!("SELECT MIN({qk}) FROM {qt}");
+            // ORDER BY rather than MIN/MAX: PostgreSQL has no MIN or MAX over uuid.
+            let sql = format!("SELECT {qk} FROM {qt} WHERE {qk} IS NOT NULL ORDER BY {qk} LIMIT 1");
             let first = self.run(false, |c| c.query(&sql, &[]))?;
             lo = match first.rows.into_iter().next().and_then(|r| r.into_iter().next()) {
                 Some(Value::Int(i)) => Value::Int(i - 1),
                 Some(Value::Text(_)) => Value::Text(String::new()),
+                // A UUID key (PostgreSQL's uuid type) starts after the nil UUID, the
+                // smallest there is; a table whose smallest key is the nil UUID itself
+                // is refused rather than have that row skipped.
+                Some(Value::Uuid(u)) if u.is_nil() => {
+                    return Err(script_failure(format!(
+                        "db.batches: key {key} of {table} holds the nil UUID, which no batch can start before; use another key"
+                    )))
+                }
+                Some(Value::Uuid(_)) => Value::Uuid(uuid::Uuid::nil()),
                 Some(Value::Null) | None => Value::Null,
                 Some(other) => {
                     return Err(script_failure(format!(
-                        "db.batches: key {key} of {table} has values like {other}; use an integer or text key"
+                        "db.batches: key {key} of {table} has values like {other}; use an integer, text or UUID key"
                     )))
                 }
             };
@@ -518,7 +528,7 @@ impl Db {
             });
         }
         let bound_sql = format!(
-            "SELECT MAX({qk}) FROM (SELECT {qk} FROM {qt} WHERE {qk} > ? ORDER BY {qk} LIMIT ?) AS ferry_batch"
+            "SELECT {qk} FROM (SELECT {qk} FROM {qt} WHERE {qk} > ? ORDER BY {qk} LIMIT ?) AS ferry_batch ORDER BY {qk} DESC LIMIT 1"
         );
         loop {
             let mut s = self.session()?;

@@ -95,9 +95,11 @@ pub struct RealRepo {
     pg: Option<(String, String)>,
 }
 
-/// SQLite fixtures of this test process: universe -> the folder holding it.
-fn sqlite_fixtures() -> &'static Mutex<HashMap<u32, Arc<tempfile::TempDir>>> {
-    static F: OnceLock<Mutex<HashMap<u32, Arc<tempfile::TempDir>>>> = OnceLock::new();
+/// SQLite fixtures of this test process: (universe, extra `make` arguments) -> the
+/// folder holding it.
+type Fixtures = Mutex<HashMap<(u32, Vec<String>), Arc<tempfile::TempDir>>>;
+fn sqlite_fixtures() -> &'static Fixtures {
+    static F: OnceLock<Fixtures> = OnceLock::new();
     F.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -108,28 +110,40 @@ impl RealRepo {
     /// A repository at `universe` on `backend`; `None` (after a skip line) when Python,
     /// or PostgreSQL for the PostgreSQL backend, is not configured.
     pub fn make(test: &str, backend: Backend, universe: u32) -> Option<RealRepo> {
+        Self::make_with(test, backend, universe, &[])
+    }
+
+    /// Like [`RealRepo::make`], passing `extra` to `butler_tool.py make` (for example
+    /// `["--datasets-version", "1.0.0"]`).
+    pub fn make_with(
+        test: &str,
+        backend: Backend,
+        universe: u32,
+        extra: &[&str],
+    ) -> Option<RealRepo> {
         let python = python(test)?;
         let dir = tempfile::tempdir().expect("tempdir");
         match backend {
             Backend::Sqlite => {
                 let fixture = {
                     let mut map = sqlite_fixtures().lock().unwrap_or_else(|e| e.into_inner());
-                    map.entry(universe)
+                    let key = (universe, extra.iter().map(|a| a.to_string()).collect());
+                    map.entry(key)
                         .or_insert_with(|| {
                             let d = tempfile::tempdir().expect("tempdir");
                             let root = d.path().join("repo");
-                            tool(
-                                &python,
-                                &[
-                                    "make",
-                                    "--universe",
-                                    &universe.to_string(),
-                                    "--root",
-                                    root.to_str().unwrap(),
-                                    "--n",
-                                    N,
-                                ],
-                            );
+                            let universe = universe.to_string();
+                            let mut args = vec![
+                                "make",
+                                "--universe",
+                                &universe,
+                                "--root",
+                                root.to_str().unwrap(),
+                                "--n",
+                                N,
+                            ];
+                            args.extend_from_slice(extra);
+                            tool(&python, &args);
                             Arc::new(d)
                         })
                         .clone()
@@ -161,22 +175,23 @@ impl RealRepo {
                     python: python.clone(),
                     pg: Some((base.clone(), schema.clone())),
                 };
-                tool(
-                    &python,
-                    &[
-                        "make",
-                        "--universe",
-                        &universe.to_string(),
-                        "--root",
-                        root.to_str().unwrap(),
-                        "--n",
-                        N,
-                        "--pg",
-                        pg_plain(&base).as_str(),
-                        "--schema",
-                        &schema,
-                    ],
-                );
+                let universe = universe.to_string();
+                let plain = pg_plain(&base);
+                let mut args = vec![
+                    "make",
+                    "--universe",
+                    &universe,
+                    "--root",
+                    root.to_str().unwrap(),
+                    "--n",
+                    N,
+                    "--pg",
+                    plain.as_str(),
+                    "--schema",
+                    &schema,
+                ];
+                args.extend_from_slice(extra);
+                tool(&python, &args);
                 Some(repo)
             }
         }
@@ -230,27 +245,38 @@ impl RealRepo {
 
     /// The schema as `butler_tool.py describe` gives it (Ferry's tables left out).
     pub fn describe(&self) -> serde_json::Value {
-        let text = match &self.pg {
-            None => tool(
-                &self.python,
-                &[
-                    "describe",
-                    "--sqlite",
-                    self.root().join("gen3.sqlite3").to_str().unwrap(),
-                ],
-            ),
-            Some((base, schema)) => tool(
-                &self.python,
-                &[
-                    "describe",
-                    "--pg",
-                    pg_plain(base).as_str(),
-                    "--schema",
-                    schema,
-                ],
-            ),
-        };
-        serde_json::from_str(&text).expect("describe prints JSON")
+        self.describe_with(&[])
+    }
+
+    /// The schema with every column's server default too (`describe --defaults`).
+    pub fn describe_with_defaults(&self) -> serde_json::Value {
+        self.describe_with(&["--defaults"])
+    }
+
+    fn describe_with(&self, extra: &[&str]) -> serde_json::Value {
+        let file = self.root().join("gen3.sqlite3");
+        let mut args = vec!["describe"];
+        let plain;
+        match &self.pg {
+            None => args.extend(["--sqlite", file.to_str().unwrap()]),
+            Some((base, schema)) => {
+                plain = pg_plain(base);
+                args.extend(["--pg", plain.as_str(), "--schema", schema]);
+            }
+        }
+        args.extend_from_slice(extra);
+        serde_json::from_str(&tool(&self.python, &args)).expect("describe prints JSON")
+    }
+
+    /// Every dataset's ingest_date as daf_butler's query system returns it
+    /// (`butler_tool.py ingest-dates`: TAI nanoseconds and UTC text by dataset id) and
+    /// the datasets manager's schema version.
+    pub fn ingest_dates(&self) -> serde_json::Value {
+        let text = tool(
+            &self.python,
+            &["ingest-dates", "--root", self.root().to_str().unwrap()],
+        );
+        serde_json::from_str(&text).expect("ingest-dates prints JSON")
     }
 
     /// What the real daf_butler reports when it opens the repository read-write.
