@@ -279,16 +279,25 @@ struct Parsed {
     functions: Vec<(String, usize)>,
 }
 
-/// Compiles `source` without running it and collects the top-level constants named in
-/// `fields`. Constants with other names are the script's own business and are ignored.
-fn parse(path: &Path, source: &str, fields: &[&'static str]) -> Result<Parsed, Vec<MetadataError>> {
+/// The engine that reads scripts without running them (headers, probes' `TREE`, imports,
+/// declared steps): every such reader uses this one, so that a file one of them can
+/// parse the others can too.
+pub(crate) fn parse_engine() -> Engine {
     // A raw engine registers no packages; compiling never resolves `import`s (they are
     // resolved when the script runs), and no optimisation may fold or drop constants.
     let mut engine = Engine::new_raw();
     engine.set_optimization_level(OptimizationLevel::None);
-    // Scripts nest maps in arrays in calls (table definitions); debug builds of Rhai
-    // default to a depth of 16 inside functions, far too little for that.
+    // Scripts nest maps in arrays in calls (table definitions) and loops in conditions
+    // in functions (probes); debug builds of Rhai default to a depth of 16 inside
+    // functions, far too little for that.
     engine.set_max_expr_depths(256, 256);
+    engine
+}
+
+/// Compiles `source` without running it and collects the top-level constants named in
+/// `fields`. Constants with other names are the script's own business and are ignored.
+fn parse(path: &Path, source: &str, fields: &[&'static str]) -> Result<Parsed, Vec<MetadataError>> {
+    let engine = parse_engine();
     let ast = engine.compile(source).map_err(|e| {
         let pos = e.position();
         vec![MetadataError::Syntax {

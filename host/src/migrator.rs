@@ -1154,8 +1154,7 @@ impl Migrator {
 /// [`crate::offline::data_dependent_calls`]); a file that cannot be read or compiled
 /// counts as reading.
 fn reads_the_database(m: &RevisionMeta) -> bool {
-    let mut engine = rhai::Engine::new();
-    engine.set_max_expr_depths(256, 256);
+    let engine = crate::metadata::parse_engine();
     std::fs::read_to_string(&m.path)
         .ok()
         .and_then(|text| engine.compile(&text).ok())

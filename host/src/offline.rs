@@ -129,9 +129,7 @@ pub fn steps_of_file(path: &std::path::Path) -> Vec<String> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return vec![];
     };
-    let mut engine = rhai::Engine::new_raw();
-    engine.set_max_expr_depths(256, 256);
-    engine
+    crate::metadata::parse_engine()
         .compile(&text)
         .map(|ast| declared_steps(&ast))
         .unwrap_or_default()

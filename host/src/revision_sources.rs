@@ -13,7 +13,7 @@
 
 use crate::metadata::{checksum, RevisionMeta};
 use crate::script::hooks::HookSet;
-use rhai::{ASTNode, Engine, Expr, OptimizationLevel, Stmt};
+use rhai::{ASTNode, Expr, Stmt};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -123,10 +123,7 @@ fn read(path: &Path, root: &Path, kind: SourceKind) -> SourceFile {
 /// The names a script imports (`import "name"`, anywhere in the file), in order.
 /// A file that does not compile imports nothing here (running it fails anyway).
 fn imported_names(text: &str) -> Vec<String> {
-    let mut engine = Engine::new_raw();
-    engine.set_optimization_level(OptimizationLevel::None);
-    engine.set_max_expr_depths(256, 256);
-    let Ok(ast) = engine.compile(text) else {
+    let Ok(ast) = crate::metadata::parse_engine().compile(text) else {
         return Vec::new();
     };
     let mut names = Vec::new();

@@ -100,7 +100,9 @@ fn status_text_snapshot() {
         "database: sqlite:repo.db\n\
          TREE   CURRENT  VERSION  HEAD     PENDING\n\
          audit  -        -        audit-1  1\n\
-         shop   shop-1   1        shop-2   1\n"
+         shop   shop-1   1        shop-2   1\n\
+         \n\
+         statement timeout: 600 s (limits.statement_timeout_seconds)\n"
     );
 }
 

@@ -427,8 +427,9 @@ fn a_sql_file_shipped_with_the_plugin_is_the_starting_state() {
     assert!(run.stderr.contains("start.sql: "), "{}", run.describe());
 }
 
-/// A plugin revision that joins a core tree cannot be downgraded on its own:
-/// `ferry test` refuses the plugin before anything runs, naming the file.
+/// A plugin revision that joins a core tree is refused before anything runs, naming
+/// the file, the tree and the root that owns it (the core tree does not declare
+/// `OPEN_TO_PLUGINS`).
 #[test]
 fn a_plugin_revision_in_a_core_tree_is_refused() {
     let dir = copy_of_example();
@@ -444,7 +445,10 @@ fn a_plugin_revision_in_a_core_tree_is_refused() {
     let run = ferry_test_copy(&plugin).code(2);
     assert!(
         run.stderr
-            .contains("obs_test-dims.rhai puts revision obs_test-dims into tree dimensions"),
+            .contains("obs_test-dims.rhai:1: revision obs_test-dims (root ")
+            && run
+                .stderr
+                .contains("joins tree dimensions, which belongs to root "),
         "{}",
         run.describe()
     );

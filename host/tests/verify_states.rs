@@ -689,7 +689,7 @@ fn a_v1_repository_made_without_ferry_is_recognised_by_the_reference_probes() {
             assert_eq!(
                 t.recognised.as_ref().unwrap().revision.as_deref(),
                 Some(rev),
-                "{backend:?}"
+                "{backend:?} {t:#?}"
             );
         }
         // The plugin's own tree has no probe and no DIGEST: as `ferry adopt` does,

@@ -115,8 +115,7 @@ pub fn status(s: &Status) -> String {
     }
     if let Some(t) = s.statement_timeout_seconds {
         out.push_str(&format!(
-            "\nstatement timeout: {t} s (limits.statement_timeout_seconds; a revision's \
-             STATEMENT_TIMEOUT_SECONDS or a step's timeout_seconds overrides it)\n"
+            "\nstatement timeout: {t} s (limits.statement_timeout_seconds)\n"
         ));
     }
     if !s.changed.is_empty() {

@@ -707,6 +707,6 @@ fn first_line(text: &str) -> &str {
 /// The tree a probe file declares (`const TREE = "…"`), read without running it.
 fn probe_tree(probe: &ModuleFile) -> Option<String> {
     let text = std::fs::read_to_string(&probe.path).ok()?;
-    let ast = rhai::Engine::new().compile(&text).ok()?;
+    let ast = crate::metadata::parse_engine().compile(&text).ok()?;
     crate::stamp::declared_tree(&ast)
 }
