@@ -35,7 +35,7 @@ pub enum ConfigError {
 /// Checks the values `load` knows the type of (the sandbox limits) as each layer is
 /// read, so that an error says which file or `--set` holds the bad value.
 fn check_known(config: &ConfigMap, origin: impl FnOnce() -> String) -> Result<(), ConfigError> {
-    match limits(config) {
+    match limits(config).and_then(|_| jobs(config)) {
         Ok(_) => Ok(()),
         Err(e) => Err(ConfigError::From {
             origin: origin(),
@@ -230,6 +230,30 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
         prev = row;
     }
     prev[b.len()]
+}
+
+/// The configuration key of how many steps may run at the same time (`--jobs`).
+pub const JOBS_KEY: &str = "jobs";
+
+/// The most steps `jobs` may ask to run at the same time.
+pub const MAX_JOBS: u64 = 64;
+
+/// `jobs`: how many steps that may run concurrently (the table steps of
+/// `schema::rewrite_tables(…, #{ steps: true })`) run at the same time, each on its own
+/// connection of a pool (PostgreSQL; SQLite runs steps one at a time). `None` when
+/// unset: the backend's default ([`crate::backend::Connection::default_jobs`]).
+pub fn jobs(config: &ConfigMap) -> Result<Option<usize>, ConfigError> {
+    match config.get(JOBS_KEY) {
+        None => Ok(None),
+        Some(toml::Value::Integer(i)) if *i >= 1 && (*i as u64) <= MAX_JOBS => {
+            Ok(Some(*i as usize))
+        }
+        Some(other) => Err(ConfigError::Type {
+            key: JOBS_KEY.to_string(),
+            expected: "a whole number from 1 to 64",
+            found: other.to_string(),
+        }),
+    }
 }
 
 /// The sandbox limits, from `limits.*` keys over the defaults:

@@ -81,6 +81,8 @@ impl Tally {
 
 struct Harness {
     backend: &'static str,
+    /// `--jobs N` for every run, or the default.
+    jobs: Option<u64>,
     settings: KillSettings,
     dice: Dice,
     tally: Tally,
@@ -89,7 +91,11 @@ struct Harness {
 impl Harness {
     fn command(&self, db: &TestDb, phase: Phase) -> std::process::Command {
         let target = (phase == Phase::ToV2).then_some(UUID_REVISION);
-        reference::upgrade(db, "10", self.settings.batch, target)
+        let mut cmd = reference::upgrade(db, "10", self.settings.batch, target);
+        if let Some(jobs) = self.jobs {
+            cmd.arg("--jobs").arg(jobs.to_string());
+        }
+        cmd
     }
 
     fn pick(&mut self, c: Calibration) -> KillAt {
@@ -303,17 +309,31 @@ impl Harness {
 }
 
 fn kill_at_any_moment(backend: Backend, source: Source) {
-    let name = match (backend, source) {
-        (Backend::Sqlite, Source::Ferry) => "sqlite",
-        (Backend::Postgres, Source::Ferry) => "postgres",
-        (Backend::Sqlite, Source::Foreign) => "sqlite, foreign v1",
-        (Backend::Postgres, Source::Foreign) => "postgres, foreign v1",
+    kill_at_any_moment_with(backend, source, None);
+}
+
+/// The harness with `--jobs N` given to every run (`None`: the default).
+fn kill_at_any_moment_with(backend: Backend, source: Source, jobs: Option<u64>) {
+    let name = match (backend, source, jobs) {
+        (Backend::Postgres, Source::Ferry, Some(_)) => "postgres, --jobs 2",
+        (Backend::Sqlite, Source::Ferry, _) => "sqlite",
+        (Backend::Postgres, Source::Ferry, None) => "postgres",
+        (Backend::Sqlite, Source::Foreign, _) => "sqlite, foreign v1",
+        (Backend::Postgres, Source::Foreign, _) => "postgres, foreign v1",
     };
     if backend == Backend::Postgres && common::pg_base_url().is_none() {
         eprintln!("kill harness: PostgreSQL skipped, FERRY_TEST_PG_URL is not set");
         return;
     }
     let mut settings = KillSettings::from_env();
+    if jobs.is_some() {
+        // Parallel table steps get a few kills of their own by default (FERRY_PARALLEL_KILLS).
+        settings.kills = settings::env_u64("FERRY_PARALLEL_KILLS", 5) as usize;
+        eprintln!(
+            "[{name}] FERRY_PARALLEL_KILLS={} (FERRY_KILLS is for the default)",
+            settings.kills
+        );
+    }
     if source == Source::Foreign {
         // The second kind of repository gets fewer kills by default (FERRY_FOREIGN_KILLS).
         settings.kills = settings::env_u64("FERRY_FOREIGN_KILLS", 5) as usize;
@@ -327,6 +347,7 @@ fn kill_at_any_moment(backend: Backend, source: Source) {
     let maker = V1Maker::from_source(source, backend, "faults_kill", settings.n, 7);
     let mut harness = Harness {
         backend: name,
+        jobs,
         settings,
         dice: Dice::new(settings.seed),
         tally: Tally::default(),
@@ -377,6 +398,13 @@ fn sqlite_survives_kills_at_any_moment() {
 #[test]
 fn postgres_survives_kills_at_any_moment() {
     kill_at_any_moment(Backend::Postgres, Source::Ferry);
+}
+
+/// The table steps of the int → UUID rewrite run two at a time, each on its own pooled
+/// connection: a kill loses only the uncommitted work of the steps running then.
+#[test]
+fn postgres_with_jobs_2_survives_kills_at_any_moment() {
+    kill_at_any_moment_with(Backend::Postgres, Source::Ferry, Some(2));
 }
 
 /// The same on a repository Ferry did not make (`tests/fixtures/foreign_v1`, adopted).

@@ -20,6 +20,7 @@ pub use schema_change::{
 pub use url::{DbUrl, UrlError};
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The database family a connection talks to.
@@ -313,12 +314,43 @@ pub trait Connection {
     /// SQLite rebuilds the table where `ALTER TABLE` cannot do the change.
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError>;
 
+    // --- connections for steps that run in parallel (see `script::parallel_steps`) ---
+
+    /// How many steps may run at the same time when the configuration does not say
+    /// (`jobs`): 1 where a backend runs steps one at a time (SQLite). PostgreSQL does not
+    /// report its cores, so it takes `max_parallel_workers` (which an administrator sizes
+    /// to the server's cores), bounded by this machine's cores when the server runs here
+    /// (a loopback address or a Unix socket), capped at [`MAX_DEFAULT_JOBS`].
+    fn default_jobs(&mut self) -> Result<usize, DbError> {
+        Ok(1)
+    }
+
+    /// A pool of up to `jobs` further connections to the same database and namespace,
+    /// each for one step in its own transaction while this connection holds the
+    /// migration lock; `None` where steps run one at a time (SQLite, or a connection an
+    /// application lent). The pool is made on the first call and kept.
+    fn step_workers(&mut self, _jobs: usize) -> Result<Option<Arc<dyn StepWorkers>>, DbError> {
+        Ok(None)
+    }
+
     // --- the migration lock (see ledger.rs for the recorded holder) ---
 
     /// Tries once to take the migration lock without waiting.
     fn try_lock(&mut self, holder: &LockHolder) -> Result<LockAttempt, DbError>;
     /// Releases the lock if this connection holds it.
     fn unlock(&mut self) -> Result<(), DbError>;
+}
+
+/// The largest number of parallel steps Ferry picks by itself (`--jobs` may ask for more).
+pub const MAX_DEFAULT_JOBS: usize = 4;
+
+/// Hands out connections for parallel steps ([`Connection::step_workers`]). Each
+/// connection is set up as the coordinating one is (namespace, statement timeout,
+/// session checks before each commit) but never takes the migration lock: the
+/// coordinating connection holds it for all of them.
+pub trait StepWorkers: Send + Sync {
+    /// A connection of the pool, waiting for one to be free.
+    fn connection(&self) -> Result<Box<dyn Connection + Send>, DbError>;
 }
 
 /// Runs `f` in the connection's open transaction, or else in one of its own that commits

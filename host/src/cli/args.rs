@@ -46,6 +46,12 @@ pub struct Global {
     /// Progress output: a bar on a terminal (auto), plain lines, JSON lines, or none.
     #[arg(long, value_enum, global = true, default_value = "auto")]
     pub progress: ProgressMode,
+    /// Steps that may run at the same time (the table steps of a table rewrite) run on
+    /// up to N pooled connections (PostgreSQL; SQLite runs steps one at a time). Default:
+    /// the config key `jobs`, else the server's max_parallel_workers, at most this
+    /// machine's cores for a local server, at most 4. Dry runs and --sql run steps in turn.
+    #[arg(long, value_name = "N", global = true, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub jobs: Option<u64>,
     /// How long to wait for another migrator's lock before giving up (seconds).
     #[arg(long, value_name = "SECONDS", global = true, default_value_t = 10.0)]
     pub lock_timeout: f64,

@@ -20,7 +20,10 @@ pub const EXIT_NOT_CURRENT: i32 = 3;
 
 fn migrator(g: &Global) -> Result<Migrator, Error> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let config = ferry::config::load(g.config.as_deref(), &cwd, &g.set)?;
+    // `--jobs N` is the command-line form of the `jobs` key, above the file and `--set`.
+    let mut sets = g.set.clone();
+    sets.extend(g.jobs.map(|n| format!("{}={n}", ferry::config::JOBS_KEY)));
+    let config = ferry::config::load(g.config.as_deref(), &cwd, &sets)?;
     let limits = ferry::config::limits(&config)?;
     let default_file = cwd.join("ferry.toml");
     let sources = ferry::lint::ConfigSources {

@@ -21,6 +21,7 @@ mod guard;
 pub mod hooks;
 pub mod introspect;
 pub mod log;
+mod parallel_steps;
 mod resolver;
 pub mod rewrite_steps;
 pub mod schema;

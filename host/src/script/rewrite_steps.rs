@@ -8,6 +8,10 @@
 //! ([`SchemaChange::SwapRewritten`]). Every step checks foreign keys at its commit. Until
 //! the swap commits, the old tables are as they were, so the repository is consistent
 //! (and readable by code that knows only the old schema) after every commit.
+//!
+//! With `jobs` above 1 on a backend with a step pool (PostgreSQL), the table steps run
+//! at the same time where their keys allow (`parallel_steps.rs`); the swap runs on the
+//! coordinating connection after all of them.
 
 use super::db::{Db, StepOptions};
 use super::error::{host_failure, script_failure};
@@ -45,7 +49,18 @@ pub fn run(session: &SharedSession, rewrites: Vec<TableRewrite>) -> Res<()> {
         checked.map_err(|e| host_failure(&mut s, e))?
     };
     let set: Vec<String> = ordered.iter().map(|r| r.table.clone()).collect();
-    for rw in &ordered {
+    let parallel = {
+        let mut s = db.session()?;
+        let pool = super::parallel_steps::pool_for(&mut s, &ordered);
+        match pool.map_err(|e| host_failure(&mut s, e))? {
+            Some((pool, jobs)) => {
+                super::parallel_steps::run(&mut s, &ordered, &set, pool, jobs)?;
+                true
+            }
+            None => false,
+        }
+    };
+    for rw in ordered.iter().filter(|_| !parallel) {
         let _ = db.run_step(
             &table_step(&rw.table),
             StepOptions::keys_checked_at_commit(),

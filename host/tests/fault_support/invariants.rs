@@ -251,7 +251,8 @@ fn attribute(conn: &mut dyn Connection, name: &str) -> Option<String> {
 }
 
 /// `datasets-uuid-1.0.0` against the schema: each step's effect is present exactly when
-/// the step is committed, the steps committed form a prefix of the script's order, and
+/// the step is committed, the steps committed form a prefix of the script's order (the
+/// table steps, which may run at the same time, only after the tables they reference), and
 /// the id map holds exactly the datasets up to the recorded cursor, with a batch count
 /// that matches (a batch applied twice, or one committed without its cursor, shows).
 /// Each table's rewrite step committed (and the swap not) ⇔ its rewritten copy exists,
@@ -275,14 +276,34 @@ pub fn uuid_revision(
     let committed = |step: &str| view.committed(UUID_REVISION, step);
     let [create, map_ids, removed] = UUID_MAP_STEPS;
     let steps = uuid_steps();
-    for pair in steps.windows(2) {
-        expect(
-            !committed(&pair[1]) || committed(&pair[0]),
-            format!(
-                "step {:?} is committed but the earlier {:?} is not",
-                pair[1], pair[0]
-            ),
-        );
+    // Table steps may run at the same time (`--jobs`), so they may commit in any order
+    // among themselves, except that a table's step follows the steps of the tables of
+    // the rewrite it references; every other step follows every earlier one.
+    let table_of = |step: &str| {
+        step.strip_prefix("rewrite ")
+            .filter(|t| rewritten_tables().iter().any(|(r, _)| r == t))
+            .map(str::to_string)
+    };
+    let must_precede = |conn: &mut dyn Connection, earlier: &str, later: &str| match (
+        table_of(earlier),
+        table_of(later),
+    ) {
+        (Some(parent), Some(child)) => conn
+            .foreign_keys(&child)
+            .expect("foreign keys")
+            .iter()
+            .any(|k| k.referenced_table == parent),
+        _ => true,
+    };
+    for (i, later) in steps.iter().enumerate() {
+        for earlier in &steps[..i] {
+            if committed(later) && !committed(earlier) && must_precede(conn, earlier, later) {
+                expect(
+                    false,
+                    format!("step {later:?} is committed but the earlier {earlier:?} is not"),
+                );
+            }
+        }
     }
     let map_exists = conn.table_exists(UUID_MAP).expect("introspect");
     expect(

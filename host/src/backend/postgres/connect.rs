@@ -32,6 +32,8 @@ use crate::backend::pg_runtime::IoRuntime;
 pub enum PgClient {
     Own(Client),
     Pooled(deadpool_postgres::ClientWrapper),
+    /// Checked out of Ferry's own step pool (`workers.rs`), back to it when dropped.
+    Checkout(deadpool_postgres::Object),
 }
 
 impl std::ops::Deref for PgClient {
@@ -40,6 +42,7 @@ impl std::ops::Deref for PgClient {
         match self {
             PgClient::Own(c) => c,
             PgClient::Pooled(c) => c,
+            PgClient::Checkout(c) => c,
         }
     }
 }
@@ -72,6 +75,7 @@ impl TlsMode {
 }
 
 /// How to connect: the driver's configuration and the TLS connector.
+#[derive(Clone)]
 pub struct Settings {
     pub config: Config,
     pub tls: MakeTlsConnector,

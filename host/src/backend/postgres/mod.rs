@@ -21,6 +21,7 @@ mod introspect;
 mod rewrite;
 mod session;
 mod values;
+mod workers;
 
 use std::collections::HashMap;
 use std::pin::pin;
@@ -69,6 +70,11 @@ pub struct PgConnection {
     client_check: bool,
     /// The session as Ferry set it up (see `session.rs`), checked before each commit.
     session: Option<String>,
+    /// How this connection was made, for the pool of parallel steps (`None` for a
+    /// connection an application made or lent: its steps run one at a time).
+    settings: Option<connect::Settings>,
+    /// The pool of parallel steps, once asked for (`workers.rs`).
+    workers: Option<std::sync::Arc<workers::PgStepWorkers>>,
 }
 
 /// The text of a driver error, with the server's message, detail and hint.
@@ -153,10 +159,13 @@ impl PgConnection {
         settings.config.application_name(application_name());
         let runtime = IoRuntime::new()
             .map_err(|e| connect_error(format!("cannot start the I/O runtime: {e}")))?;
+        let kept = settings.clone();
         let (client, task) = runtime
             .block_on(connect::connect(settings, &runtime))
             .map_err(|e| connect_error(error_text(&e)))?;
-        Self::enter(PgClient::Own(client), Some(task), runtime, schema, &shown)
+        let mut conn = Self::enter(PgClient::Own(client), Some(task), runtime, schema, &shown)?;
+        conn.settings = Some(kept);
+        Ok(conn)
     }
 
     /// A connection made by an application's pool's manager (see
@@ -242,6 +251,8 @@ impl PgConnection {
             timeout_set: false,
             client_check,
             session: None,
+            settings: None,
+            workers: None,
         };
         conn.remember_session()?;
         Ok(conn)
@@ -697,6 +708,59 @@ impl Connection for PgConnection {
 
     fn superuser(&mut self) -> Result<Option<String>, DbError> {
         self.superuser_role()
+    }
+
+    fn default_jobs(&mut self) -> Result<usize, DbError> {
+        // The server's own parallel workers, and this machine's cores when the server
+        // runs here (a Unix socket has no server address).
+        let rows = self.catalogue(
+            "SELECT current_setting('max_parallel_workers')::int, \
+             coalesce(inet_server_addr() <<= inet '127.0.0.0/8' \
+                      OR inet_server_addr() = inet '::1', true)",
+            &[],
+        )?;
+        let (workers, local) = rows
+            .first()
+            .map(|r| (r.get::<_, i32>(0), r.get::<_, bool>(1)))
+            .unwrap_or((1, false));
+        let mut jobs = (workers.max(1) as usize).min(crate::backend::MAX_DEFAULT_JOBS);
+        if local {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            jobs = jobs.min(cores);
+        }
+        Ok(jobs)
+    }
+
+    fn step_workers(
+        &mut self,
+        jobs: usize,
+    ) -> Result<Option<std::sync::Arc<dyn crate::backend::StepWorkers>>, DbError> {
+        // Inside an application's runtime the pool's own runtime could neither be
+        // waited on nor dropped: steps run one at a time there.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Ok(None);
+        }
+        if self.workers.is_none() {
+            let Some(settings) = self.settings.clone() else {
+                return Ok(None);
+            };
+            let timeout = if self.timeout_set {
+                self.statement_timeout
+            } else {
+                None
+            };
+            self.workers = Some(std::sync::Arc::new(workers::PgStepWorkers::new(
+                settings,
+                jobs,
+                &self.schema,
+                &self.shown,
+                timeout,
+            )?));
+        }
+        Ok(self
+            .workers
+            .clone()
+            .map(|w| w as std::sync::Arc<dyn crate::backend::StepWorkers>))
     }
 
     fn tables(&mut self, like_pattern: &str) -> Result<Vec<String>, DbError> {

@@ -191,7 +191,12 @@ pub fn prepare(
     let primary_key = conn.primary_key(t)?;
     let uniques = conn.unique_constraints(t)?;
     let indexes = conn.indexes(t)?;
-    let foreign_keys = conn.foreign_keys(t)?;
+    let mut foreign_keys = conn.foreign_keys(t)?;
+    // Added in the order of the tables they reference: each takes a lock on its table
+    // until the commit, and steps running at the same time (`script::parallel_steps`)
+    // that take them in one order cannot deadlock.
+    foreign_keys
+        .sort_by(|a, b| (&a.referenced_table, &a.name).cmp(&(&b.referenced_table, &b.name)));
     let identities = identity_columns(conn, t)?;
     let before = count(conn, t)?;
 

@@ -158,6 +158,9 @@ enum Command {
         backend: Backend,
         #[arg(long)]
         db: String,
+        /// The pure-SQL bound instead: one SQL script the server runs (PostgreSQL).
+        #[arg(long)]
+        sql_script: bool,
     },
     /// (internal) Runs the native bulk insert on one database; the parent times it.
     #[command(hide = true)]
@@ -205,7 +208,11 @@ fn main() -> ExitCode {
             runs,
             env,
         } => all(&env, &backend, n, rows.unwrap_or(n), seed, runs),
-        Command::Native { backend, db } => native::run(backend, &db),
+        Command::Native {
+            backend,
+            db,
+            sql_script,
+        } => native::run(backend, &db, sql_script),
         Command::NativeBulk { backend, db, rows } => native::bulk::run(backend, &db, rows),
         Command::Measure { report, command } => process::measure(&report, &command),
     };

@@ -5,6 +5,10 @@
 //!   over the project's `scripts/` and `plugins/` (ledger, steps and batch checkpoints
 //!   included), with `--progress json` giving the time of each step;
 //! - the native migration (`ferry-bench native`, see `native/`);
+//! - on PostgreSQL, the scripted migration again with `--jobs 1` (its table steps one
+//!   after another on one connection), beside the default (up to `jobs` table steps at
+//!   once on pooled connections), with the ratio of the two and of the default to the
+//!   native peer, and the server's settings;
 //! - optionally the scripted migration again with one checkpoint per step
 //!   (`--set datasets.uuid_batch_size=` more than N), for the cost of batch checkpoints;
 //!
@@ -47,6 +51,42 @@ struct BackendResult {
     backend: Backend,
     runs: Vec<Run>,
     batches: u64,
+    /// The server's settings that bear on the figures (PostgreSQL).
+    settings: Vec<(String, String)>,
+}
+
+/// The PostgreSQL settings printed with the figures.
+const SERVER_SETTINGS: [&str; 8] = [
+    "server_version",
+    "max_worker_processes",
+    "max_parallel_workers",
+    "shared_buffers",
+    "work_mem",
+    "maintenance_work_mem",
+    "synchronous_commit",
+    "ssl",
+];
+
+fn server_settings(url: &str) -> Result<Vec<(String, String)>, String> {
+    let mut conn = target::connect(url)?;
+    SERVER_SETTINGS
+        .iter()
+        .map(|name| {
+            let rows = conn
+                .query(&format!("SHOW {name}"), &[])
+                .map_err(|e| e.to_string())?;
+            let value = rows
+                .rows
+                .first()
+                .and_then(|r| r.first())
+                .map(|v| match v {
+                    ferry::backend::Value::Text(t) => t.clone(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_default();
+            Ok((name.to_string(), value))
+        })
+        .collect()
 }
 
 pub fn run(
@@ -172,6 +212,12 @@ fn one_backend(
             vec!["scripted"]
         }
     };
+    if backend == Backend::Postgres {
+        labels.insert(1, "scripted_jobs1");
+        if source == Source::Ferry {
+            labels.push("pure_sql");
+        }
+    }
     if checkpoint_cost {
         labels.push("scripted_single");
     }
@@ -220,13 +266,16 @@ fn one_backend(
     for (label, db) in labels.iter().zip(&databases) {
         eprintln!("{}: running {label} ...", backend.name());
         let measured = match *label {
-            "native" => {
+            "native" | "pure_sql" => {
                 let mut cmd = Command::new(target::bench_binary()?);
                 cmd.arg("native")
                     .arg("--backend")
                     .arg(backend.name())
                     .arg("--db")
                     .arg(db.url());
+                if *label == "pure_sql" {
+                    cmd.arg("--sql-script");
+                }
                 process::run(cmd)?
             }
             _ => {
@@ -236,6 +285,9 @@ fn one_backend(
                     .arg(db.url())
                     .arg("--progress")
                     .arg("json");
+                if *label == "scripted_jobs1" {
+                    cmd.arg("--jobs").arg("1");
+                }
                 if *label == "scripted_single" {
                     cmd.arg("--set")
                         .arg(format!("datasets.uuid_batch_size={}", scale.n + 1));
@@ -245,7 +297,7 @@ fn one_backend(
             }
         }
         .success(label)?;
-        let parts = if *label == "native" {
+        let parts = if *label == "native" || *label == "pure_sql" {
             native_phases(&measured.stdout)
         } else {
             scripted_steps(&measured.stderr)
@@ -267,10 +319,15 @@ fn one_backend(
         .find(|r| r.label == "scripted")
         .map(|r| batches_run(&r.measured.stderr, "map dataset ids"))
         .unwrap_or(0);
+    let settings = match backend {
+        Backend::Postgres => server_settings(&databases[0].url())?,
+        Backend::Sqlite => Vec::new(),
+    };
     Ok(BackendResult {
         backend,
         runs,
         batches,
+        settings,
     })
 }
 
@@ -333,7 +390,7 @@ fn print_results(results: &[BackendResult], n: u64) {
         let native = r.runs.iter().find(|x| x.label == "native");
         for run in &r.runs {
             let vs = match (run.label, native) {
-                ("native", _) | (_, None) => "-".to_string(),
+                ("native" | "pure_sql", _) | (_, None) => "-".to_string(),
                 (_, Some(nat)) => ratio(run.wall(), nat.wall()),
             };
             main.row(vec![
@@ -341,6 +398,8 @@ fn print_results(results: &[BackendResult], n: u64) {
                 match run.label {
                     "scripted" => "scripted (ferry upgrade)".into(),
                     "scripted_single" => "scripted, one checkpoint per step".into(),
+                    "scripted_jobs1" => "scripted, --jobs 1".into(),
+                    "pure_sql" => "pure SQL script (server-side)".into(),
                     other => other.into(),
                 },
                 seconds(run.wall()),
@@ -375,6 +434,53 @@ fn print_results(results: &[BackendResult], n: u64) {
             }
         }
         parts.print();
+    }
+
+    let mut parallel = Table::new(
+        format!(
+            "parallel table steps, N = {n}: default --jobs vs --jobs 1 vs the pure-SQL \
+             script (goals: default <= 0.75 x --jobs 1, <= 0.8 x pure SQL)"
+        ),
+        &[
+            "backend",
+            "default wall s",
+            "--jobs 1 wall s",
+            "pure SQL wall s",
+            "native wall s",
+            "default / --jobs 1",
+            "default / pure SQL",
+            "default / native",
+        ],
+    );
+    for r in results {
+        let wall = |label: &str| r.runs.iter().find(|x| x.label == label).map(Run::wall);
+        let (Some(default), Some(one)) = (wall("scripted"), wall("scripted_jobs1")) else {
+            continue;
+        };
+        let show = |v: Option<f64>| v.map(seconds).unwrap_or_else(|| "-".into());
+        let versus = |v: Option<f64>| {
+            v.map(|v| format!("{:.2}", default / v))
+                .unwrap_or_else(|| "-".into())
+        };
+        parallel.row(vec![
+            r.backend.name().into(),
+            seconds(default),
+            seconds(one),
+            show(wall("pure_sql")),
+            show(wall("native")),
+            format!("{:.2}", default / one),
+            versus(wall("pure_sql")),
+            versus(wall("native")),
+        ]);
+    }
+    parallel.print();
+    for r in results.iter().filter(|r| !r.settings.is_empty()) {
+        let shown: Vec<String> = r
+            .settings
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
+        println!("{} server: {}", r.backend.name(), shown.join(", "));
     }
 
     let mut cost = Table::new(

@@ -12,6 +12,7 @@
 
 pub mod bulk;
 pub mod postgres;
+mod sql_script;
 mod sqlite;
 
 use std::time::{Duration, Instant};
@@ -72,9 +73,17 @@ impl Phases {
     }
 }
 
-pub fn run(backend: Backend, db: &str) -> Result<(), String> {
+/// Runs the native migration, or with `sql_script` the pure-SQL bound (PostgreSQL only,
+/// `sql_script.rs`).
+pub fn run(backend: Backend, db: &str, sql_script: bool) -> Result<(), String> {
     let url = DbUrl::parse(db).map_err(|e| e.to_string())?;
     let phases = match (backend, url) {
+        (Backend::Postgres, DbUrl::Postgres { conninfo, schema }) if sql_script => {
+            sql_script::migrate(&conninfo, &schema)?
+        }
+        (Backend::Sqlite, _) if sql_script => {
+            return Err("the pure-SQL bound is written for PostgreSQL".into())
+        }
         (Backend::Sqlite, DbUrl::Sqlite { path }) => sqlite::migrate(&path)?,
         (Backend::Postgres, DbUrl::Postgres { conninfo, schema }) => {
             postgres::migrate(&conninfo, &schema)?

@@ -1,0 +1,271 @@
+//! Parallel steps (`--jobs`): the table steps of `schema::rewrite_tables(…, #{ steps:
+//! true })` run at the same time on PostgreSQL, each on its own pooled connection and in
+//! its own transaction, through the real binary, with the fixture tree
+//! `tests/fixtures/trees/parallel_steps` (a parent, two tables that reference it, and a
+//! table that references one of those).
+//!
+//! - On PostgreSQL with `--jobs 2` the two children's steps are open at the same time,
+//!   a table's step starts only after the steps of the tables it references committed,
+//!   and the result is the same as with `--jobs 1`; SQLite runs the same script one
+//!   step at a time.
+//! - A step that fails while another runs leaves the other's commit standing; the rerun
+//!   skips every committed step and runs the rest.
+//! - A bad `jobs` value is refused, naming the key, before anything runs.
+
+mod common;
+
+use common::{Backend, TestDb};
+
+const N: i64 = 2000;
+const REVISION: &str = "registry-2";
+
+fn root() -> std::path::PathBuf {
+    common::fixture("parallel_steps").join("scripts")
+}
+
+/// The JSON lines of a run's output.
+fn events(run: &common::Run) -> Vec<serde_json::Value> {
+    format!("{}{}", run.stdout, run.stderr)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// `ferry --progress json` on the fixture tree with extra options.
+fn ferry<'a>(db: &'a TestDb, options: &[&str]) -> common::Ferry<'a> {
+    options
+        .iter()
+        .fold(db.ferry().scripts(root()).progress("json"), |f, o| f.opt(o))
+}
+
+/// The table steps (`rewrite …`) as they started and finished, in order:
+/// `("started" | "finished" | "skipped", step)`.
+fn table_step_events(events: &[serde_json::Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|e| {
+            e["step"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("rewrite "))
+        })
+        .filter_map(|e| {
+            let kind = e["event"].as_str()?.strip_prefix("step_")?;
+            Some((kind.to_string(), e["step"].as_str()?.to_string()))
+        })
+        .collect()
+}
+
+/// The most table steps open (started, not yet finished) at one moment.
+fn most_at_once(steps: &[(String, String)]) -> usize {
+    let (mut open, mut most) = (0usize, 0usize);
+    for (kind, _) in steps {
+        match kind.as_str() {
+            "started" => open += 1,
+            "finished" => open -= 1,
+            _ => {}
+        }
+        most = most.max(open);
+    }
+    most
+}
+
+fn position(steps: &[(String, String)], kind: &str, step: &str) -> usize {
+    steps
+        .iter()
+        .position(|(k, s)| k == kind && s == step)
+        .unwrap_or_else(|| panic!("no {kind} {step:?} in {steps:?}"))
+}
+
+/// Steps of the revision the ledger records as committed, sorted.
+fn committed_steps(db: &TestDb) -> Vec<String> {
+    let mut steps: Vec<String> = db
+        .query(&format!(
+            "SELECT step FROM ferry_steps WHERE revision = '{REVISION}' AND done = 1"
+        ))
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect();
+    steps.sort();
+    steps
+}
+
+/// What the migration leaves, independent of how its steps ran: every association by
+/// the parent's name, and child_b's codes.
+fn end_state(db: &TestDb) -> Vec<Vec<Option<String>>> {
+    let mut rows = db.query(
+        "SELECT p.name, a.tag, n.text, b.code FROM parent p \
+         JOIN child_a a ON a.parent_id = p.id \
+         LEFT JOIN a_note n ON n.parent_id = a.parent_id AND n.tag = a.tag \
+         JOIN child_b b ON b.parent_id = p.id ORDER BY p.name, a.tag",
+    );
+    rows.push(vec![Some(format!(
+        "{} {} {} {}",
+        db.count("parent"),
+        db.count("child_a"),
+        db.count("a_note"),
+        db.count("child_b")
+    ))]);
+    rows
+}
+
+fn assert_migrated(db: &TestDb) {
+    let uuid = if db.backend == Backend::Postgres {
+        "uuid"
+    } else {
+        "char(32)"
+    };
+    let mut conn = db.connect();
+    for (table, column) in [
+        ("parent", "id"),
+        ("child_a", "parent_id"),
+        ("a_note", "parent_id"),
+        ("child_b", "parent_id"),
+    ] {
+        let columns = conn.columns(table).unwrap();
+        let c = columns.iter().find(|c| c.name == column).unwrap();
+        assert_eq!(c.data_type, uuid, "[{}] {table}.{column}", db.name());
+    }
+    assert_eq!(db.count("parent"), N);
+    assert_eq!(db.count("child_a"), 2 * N);
+    assert_eq!(db.count("a_note"), N);
+    assert_eq!(
+        db.scalar(
+            "SELECT COUNT(*) FROM child_b b JOIN parent p ON p.id = b.parent_id \
+                   WHERE b.code = 7 * CAST(substr(p.name, 3) AS BIGINT)"
+        ),
+        N,
+        "[{}] child_b's codes follow their parents",
+        db.name()
+    );
+    assert!(!db.has_table("ferry_new_child_a") && !db.has_table("ferry_parent_map"));
+    assert_eq!(db.revision_state(REVISION).as_deref(), Some("applied"));
+}
+
+#[test]
+fn table_steps_run_at_the_same_time_on_postgres_and_in_turn_on_sqlite() {
+    let sqlite = TestDb::sqlite();
+    ferry(&sqlite, &[]).run(["upgrade", "registry-1"]).success();
+    let run = ferry(&sqlite, &["--jobs", "2"]).run(["upgrade"]).success();
+    let steps = table_step_events(&events(&run));
+    assert_eq!(
+        most_at_once(&steps),
+        1,
+        "SQLite runs steps in turn: {steps:?}"
+    );
+    assert_migrated(&sqlite);
+
+    let (Some(one), Some(two)) = (
+        TestDb::postgres("parallel_steps_jobs_1"),
+        TestDb::postgres("parallel_steps_jobs_2"),
+    ) else {
+        eprintln!("PostgreSQL skipped: FERRY_TEST_PG_URL is not set");
+        return;
+    };
+    for db in [&one, &two] {
+        ferry(db, &[]).run(["upgrade", "registry-1"]).success();
+    }
+    let run = ferry(&one, &["--jobs", "1"]).run(["upgrade"]).success();
+    let steps = table_step_events(&events(&run));
+    assert_eq!(most_at_once(&steps), 1, "--jobs 1: {steps:?}");
+    // The configuration key says the same as the option.
+    let run = ferry(&two, &["--set", "jobs=2"]).run(["upgrade"]).success();
+    let steps = table_step_events(&events(&run));
+    assert_eq!(most_at_once(&steps), 2, "--jobs 2: {steps:?}");
+    // Parents first: the children start after the parent's step, a_note after
+    // child_a's; child_a and child_b are open together.
+    let parent_done = position(&steps, "finished", "rewrite parent");
+    for child in ["rewrite child_a", "rewrite child_b"] {
+        assert!(
+            position(&steps, "started", child) > parent_done,
+            "{steps:?}"
+        );
+    }
+    assert!(
+        position(&steps, "started", "rewrite a_note")
+            > position(&steps, "finished", "rewrite child_a"),
+        "{steps:?}"
+    );
+    assert!(
+        position(&steps, "started", "rewrite child_b")
+            < position(&steps, "finished", "rewrite child_a")
+            || position(&steps, "started", "rewrite child_a")
+                < position(&steps, "finished", "rewrite child_b"),
+        "{steps:?}"
+    );
+    for db in [&one, &two] {
+        assert_migrated(db);
+    }
+    assert_eq!(
+        end_state(&one),
+        end_state(&two),
+        "--jobs 1 and --jobs 2 differ"
+    );
+    // The schema comes out the same too.
+    let digest = |db: &TestDb| {
+        let mut conn = db.connect();
+        ferry::digest::digest(conn.as_mut()).unwrap().sha256
+    };
+    assert_eq!(digest(&one), digest(&two));
+}
+
+#[test]
+fn a_failing_parallel_step_leaves_the_others_committed_and_resume_skips_them() {
+    let Some(db) = TestDb::postgres("parallel_steps_failure") else {
+        eprintln!("PostgreSQL skipped: FERRY_TEST_PG_URL is not set");
+        return;
+    };
+    ferry(&db, &[]).run(["upgrade", "registry-1"]).success();
+    // child_b's step fails on this value (CAST('bad' AS BIGINT)); child_a's, which runs
+    // at the same time, does not.
+    db.execute("UPDATE child_b SET code = 'bad' WHERE parent_id = 5");
+    let failed = ferry(&db, &["--jobs", "2"]).run(["upgrade"]).code(1);
+    assert!(
+        failed.stderr.contains("rewrite child_b") && failed.stderr.contains("bad"),
+        "the failure names the step and the value: {}",
+        failed.describe()
+    );
+    let steps = table_step_events(&events(&failed));
+    assert_eq!(most_at_once(&steps), 2, "{steps:?}");
+    let committed = committed_steps(&db);
+    for step in ["map parent ids", "rewrite child_a", "rewrite parent"] {
+        assert!(
+            committed.contains(&step.to_string()),
+            "{step:?} committed: {committed:?}"
+        );
+    }
+    assert!(!committed.contains(&"rewrite child_b".to_string()));
+    // child_b's copy went with its transaction; child_a's copy stands, complete; the
+    // old tables are untouched.
+    assert!(!db.has_table("ferry_new_child_b"));
+    assert_eq!(db.count("ferry_new_child_a"), 2 * N);
+    assert_eq!(db.count("child_b"), N);
+    assert_eq!(db.revision_state(REVISION).as_deref(), Some("failed"));
+
+    db.execute("UPDATE child_b SET code = '35' WHERE parent_id = 5");
+    let rerun = ferry(&db, &["--jobs", "2"]).run(["upgrade"]).success();
+    let steps = table_step_events(&events(&rerun));
+    for step in ["rewrite parent", "rewrite child_a"] {
+        position(&steps, "skipped", step);
+        assert!(
+            !steps.contains(&("started".into(), step.into())),
+            "{step} ran again: {steps:?}"
+        );
+    }
+    position(&steps, "started", "rewrite child_b");
+    assert_migrated(&db);
+}
+
+#[test]
+fn a_bad_jobs_value_is_refused_before_anything_runs() {
+    let db = TestDb::sqlite();
+    ferry(&db, &["--set", "jobs=0"])
+        .run(["upgrade"])
+        .code(2)
+        .stderr_has("--set jobs=0: configuration key jobs must be a whole number from 1 to 64");
+    ferry(&db, &["--jobs", "0"])
+        .run(["upgrade"])
+        .code(2)
+        .stderr_has("--jobs");
+    assert!(db.ferry_tables().is_empty(), "nothing ran");
+}
