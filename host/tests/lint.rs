@@ -120,6 +120,31 @@ fn shipped_roots_lint_clean() {
     );
 }
 
+/// The keys the host itself reads (`--jobs` becomes `jobs`) are known, and the example
+/// plugin of docs/PLUGINS.md lints clean beside the core scripts.
+#[test]
+fn host_keys_and_the_example_plugin_lint_clean() {
+    let c = checkout();
+    let db = TestDb::sqlite();
+    let run = db
+        .ferry()
+        .scripts(c.join("scripts"))
+        .scripts(c.join("examples/plugins/obs_test"))
+        .stdlib(c.join("stdlib"))
+        .opt("--jobs")
+        .opt("2")
+        .opt("--set")
+        .opt("attributes.table=butler_attributes")
+        .run(["lint"])
+        .success();
+    assert_eq!(
+        run.stdout,
+        "0 error(s), 0 warning(s)\n",
+        "{}",
+        run.describe()
+    );
+}
+
 #[test]
 fn a_valid_plugin_lints_clean_and_upgrades() {
     for_each_backend("a_valid_plugin_lints_clean_and_upgrades", |db| {

@@ -17,9 +17,11 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 /// Keys the host itself reads, besides `limits.*` and `databases.*`.
-pub const HOST_KEYS: [&str; 1] = [
+pub const HOST_KEYS: [&str; 2] = [
     // The attributes table's name (script/attributes.rs).
     "attributes.table",
+    // How many steps run at once on PostgreSQL (`--jobs`, config.rs).
+    crate::config::JOBS_KEY,
 ];
 
 /// Where the configuration came from, so that a problem names the file or the `--set`.

@@ -10,6 +10,9 @@
 //!
 //! A table no revision creates (it exists before any revision, like the tables of a
 //! repository `adopt`ed from daf_butler) is not checked: the graph says nothing of it.
+//!
+//! Nor is a use inside `if db.table_exists("T") { … }` of that same table: the revision
+//! has said it runs in either order (docs/PLUGINS.md's example plugin does this).
 
 use super::scripts::{Kind, ScriptSet};
 use super::sql::tables_in;
@@ -29,11 +32,53 @@ struct Use {
     created: BTreeSet<String>,
 }
 
+/// The line and column of a position, for ordering.
+fn key(p: rhai::Position) -> (usize, usize) {
+    (p.line().unwrap_or(0), p.position().unwrap_or(0))
+}
+
+/// The bodies of `if db.table_exists("T") { … }`: the table (lower case) and the span of
+/// the body, from its opening to its closing brace.
+fn guarded_bodies(ast: &AST) -> Vec<(String, (usize, usize), (usize, usize))> {
+    let mut out = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::If(flow, _))) = path.last() {
+            // `db.table_exists("T")` is a dot expression whose right side is the call.
+            let call = match &flow.expr {
+                Expr::Dot(dot, _, _) => &dot.rhs,
+                other => other,
+            };
+            if let Expr::MethodCall(call, _) = call {
+                if call.name == "table_exists" {
+                    if let Some(Expr::StringConstant(table, _)) = call.args.first() {
+                        out.push((
+                            table.to_lowercase(),
+                            key(flow.body.position()),
+                            key(flow.body.end_position()),
+                        ));
+                    }
+                }
+            }
+        }
+        true
+    });
+    out
+}
+
 fn uses(ast: &AST) -> Use {
     let mut out = Use::default();
+    let guarded = guarded_bodies(ast);
+    let is_guarded = |name: &str, pos: rhai::Position| {
+        let at = key(pos);
+        guarded
+            .iter()
+            .any(|(t, from, to)| t == name && *from <= at && at <= *to)
+    };
     // The first use in the file (the walk visits functions in no particular order).
     let touch = |out: &mut Use, name: String, pos: rhai::Position| {
-        let key = |p: rhai::Position| (p.line().unwrap_or(0), p.position().unwrap_or(0));
+        if is_guarded(&name, pos) {
+            return;
+        }
         match out.touched.iter_mut().find(|(n, _)| *n == name) {
             Some((_, first)) if key(pos) < key(*first) => *first = pos,
             Some(_) => {}
