@@ -68,6 +68,12 @@ fn real_revisions_declare_daf_butler_migrate_ids() {
             "2.0.0",
         ),
         (
+            "datastores/daf_butler-datastores-0.2.0.rhai",
+            "datastores",
+            "MonolithicDatastoreRegistryBridgeManager",
+            "0.2.0",
+        ),
+        (
             "datastores/daf_butler-datastores-0.2.1.rhai",
             "datastores",
             "MonolithicDatastoreRegistryBridgeManager",

@@ -25,13 +25,27 @@ configuration names the version: managers.datasets.schema_version), and then set
 dataset's ingest_date to known instants (INGEST_DATES, in dataset id order) through
 plain SQL, since daf_butler itself writes the current time.
 
+`make --datastores-version 0.2.0` makes the datastores manager's older state by hand,
+since today's daf_butler creates 0.2.1 only: it puts a few rows into
+dataset_location_trash (so that a step has rows to keep), gives that table the primary
+key (datastore_name, dataset_id) of MonolithicDatastoreRegistryBridgeManager 0.2.0
+(undoing 0.2.1's reversal; SQLite: the table re-created from its stored CREATE TABLE
+text with only the key's column list changed, PostgreSQL: the constraint
+dataset_location_trash_pkey dropped and re-added) and sets the version row to 0.2.0
+(old_datastores).
+
+  versions  open a repository read-write with the real daf_butler and print the schema
+            version of each of its managers as daf_butler reads it from
+            butler_attributes.
+
 Usage:
   python butler_tool.py make --universe U --root DIR [--pg URL --schema NAME] [--n N]
-                             [--datasets-version 1.0.0]
+                             [--datasets-version 1.0.0] [--datastores-version 0.2.0]
   python butler_tool.py describe (--sqlite FILE | --pg URL --schema NAME) [--defaults]
   python butler_tool.py diff FIRST.json SECOND.json
   python butler_tool.py judge --root DIR
   python butler_tool.py ingest-dates --root DIR
+  python butler_tool.py versions --root DIR
 
 URL is a libpq URL (postgresql://user@host:port/db); the tool writes the psycopg2 form
 (postgresql+psycopg2://...) into the repository's configuration. Errors go to stderr
@@ -208,6 +222,10 @@ def make(args) -> None:
     registry.setCollectionChain("HSC/defaults", ["HSC/runs/w_01", "HSC/raw/all", "HSC/calib"])
     if args.datasets_version == "1.0.0":
         set_ingest_dates(butler)
+    if args.datastores_version == "0.2.0":
+        old_datastores(butler)
+    elif args.datastores_version not in (None, "0.2.1"):
+        raise SystemExit(f"butler_tool: --datastores-version {args.datastores_version}: only 0.2.0 (by hand) or 0.2.1")
     json.dump({"universe": universe.version, "datasets": made}, sys.stdout)
     print()
 
@@ -243,6 +261,42 @@ def set_ingest_dates(butler) -> None:
         for i, dataset_id in enumerate(ids):
             when = datetime.datetime.fromisoformat(INGEST_DATES[i % len(INGEST_DATES)])
             c.execute(table.update().where(table.c.id == dataset_id).values(ingest_date=when))
+
+
+DATASTORES_MANAGER = "lsst.daf.butler.registry.bridge.monolithic.MonolithicDatastoreRegistryBridgeManager"
+# Datastore names of the trash rows old_datastores writes, one per dataset it picks.
+TRASH_DATASTORES = ["FileDatastore@<butlerRoot>", "InMemoryDatastore@test"]
+
+
+def old_datastores(butler) -> None:
+    """Turns the fresh 0.2.1 datastores schema into 0.2.0 by hand (see the module text)."""
+    import sqlalchemy
+
+    db = butler._registry._db
+    q = (lambda name: f'"{db.namespace}".{name}') if db.namespace else (lambda name: name)
+    trash = q("dataset_location_trash")
+    with db._engine.begin() as c:
+        ids = [r[0] for r in c.execute(sqlalchemy.text(f"SELECT id FROM {q('dataset')} ORDER BY id LIMIT 6"))]
+        for i, dataset_id in enumerate(ids):
+            c.execute(sqlalchemy.text(f"INSERT INTO {trash} (dataset_id, datastore_name) VALUES (:d, :n)"),
+                      {"d": dataset_id, "n": TRASH_DATASTORES[i % len(TRASH_DATASTORES)]})
+        if db._engine.dialect.name == "sqlite":
+            sql = c.execute(sqlalchemy.text(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'dataset_location_trash'")).scalar()
+            new_key, old_key = "PRIMARY KEY (dataset_id, datastore_name)", "PRIMARY KEY (datastore_name, dataset_id)"
+            if sql.count(new_key) != 1:
+                raise SystemExit(f"butler_tool: dataset_location_trash is not daf_butler's 0.2.1 table: {sql}")
+            c.execute(sqlalchemy.text("CREATE TEMP TABLE trash_rows AS SELECT * FROM dataset_location_trash"))
+            c.execute(sqlalchemy.text("DROP TABLE dataset_location_trash"))
+            c.execute(sqlalchemy.text(sql.replace(new_key, old_key)))
+            c.execute(sqlalchemy.text("INSERT INTO dataset_location_trash SELECT * FROM trash_rows"))
+            c.execute(sqlalchemy.text("DROP TABLE trash_rows"))
+        else:
+            c.execute(sqlalchemy.text(f"ALTER TABLE {trash} DROP CONSTRAINT dataset_location_trash_pkey"))
+            c.execute(sqlalchemy.text(
+                f"ALTER TABLE {trash} ADD CONSTRAINT dataset_location_trash_pkey PRIMARY KEY (datastore_name, dataset_id)"))
+        c.execute(sqlalchemy.text(f"UPDATE {q('butler_attributes')} SET value = '0.2.0' WHERE name = :n"),
+                  {"n": f"version:{DATASTORES_MANAGER}"})
 
 
 # --- describe ---------------------------------------------------------------------
@@ -450,6 +504,23 @@ def ingest_dates(args) -> None:
     print()
 
 
+def versions(args) -> None:
+    from lsst.daf.butler import Butler
+
+    butler = Butler.from_config(args.root, writeable=True)
+    managers = butler._registry._managers
+    # The version rows as daf_butler's attribute manager reads them, by manager: the
+    # row named after the class of the manager daf_butler instantiated.
+    stored = {k: v for k, v in managers.attributes.items() if k.startswith("version:")}
+    out = {}
+    for name in ("attributes", "collections", "datasets", "datastores", "dimensions", "opaque"):
+        cls = type(getattr(managers, name)).__name__
+        rows = [v for k, v in stored.items() if k.rsplit(".", 1)[-1] == cls]
+        out[name] = rows[0] if len(rows) == 1 else None
+    json.dump(out, sys.stdout, indent=1, sort_keys=True)
+    print()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -460,6 +531,7 @@ def main() -> None:
     m.add_argument("--schema")
     m.add_argument("--n", type=int, default=200, help="scale of the data set (exposures per instrument = N // 40, at least 2)")
     m.add_argument("--datasets-version", help="the datasets manager's schema version (1.0.0 or 2.0.0; default: daf_butler's)")
+    m.add_argument("--datastores-version", help="the datastores manager's schema version (0.2.0: made by hand; default: daf_butler's)")
     d = sub.add_parser("describe")
     d.add_argument("--sqlite")
     d.add_argument("--pg")
@@ -472,12 +544,15 @@ def main() -> None:
     j.add_argument("--root", required=True)
     i = sub.add_parser("ingest-dates")
     i.add_argument("--root", required=True)
+    v = sub.add_parser("versions")
+    v.add_argument("--root", required=True)
     args = p.parse_args()
     if args.command in ("make", "describe") and bool(args.pg) != bool(args.schema):
         p.error("--pg and --schema go together")
     if args.command == "describe" and not (args.sqlite or args.pg):
         p.error("describe needs --sqlite FILE or --pg URL --schema NAME")
-    {"make": make, "describe": describe, "diff": diff, "judge": judge, "ingest-dates": ingest_dates}[args.command](args)
+    {"make": make, "describe": describe, "diff": diff, "judge": judge, "ingest-dates": ingest_dates,
+     "versions": versions}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -288,6 +288,16 @@ impl RealRepo {
         serde_json::from_str(&text).expect("judge prints JSON")
     }
 
+    /// The schema version of each manager as the real daf_butler reads it when it
+    /// opens the repository read-write (`butler_tool.py versions`), by manager name.
+    pub fn versions(&self) -> serde_json::Value {
+        let text = tool(
+            &self.python,
+            &["versions", "--root", self.root().to_str().unwrap()],
+        );
+        serde_json::from_str(&text).expect("versions prints JSON")
+    }
+
     /// One row of `butler_attributes`.
     pub fn attribute(&self, name: &str) -> Option<String> {
         let mut conn = ferry::backend::connect(
