@@ -174,26 +174,6 @@ fn alembic_rows(repo: &RealRepo) -> BTreeSet<String> {
         .collect()
 }
 
-/// The current revision of `tree` in Ferry's ledger.
-fn current(repo: &RealRepo, tree: &str) -> Vec<String> {
-    let status: serde_json::Value =
-        serde_json::from_str(&repo.ferry_ok(&["status", "--json"])).expect("status --json");
-    status["trees"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["tree"] == tree)
-        .map(|t| {
-            t["current"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c.as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// A repository stamped by daf_butler_migrate is adopted at the revisions its rows
 /// name, at every universe (PostgreSQL: two of them), and the rows stay as they were
 /// (at universe 8 the row follows the repair revision a fresh repository is at).
@@ -227,7 +207,7 @@ fn adopt_maps_alembic_version() {
                 format!("daf_butler-universe-{u}")
             };
             assert_eq!(
-                current(&repo, "dimensions-config"),
+                repo.current("dimensions-config"),
                 vec![revision],
                 "[{}] universe {u}",
                 b.name()
@@ -386,10 +366,7 @@ fn datasets_1_0_0_stamped_by_daf_butler_migrate() {
         assert!(stamped.contains("2101fbf51ad3"), "[{b:?}] {stamped:?}");
         write_alembic_version(&repo, &stamped);
         repo.ferry_ok(&["adopt"]);
-        assert_eq!(
-            current(&repo, "datasets"),
-            ["daf_butler-datasets-uuid-1.0.0"]
-        );
+        assert_eq!(repo.current("datasets"), ["daf_butler-datasets-uuid-1.0.0"]);
         assert_eq!(alembic_rows(&repo), stamped, "[{b:?}] adopt keeps the rows");
         repo.ferry_ok(&["upgrade", "datasets@head"]);
         let after = alembic_rows(&repo);

@@ -10,7 +10,6 @@
 mod real_butler_support;
 
 use real_butler_support::*;
-use serde_json::Value as Json;
 use std::collections::BTreeSet;
 
 const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
@@ -36,28 +35,6 @@ fn expected_tai_ns() -> BTreeSet<i64> {
         .iter()
         .map(|(s, us, leap)| (s + leap) * 1_000_000_000 + us * 1000)
         .collect()
-}
-
-fn status(repo: &RealRepo) -> Json {
-    serde_json::from_str(&repo.ferry_ok(&["status", "--json"])).expect("status --json")
-}
-
-/// The current revision of `tree` in Ferry's ledger.
-fn current(repo: &RealRepo, tree: &str) -> Vec<String> {
-    status(repo)["trees"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["tree"] == tree)
-        .map(|t| {
-            t["current"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c.as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The values stored in `dataset.ingest_date`, read with Ferry's own driver.
@@ -109,7 +86,7 @@ fn ingest_date_becomes_tai_nanoseconds_and_back() {
 
         repo.ferry_ok(&["adopt"]);
         assert_eq!(
-            current(&repo, "datasets"),
+            repo.current("datasets"),
             ["daf_butler-datasets-uuid-1.0.0"],
             "[{b:?}]"
         );
@@ -119,7 +96,7 @@ fn ingest_date_becomes_tai_nanoseconds_and_back() {
             "[{b:?}] {out}"
         );
         assert_eq!(
-            current(&repo, "datasets"),
+            repo.current("datasets"),
             ["daf_butler-datasets-uuid-2.0.0"],
             "[{b:?}]"
         );
@@ -204,7 +181,7 @@ fn unconvertible_ingest_date_is_refused_before_anything_runs() {
                 "[{b:?}] {value}: {stderr}"
             );
             assert_eq!(
-                current(&repo, "datasets"),
+                repo.current("datasets"),
                 ["daf_butler-datasets-uuid-1.0.0"],
                 "[{b:?}]"
             );
@@ -253,7 +230,7 @@ fn adopt_refuses_a_version_the_column_contradicts() {
             "[{b:?}] {stderr}"
         );
         assert!(
-            current(&repo, "datasets").is_empty(),
+            repo.current("datasets").is_empty(),
             "[{b:?}] nothing recorded"
         );
     }
@@ -300,10 +277,7 @@ fn a_failed_batch_resumes_and_rows_added_meanwhile_are_converted() {
             ferry::backend::Value::Int(28),
             "[{b:?}] the four batches before the failure stay committed"
         );
-        assert_eq!(
-            current(&repo, "datasets"),
-            ["daf_butler-datasets-uuid-1.0.0"]
-        );
+        assert_eq!(repo.current("datasets"), ["daf_butler-datasets-uuid-1.0.0"]);
 
         // From now on the first row fails if touched again: the rerun must resume after
         // the committed batches, not start over.
@@ -331,10 +305,7 @@ fn a_failed_batch_resumes_and_rows_added_meanwhile_are_converted() {
         );
         repo.ferry_ok(&["upgrade", "--set", "datasets.ingest_date_batch_size=7"]);
         drop_failure(&repo);
-        assert_eq!(
-            current(&repo, "datasets"),
-            ["daf_butler-datasets-uuid-2.0.0"]
-        );
+        assert_eq!(repo.current("datasets"), ["daf_butler-datasets-uuid-2.0.0"]);
         assert_eq!(stored_tai_ns(&repo, b), expected_tai_ns(), "[{b:?}]");
         let first = conn
             .query(

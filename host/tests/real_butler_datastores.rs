@@ -11,7 +11,6 @@
 mod real_butler_support;
 
 use real_butler_support::*;
-use serde_json::Value as Json;
 
 const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 /// The dimension universe of the test repositories (today's).
@@ -19,25 +18,6 @@ const UNIVERSE: u32 = 8;
 const AT_0_2_0: [&str; 2] = ["--datastores-version", "0.2.0"];
 const VERSION_ROW: &str =
     "version:lsst.daf.butler.registry.bridge.monolithic.MonolithicDatastoreRegistryBridgeManager";
-
-/// The current revision of `tree` in Ferry's ledger.
-fn current(repo: &RealRepo, tree: &str) -> Vec<String> {
-    let status: Json = serde_json::from_str(&repo.ferry_ok(&["status", "--json"])).expect("status");
-    status["trees"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["tree"] == tree)
-        .map(|t| {
-            t["current"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c.as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// The rows of `dataset_location_trash`, as text, sorted.
 fn trash_rows(repo: &RealRepo) -> Vec<String> {
@@ -109,7 +89,7 @@ fn trash_primary_key_reverses_and_back() {
             stderr.contains("butler_attributes says datastores manager 0.2.1 but dataset_location_trash's primary key is"),
             "[{b:?}] {stderr}"
         );
-        assert!(current(&repo, "datastores").is_empty(), "[{b:?}]");
+        assert!(repo.current("datastores").is_empty(), "[{b:?}]");
         repo.execute(
             "UPDATE butler_attributes SET value = '0.2.0' WHERE name = ?",
             &[ferry::backend::Value::Text(VERSION_ROW.into())],
@@ -117,14 +97,14 @@ fn trash_primary_key_reverses_and_back() {
 
         repo.ferry_ok(&["adopt"]);
         assert_eq!(
-            current(&repo, "datastores"),
+            repo.current("datastores"),
             ["daf_butler-datastores-0.2.0"],
             "[{b:?}]"
         );
         let out = repo.ferry_ok(&["upgrade"]);
         assert!(out.contains("daf_butler-datastores-0.2.1"), "[{b:?}] {out}");
         assert_eq!(
-            current(&repo, "datastores"),
+            repo.current("datastores"),
             ["daf_butler-datastores-0.2.1"],
             "[{b:?}]"
         );

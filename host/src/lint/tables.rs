@@ -37,9 +37,16 @@ fn key(p: rhai::Position) -> (usize, usize) {
     (p.line().unwrap_or(0), p.position().unwrap_or(0))
 }
 
-/// The bodies of `if db.table_exists("T") { … }`: the table (lower case) and the span of
-/// the body, from its opening to its closing brace.
-fn guarded_bodies(ast: &AST) -> Vec<(String, (usize, usize), (usize, usize))> {
+/// The body of an `if db.table_exists("T") { … }`: the table (lower case) and the
+/// body's span, from its opening to its closing brace, as (line, column).
+struct GuardedBody {
+    table: String,
+    from: (usize, usize),
+    to: (usize, usize),
+}
+
+/// Every `if db.table_exists("T") { … }` body of a script.
+fn guarded_bodies(ast: &AST) -> Vec<GuardedBody> {
     let mut out = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         if let Some(ASTNode::Stmt(Stmt::If(flow, _))) = path.last() {
@@ -51,11 +58,11 @@ fn guarded_bodies(ast: &AST) -> Vec<(String, (usize, usize), (usize, usize))> {
             if let Expr::MethodCall(call, _) = call {
                 if call.name == "table_exists" {
                     if let Some(Expr::StringConstant(table, _)) = call.args.first() {
-                        out.push((
-                            table.to_lowercase(),
-                            key(flow.body.position()),
-                            key(flow.body.end_position()),
-                        ));
+                        out.push(GuardedBody {
+                            table: table.to_lowercase(),
+                            from: key(flow.body.position()),
+                            to: key(flow.body.end_position()),
+                        });
                     }
                 }
             }
@@ -72,7 +79,7 @@ fn uses(ast: &AST) -> Use {
         let at = key(pos);
         guarded
             .iter()
-            .any(|(t, from, to)| t == name && *from <= at && at <= *to)
+            .any(|g| g.table == name && g.from <= at && at <= g.to)
     };
     // The first use in the file (the walk visits functions in no particular order).
     let touch = |out: &mut Use, name: String, pos: rhai::Position| {

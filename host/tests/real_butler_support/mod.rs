@@ -227,6 +227,26 @@ impl RealRepo {
             .expect("run ferry")
     }
 
+    /// The current revisions of `tree` in Ferry's ledger (`ferry status --json`).
+    pub fn current(&self, tree: &str) -> Vec<String> {
+        let status: serde_json::Value =
+            serde_json::from_str(&self.ferry_ok(&["status", "--json"])).expect("status --json");
+        status["trees"]
+            .as_array()
+            .expect("trees")
+            .iter()
+            .find(|t| t["tree"] == tree)
+            .map(|t| {
+                t["current"]
+                    .as_array()
+                    .expect("current")
+                    .iter()
+                    .map(|c| c.as_str().expect("a revision id").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Like [`RealRepo::ferry`], panicking with the output unless it succeeds.
     pub fn ferry_ok(&self, args: &[&str]) -> String {
         let out = self.ferry(args);
