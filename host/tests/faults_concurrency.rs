@@ -144,7 +144,9 @@ fn a_migrator_killed_holding_the_lock_does_not_block_the_waiters() {
         let Some((db, before)) = maker.make() else {
             continue;
         };
-        let mut holder = Running::start(upgrade(&db, "0", Some(UUID_REVISION)));
+        // Small batches keep the holder inside the revision (and holding the lock)
+        // long after its second batch, while four waiters start up and line up.
+        let mut holder = Running::start(reference::upgrade(&db, "0", 5, Some(UUID_REVISION)));
         holder.wait_for_event(Duration::from_secs(60), |e| {
             e["event"] == "progress" && e["done"].as_u64() >= Some(2)
         });

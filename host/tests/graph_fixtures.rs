@@ -252,6 +252,7 @@ fn every_fixture_folder_is_tested() {
         "fixed",
         "linear",
         "merge",
+        "parallel_steps", // host/tests/parallel_steps.rs
         "plugin",
         "rewrite_steps",
         "slow",

@@ -182,6 +182,14 @@ impl Running {
                 return e.clone();
             }
             looked = self.events.len();
+            if self.exited() {
+                // What the process wrote before it ended may still be in the pipe: read
+                // it all before deciding the event never came.
+                self.read_for(Duration::from_millis(200));
+                if let Some(e) = self.events[looked..].iter().find(|e| wanted(e)) {
+                    return e.clone();
+                }
+            }
             if self.exited() || since.elapsed() > limit {
                 if !self.exited() {
                     self.kill();
