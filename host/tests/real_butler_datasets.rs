@@ -262,7 +262,14 @@ fn a_failed_batch_resumes_and_rows_added_meanwhile_are_converted() {
             other => panic!("{other:?}"),
         };
         plant_failure(&repo, &id, "injected failure");
-        let out = repo.ferry(&["upgrade", "--set", "datasets.ingest_date_batch_size=7"]);
+        // Batches on PostgreSQL too (a table this small is otherwise one ALTER … USING).
+        let out = repo.ferry(&[
+            "upgrade",
+            "--set",
+            "datasets.ingest_date_batch_size=7",
+            "--set",
+            "datasets.ingest_date_single_statement_rows=0",
+        ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "[{b:?}] the planted failure");
         assert!(stderr.contains("injected failure"), "[{b:?}] {stderr}");
@@ -303,7 +310,13 @@ fn a_failed_batch_resumes_and_rows_added_meanwhile_are_converted() {
             ),
             &[],
         );
-        repo.ferry_ok(&["upgrade", "--set", "datasets.ingest_date_batch_size=7"]);
+        repo.ferry_ok(&[
+            "upgrade",
+            "--set",
+            "datasets.ingest_date_batch_size=7",
+            "--set",
+            "datasets.ingest_date_single_statement_rows=0",
+        ]);
         drop_failure(&repo);
         assert_eq!(repo.current("datasets"), ["daf_butler-datasets-uuid-2.0.0"]);
         assert_eq!(stored_tai_ns(&repo, b), expected_tai_ns(), "[{b:?}]");
