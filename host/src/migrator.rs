@@ -378,23 +378,42 @@ impl Migrator {
     pub fn lint(&self) -> Result<Vec<crate::lint::Problem>, Error> {
         let found = discovery::discover(&self.roots)?;
         let graph = Graph::build(found.revisions.clone())?;
-        Ok(crate::lint::check(&crate::lint::Inputs {
-            found: &found,
-            graph: &graph,
+        Ok(self.lint_found(&found, &graph))
+    }
+
+    fn lint_found(
+        &self,
+        found: &discovery::Discovered,
+        graph: &Graph,
+    ) -> Vec<crate::lint::Problem> {
+        crate::lint::check(&crate::lint::Inputs {
+            found,
+            graph,
             paths: &self.module_paths(),
             config: &self.config,
             sources: &self.config_sources,
-        }))
+        })
     }
 
-    /// Refuses with [`Error::Lint`] when the static checks find an error; called by
-    /// `plan` and `upgrade` before they open the repository. Warnings go to the
-    /// observer's log.
-    fn refuse_lint_errors(&self) -> Result<(), Error> {
-        if !self.static_checks {
-            return Ok(());
+    /// [`Migrator::load`] with the static checks (unless turned off): one discovery
+    /// serves both, and an error refuses with [`Error::Lint`] before any repository is
+    /// opened; `plan` and `upgrade` start here. Warnings go to the observer's log.
+    fn load_checked(&self) -> Result<Project, Error> {
+        let found = discovery::discover(&self.roots)?;
+        let graph = Graph::build(found.revisions.clone())?;
+        if self.static_checks {
+            self.refuse_lint_errors(self.lint_found(&found, &graph))?;
         }
-        let problems = self.lint()?;
+        let hooks = HookSet::new(&found.hooks);
+        Ok(Project {
+            graph,
+            hooks,
+            probes: found.probes,
+        })
+    }
+
+    /// Refuses with [`Error::Lint`] when `problems` hold an error; logs the warnings.
+    fn refuse_lint_errors(&self, problems: Vec<crate::lint::Problem>) -> Result<(), Error> {
         let (errors, warnings): (Vec<_>, Vec<_>) = problems
             .into_iter()
             .partition(|p| p.severity == crate::lint::Severity::Error);
@@ -414,7 +433,11 @@ impl Migrator {
 
     /// The project and the databases, with every placed tree checked against the graph.
     fn setup(&self) -> Result<(Project, Databases), Error> {
-        let project = self.load()?;
+        self.setup_with(self.load()?)
+    }
+
+    /// [`Migrator::setup`] for a project already loaded.
+    fn setup_with(&self, project: Project) -> Result<(Project, Databases), Error> {
         let dbs = self.databases()?;
         dbs.check_trees(&project.graph.trees())?;
         Ok((project, dbs))
@@ -518,8 +541,7 @@ impl Migrator {
 
     /// The revisions an upgrade to `targets` (default: every head) would run.
     pub fn plan_upgrade(&self, targets: &[String]) -> Result<(Project, Plan), Error> {
-        self.refuse_lint_errors()?;
-        let (project, dbs) = self.setup()?;
+        let (project, dbs) = self.setup_with(self.load_checked()?)?;
         let (_conns, ledgers) = self.ledgers(&dbs)?;
         ledgers.refuse_misplaced(&dbs, &project.graph)?;
         let plan = upgrade_plan(&project, &ledgers.applied(), targets, false)?;
@@ -528,17 +550,20 @@ impl Migrator {
 
     /// Upgrades to `targets` (default: every head) under the lock (every database's).
     pub fn upgrade(&self, targets: &[String], options: &UpgradeOptions) -> Result<Report, Error> {
-        if !self.rehearsal.scratch {
-            // Before the repository is opened (or copied for a dry run): a script that
-            // cannot run is refused before an earlier revision commits.
-            self.refuse_lint_errors()?;
-        }
+        // Before the repository is opened (or copied for a dry run): a script that
+        // cannot run is refused before an earlier revision commits. (A dry run's
+        // rehearsal on its copy was checked here already.)
+        let project = if self.rehearsal.scratch {
+            self.load()?
+        } else {
+            self.load_checked()?
+        };
         if options.dry_run && !self.rehearsal.scratch {
             if let Some(report) = self.rehearse_on_copy(|copy| copy.upgrade(targets, options))? {
                 return Ok(report);
             }
         }
-        let (project, dbs) = self.setup()?;
+        let (project, dbs) = self.setup_with(project)?;
         let mut options = options.clone();
         if options.note.is_none() {
             let notes: Vec<&str> = [
@@ -832,8 +857,7 @@ impl Migrator {
     /// The upgrade plan to `targets` with what an operator needs to know of each
     /// revision (hooks and their providers, online-safety, downgradability).
     pub fn plan_report(&self, targets: &[String]) -> Result<PlanReport, Error> {
-        self.refuse_lint_errors()?;
-        let (project, dbs) = self.setup()?;
+        let (project, dbs) = self.setup_with(self.load_checked()?)?;
         let (mut conns, ledgers) = self.read_ledgers(&dbs)?;
         ledgers.refuse_misplaced(&dbs, &project.graph)?;
         let records = ledgers.all();
