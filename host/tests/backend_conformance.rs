@@ -41,6 +41,7 @@ conformance!(
     bulk_insert_and_streaming_over_100k_rows,
     statement_timeout_interrupts_a_slow_query,
     the_lock_is_exclusive_and_reentrant,
+    a_failing_statement_names_its_sql,
 );
 
 fn strings(names: &[&str]) -> Vec<String> {
@@ -196,4 +197,25 @@ fn the_lock_is_exclusive_and_reentrant(fresh: &FreshDb) {
     second.unlock().unwrap();
     assert_eq!(first.try_lock(&holder).unwrap(), LockAttempt::Acquired);
     first.unlock().unwrap();
+}
+
+/// The part both value tests share (`sqlite_backend::values_round_trip_and_errors_name_
+/// the_statement` and `pg_backend::values_round_trip` keep their database's wording): a
+/// statement the database refuses is a statement error that carries the statement.
+fn a_failing_statement_names_its_sql(fresh: &FreshDb) {
+    let mut db = fresh.connect();
+    let sql = "INSERT INTO nowhere VALUES (1)";
+    match db.execute(sql, &[]) {
+        Err(DbError::Statement {
+            message,
+            sql: named,
+        }) => {
+            assert!(!message.is_empty());
+            assert_eq!(named, sql);
+        }
+        other => panic!("[{}] {other:?}", fresh.backend.name()),
+    }
+    // The connection is still usable, and no transaction was left open.
+    assert!(!db.in_transaction());
+    assert_eq!(count(db.as_mut(), "SELECT 5"), 5);
 }

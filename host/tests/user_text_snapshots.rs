@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{fixture, Run, TestDb};
+use common::{fixture, Ferry, Run, TestDb};
 
 /// `text` with every character that is special in a regular expression escaped.
 fn literal(text: &str) -> String {
@@ -61,6 +61,17 @@ fn settings(db: &TestDb) -> insta::Settings {
     s
 }
 
+/// `ferry` over the fixture `tree`, whatever the developer's environment asks for:
+/// no colours (common already sets NO_COLOR, which FORCE_COLOR would override) and
+/// FERRY_LOG at its default level, so the text is the one a plain terminal shows.
+fn ferry<'a>(db: &'a TestDb, tree: &str) -> Ferry<'a> {
+    db.ferry()
+        .tree(tree)
+        .env("FORCE_COLOR", "0")
+        .env("CLICOLOR_FORCE", "0")
+        .env("FERRY_LOG", "error")
+}
+
 /// A run as a user sees it: the exit code, then stdout and stderr.
 fn shown(run: &Run) -> String {
     format!(
@@ -72,23 +83,32 @@ fn shown(run: &Run) -> String {
 #[test]
 fn status_table_part_way() {
     let db = TestDb::sqlite();
-    let ferry = db.ferry().tree("linear");
+    let ferry = ferry(&db, "linear");
     ferry.run(["upgrade", "alpha-1"]).success();
     let run = ferry.run(["status"]).success();
     settings(&db).bind(|| insta::assert_snapshot!("status_table_part_way", shown(&run)));
 }
 
 #[test]
+fn status_table_after_a_failure() {
+    let db = TestDb::sqlite();
+    let ferry = ferry(&db, "failing");
+    ferry.run(["upgrade"]).code(1);
+    let run = ferry.run(["status"]);
+    settings(&db).bind(|| insta::assert_snapshot!("status_table_after_a_failure", shown(&run)));
+}
+
+#[test]
 fn plan_from_empty() {
     let db = TestDb::sqlite();
-    let run = db.ferry().tree("linear").run(["plan"]).success();
+    let run = ferry(&db, "linear").run(["plan"]).success();
     settings(&db).bind(|| insta::assert_snapshot!("plan_from_empty", shown(&run)));
 }
 
 #[test]
 fn history_after_two_upgrades() {
     let db = TestDb::sqlite();
-    let ferry = db.ferry().tree("linear");
+    let ferry = ferry(&db, "linear");
     ferry.run(["upgrade", "alpha-1"]).success();
     ferry.run(["upgrade"]).success();
     let run = ferry.run(["history"]).success();
@@ -98,14 +118,14 @@ fn history_after_two_upgrades() {
 #[test]
 fn report_of_a_failing_script() {
     let db = TestDb::sqlite();
-    let run = db.ferry().tree("failing").run(["upgrade"]).code(1);
+    let run = ferry(&db, "failing").run(["upgrade"]).code(1);
     settings(&db).bind(|| insta::assert_snapshot!("report_of_a_failing_script", shown(&run)));
 }
 
 #[test]
 fn report_of_a_syntax_error() {
     let db = TestDb::sqlite();
-    let run = db.ferry().tree("broken_syntax").run(["plan"]);
+    let run = ferry(&db, "broken_syntax").run(["plan"]);
     assert_ne!(run.code, 0, "{}", run.describe());
     settings(&db).bind(|| insta::assert_snapshot!("report_of_a_syntax_error", shown(&run)));
 }
@@ -113,7 +133,7 @@ fn report_of_a_syntax_error() {
 #[test]
 fn report_of_a_cycle() {
     let db = TestDb::sqlite();
-    let run = db.ferry().tree("broken_cycle").run(["plan"]);
+    let run = ferry(&db, "broken_cycle").run(["plan"]);
     assert_ne!(run.code, 0, "{}", run.describe());
     settings(&db).bind(|| insta::assert_snapshot!("report_of_a_cycle", shown(&run)));
 }
@@ -121,7 +141,7 @@ fn report_of_a_cycle() {
 #[test]
 fn report_of_an_unknown_target() {
     let db = TestDb::sqlite();
-    let run = db.ferry().tree("linear").run(["upgrade", "alpha-9"]);
+    let run = ferry(&db, "linear").run(["upgrade", "alpha-9"]);
     assert_ne!(run.code, 0, "{}", run.describe());
     settings(&db).bind(|| insta::assert_snapshot!("report_of_an_unknown_target", shown(&run)));
 }
