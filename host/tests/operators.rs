@@ -4,6 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
+use common::{Backend, FreshDb};
+
 const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 
 fn fixture() -> PathBuf {
@@ -61,27 +65,15 @@ fn sql(db: &str, statements: &[&str]) {
     }
 }
 
-/// Runs `f` with a database URL for each backend available.
+/// Runs `f` with a scratch folder and a database URL for each backend available (on
+/// SQLite, `repo.db` in that folder).
 fn each_backend(name: &str, f: impl Fn(&Path, &str)) {
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = format!("sqlite:{}", dir.path().join("repo.db").display());
-    f(dir.path(), &sqlite);
-    let Ok(pg) = std::env::var("FERRY_TEST_PG_URL") else {
-        println!("FERRY_TEST_PG_URL unset: skipping the PostgreSQL half of {name}");
-        return;
-    };
-    let schema = format!("ops_{name}_{}", std::process::id());
-    let admin = ferry::backend::DbUrl::parse(&pg).unwrap();
-    let mut c = ferry::backend::connect(&admin).expect("FERRY_TEST_PG_URL is set but unreachable");
-    c.execute(&format!("CREATE SCHEMA {schema}"), &[]).unwrap();
-    let sep = if pg.contains('?') { '&' } else { '?' };
-    let url = format!("{pg}{sep}schema={schema}");
-    let dir = tempfile::tempdir().unwrap();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(dir.path(), &url)));
-    c.execute(&format!("DROP SCHEMA {schema} CASCADE"), &[])
-        .unwrap();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
+    for backend in Backend::all(name) {
+        let db = match backend {
+            Backend::Sqlite => FreshDb::sqlite_named("repo.db"),
+            Backend::Postgres => FreshDb::postgres(name).expect("FERRY_TEST_PG_URL"),
+        };
+        f(db.dir(), db.url());
     }
 }
 

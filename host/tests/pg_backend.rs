@@ -1,4 +1,6 @@
-//! The PostgreSQL backend against a real server.
+//! The PostgreSQL backend against a real server: what only PostgreSQL has (its types,
+//! COPY, sessions and schemas). What every backend does is tested once for all in
+//! `backend_conformance.rs`.
 //!
 //! Set `FERRY_TEST_PG_URL` (e.g. `postgresql://postgres@127.0.0.1:5432/test`); each
 //! test works in a fresh schema that is dropped at the end. Without the variable the
@@ -6,53 +8,46 @@
 
 use std::time::Duration;
 
+mod common;
+
+use common::fresh::{pg_base, schema_url, PgSchema};
+
 use ferry::backend::postgres::PgConnection;
 use ferry::backend::{
     connect, ColumnDef, Connection, DbError, DbUrl, ForeignKeyDef, IndexDef, LockAttempt,
     LockHolder, SchemaChange, TableDef, Value,
 };
 
-/// A fresh schema on the test server, dropped with everything in it at the end.
+/// A fresh schema on the test server (`common::fresh`'s), dropped with everything in it
+/// at the end, and an open connection to the server's default schema.
 struct Scratch {
     base: String,
     schema: String,
     admin: PgConnection,
+    /// Drops the schema when the test ends.
+    _pg: PgSchema,
 }
 
 impl Scratch {
     fn new(test: &str) -> Option<Scratch> {
-        let Ok(base) = std::env::var("FERRY_TEST_PG_URL") else {
-            eprintln!("{test}: skipped, FERRY_TEST_PG_URL is not set");
-            return None;
-        };
-        let schema = format!("ferry_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::open(&DbUrl::parse(&base).expect("FERRY_TEST_PG_URL"))
+        let base = pg_base(test)?;
+        let admin = PgConnection::open(&DbUrl::parse(&base).expect("FERRY_TEST_PG_URL"))
             .unwrap_or_else(|e| panic!("FERRY_TEST_PG_URL is set but unusable: {e}"));
-        admin
-            .execute_batch(&format!("CREATE SCHEMA \"{schema}\""))
-            .unwrap();
+        let pg = PgSchema::create(&base, "ferry_test");
         Some(Scratch {
             base,
-            schema,
+            schema: pg.name().to_string(),
             admin,
+            _pg: pg,
         })
     }
 
     fn url(&self) -> DbUrl {
-        let sep = if self.base.contains('?') { '&' } else { '?' };
-        DbUrl::parse(&format!("{}{sep}schema={}", self.base, self.schema)).unwrap()
+        DbUrl::parse(&schema_url(&self.base, &self.schema)).unwrap()
     }
 
     fn open(&self) -> PgConnection {
         PgConnection::open(&self.url()).unwrap()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = self
-            .admin
-            .execute_batch(&format!("DROP SCHEMA \"{}\" CASCADE", self.schema));
     }
 }
 
@@ -191,41 +186,6 @@ fn placeholders_inside_literals_are_left_alone() {
 }
 
 #[test]
-fn query_each_streams_and_stops_early() {
-    let s = scratch!("query_each_streams_and_stops_early");
-    let mut db = s.open();
-    let mut sum = 0i64;
-    let n = db
-        .query_each(
-            "SELECT g FROM generate_series(1, ?) g",
-            &[Value::Int(100_000)],
-            &mut |c, row| {
-                assert_eq!(c, ["g"]);
-                if let Value::Int(i) = row[0] {
-                    sum += i;
-                }
-                Ok(true)
-            },
-        )
-        .unwrap();
-    assert_eq!(n, 100_000);
-    assert_eq!(sum, 100_000 * 100_001 / 2);
-    let n = db
-        .query_each(
-            "SELECT g FROM generate_series(1, 1000) g",
-            &[],
-            &mut |_, _| Ok(false),
-        )
-        .unwrap();
-    assert_eq!(n, 1);
-    // The connection is still usable after stopping early.
-    assert_eq!(
-        db.query("SELECT 1::int8", &[]).unwrap().rows,
-        vec![vec![Value::Int(1)]]
-    );
-}
-
-#[test]
 fn bulk_insert_copies_rows() {
     let s = scratch!("bulk_insert_copies_rows");
     let mut db = s.open();
@@ -249,26 +209,6 @@ fn bulk_insert_copies_rows() {
     assert_eq!(count.rows[0], vec![Value::Int(50_000), Value::Int(25_000)]);
     let mut bad = std::iter::once(vec![Value::Int(1)]);
     assert!(db.bulk_insert("d", &columns, &mut bad).is_err());
-}
-
-#[test]
-fn transactions_commit_and_roll_back() {
-    let s = scratch!("transactions_commit_and_roll_back");
-    let mut db = s.open();
-    db.execute_batch("CREATE TABLE t (a int)").unwrap();
-    assert!(!db.in_transaction());
-    db.begin().unwrap();
-    assert!(db.in_transaction());
-    db.execute("INSERT INTO t VALUES (?)", &[Value::Int(1)])
-        .unwrap();
-    db.rollback().unwrap();
-    assert!(!db.in_transaction());
-    db.begin().unwrap();
-    db.execute("INSERT INTO t VALUES (?)", &[Value::Int(2)])
-        .unwrap();
-    db.commit().unwrap();
-    let rows = db.query("SELECT a FROM t", &[]).unwrap();
-    assert_eq!(rows.rows, vec![vec![Value::Int(2)]]);
 }
 
 fn create_pair(db: &mut PgConnection) {

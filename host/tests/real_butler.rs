@@ -3,6 +3,7 @@
 //! Every test runs on SQLite and on PostgreSQL; without FERRY_TEST_PYTHON (or, for the
 //! PostgreSQL half, FERRY_TEST_PG_URL) it prints a skip line.
 
+mod common;
 mod real_butler_support;
 
 use real_butler_support::*;

@@ -7,6 +7,7 @@
 //! for the dimension universe), each the Alembic id daf_butler_migrate derives from the
 //! manager's type, class and version.
 
+mod common;
 mod real_butler_support;
 
 use ferry::backend::Value;

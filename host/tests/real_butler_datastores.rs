@@ -8,6 +8,7 @@
 //! PostgreSQL; without FERRY_TEST_PYTHON (or, for PostgreSQL, FERRY_TEST_PG_URL) a skip
 //! line.
 
+mod common;
 mod real_butler_support;
 
 use real_butler_support::*;

@@ -4,6 +4,7 @@
 //! (host/tests/real_butler_support). SQLite and PostgreSQL; without FERRY_TEST_PYTHON
 //! (or FERRY_TEST_PG_URL for the PostgreSQL half) a skip line is printed.
 
+mod common;
 mod real_butler_support;
 
 use ferry::backend::Value;

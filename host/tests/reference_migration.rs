@@ -5,6 +5,7 @@
 //! (`tests/fixtures/foreign_v1`, hand-written SQLAlchemy-style DDL through `sqlite3` /
 //! `psql`, then `ferry adopt`).
 
+mod common;
 mod reference_support;
 
 use ferry::backend::{self, DbUrl, Value};

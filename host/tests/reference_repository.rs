@@ -3,6 +3,7 @@
 //! patch, a repository that is already partly upgraded, and an instrument without a
 //! plugin stopping the plan before anything runs. Each runs on SQLite and PostgreSQL.
 
+mod common;
 mod reference_support;
 
 use ferry::backend::{Connection, Value};

@@ -2,6 +2,7 @@
 //! both backends alike: PostgreSQL cannot go on in a transaction after an error, and
 //! Ferry makes SQLite behave the same, so a script cannot half-succeed on one backend.
 
+mod common;
 mod script_support;
 
 both!(a_caught_database_error_fails_the_step, |r| {

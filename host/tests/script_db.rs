@@ -3,6 +3,7 @@
 //! Each test writes a small revision, upgrades through `Migrator`, and checks the
 //! database afterwards (scripts also check what they read and `throw` on a mismatch).
 
+mod common;
 mod script_support;
 use ferry::backend::Value;
 use script_support::Repo;

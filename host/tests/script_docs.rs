@@ -2,6 +2,7 @@
 //! convention: each block is a revision without its metadata header), on SQLite and,
 //! when `FERRY_TEST_PG_URL` is set, on PostgreSQL. The docs cannot drift from the code.
 
+mod common;
 mod script_support;
 use script_support::{repo, Backend};
 

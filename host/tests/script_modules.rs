@@ -1,6 +1,7 @@
 //! The `uuid::`, `config::`, `attributes::`, `hooks::` and `log::` capabilities on
 //! both backends, driven through `Migrator`.
 
+mod common;
 mod script_support;
 use ferry::migrator::Error;
 use ferry::observer::{Event, Level};

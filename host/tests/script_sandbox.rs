@@ -1,6 +1,7 @@
 //! The sandbox: limits stop runaway scripts, escapes are refused, and failures say who
 //! failed (the script's own `throw` or the host) and where.
 
+mod common;
 mod script_support;
 use ferry::script::{FailureKind, Limits};
 use script_support::{repo, Backend, Repo};

@@ -1,4 +1,6 @@
-//! The SQLite backend against real database files.
+//! The SQLite backend against real database files: what only SQLite has (table
+//! rebuilds, file locks, its value mapping). What every backend does is tested once for
+//! all in `backend_conformance.rs`.
 
 use std::time::Duration;
 
@@ -186,23 +188,6 @@ fn values_round_trip_and_errors_name_the_statement() {
 }
 
 #[test]
-fn transactions_commit_and_roll_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut db = open(&dir);
-    db.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
-    assert!(!db.in_transaction());
-    db.begin().unwrap();
-    assert!(db.in_transaction());
-    db.execute("INSERT INTO t VALUES (1)", &[]).unwrap();
-    db.rollback().unwrap();
-    assert!(!db.in_transaction());
-    db.begin().unwrap();
-    db.execute("INSERT INTO t VALUES (2)", &[]).unwrap();
-    db.commit().unwrap();
-    assert_eq!(count(&mut db, "SELECT count(*) FROM t"), 1);
-}
-
-#[test]
 fn a_second_writer_is_told_the_database_is_locked() {
     let dir = tempfile::tempdir().unwrap();
     let mut a = open(&dir);
@@ -217,80 +202,6 @@ fn a_second_writer_is_told_the_database_is_locked() {
         other => panic!("{other:?}"),
     }
     a.rollback().unwrap();
-}
-
-#[test]
-fn bulk_insert_and_streaming_over_100k_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut db = open(&dir);
-    db.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, u CHAR(32))")
-        .unwrap();
-    let mut rows =
-        (0..100_000i64).map(|i| vec![Value::Int(i), Value::Text(format!("n{i}")), Value::Null]);
-    let n = db
-        .bulk_insert("t", &strings(&["id", "name", "u"]), &mut rows)
-        .unwrap();
-    assert_eq!(n, 100_000);
-    assert!(!db.in_transaction());
-    let mut sum = 0i64;
-    let mut seen = 0u64;
-    let handed = db
-        .query_each(
-            "SELECT id, name FROM t ORDER BY id",
-            &[],
-            &mut |cols, row| {
-                assert_eq!(cols, ["id", "name"]);
-                if let Value::Int(i) = row[0] {
-                    sum += i;
-                }
-                seen += 1;
-                Ok(true)
-            },
-        )
-        .unwrap();
-    assert_eq!((handed, seen), (100_000, 100_000));
-    assert_eq!(sum, (0..100_000i64).sum::<i64>());
-    let stopped = db
-        .query_each("SELECT id FROM t", &[], &mut |_, _| Ok(false))
-        .unwrap();
-    assert_eq!(stopped, 1);
-    // A failing row inside the caller's transaction leaves the transaction to the caller.
-    db.begin().unwrap();
-    let mut dup = vec![
-        vec![Value::Int(100_000), Value::Null, Value::Null],
-        vec![Value::Int(1), Value::Null, Value::Null],
-    ]
-    .into_iter();
-    assert!(db
-        .bulk_insert("t", &strings(&["id", "name", "u"]), &mut dup)
-        .is_err());
-    assert!(db.in_transaction());
-    db.rollback().unwrap();
-    assert_eq!(count(&mut db, "SELECT count(*) FROM t"), 100_000);
-}
-
-#[test]
-fn statement_timeout_interrupts_a_slow_query() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut db = open(&dir);
-    db.set_statement_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let slow =
-        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c";
-    let started = std::time::Instant::now();
-    match db.query(slow, &[]) {
-        Err(DbError::Timeout { timeout, sql }) => {
-            assert_eq!(timeout, Duration::from_millis(200));
-            assert_eq!(sql, slow);
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(started.elapsed() < Duration::from_secs(5));
-    // The deadline restarts for every statement.
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(count(&mut db, "SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000) SELECT x FROM c)"), 1000);
-    db.set_statement_timeout(None).unwrap();
-    assert_eq!(count(&mut db, "SELECT 5"), 5);
 }
 
 #[test]

@@ -5,93 +5,47 @@
 //! PostgreSQL tests run when `FERRY_TEST_PG_URL` is set (each in a fresh schema,
 //! dropped at the end) and are skipped otherwise.
 
-use ferry::backend::{self, Connection, DbUrl, Value};
+mod common;
+
+use common::fresh::{pg_base, Backend, FreshDb};
+use ferry::backend::{Connection, Value};
 use ferry::workload::{self, Scale, Snapshot};
 
 const N: u64 = 20_000;
 
-/// Hands out fresh, empty repositories: SQLite files in a temporary directory, or
-/// PostgreSQL schemas with random names dropped when this is dropped.
-enum Fresh {
-    Sqlite(tempfile::TempDir, usize),
-    Postgres {
-        admin: Box<dyn Connection>,
-        conninfo: String,
-        schemas: Vec<String>,
-    },
+/// Hands out fresh, empty repositories (`common::fresh`'s: SQLite files in temporary
+/// folders, or PostgreSQL schemas with unique names), all dropped when this is dropped.
+struct Fresh {
+    backend: Backend,
+    test: String,
+    made: Vec<FreshDb>,
 }
 
 impl Fresh {
     fn sqlite() -> Fresh {
-        Fresh::Sqlite(tempfile::tempdir().expect("temporary directory"), 0)
+        Fresh {
+            backend: Backend::Sqlite,
+            test: "workload".into(),
+            made: Vec::new(),
+        }
     }
 
     /// `None` (and a note) when `FERRY_TEST_PG_URL` is unset; panics when it is set but
     /// the server cannot be reached.
     fn postgres(test: &str) -> Option<Fresh> {
-        let Ok(url) = std::env::var("FERRY_TEST_PG_URL") else {
-            eprintln!("{test}: skipped, FERRY_TEST_PG_URL is not set");
-            return None;
-        };
-        let conninfo = match DbUrl::parse(&url).expect("FERRY_TEST_PG_URL") {
-            DbUrl::Postgres { conninfo, .. } => conninfo,
-            other => panic!("FERRY_TEST_PG_URL is not a PostgreSQL URL: {other:?}"),
-        };
-        let admin = backend::connect(&DbUrl::Postgres {
-            conninfo: conninfo.clone(),
-            schema: "public".into(),
-        })
-        .unwrap_or_else(|e| panic!("FERRY_TEST_PG_URL is set but unreachable: {e}"));
-        Some(Fresh::Postgres {
-            admin,
-            conninfo,
-            schemas: Vec::new(),
+        pg_base(test)?;
+        Some(Fresh {
+            backend: Backend::Postgres,
+            test: test.into(),
+            made: Vec::new(),
         })
     }
 
     fn repo(&mut self) -> Box<dyn Connection> {
-        match self {
-            Fresh::Sqlite(dir, count) => {
-                *count += 1;
-                let path = dir.path().join(format!("repo{count}.sqlite3"));
-                backend::connect(&DbUrl::Sqlite { path }).expect("open SQLite")
-            }
-            Fresh::Postgres {
-                admin,
-                conninfo,
-                schemas,
-            } => {
-                let schema = format!(
-                    "ferry_test_{}",
-                    &uuid::Uuid::new_v4().simple().to_string()[..12]
-                );
-                admin
-                    .execute_batch(&format!("CREATE SCHEMA {}", admin.quote_ident(&schema)))
-                    .expect("create schema");
-                schemas.push(schema.clone());
-                backend::connect(&DbUrl::Postgres {
-                    conninfo: conninfo.clone(),
-                    schema,
-                })
-                .expect("open PostgreSQL")
-            }
-        }
-    }
-}
-
-impl Drop for Fresh {
-    fn drop(&mut self) {
-        if let Fresh::Postgres { admin, schemas, .. } = self {
-            for schema in schemas.iter() {
-                let sql = format!(
-                    "DROP SCHEMA IF EXISTS {} CASCADE",
-                    admin.quote_ident(schema)
-                );
-                if let Err(e) = admin.execute_batch(&sql) {
-                    eprintln!("could not drop test schema {schema}: {e}");
-                }
-            }
-        }
+        let db = FreshDb::new(self.backend, &self.test).expect("backend configured");
+        let conn = db.connect();
+        self.made.push(db);
+        conn
     }
 }
 

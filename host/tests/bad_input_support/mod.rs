@@ -134,11 +134,7 @@ pub fn cases() -> Vec<Case> {
 
 impl Case {
     pub fn runs_on(&self, backend: Backend) -> bool {
-        let name = match backend {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        };
-        self.manifest.backends.iter().any(|b| b == name)
+        self.manifest.backends.iter().any(|b| b == backend.name())
     }
 
     fn roots(&self) -> Vec<PathBuf> {

@@ -15,8 +15,9 @@
 //! }
 //! ```
 //!
-//! PostgreSQL comes from `FERRY_TEST_PG_URL`: unset, the PostgreSQL half of a test prints
-//! a skip line and passes; set but unreachable, it fails.
+//! The database itself comes from [`fresh`], the one fresh-database helper of the tests:
+//! PostgreSQL from `FERRY_TEST_PG_URL`; unset, the PostgreSQL half of a test prints a skip
+//! line and passes; set but unreachable, it fails.
 
 #![allow(dead_code)] // each test file uses a different part of the helper
 
@@ -24,7 +25,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use ferry::backend::{connect, Connection, DbUrl, Value};
+use ferry::backend::{Connection, Value};
 
 /// The folder of one fixture scenario, `tests/fixtures/trees/<name>`.
 pub fn fixture(name: &str) -> PathBuf {
@@ -35,79 +36,54 @@ pub fn fixture(name: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
-/// Which database a [`TestDb`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub mod fresh;
+
+#[allow(unused_imports)] // each test file uses a different part
+pub use fresh::{pg_base_url, Backend, FreshDb};
 
 /// A fresh, empty repository database and a scratch working directory for `ferry`.
 pub struct TestDb {
     pub backend: Backend,
-    url: String,
-    /// The working directory of every `ferry` run (and the SQLite file's folder).
-    dir: tempfile::TempDir,
-    /// PostgreSQL: the admin connection and the schema to drop at the end.
-    pg: Option<(Box<dyn Connection>, String)>,
+    /// The database and the working directory of every `ferry` run (on SQLite, also the
+    /// database file's folder).
+    fresh: FreshDb,
 }
 
 impl TestDb {
     /// A SQLite file in a fresh temporary folder (the file itself does not exist yet).
     pub fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite:{}", dir.path().join("repo.sqlite").display());
-        TestDb {
-            backend: Backend::Sqlite,
-            url,
-            dir,
-            pg: None,
-        }
+        TestDb::from(FreshDb::sqlite())
     }
 
     /// A fresh schema on the server at `FERRY_TEST_PG_URL`, dropped on `Drop`;
     /// `None` (after printing why) when the variable is not set.
     pub fn postgres(test: &str) -> Option<TestDb> {
-        let Some(base) = pg_base_url() else {
-            eprintln!("{test}: PostgreSQL part skipped, FERRY_TEST_PG_URL is not set");
-            return None;
-        };
-        let mut admin = connect(&DbUrl::parse(&base).expect("FERRY_TEST_PG_URL parses"))
-            .unwrap_or_else(|e| panic!("FERRY_TEST_PG_URL is set but unusable: {e}"));
-        let schema = format!("ferry_it_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .execute_batch(&format!("CREATE SCHEMA \"{schema}\""))
-            .expect("create test schema");
-        let sep = if base.contains('?') { '&' } else { '?' };
-        Some(TestDb {
-            backend: Backend::Postgres,
-            url: format!("{base}{sep}schema={schema}"),
-            dir: tempfile::tempdir().expect("tempdir"),
-            pg: Some((admin, schema)),
-        })
+        FreshDb::postgres(test).map(TestDb::from)
+    }
+
+    /// A fresh database on `backend`; `None` as for [`TestDb::postgres`].
+    pub fn new(backend: Backend, test: &str) -> Option<TestDb> {
+        FreshDb::new(backend, test).map(TestDb::from)
     }
 
     /// `sqlite` or `postgres`, for messages.
     pub fn name(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
+        self.backend.name()
     }
 
     /// The URL to pass as `--db`.
     pub fn url(&self) -> &str {
-        &self.url
+        self.fresh.url()
     }
 
     /// The scratch working directory of `ferry` runs.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.fresh.dir()
     }
 
     /// The PostgreSQL schema of this database (`None` on SQLite).
     pub fn schema(&self) -> Option<&str> {
-        self.pg.as_ref().map(|(_, s)| s.as_str())
+        self.fresh.schema()
     }
 
     /// The `ferry` binary, pointed at this database, ready for roots and arguments.
@@ -125,8 +101,7 @@ impl TestDb {
 
     /// A direct connection to the database (Ferry's library, not the binary).
     pub fn connect(&self) -> Box<dyn Connection> {
-        connect(&DbUrl::parse(&self.url).expect("test URL parses"))
-            .unwrap_or_else(|e| panic!("[{}] connect: {e}", self.name()))
+        self.fresh.connect()
     }
 
     /// Every table in the database (the schema, on PostgreSQL), sorted.
@@ -221,16 +196,15 @@ impl TestDb {
     }
 
     fn sqlite_file_exists(&self) -> bool {
-        self.url
-            .strip_prefix("sqlite:")
-            .is_some_and(|p| Path::new(p).exists())
+        self.fresh.sqlite_path().is_some_and(Path::exists)
     }
 }
 
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some((admin, schema)) = self.pg.as_mut() {
-            let _ = admin.execute_batch(&format!("DROP SCHEMA \"{schema}\" CASCADE"));
+impl From<FreshDb> for TestDb {
+    fn from(fresh: FreshDb) -> TestDb {
+        TestDb {
+            backend: fresh.backend,
+            fresh,
         }
     }
 }
@@ -245,19 +219,11 @@ fn text(v: Value) -> Option<String> {
     }
 }
 
-/// `FERRY_TEST_PG_URL`, if set and not empty.
-pub fn pg_base_url() -> Option<String> {
-    std::env::var("FERRY_TEST_PG_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
-
 /// Runs `scenario` on a fresh SQLite database, then on a fresh PostgreSQL schema
 /// (skipped with a message when `FERRY_TEST_PG_URL` is not set).
 pub fn for_each_backend(test: &str, scenario: impl Fn(&TestDb)) {
-    scenario(&TestDb::sqlite());
-    if let Some(db) = TestDb::postgres(test) {
-        scenario(&db);
+    for backend in Backend::all(test) {
+        scenario(&TestDb::new(backend, test).expect("backend configured"));
     }
 }
 

@@ -9,6 +9,8 @@
 //! - PostgreSQL: every repository is made in a schema of its own, dropped at the end.
 //!
 //! Without `FERRY_TEST_PYTHON` the tests print a skip line and pass; `.ci/run` sets it.
+//! The backends and the PostgreSQL schemas are `common::fresh`'s (a test file declares
+//! `mod common;` too).
 
 #![allow(dead_code)] // each test file uses a different part of the helper
 
@@ -58,31 +60,8 @@ pub fn tool(python: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
-/// The PostgreSQL server of the tests, or `None` (with a skip line) when unset.
-pub fn pg_base(test: &str) -> Option<String> {
-    match std::env::var("FERRY_TEST_PG_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            eprintln!("{test}: PostgreSQL part skipped, FERRY_TEST_PG_URL is not set");
-            None
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
-    }
-}
+pub use crate::common::fresh::{pg_base, Backend};
+use crate::common::fresh::{schema_url, PgSchema};
 
 /// A repository made by the real daf_butler: its butler root (for daf_butler) and its
 /// database (for Ferry).
@@ -91,8 +70,8 @@ pub struct RealRepo {
     pub universe: u32,
     dir: tempfile::TempDir,
     python: PathBuf,
-    /// PostgreSQL: the server URL and the schema, dropped on `Drop`.
-    pg: Option<(String, String)>,
+    /// PostgreSQL: the schema (made by daf_butler), dropped on `Drop`.
+    pg: Option<PgSchema>,
 }
 
 /// SQLite fixtures of this test process: (universe, extra `make` arguments) -> the
@@ -164,7 +143,8 @@ impl RealRepo {
             }
             Backend::Postgres => {
                 let base = pg_base(test)?;
-                let schema = format!("ferry_real_{}", uuid::Uuid::new_v4().simple());
+                let pg = PgSchema::reserve(&base, "ferry_real");
+                let schema = pg.name().to_string();
                 let root = dir.path().join("repo");
                 // From here on the schema exists (the tool creates it): drop it even if
                 // making the repository fails.
@@ -173,7 +153,7 @@ impl RealRepo {
                     universe,
                     dir,
                     python: python.clone(),
-                    pg: Some((base.clone(), schema.clone())),
+                    pg: Some(pg),
                 };
                 let universe = universe.to_string();
                 let plain = pg_plain(&base);
@@ -206,10 +186,7 @@ impl RealRepo {
     pub fn url(&self) -> String {
         match &self.pg {
             None => format!("sqlite:{}", self.root().join("gen3.sqlite3").display()),
-            Some((base, schema)) => {
-                let sep = if base.contains('?') { '&' } else { '?' };
-                format!("{base}{sep}schema={schema}")
-            }
+            Some(pg) => schema_url(pg.base(), pg.name()),
         }
     }
 
@@ -279,9 +256,9 @@ impl RealRepo {
         let plain;
         match &self.pg {
             None => args.extend(["--sqlite", file.to_str().unwrap()]),
-            Some((base, schema)) => {
-                plain = pg_plain(base);
-                args.extend(["--pg", plain.as_str(), "--schema", schema]);
+            Some(pg) => {
+                plain = pg_plain(pg.base());
+                args.extend(["--pg", plain.as_str(), "--schema", pg.name()]);
             }
         }
         args.extend_from_slice(extra);
@@ -345,18 +322,6 @@ impl RealRepo {
         .expect("connect");
         conn.execute(sql, params)
             .unwrap_or_else(|e| panic!("[{}] {sql}: {e}", self.backend.name()));
-    }
-}
-
-impl Drop for RealRepo {
-    fn drop(&mut self) {
-        if let Some((base, schema)) = &self.pg {
-            if let Ok(url) = ferry::backend::DbUrl::parse(base) {
-                if let Ok(mut c) = ferry::backend::connect(&url) {
-                    let _ = c.execute_batch(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
-                }
-            }
-        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Shared by the reference repository tests: a Migrator over the project's own
 //! `scripts/`, `plugins/*` and `stdlib/`, and a way to run a scenario on SQLite and (when
-//! FERRY_TEST_PG_URL is set) PostgreSQL in a fresh schema.
+//! FERRY_TEST_PG_URL is set) PostgreSQL in a fresh schema (`common::fresh`'s: a test file
+//! declares `mod common;` too).
 
 #![allow(dead_code)]
 
@@ -10,6 +11,8 @@ use ferry::backend::{self, Connection, DbUrl};
 use ferry::migrator::{Migrator, UpgradeOptions};
 use ferry::workload;
 use std::path::PathBuf;
+
+use crate::common::fresh::{on_each_fresh_db, FreshDb};
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -53,32 +56,12 @@ pub fn connect(url: &str) -> Box<dyn Connection> {
 /// Runs `f` with a SQLite URL and, when FERRY_TEST_PG_URL is set, a PostgreSQL URL in a
 /// fresh schema that is dropped afterwards (also when `f` panics).
 pub fn on_each_backend(f: impl Fn(&str)) {
-    let dir = tempfile::tempdir().unwrap();
-    f(&format!(
-        "sqlite:{}",
-        dir.path().join("repo.sqlite").display()
-    ));
-    postgres_only(f);
+    on_each_fresh_db("reference scenario", |db| f(db.url()));
 }
 
 /// Runs `f` on PostgreSQL only (skipped, saying so, when FERRY_TEST_PG_URL is unset).
 pub fn postgres_only(f: impl Fn(&str)) {
-    let Ok(base) = std::env::var("FERRY_TEST_PG_URL") else {
-        eprintln!("FERRY_TEST_PG_URL is not set: PostgreSQL half skipped");
-        return;
-    };
-    let schema = format!("ferry_ref_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = backend::connect(&DbUrl::parse(&base).unwrap()).expect("PostgreSQL reachable");
-    admin
-        .execute_batch(&format!("CREATE SCHEMA \"{schema}\""))
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}schema={schema}");
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&url)));
-    admin
-        .execute_batch(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .unwrap();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
+    if let Some(db) = FreshDb::postgres("reference scenario") {
+        f(db.url());
     }
 }

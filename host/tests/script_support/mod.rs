@@ -2,6 +2,7 @@
 //! temporary directory, or a fresh PostgreSQL schema) plus a script tree written by the
 //! test, driven through [`Migrator`] exactly as an application would.
 //!
+//! The database comes from `common::fresh` (a test file declares `mod common;` too):
 //! PostgreSQL runs when `FERRY_TEST_PG_URL` is set (e.g.
 //! `postgresql://postgres@127.0.0.1:5432/test`); each test gets its own schema, dropped
 //! at the end. Unset: the PostgreSQL variant prints that it was skipped and passes. Set
@@ -17,74 +18,29 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-/// Which database a test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// A fresh PostgreSQL schema, dropped with everything in it when dropped.
-pub struct PgSchema {
-    pub base: String,
-    pub schema: String,
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = connect(&DbUrl::parse(&self.base).unwrap()) {
-            let _ = admin.execute_batch(&format!("DROP SCHEMA \"{}\" CASCADE", self.schema));
-        }
-    }
-}
+pub use crate::common::fresh::Backend;
+use crate::common::fresh::FreshDb;
 
 /// A scratch repository and its script tree.
 pub struct Repo {
     pub backend: Backend,
-    pub dir: tempfile::TempDir,
     pub url: String,
-    pg: Option<PgSchema>,
+    /// The database, and the folder of the scripts (on SQLite, also of the file).
+    db: FreshDb,
     revisions: RefCell<Vec<String>>,
 }
 
 /// Opens a scratch repository on `backend`, or `None` (after saying so) when the
 /// backend is PostgreSQL and `FERRY_TEST_PG_URL` is unset.
 pub fn repo(backend: Backend, test: &str) -> Option<Repo> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("scripts/t")).unwrap();
-    match backend {
-        Backend::Sqlite => {
-            let url = format!("sqlite:{}", dir.path().join("repo.sqlite").display());
-            Some(Repo {
-                backend,
-                dir,
-                url,
-                pg: None,
-                revisions: RefCell::new(Vec::new()),
-            })
-        }
-        Backend::Postgres => {
-            let Ok(base) = std::env::var("FERRY_TEST_PG_URL") else {
-                eprintln!("{test} (postgres): skipped, FERRY_TEST_PG_URL is not set");
-                return None;
-            };
-            let schema = format!("ferry_script_{}", uuid::Uuid::new_v4().simple());
-            let mut admin = connect(&DbUrl::parse(&base).expect("FERRY_TEST_PG_URL"))
-                .unwrap_or_else(|e| panic!("FERRY_TEST_PG_URL is set but unusable: {e}"));
-            admin
-                .execute_batch(&format!("CREATE SCHEMA \"{schema}\""))
-                .unwrap();
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let url = format!("{base}{sep}schema={schema}");
-            Some(Repo {
-                backend,
-                dir,
-                url,
-                pg: Some(PgSchema { base, schema }),
-                revisions: RefCell::new(Vec::new()),
-            })
-        }
-    }
+    let db = FreshDb::new(backend, test)?;
+    std::fs::create_dir_all(db.dir().join("scripts/t")).unwrap();
+    Some(Repo {
+        backend,
+        url: db.url().to_string(),
+        db,
+        revisions: RefCell::new(Vec::new()),
+    })
 }
 
 /// Runs a test body once on SQLite and once on PostgreSQL (`mod NAME { sqlite, postgres }`).
@@ -137,12 +93,12 @@ pub fn header(id: &str, parents: &[&str], hooks: &[&str]) -> String {
 
 impl Repo {
     pub fn root(&self) -> &Path {
-        self.dir.path()
+        self.db.dir()
     }
 
     /// Writes a file under the repository's directory (creating folders).
     pub fn write(&self, rel: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(rel);
+        let path = self.db.dir().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
         path
@@ -172,7 +128,7 @@ impl Repo {
 
     /// Replaces the body of revision `id` (keeping its parents), e.g. to fix a bug.
     pub fn rewrite(&self, id: &str, body: &str) {
-        let path = self.dir.path().join(format!("scripts/t/{id}.rhai"));
+        let path = self.db.dir().join(format!("scripts/t/{id}.rhai"));
         let text = std::fs::read_to_string(&path).unwrap();
         let head: String = text
             .lines()
@@ -184,8 +140,8 @@ impl Repo {
 
     /// The script roots: `scripts/` and every folder under `plugins/`.
     pub fn roots(&self) -> Vec<PathBuf> {
-        let mut roots = vec![self.dir.path().join("scripts")];
-        if let Ok(entries) = std::fs::read_dir(self.dir.path().join("plugins")) {
+        let mut roots = vec![self.db.dir().join("scripts")];
+        if let Ok(entries) = std::fs::read_dir(self.db.dir().join("plugins")) {
             let mut plugins: Vec<PathBuf> =
                 entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
             plugins.sort();
@@ -196,7 +152,7 @@ impl Repo {
 
     /// A migrator over this repository; `stdlib/` is the repository's own, if written.
     pub fn migrator(&self) -> Migrator {
-        let stdlib = self.dir.path().join("stdlib");
+        let stdlib = self.db.dir().join("stdlib");
         Migrator::new(&self.url)
             .expect("url")
             .with_roots(self.roots())
