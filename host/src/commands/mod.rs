@@ -2,6 +2,7 @@
 //! adds its methods to `Migrator` and its report types; the facade re-exports them.
 
 pub(crate) mod changes;
+pub(crate) mod classify;
 pub(crate) mod downgrade;
 pub(crate) mod inspect;
 pub(crate) mod lockset;
@@ -19,6 +20,6 @@ pub(crate) mod verify;
 
 // What the command modules share, so that each names it as `super::…`.
 pub(crate) use crate::migrator::{Error, Migrator, UpgradeOptions};
-pub(crate) use changes::{changed_hint, changed_scripts, ChangedScript, FileChange, SourceDiff};
+pub(crate) use changes::{changed_scripts, ChangedScript, FileChange, SourceDiff};
 pub(crate) use project::Project;
 pub(crate) use upgrade::upgrade_plan;
