@@ -65,6 +65,7 @@ use crate::runner::{Report, RunError};
 use crate::script::{Limits, ModulePaths, ScriptError};
 use crate::source::Source;
 use crate::target::TargetError;
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -176,6 +177,10 @@ pub struct Migrator {
     pub(crate) lock_timeout: Duration,
     pub(crate) observer: Rc<dyn Observer>,
     pub(crate) rehearsal: Rehearsal,
+    /// The project, once loaded (see [`Migrator::load`]).
+    pub(crate) project: RefCell<Option<Rc<Project>>>,
+    /// Whether the static checks passed for the loaded project.
+    pub(crate) checked: Cell<bool>,
 }
 
 impl Migrator {
@@ -204,16 +209,20 @@ impl Migrator {
             lock_timeout: Duration::from_secs(10),
             observer: Rc::new(Silent),
             rehearsal: Rehearsal::default(),
+            project: RefCell::new(None),
+            checked: Cell::new(false),
         }
     }
 
     pub fn with_roots(mut self, roots: Vec<PathBuf>) -> Self {
         self.roots = roots;
+        self.forget_project();
         self
     }
 
     pub fn with_stdlib(mut self, stdlib: Option<PathBuf>) -> Self {
         self.stdlib = stdlib;
+        self.forget_project();
         self
     }
 
@@ -221,6 +230,7 @@ impl Migrator {
     /// databases (see [`crate::databases`]).
     pub fn with_config(mut self, config: ConfigMap) -> Self {
         self.config = config;
+        self.forget_project();
         self
     }
 
@@ -228,6 +238,7 @@ impl Migrator {
     /// lint names them in its messages.
     pub fn with_config_sources(mut self, sources: crate::lint::ConfigSources) -> Self {
         self.config_sources = sources;
+        self.forget_project();
         self
     }
 
@@ -237,6 +248,7 @@ impl Migrator {
     /// built, and for tests of the sandbox itself.
     pub fn with_static_checks(mut self, on: bool) -> Self {
         self.static_checks = on;
+        self.forget_project();
         self
     }
 
@@ -265,6 +277,12 @@ impl Migrator {
         self.placed
             .push((name.to_string(), source, trees.into_iter().collect()));
         self
+    }
+
+    /// Drops the loaded project: what it was loaded (and checked) with has changed.
+    fn forget_project(&mut self) {
+        *self.project.get_mut() = None;
+        self.checked.set(false);
     }
 
     /// The main database's URL (`None` for a lent connection).

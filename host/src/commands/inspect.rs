@@ -176,7 +176,11 @@ impl Migrator {
         new_tree: bool,
     ) -> Result<crate::newrev::NewRevision, Error> {
         let project = self.load()?;
-        crate::newrev::write_new(&project.graph, &self.roots, tree, message, new_tree)
-            .map_err(|e| Error::Refused(e.to_string()))
+        let written =
+            crate::newrev::write_new(&project.graph, &self.roots, tree, message, new_tree)
+                .map_err(|e| Error::Refused(e.to_string()))?;
+        // The scripts changed: the next command reads them again.
+        *self.project.borrow_mut() = None;
+        Ok(written)
     }
 }

@@ -7,6 +7,7 @@ use crate::discovery;
 use crate::graph::Graph;
 use crate::metadata::RevisionMeta;
 use crate::script::hooks::HookSet;
+use std::rc::Rc;
 
 /// The scripts found under the roots, validated into one graph.
 pub struct Project {
@@ -14,6 +15,8 @@ pub struct Project {
     pub hooks: HookSet,
     /// Probe scripts found under the roots (`probes/`), for `adopt`.
     pub probes: Vec<crate::metadata::ModuleFile>,
+    /// What discovery found, in its order, for the static checks.
+    pub(crate) found: discovery::Discovered,
 }
 
 impl Project {
@@ -51,24 +54,38 @@ impl Project {
 }
 
 impl Migrator {
-    /// Discovers the scripts and builds the graph (no database needed).
-    pub fn load(&self) -> Result<Project, Error> {
+    /// The project: the scripts under the roots, discovered and validated into a graph
+    /// on first use, then kept. Every command of this migrator uses it, so a command
+    /// that runs others (`verify` with `auto_migrate`, a dry run) reads the scripts
+    /// once. Call [`Migrator::reload`] after editing the scripts.
+    pub fn load(&self) -> Result<Rc<Project>, Error> {
+        if let Some(project) = self.project.borrow().as_ref() {
+            return Ok(project.clone());
+        }
+        self.reload()
+    }
+
+    /// Discovers the scripts again and keeps the new project (the static checks of
+    /// `plan` and `upgrade` then run again too).
+    pub fn reload(&self) -> Result<Rc<Project>, Error> {
         let found = discovery::discover(&self.roots)?;
-        let hooks = HookSet::new(&found.hooks);
-        let graph = Graph::build(found.revisions)?;
-        Ok(Project {
+        let graph = Graph::build(found.revisions.clone())?;
+        let project = Rc::new(Project {
             graph,
-            hooks,
-            probes: found.probes,
-        })
+            hooks: HookSet::new(&found.hooks),
+            probes: found.probes.clone(),
+            found,
+        });
+        *self.project.borrow_mut() = Some(project.clone());
+        self.checked.set(false);
+        Ok(project)
     }
 
     /// The static checks of `ferry lint` over the roots and the configuration (no
-    /// database needed): every problem, errors and warnings.
+    /// database needed): every problem, errors and warnings. Reads the scripts anew.
     pub fn lint(&self) -> Result<Vec<crate::lint::Problem>, Error> {
-        let found = discovery::discover(&self.roots)?;
-        let graph = Graph::build(found.revisions.clone())?;
-        Ok(self.lint_found(&found, &graph))
+        let project = self.reload()?;
+        Ok(self.lint_found(&project.found, &project.graph))
     }
 
     pub(crate) fn lint_found(
@@ -85,21 +102,17 @@ impl Migrator {
         })
     }
 
-    /// [`Migrator::load`] with the static checks (unless turned off): one discovery
-    /// serves both, and an error refuses with [`Error::Lint`] before any repository is
-    /// opened; `plan` and `upgrade` start here. Warnings go to the observer's log.
-    pub(crate) fn load_checked(&self) -> Result<Project, Error> {
-        let found = discovery::discover(&self.roots)?;
-        let graph = Graph::build(found.revisions.clone())?;
-        if self.static_checks {
-            self.refuse_lint_errors(self.lint_found(&found, &graph))?;
+    /// [`Migrator::load`] with the static checks (unless turned off), run once per
+    /// project: an error refuses with [`Error::Lint`] before any repository is
+    /// opened; `plan` and `upgrade` start here. Warnings go to the observer's log
+    /// (once per project).
+    pub(crate) fn load_checked(&self) -> Result<Rc<Project>, Error> {
+        let project = self.load()?;
+        if self.static_checks && !self.checked.get() {
+            self.refuse_lint_errors(self.lint_found(&project.found, &project.graph))?;
+            self.checked.set(true);
         }
-        let hooks = HookSet::new(&found.hooks);
-        Ok(Project {
-            graph,
-            hooks,
-            probes: found.probes,
-        })
+        Ok(project)
     }
 
     /// Refuses with [`Error::Lint`] when `problems` hold an error; logs the warnings.
@@ -125,14 +138,59 @@ impl Migrator {
     }
 
     /// The project and the databases, with every placed tree checked against the graph.
-    pub(crate) fn setup(&self) -> Result<(Project, Databases), Error> {
+    pub(crate) fn setup(&self) -> Result<(Rc<Project>, Databases), Error> {
         self.setup_with(self.load()?)
     }
 
     /// [`Migrator::setup`] for a project already loaded.
-    pub(crate) fn setup_with(&self, project: Project) -> Result<(Project, Databases), Error> {
+    pub(crate) fn setup_with(
+        &self,
+        project: Rc<Project>,
+    ) -> Result<(Rc<Project>, Databases), Error> {
         let dbs = self.databases()?;
         dbs.check_trees(&project.graph.trees())?;
         Ok((project, dbs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::migrator::Migrator;
+    use std::path::Path;
+    use std::rc::Rc;
+
+    /// A copy of the `linear` fixture (alpha-1, alpha-2, alpha-3) to edit.
+    fn linear_copy(dir: &Path) -> std::path::PathBuf {
+        let from =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/trees/linear/scripts");
+        let to = dir.join("scripts");
+        std::fs::create_dir_all(to.join("alpha")).unwrap();
+        for entry in std::fs::read_dir(from.join("alpha")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join("alpha").join(entry.file_name())).unwrap();
+        }
+        to
+    }
+
+    #[test]
+    fn the_project_is_loaded_once_and_again_on_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = linear_copy(dir.path());
+        let url = format!("sqlite:{}", dir.path().join("repo.sqlite").display());
+        let migrator = Migrator::new(&url).unwrap().with_roots(vec![roots.clone()]);
+        let first = migrator.load().unwrap();
+        assert_eq!(first.graph.len(), 3);
+        assert!(
+            Rc::ptr_eq(&first, &migrator.load().unwrap()),
+            "kept, not read again"
+        );
+        // Commands use the kept project: a script removed since is still planned.
+        std::fs::remove_file(roots.join("alpha/003_seed.rhai")).unwrap();
+        let status = migrator.status().unwrap();
+        assert_eq!(status.trees[0].pending.len(), 3);
+        let again = migrator.reload().unwrap();
+        assert!(!Rc::ptr_eq(&first, &again));
+        assert_eq!(again.graph.len(), 2);
+        assert_eq!(migrator.status().unwrap().trees[0].pending.len(), 2);
     }
 }

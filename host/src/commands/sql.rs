@@ -41,6 +41,9 @@ impl Migrator {
             lock_timeout: self.lock_timeout,
             observer,
             rehearsal,
+            // The copy runs the scripts this migrator loaded (and checked).
+            project: std::cell::RefCell::new(self.project.borrow().clone()),
+            checked: std::cell::Cell::new(self.checked.get()),
         }
     }
 

@@ -11,6 +11,7 @@ use crate::plan::{self, Plan, PlanError};
 use crate::runner::Report;
 use crate::target::{self, Target};
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 impl Migrator {
     /// Every database's ledger, read now.
@@ -21,7 +22,7 @@ impl Migrator {
     }
 
     /// The revisions an upgrade to `targets` (default: every head) would run.
-    pub fn plan_upgrade(&self, targets: &[String]) -> Result<(Project, Plan), Error> {
+    pub fn plan_upgrade(&self, targets: &[String]) -> Result<(Rc<Project>, Plan), Error> {
         let (project, dbs) = self.setup_with(self.load_checked()?)?;
         let (_conns, ledgers) = self.ledgers(&dbs)?;
         ledgers.refuse_misplaced(&dbs, &project.graph)?;
