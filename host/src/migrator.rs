@@ -69,6 +69,8 @@ use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
+/// What went wrong. The messages say what happened and what must be done, never
+/// which command does it: the command line adds its own hints.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -97,13 +99,13 @@ pub enum Error {
     /// A preflight check of a planned revision refused; nothing ran.
     #[error("{0}")]
     Preflight(Box<ScriptError>),
-    #[error("applied script(s) changed since they were applied:\n{}\n  {}\n  or rerun with --allow-changed to run anyway (recorded in the history)",
-        .0.iter().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n"), changed_hint(.0))]
+    #[error("applied script(s) changed since they were applied:\n{}",
+        .0.iter().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n"))]
     Changed(Vec<ChangedScript>),
     #[error("revision(s) cannot be downgraded (no fn downgrade(db)): {}; nothing was run", .0.join(", "))]
     NoDowngrade(Vec<String>),
     /// The upgrade ran, but the schema is not the one the revision declares.
-    #[error("the upgrade ran, but the schema digest after {revision} differs from its DIGEST\n  expected: {expected}\n  found:    {found}\n  (run `ferry digest --verbose` to see the schema as Ferry reads it)")]
+    #[error("the upgrade ran, but the schema digest after {revision} differs from its DIGEST\n  expected: {expected}\n  found:    {found}")]
     DigestAfterUpgrade {
         revision: String,
         expected: String,
@@ -112,7 +114,7 @@ pub enum Error {
         report: Box<Report>,
     },
     /// The schema is not the one the revisions to stamp or adopt declare.
-    #[error("the schema digest does not match what {revision} declares\n  expected: {expected}\n  found:    {found}\n  nothing was recorded; check the repository, or pass --force to record anyway")]
+    #[error("the schema digest does not match what {revision} declares\n  expected: {expected}\n  found:    {found}\n  nothing was recorded")]
     DigestMismatch {
         revision: String,
         expected: String,
@@ -125,7 +127,7 @@ pub enum Error {
     #[error("{0}")]
     Refused(String),
     /// The static checks found errors (`ferry lint`); nothing was run or opened.
-    #[error("{}\n{} error(s) in the scripts or the configuration; nothing was run (`ferry lint` lists every problem)", lint_lines(.0), .0.len())]
+    #[error("{}\n{} error(s) in the scripts or the configuration; nothing was run", lint_lines(.0), .0.len())]
     Lint(Vec<crate::lint::Problem>),
 }
 
