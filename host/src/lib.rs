@@ -7,7 +7,9 @@
 
 pub(crate) mod alembic;
 pub mod backend;
+pub(crate) mod builder;
 pub mod clock;
+pub(crate) mod commands;
 pub mod compat;
 pub mod config;
 pub mod crash;

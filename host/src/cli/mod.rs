@@ -487,11 +487,11 @@ pub fn main(cli: Cli) -> i32 {
         }
         // Each problem line says "error:" itself.
         Err(e @ Error::Lint(_)) => {
-            eprintln!("{e}");
+            eprintln!("{e}{}", render::error_hint(&e));
             e.exit_code()
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e}{}", render::error_hint(&e));
             e.exit_code()
         }
     }

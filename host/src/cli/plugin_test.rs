@@ -90,7 +90,11 @@ pub fn run(g: &Global, plugin: &Path, postgres: Option<&str>) -> i32 {
             EXIT_FAILED
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            let hint = match &e {
+                plugin_test::PluginTestError::Migrator(e) => render::error_hint(e),
+                _ => String::new(),
+            };
+            eprintln!("error: {e}{hint}");
             match e {
                 plugin_test::PluginTestError::Migrator(e) => e.exit_code(),
                 _ => EXIT_USAGE,

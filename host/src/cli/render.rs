@@ -446,3 +446,23 @@ pub fn moved(r: &ferry::migrator::MoveReport) -> String {
     }
     out
 }
+
+/// What the command line adds to a library error's message: the command or option
+/// that acts on it (the library's messages name none). Appended as is.
+pub fn error_hint(e: &ferry::migrator::Error) -> String {
+    use ferry::migrator::Error;
+    match e {
+        Error::Changed(changed) => format!(
+            "\n  {}\n  or rerun with --allow-changed to run anyway (recorded in the history)",
+            ferry::migrator::changed_hint(changed)
+        ),
+        Error::DigestAfterUpgrade { .. } => {
+            "\n  (run `ferry digest --verbose` to see the schema as Ferry reads it)".into()
+        }
+        Error::DigestMismatch { .. } => {
+            "; check the repository, or pass --force to record anyway".into()
+        }
+        Error::Lint(_) => " (`ferry lint` lists every problem)".into(),
+        _ => String::new(),
+    }
+}

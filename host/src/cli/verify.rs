@@ -4,7 +4,9 @@ use super::args::Global;
 use super::render::{script_error, table};
 use super::{json, EXIT_FAILED, EXIT_NOT_CURRENT};
 use ferry::compat::Access;
-use ferry::migrator::{Error, Migrator, Verification, VerifyOptions};
+use ferry::migrator::{
+    changed_hint, Error, Migrator, TreeState, TreeVerdict, Verification, VerifyOptions,
+};
 
 pub fn run(
     m: &Migrator,
@@ -75,7 +77,11 @@ fn render(v: &Verification) -> String {
         &rows,
     ));
     for t in &v.trees {
-        out.push_str(&format!("  {}: {}\n", t.tree, t.detail));
+        out.push_str(&format!("  {}: {}", t.tree, t.detail));
+        for hint in hints(t) {
+            out.push_str(&format!("; {hint}"));
+        }
+        out.push('\n');
     }
     if let Some(r) = &v.migrated {
         let done: Vec<&str> = r.completed.iter().map(|c| c.revision.as_str()).collect();
@@ -85,6 +91,9 @@ fn render(v: &Verification) -> String {
             if done.is_empty() { "" } else { ": " },
             done.join(", ")
         ));
+    }
+    if let Some(why) = &v.plan_error {
+        out.push_str(&format!("no plan can be made: {why}\n"));
     }
     if let Some(why) = &v.not_migrated {
         out.push_str(&format!("{why}\n"));
@@ -104,4 +113,27 @@ fn render(v: &Verification) -> String {
         }
     }
     out
+}
+
+/// The commands that act on a tree in its state: the library says what must happen,
+/// the command line which command does it.
+fn hints(t: &TreeVerdict) -> Vec<String> {
+    let mut hints = Vec::new();
+    match t.state {
+        TreeState::NoDatabase | TreeState::Empty => {
+            hints.push("`ferry verify --auto-migrate` or `ferry upgrade` does".into())
+        }
+        TreeState::Unfinished => hints.push("`ferry upgrade` resumes it".into()),
+        TreeState::UnversionedRecognised => hints.push(
+            match t.recognised.as_ref().and_then(|r| r.revision.as_ref()) {
+                Some(_) => "`ferry adopt` records it".into(),
+                None => "`ferry adopt`, then `ferry upgrade`".into(),
+            },
+        ),
+        _ => {}
+    }
+    if !t.changed.is_empty() {
+        hints.push(changed_hint(&t.changed));
+    }
+    hints
 }

@@ -1,12 +1,19 @@
 //! Recording revisions without running them: `stamp`, and `adopt` (see [`crate::stamp`]).
 
 use super::status::Ledgers;
-use super::{AdoptReport, Error, Migrator};
+use super::{Error, Migrator};
 use crate::digest;
 use crate::ledger;
 use crate::metadata::RevisionMeta;
 use crate::target;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// What `adopt` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdoptReport {
+    pub probes: Vec<crate::stamp::ProbeResult>,
+    pub stamp: crate::stamp::StampReport,
+}
 
 impl Migrator {
     /// Records `revisions` (and their unapplied ancestors) as applied without running

@@ -1,11 +1,11 @@
 //! Building a [`Migrator`]: where the database is, the script roots, configuration,
 //! limits and an observer.
 
-use super::{Error, Migrator};
 use crate::backend::postgres::PgConnection;
 use crate::backend::sqlite::SqliteConnection;
 use crate::backend::DbUrl;
 use crate::config::{self, ConfigMap};
+use crate::migrator::{Error, Migrator};
 use crate::observer::Observer;
 use crate::source::Source;
 use std::cell::RefCell;

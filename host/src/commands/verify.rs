@@ -6,16 +6,18 @@
 //! where there is none, it asks the tree's probe (or compares the schema digest with
 //! the `DIGEST` its revisions declare), and says "unknown" rather than guess.
 
+use super::classify::{auto_migrate_blocker, classify, needs_recognition, DbLook, Snapshot};
 use super::status::{unfinished_by_tree, Ledgers, Unfinished};
-use super::{upgrade_plan, Error, Migrator, Project, UpgradeOptions};
+use super::UpgradeOptions;
+use super::{changed_scripts, upgrade_plan, ChangedScript, Error, Migrator, Project};
 use crate::backend::Connection;
-use crate::compat::{self, Access, Decision};
+use crate::compat::{Access, Decision};
 use crate::databases::Databases;
 use crate::digest;
 use crate::ledger::RevisionRecord;
 use crate::metadata::ModuleFile;
 use crate::runner::Report;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// What `verify` should do, and what the application supports.
 #[derive(Debug, Clone, Default)]
@@ -99,7 +101,7 @@ impl TreeState {
     }
 
     /// States `auto_migrate` may act on.
-    fn migratable(self) -> bool {
+    pub(crate) fn migratable(self) -> bool {
         matches!(
             self,
             TreeState::NoDatabase | TreeState::Empty | TreeState::Current | TreeState::Behind
@@ -133,6 +135,10 @@ pub struct TreeVerdict {
     pub unknown: Vec<String>,
     pub recognised: Option<Recognition>,
     pub unfinished: Vec<Unfinished>,
+    /// Applied revisions of this tree whose files changed since they ran (an upgrade
+    /// refuses until they are accepted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<ChangedScript>,
     /// What the code may do with this tree, and why.
     pub access: Decision,
     /// One line on the state and what to do about it.
@@ -159,6 +165,11 @@ pub struct Verification {
     /// order, across trees and databases (empty when nothing is pending or no plan can
     /// be made; see `trees` for why).
     pub plan: Vec<String>,
+    /// Why no plan to the targets could be made (a target that does not resolve, a
+    /// `BEFORE` that names an applied revision…); `None` when it could, or when records
+    /// are misplaced (see `trees`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_error: Option<String>,
     /// The decision for the whole repository: the most restrictive of its trees'.
     pub access: Decision,
     /// What `auto_migrate` ran, if it ran.
@@ -184,30 +195,31 @@ impl Verification {
     }
 }
 
-/// What one database looks like before any tree is classified.
-struct DbLook {
-    exists: bool,
-    ledger: bool,
-    tables: Vec<String>,
-    described: String,
-}
-
 impl Migrator {
     /// Classifies every tree of the repository, decides what this code may do with it,
     /// and with `auto_migrate` upgrades (or creates) it when that is safe, then
-    /// classifies again. Nothing is changed without `auto_migrate`.
+    /// classifies again. Nothing is changed without `auto_migrate`. With
+    /// `auto_migrate`, a plan that cannot be made (a bad target) is an error.
     pub fn verify(&self, options: &VerifyOptions) -> Result<Verification, Error> {
         let (project, dbs) = self.setup()?;
-        let first = self.classify(&project, &dbs, options)?;
+        let (first, plan_error) = classify(
+            &project.graph,
+            &dbs,
+            self.snapshot(&project, &dbs, options)?,
+            options,
+        );
         if !options.auto_migrate {
             return Ok(first);
         }
-        let blocked = auto_migrate_blocker(&first, &project, options, dbs.several());
+        let blocked = auto_migrate_blocker(&first, &project.graph, options, dbs.several());
         if let Some(reason) = blocked {
             return Ok(Verification {
                 not_migrated: Some(reason),
                 ..first
             });
+        }
+        if let Some(e) = plan_error {
+            return Err(e);
         }
         let adopt = first
             .trees
@@ -229,19 +241,27 @@ impl Migrator {
             self.adopt()?;
         }
         let report = self.upgrade(&options.targets, &UpgradeOptions::default())?;
-        let after = self.classify(&project, &dbs, options)?;
+        let (after, _) = classify(
+            &project.graph,
+            &dbs,
+            self.snapshot(&project, &dbs, options)?,
+            options,
+        );
         Ok(Verification {
             migrated: Some(report),
             ..after
         })
     }
 
-    fn classify(
+    /// Reads what [`classify`] needs: each database's look and ledger, the unfinished
+    /// revisions, the plan, the changed scripts, and the recognition of each tree that
+    /// has tables but no ledger.
+    fn snapshot(
         &self,
         project: &Project,
         dbs: &Databases,
         options: &VerifyOptions,
-    ) -> Result<Verification, Error> {
+    ) -> Result<Snapshot, Error> {
         let graph = &project.graph;
         let mut looks = Vec::new();
         let mut conns: Vec<Option<Box<dyn Connection>>> = Vec::new();
@@ -273,7 +293,7 @@ impl Migrator {
             });
             conns.push(Some(conn));
         }
-        // Status of the databases that exist (a missing one counts as an empty ledger).
+        // A database that does not exist counts as an empty ledger.
         let mut records: Vec<BTreeMap<String, RevisionRecord>> = Vec::new();
         for c in conns.iter_mut() {
             records.push(match c {
@@ -282,317 +302,36 @@ impl Migrator {
             });
         }
         let ledgers = Ledgers { records };
-        let misplaced = ledgers.misplaced(dbs, graph);
-        let all = ledgers.all();
-        let applied = ledgers.applied();
-        let dormant = crate::lineage::dormant(graph, &applied);
         // Steps are read only when every database is there to read them from.
-        let unfinished_by_tree = if conns.iter().all(Option::is_some) {
+        let unfinished = if conns.iter().all(Option::is_some) {
             let mut open: Vec<Box<dyn Connection>> = conns.into_iter().flatten().collect();
             unfinished_by_tree(&ledgers, Some(&mut open))?
         } else {
             unfinished_by_tree(&ledgers, None)?
         };
-        let plan = if misplaced.is_empty() {
-            upgrade_plan(project, &applied, &options.targets, false)
-                .map(|p| p.revisions)
-                .unwrap_or_default()
+        let plan = if ledgers.misplaced(dbs, graph).is_empty() {
+            upgrade_plan(project, &ledgers.applied(), &options.targets, false).map(|p| p.revisions)
         } else {
-            Vec::new()
+            Ok(Vec::new())
         };
-        let mut trees: BTreeSet<String> = graph.trees().iter().map(|s| s.to_string()).collect();
-        trees.extend(all.values().map(|r| r.tree.clone()));
-        let changed = super::changed_scripts(project, &all);
+        let changed = changed_scripts(project, &ledgers.all());
+        let mut recognitions = BTreeMap::new();
         let mut recogniser = Recogniser::new(self, project, dbs);
-        let mut verdicts = Vec::new();
-        for tree in trees {
-            let db = dbs.of_tree(&tree);
-            let look = &looks[db];
-            let heads: Vec<String> = graph
-                .heads(&tree)
-                .into_iter()
-                .filter(|h| !dormant.contains(h))
-                .map(String::from)
-                .collect();
-            let current: Vec<String> = crate::target::current_heads(graph, &applied, &tree)
-                .into_iter()
-                .map(String::from)
-                .collect();
-            let pending: Vec<String> = graph
-                .tree_revisions(&tree)
-                .into_iter()
-                .filter(|r| !applied.contains(&r.id) && !dormant.contains(r.id.as_str()))
-                .map(|r| r.id.clone())
-                .collect();
-            let mine: Vec<&RevisionRecord> = all.values().filter(|r| r.tree == tree).collect();
-            let unknown: Vec<&RevisionRecord> = mine
-                .iter()
-                .copied()
-                .filter(|r| !graph.contains(&r.revision))
-                .collect();
-            let unfinished: Vec<Unfinished> =
-                unfinished_by_tree.get(&tree).cloned().unwrap_or_default();
-            let mut recognised = None;
-            let mut version = current
-                .first()
-                .and_then(|id| all.get(id))
-                .map(|r| r.version.clone());
-            let (state, detail) = if !look.exists {
-                (
-                    TreeState::NoDatabase,
-                    format!(
-                        "database {} does not exist: create it and run every revision \
-                         (auto_migrate, or `ferry upgrade`)",
-                        look.described
-                    ),
-                )
-            } else if let Some(m) = misplaced.iter().find(|m| m.tree == tree) {
-                (
-                    TreeState::Misplaced,
-                    format!("{m}: move it or fix the [databases] configuration"),
-                )
-            } else if let Some(u) = unfinished.first() {
-                (
-                    TreeState::Unfinished,
-                    format!(
-                        "revision {} is {}{}: fix the cause and run `ferry upgrade` to resume",
-                        u.revision,
-                        u.state.as_str(),
-                        u.failed_step
-                            .as_ref()
-                            .map(|s| format!(" at step {s:?}"))
-                            .unwrap_or_default()
-                    ),
-                )
-            } else if !unknown.is_empty() {
-                let newest = unknown
-                    .iter()
-                    .max_by_key(|r| r.updated_at)
-                    .expect("unknown is not empty");
-                version = Some(newest.version.clone());
-                (
-                    TreeState::Ahead,
-                    format!(
-                        "the database records {} which these scripts do not define: newer \
-                         code migrated it",
-                        unknown
-                            .iter()
-                            .map(|r| r.revision.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )
-            } else if !current.is_empty() || !ledgers.records[db].is_empty() {
-                if pending.is_empty() {
-                    (TreeState::Current, "at its heads".to_string())
-                } else {
-                    (
-                        TreeState::Behind,
-                        format!(
-                            "{} revision(s) pending: {}",
-                            pending.len(),
-                            pending.join(", ")
-                        ),
-                    )
-                }
-            } else if look.tables.is_empty() {
-                (
-                    TreeState::Empty,
-                    "a new database: run every revision (auto_migrate, or `ferry upgrade`)"
-                        .to_string(),
-                )
-            } else {
-                match recogniser.recognise(&tree, db)? {
-                    Ok(r) => {
-                        version = r
-                            .revision
-                            .as_ref()
-                            .and_then(|id| graph.get(id))
-                            .map(|m| m.version.clone());
-                        let detail = match &r.revision {
-                            Some(id) => format!(
-                                "no Ferry ledger; {} recognises revision {id}: `ferry adopt` records it",
-                                r.by
-                            ),
-                            None => format!(
-                                "no Ferry ledger; {}: not applied yet, `ferry adopt` leaves it to `ferry upgrade`",
-                                r.by
-                            ),
-                        };
-                        recognised = Some(r);
-                        (TreeState::UnversionedRecognised, detail)
-                    }
-                    Err(why) => (TreeState::UnversionedUnknown, why),
-                }
-            };
-            let mut detail = detail;
-            let changed_here: Vec<_> = changed
-                .iter()
-                .filter(|c| graph.get(&c.revision).is_some_and(|m| m.tree == tree))
-                .cloned()
-                .collect();
-            if !changed_here.is_empty() {
-                // An upgrade (and auto_migrate) refuses until the edit is reviewed.
-                detail.push_str(&format!(
-                    "; applied files changed since they ran: {}; {}",
-                    changed_here
-                        .iter()
-                        .map(|c| c.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                    super::changed_hint(&changed_here)
-                ));
-            }
-            let access = decide(&tree, state, version.as_deref(), &detail, options);
-            verdicts.push(TreeVerdict {
-                database: dbs.list()[db].name.clone(),
-                tree,
-                state,
-                current,
-                version,
-                heads,
-                pending,
-                unknown: unknown.iter().map(|r| r.revision.clone()).collect(),
-                recognised,
-                unfinished,
-                access,
-                detail,
-            });
-        }
-        // A database none of whose unversioned trees is recognised at a revision is not
-        // one of ours: "the probe says the tree is absent" means nothing there.
-        for (db, look) in looks.iter().enumerate() {
-            let unversioned = |t: &&mut TreeVerdict| {
-                t.state == TreeState::UnversionedRecognised && dbs.of_tree(&t.tree) == db
-            };
-            let none_named = verdicts
-                .iter_mut()
-                .filter(unversioned)
-                .all(|t| t.recognised.as_ref().is_some_and(|r| r.revision.is_none()));
-            if !none_named {
-                continue;
-            }
-            for t in verdicts.iter_mut().filter(unversioned) {
-                t.state = TreeState::UnversionedUnknown;
-                t.recognised = None;
-                t.detail = format!(
-                    "no Ferry ledger, and no probe recognises the {} table(s) in database {} \
-                     ({}): it was not made by these scripts",
-                    look.tables.len(),
-                    dbs.list()[db].name,
-                    look.tables
-                        .iter()
-                        .take(5)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                t.access = decide(&t.tree, t.state, None, &t.detail, options);
+        for tree in graph.trees() {
+            let db = dbs.of_tree(tree);
+            if needs_recognition(tree, db, &looks, &ledgers) {
+                recognitions.insert(tree.to_string(), recogniser.recognise(tree, db)?);
             }
         }
-        let access = overall(&verdicts);
-        Ok(Verification {
-            databases: dbs
-                .list()
-                .iter()
-                .zip(looks)
-                .map(|(d, l)| DatabaseVerdict {
-                    name: d.name.clone(),
-                    database: l.described,
-                    exists: l.exists,
-                    ledger: l.ledger,
-                    tables: l.tables.len(),
-                })
-                .collect(),
-            trees: verdicts,
+        Ok(Snapshot {
+            looks,
+            ledgers,
+            unfinished,
             plan,
-            access,
-            migrated: None,
-            not_migrated: None,
+            changed,
+            recognitions,
         })
     }
-}
-
-/// What this code may do with one tree in `state` at `version`.
-fn decide(
-    tree: &str,
-    state: TreeState,
-    version: Option<&str>,
-    detail: &str,
-    options: &VerifyOptions,
-) -> Decision {
-    let refuse = |why: String| Decision::new(Access::Refuse, format!("{tree}: {why}"));
-    let supported = options.supported.get(tree);
-    match (state, supported, version) {
-        (TreeState::Current | TreeState::Behind | TreeState::Ahead, Some(s), Some(v)) => {
-            compat::decide_any(tree, s, v)
-        }
-        (TreeState::Current, None, _) => Decision::new(Access::Write, format!("{tree}: current")),
-        (TreeState::Ahead, None, _) => refuse(format!(
-            "{detail}; state the versions this code supports to allow reading"
-        )),
-        _ => refuse(detail.to_string()),
-    }
-}
-
-/// The most restrictive decision over the trees, with every reason at that level.
-fn overall(trees: &[TreeVerdict]) -> Decision {
-    let Some(level) = trees.iter().map(|t| t.access.access).min() else {
-        return Decision::new(Access::Write, "no trees");
-    };
-    let reasons: Vec<&str> = trees
-        .iter()
-        .filter(|t| t.access.access == level)
-        .map(|t| t.access.reason.as_str())
-        .collect();
-    Decision::new(level, reasons.join("; "))
-}
-
-/// Why `auto_migrate` must not act, if it must not.
-fn auto_migrate_blocker(
-    v: &Verification,
-    project: &Project,
-    options: &VerifyOptions,
-    several: bool,
-) -> Option<String> {
-    let stuck: Vec<String> = v
-        .trees
-        .iter()
-        .filter(|t| {
-            let adoptable =
-                options.adopt && !several && t.state == TreeState::UnversionedRecognised;
-            !(t.state.migratable() || adoptable)
-        })
-        .map(|t| format!("tree {} is {} ({})", t.tree, t.state.as_str(), t.detail))
-        .collect();
-    if !stuck.is_empty() {
-        return Some(format!("auto-migrate did nothing: {}", stuck.join("; ")));
-    }
-    // The upgrade must leave every tree at a version this code supports.
-    let mut after: BTreeMap<&str, &str> = BTreeMap::new();
-    for t in &v.trees {
-        if let Some(version) = &t.version {
-            after.insert(t.tree.as_str(), version.as_str());
-        }
-    }
-    for id in &v.plan {
-        if let Some(m) = project.graph.get(id) {
-            after.insert(m.tree.as_str(), m.version.as_str());
-        }
-    }
-    for (tree, supported) in &options.supported {
-        if let Some(version) = after.get(tree.as_str()) {
-            let d = compat::decide_any(tree, supported, version);
-            if d.access != Access::Write {
-                return Some(format!(
-                    "auto-migrate did nothing: the upgrade would leave {tree} at {version}, \
-                     which this code cannot write ({})",
-                    d.reason
-                ));
-            }
-        }
-    }
-    None
 }
 
 /// Recognises unversioned trees by their probe, else by the schema digest.
