@@ -19,6 +19,7 @@
 //! so the ledger looks the same on every backend.
 
 use crate::backend::{ColumnDef, Connection, DbError, SchemaChange, TableDef, Value};
+use crate::checkpoint::with_transaction;
 use crate::clock::now_unix;
 use std::collections::BTreeMap;
 
@@ -344,19 +345,11 @@ pub fn ensure(conn: &mut dyn Connection) -> Result<(), LedgerError> {
             return Err(LedgerError::TooNew { found });
         }
         if found < SOURCES_SINCE {
-            conn.begin()?;
-            return match upgrade_from_v1(conn) {
-                Ok(()) => Ok(conn.commit()?),
-                Err(e) => {
-                    let _ = conn.rollback();
-                    Err(e.into())
-                }
-            };
+            return Ok(with_transaction(conn, upgrade_from_v1)?);
         }
         return Ok(());
     }
-    conn.begin()?;
-    let created = (|| -> Result<(), DbError> {
+    let created = with_transaction(conn, |conn| -> Result<(), DbError> {
         for t in ledger_tables() {
             if !conn.table_exists(&t.name)? {
                 conn.apply_schema_change(&SchemaChange::CreateTable(t))?;
@@ -370,14 +363,8 @@ pub fn ensure(conn: &mut dyn Connection) -> Result<(), LedgerError> {
             &[Value::Text(LEDGER_VERSION.to_string())],
         )?;
         Ok(())
-    })();
-    match created {
-        Ok(()) => Ok(conn.commit()?),
-        Err(e) => {
-            let _ = conn.rollback();
-            Err(e.into())
-        }
-    }
+    });
+    Ok(created?)
 }
 
 /// Creates the missing ledger tables inside the transaction the caller holds open
@@ -419,7 +406,7 @@ fn ledger_version(conn: &mut dyn Connection) -> Result<i64, LedgerError> {
 
 /// `sql` with each ledger table qualified by the connection's namespace (PostgreSQL),
 /// so that a changed search path cannot send Ferry's records to another repository.
-fn qualified(conn: &dyn Connection, sql: &str) -> String {
+pub(crate) fn qualified(conn: &dyn Connection, sql: &str) -> String {
     let Some(namespace) = conn.namespace() else {
         return sql.to_string();
     };
@@ -649,13 +636,16 @@ pub struct RevisionKey<'a> {
     pub checksum: &'a str,
 }
 
-/// Writes to the ledger that must commit together with a step's own work.
+/// Writes to the ledger, inside a transaction the caller holds open; they never begin or
+/// commit themselves.
 ///
-/// These functions take the connection *inside* the transaction that the runner opened
-/// for the step; they never begin or commit themselves. The runner's `StepTx`
-/// is the only caller, which is what makes "a step's work and its completion record
-/// commit together" the only possible path.
-pub mod write {
+/// A step's record is written only by [`crate::checkpoint::StepTx::commit`], in the
+/// transaction that holds the step's work, which is what makes "a step's work and its
+/// completion record commit together" the only possible path; the other records (a
+/// revision's state, history, sources, the lock holder) are written inside
+/// [`crate::checkpoint::with_transaction`] or the revision's own transaction. Not
+/// public: nothing outside the crate writes the ledger.
+pub(crate) mod write {
     use super::*;
 
     /// A nullable text column's value.
@@ -788,75 +778,6 @@ pub mod write {
             ],
         )?;
         Ok(())
-    }
-
-    /// Records progress of a step: `done`, or the cursor after a committed batch.
-    pub fn set_step(
-        conn: &mut dyn Connection,
-        revision: &str,
-        step: &str,
-        done: bool,
-        cursor: Option<&str>,
-        batches: i64,
-        rows: i64,
-    ) -> Result<(), DbError> {
-        let now = Value::Int(now_unix());
-        let cursor = cursor.map(|c| Value::Text(c.into())).unwrap_or(Value::Null);
-        let updated = conn.execute(
-            &qualified(&*conn, "UPDATE ferry_steps SET done = ?, cursor = ?, batches = ?, row_count = ?, updated_at = ? \
-             WHERE revision = ? AND step = ?"),
-            &[
-                Value::Int(done as i64),
-                cursor.clone(),
-                Value::Int(batches),
-                Value::Int(rows),
-                now.clone(),
-                Value::Text(revision.into()),
-                Value::Text(step.into()),
-            ],
-        )?;
-        if updated == 0 {
-            conn.execute(
-                &qualified(&*conn, "INSERT INTO ferry_steps (revision, step, done, cursor, batches, row_count, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)"),
-                &[
-                    Value::Text(revision.into()),
-                    Value::Text(step.into()),
-                    Value::Int(done as i64),
-                    cursor,
-                    Value::Int(batches),
-                    Value::Int(rows),
-                    now,
-                ],
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Clears the steps of a revision (when it completes, or before a downgrade).
-    pub fn clear_steps(conn: &mut dyn Connection, revision: &str) -> Result<(), DbError> {
-        conn.execute(
-            &qualified(&*conn, "DELETE FROM ferry_steps WHERE revision = ?"),
-            &[Value::Text(revision.into())],
-        )?;
-        Ok(())
-    }
-
-    /// Forgets one step of a revision (its completion or its batch cursor), so that the
-    /// next run of the revision runs it again; returns whether there was a record.
-    pub fn forget_step(
-        conn: &mut dyn Connection,
-        revision: &str,
-        step: &str,
-    ) -> Result<bool, DbError> {
-        let n = conn.execute(
-            &qualified(
-                &*conn,
-                "DELETE FROM ferry_steps WHERE revision = ? AND step = ?",
-            ),
-            &[Value::Text(revision.into()), Value::Text(step.into())],
-        )?;
-        Ok(n > 0)
     }
 
     /// Appends a history row.

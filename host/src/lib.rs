@@ -7,6 +7,7 @@
 
 pub(crate) mod alembic;
 pub mod backend;
+pub mod checkpoint;
 pub mod clock;
 pub mod compat;
 pub mod config;

@@ -2,6 +2,7 @@
 //! with its ledger record, under the migration lock.
 
 use crate::backend::{self, Connection, DbError, DbUrl, LockAttempt};
+use crate::checkpoint::{self, with_transaction, StepBook};
 use crate::ledger::{self, Actor, RevisionState};
 use crate::lock::{self, LockError};
 use crate::metadata::RevisionMeta;
@@ -224,7 +225,9 @@ impl Runner {
                     version: rev.version.clone(),
                     checksum: rev.checksum.clone(),
                     file: rev.path.display().to_string(),
-                    direction: "preflight",
+                    // A preflight's steps, if any, are kept as an upgrade's (as they
+                    // always were: under the bare revision id).
+                    direction: Direction::Upgrade,
                     hooks: rev.hooks.clone(),
                 });
             }
@@ -313,7 +316,7 @@ impl Runner {
             version: rev.version.clone(),
             checksum: rev.checksum.clone(),
             file: rev.path.display().to_string(),
-            direction: fn_name,
+            direction,
             hooks: rev.hooks.clone(),
         };
         let started = ledger::now_ms();
@@ -328,18 +331,8 @@ impl Runner {
                 .or(self.options.limits.statement_timeout);
             s.conn().set_statement_timeout(timeout)?;
             s.statement_timeout = timeout;
-            let owner = crate::script::session::step_owner(&rev.id, fn_name);
-            let steps = ledger::steps(s.conn(), &owner)?;
-            s.steps = Default::default();
-            for st in steps {
-                if st.done {
-                    s.steps.done.insert(st.step.clone());
-                } else if let Some(c) = st.cursor {
-                    s.steps
-                        .cursors
-                        .insert(st.step.clone(), (c, st.batches, st.rows));
-                }
-            }
+            let recorded = checkpoint::recorded_steps(s.conn(), &rev.id, direction)?;
+            s.steps = StepBook::resuming(recorded);
             s.defaults = ast
                 .iter_literal_variables(true, false)
                 .filter(|(name, _, _)| *name == "DEFAULTS")
@@ -413,14 +406,11 @@ impl Runner {
                                     None,
                                 )?;
                                 ledger::write::set_sources(c, &r.id, &sources)?;
-                                ledger::write::clear_steps(c, &r.id)?;
+                                checkpoint::clear_steps(c, &r.id, Direction::Upgrade)?;
                             }
                             Direction::Downgrade => {
                                 ledger::write::remove_revision(c, &r.id)?;
-                                ledger::write::clear_steps(
-                                    c,
-                                    &crate::script::session::step_owner(&r.id, "downgrade"),
-                                )?;
+                                checkpoint::clear_steps(c, &r.id, Direction::Downgrade)?;
                             }
                         }
                         ledger::write::add_history(
@@ -483,8 +473,8 @@ impl Runner {
                     direction,
                     duration_ms: finished - started,
                     rows,
-                    steps_run: std::mem::take(&mut s.steps.completed_now),
-                    steps_skipped: s.steps.done.iter().cloned().collect(),
+                    steps_run: s.steps.take_completed(),
+                    steps_skipped: s.steps.done_before().cloned().collect(),
                 };
                 s.emit(Event::RevisionFinished {
                     revision: rev.id.clone(),
@@ -642,15 +632,11 @@ impl Failure<'_> {
         if records.get(&ctx.id).map(|r| r.state) != Some(left) {
             return Err(format!("the record of {} no longer reads {left:?}", ctx.id));
         }
-        let tx = conn.begin().and_then(|_| {
-            self.write(conn.as_mut(), &ctx.key(), actor)?;
-            ledger::write::clear_lock_holder(conn.as_mut())?;
-            conn.commit()
-        });
-        tx.map_err(|e| {
-            let _ = conn.rollback();
-            e.to_string()
+        with_transaction(conn.as_mut(), |c| {
+            self.write(c, &ctx.key(), actor)?;
+            ledger::write::clear_lock_holder(c)
         })
+        .map_err(|e: DbError| e.to_string())
     }
 
     /// Records the failure through a new connection to `url`, under the migration lock
@@ -677,15 +663,11 @@ impl Failure<'_> {
                     ctx.id
                 ));
             }
-            let tx = conn.begin().and_then(|_| {
-                self.write(conn.as_mut(), &ctx.key(), actor)?;
-                ledger::write::clear_lock_holder(conn.as_mut())?;
-                conn.commit()
-            });
-            tx.map_err(|e| {
-                let _ = conn.rollback();
-                e.to_string()
+            with_transaction(conn.as_mut(), |c| {
+                self.write(c, &ctx.key(), actor)?;
+                ledger::write::clear_lock_holder(c)
             })
+            .map_err(|e: DbError| e.to_string())
         })();
         let _ = conn.unlock();
         written

@@ -21,6 +21,7 @@
 //! It runs read-only: inside a transaction that is rolled back.
 
 use crate::backend::Connection;
+use crate::checkpoint::{self, with_transaction};
 use crate::digest;
 use crate::graph::Graph;
 use crate::ledger::{self, Actor, RevisionKey, RevisionState};
@@ -116,8 +117,7 @@ pub fn record(
 ) -> Result<(), Error> {
     let actor = Actor::current();
     let now = ledger::now_ms();
-    conn.begin()?;
-    let written = (|| -> Result<(), crate::backend::DbError> {
+    let written = with_transaction(conn, |conn| -> Result<(), crate::backend::DbError> {
         for m in revisions {
             let key = RevisionKey {
                 revision: &m.id,
@@ -133,7 +133,7 @@ pub fn record(
                 None,
                 None,
             )?;
-            ledger::write::clear_steps(conn, &m.id)?;
+            checkpoint::clear_steps(conn, &m.id, crate::plan::Direction::Upgrade)?;
             ledger::write::add_history(
                 conn,
                 &key,
@@ -151,14 +151,8 @@ pub fn record(
             }
         }
         Ok(())
-    })();
-    match written {
-        Ok(()) => Ok(conn.commit()?),
-        Err(e) => {
-            let _ = conn.rollback();
-            Err(e.into())
-        }
-    }
+    });
+    Ok(written?)
 }
 
 /// One probe's answer.

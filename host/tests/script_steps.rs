@@ -208,7 +208,14 @@ both!(writes_outside_steps_are_refused_once_steps_are_used, |r| {
 }"#,
     );
     let e = r.upgrade_fails();
-    assert_eq!(e.kind, ferry::script::FailureKind::Host);
+    // The script broke a rule of steps: its fault, reported at its line.
+    assert_eq!(e.kind, ferry::script::FailureKind::Script, "{e}");
+    assert!(
+        e.source_line
+            .as_deref()
+            .is_some_and(|l| l.contains("INSERT INTO t VALUES (1)")),
+        "{e}"
+    );
     assert!(
         e.message.contains("must do all its writing inside steps"),
         "{e}"
