@@ -59,6 +59,69 @@ impl RevisionState {
     }
 }
 
+/// How a revision came to be applied: `ferry_revisions.how`, stored as the text of
+/// [`How::as_str`] (so ledgers written before read the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// A run of its `fn upgrade`.
+    Upgrade,
+    /// `ferry stamp`.
+    Stamp,
+    /// `ferry stamp --force`.
+    StampForce,
+    /// `ferry adopt`.
+    Adopt,
+}
+
+impl How {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            How::Upgrade => "upgrade",
+            How::Stamp => "stamp",
+            How::StampForce => "stamp --force",
+            How::Adopt => "adopt",
+        }
+    }
+
+    /// Reads the stored text back.
+    pub fn parse(s: &str) -> Option<How> {
+        [How::Upgrade, How::Stamp, How::StampForce, How::Adopt]
+            .into_iter()
+            .find(|h| h.as_str() == s)
+    }
+}
+
+/// A revision's state with what each state carries, as [`write::set_revision`] records
+/// it: a failure names its step and error, an applied revision how it was applied, and
+/// no other combination can be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status<'a> {
+    /// An upgrade started (some steps may have committed).
+    Running,
+    /// The last upgrade failed, in `step` if it failed inside one.
+    Failed {
+        step: Option<&'a str>,
+        error: &'a str,
+    },
+    /// Applied, by a run or a stamp.
+    Applied { how: How },
+}
+
+impl Status<'_> {
+    /// The stored columns: state, how, failed step, error. Only upgrades run or fail,
+    /// so a running or failed record says `upgrade`.
+    fn columns(&self) -> (RevisionState, How, Option<&str>, Option<&str>) {
+        match *self {
+            Status::Running => (RevisionState::Running, How::Upgrade, None, None),
+            Status::Failed { step, error } => {
+                (RevisionState::Failed, How::Upgrade, step, Some(error))
+            }
+            Status::Applied { how } => (RevisionState::Applied, how, None, None),
+        }
+    }
+}
+
 /// One row of `ferry_revisions`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RevisionRecord {
@@ -657,11 +720,10 @@ pub(crate) mod write {
     pub fn set_revision(
         conn: &mut dyn Connection,
         key: &RevisionKey<'_>,
-        state: RevisionState,
-        how: &str,
-        failed_step: Option<&str>,
-        error: Option<&str>,
+        status: Status<'_>,
     ) -> Result<(), DbError> {
+        let (state, how, failed_step, error) = status.columns();
+        let how = how.as_str();
         let now = Value::Int(now_unix());
         let updated = conn.execute(
             &qualified(

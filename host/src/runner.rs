@@ -3,7 +3,7 @@
 
 use crate::backend::{self, Connection, DbError, DbUrl, LockAttempt};
 use crate::checkpoint::{self, with_transaction, StepBook};
-use crate::ledger::{self, Actor, RevisionState};
+use crate::ledger::{self, Actor, How, RevisionState, Status};
 use crate::lock::{self, LockError};
 use crate::metadata::RevisionMeta;
 use crate::observer::{Event, Observer};
@@ -354,14 +354,7 @@ impl Runner {
                 // an honest state behind.
                 let marked = s.begin_transaction().and_then(|_| {
                     s.ledger_write(|c, r, _| {
-                        ledger::write::set_revision(
-                            c,
-                            &r.key(),
-                            RevisionState::Running,
-                            "upgrade",
-                            None,
-                            None,
-                        )
+                        ledger::write::set_revision(c, &r.key(), Status::Running)
                     })
                 });
                 let marked = marked.and_then(|_| s.finish_transaction());
@@ -400,10 +393,7 @@ impl Runner {
                                 ledger::write::set_revision(
                                     c,
                                     &r.key(),
-                                    RevisionState::Applied,
-                                    "upgrade",
-                                    None,
-                                    None,
+                                    Status::Applied { how: How::Upgrade },
                                 )?;
                                 ledger::write::set_sources(c, &r.id, &sources)?;
                                 checkpoint::clear_steps(c, &r.id, Direction::Upgrade)?;
@@ -598,10 +588,10 @@ impl Failure<'_> {
             ledger::write::set_revision(
                 c,
                 key,
-                RevisionState::Failed,
-                "upgrade",
-                self.step,
-                Some(self.text),
+                Status::Failed {
+                    step: self.step,
+                    error: self.text,
+                },
             )?;
         }
         ledger::write::add_history(

@@ -24,7 +24,7 @@ use crate::backend::Connection;
 use crate::checkpoint::{self, with_transaction};
 use crate::digest;
 use crate::graph::Graph;
-use crate::ledger::{self, Actor, RevisionKey, RevisionState};
+use crate::ledger::{self, Actor, How, RevisionKey, Status};
 use crate::metadata::{ModuleFile, RevisionMeta};
 use crate::migrator::{Error, Project};
 use crate::script::{Limits, Mode, ModulePaths, ScriptHost, Session};
@@ -42,12 +42,17 @@ pub enum StampKind {
 }
 
 impl StampKind {
-    pub fn as_str(self) -> &'static str {
+    /// How the ledger records a revision stamped this way.
+    pub fn how(self) -> How {
         match self {
-            StampKind::Stamp => "stamp",
-            StampKind::StampForce => "stamp --force",
-            StampKind::Adopt => "adopt",
+            StampKind::Stamp => How::Stamp,
+            StampKind::StampForce => How::StampForce,
+            StampKind::Adopt => How::Adopt,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.how().as_str()
     }
 }
 
@@ -125,14 +130,7 @@ pub fn record(
                 version: &m.version,
                 checksum: &m.checksum,
             };
-            ledger::write::set_revision(
-                conn,
-                &key,
-                RevisionState::Applied,
-                kind.as_str(),
-                None,
-                None,
-            )?;
+            ledger::write::set_revision(conn, &key, Status::Applied { how: kind.how() })?;
             checkpoint::clear_steps(conn, &m.id, crate::plan::Direction::Upgrade)?;
             ledger::write::add_history(
                 conn,

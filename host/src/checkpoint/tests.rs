@@ -323,3 +323,45 @@ fn the_book_refuses_misuse_as_the_script_fault() {
         Err(Misuse::StepAfterImplicitWrites { .. })
     ));
 }
+
+#[test]
+fn typed_revision_states_keep_the_stored_format() {
+    use crate::ledger::{How, RevisionKey, RevisionState, Status};
+    let key = RevisionKey {
+        revision: "r1",
+        tree: "t",
+        version: "1",
+        checksum: "c",
+    };
+    let cases = [
+        (
+            Status::Running,
+            (RevisionState::Running, "upgrade", None, None),
+        ),
+        (
+            Status::Failed {
+                step: Some("fill"),
+                error: "boom",
+            },
+            (RevisionState::Failed, "upgrade", Some("fill"), Some("boom")),
+        ),
+        (
+            Status::Applied {
+                how: How::StampForce,
+            },
+            (RevisionState::Applied, "stamp --force", None, None),
+        ),
+    ];
+    for mut db in databases() {
+        let conn = db.conn.as_mut();
+        for (status, (state, how, step, error)) in cases {
+            with_transaction(conn, |c| ledger::write::set_revision(c, &key, status)).unwrap();
+            let r = &ledger::revisions(conn).unwrap()["r1"];
+            assert_eq!(r.state, state, "{}", db.name);
+            assert_eq!(r.how, how, "{}", db.name);
+            assert_eq!(How::parse(&r.how).map(How::as_str), Some(how));
+            assert_eq!(r.failed_step.as_deref(), step, "{}", db.name);
+            assert_eq!(r.error.as_deref(), error, "{}", db.name);
+        }
+    }
+}
