@@ -92,7 +92,7 @@ impl How {
     }
 }
 
-/// A revision's state with what each state carries, as [`write::set_revision`] records
+/// A revision's state with what each state carries, as the ledger records
 /// it: a failure names its step and error, an applied revision how it was applied, and
 /// no other combination can be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
