@@ -352,14 +352,10 @@ impl Runner {
             if direction == Direction::Upgrade {
                 // The record says "running" from the first moment, so that a kill leaves
                 // an honest state behind.
-                let marked = s.begin_transaction().and_then(|_| {
-                    s.ledger_write(|c, r, _| {
-                        ledger::write::set_revision(c, &r.key(), Status::Running)
-                    })
+                let marked = s.record_revision(|c, r, _| {
+                    ledger::write::set_revision(c, &r.key(), Status::Running)
                 });
-                let marked = marked.and_then(|_| s.finish_transaction());
                 if let Err(e) = marked {
-                    s.abort_transaction();
                     s.revision = None;
                     return Ok(Err(ledger_failure(
                         rev,
@@ -383,43 +379,39 @@ impl Runner {
         let alembic = self.options.alembic.get(&rev.id).cloned();
         match result {
             Ok(_) => {
-                let recorded = s.begin_transaction().and_then(|_| {
-                    s.ledger_write(|c, r, actor| {
-                        if let Some(follow) = &alembic {
-                            follow.apply(c, direction)?;
+                let recorded = s.record_revision(|c, r, actor| {
+                    if let Some(follow) = &alembic {
+                        follow.apply(c, direction)?;
+                    }
+                    match direction {
+                        Direction::Upgrade => {
+                            ledger::write::set_revision(
+                                c,
+                                &r.key(),
+                                Status::Applied { how: How::Upgrade },
+                            )?;
+                            ledger::write::set_sources(c, &r.id, &sources)?;
+                            checkpoint::clear_steps(c, &r.id, Direction::Upgrade)?;
                         }
-                        match direction {
-                            Direction::Upgrade => {
-                                ledger::write::set_revision(
-                                    c,
-                                    &r.key(),
-                                    Status::Applied { how: How::Upgrade },
-                                )?;
-                                ledger::write::set_sources(c, &r.id, &sources)?;
-                                checkpoint::clear_steps(c, &r.id, Direction::Upgrade)?;
-                            }
-                            Direction::Downgrade => {
-                                ledger::write::remove_revision(c, &r.id)?;
-                                checkpoint::clear_steps(c, &r.id, Direction::Downgrade)?;
-                            }
+                        Direction::Downgrade => {
+                            ledger::write::remove_revision(c, &r.id)?;
+                            checkpoint::clear_steps(c, &r.id, Direction::Downgrade)?;
                         }
-                        ledger::write::add_history(
-                            c,
-                            &r.key(),
-                            actor,
-                            fn_name,
-                            started,
-                            finished,
-                            rows as i64,
-                            "applied",
-                            None,
-                            note.as_deref(),
-                        )
-                    })
+                    }
+                    ledger::write::add_history(
+                        c,
+                        &r.key(),
+                        actor,
+                        fn_name,
+                        started,
+                        finished,
+                        rows as i64,
+                        "applied",
+                        None,
+                        note.as_deref(),
+                    )
                 });
-                let recorded = recorded.and_then(|_| s.finish_transaction());
                 if let Err(e) = recorded {
-                    s.abort_transaction();
                     end_failed(&mut s, &rev.id, fn_name, finished - started, rows);
                     let mut failed = ledger_failure(
                         rev,
@@ -494,12 +486,9 @@ impl Runner {
                         rows: rows as i64,
                         note: note.as_deref(),
                     };
-                    let recorded = s.begin_transaction().and_then(|_| {
-                        s.ledger_write(|c, r, actor| failure.write(c, &r.key(), actor))
-                    });
-                    let recorded = recorded.and_then(|_| s.finish_transaction());
+                    let recorded =
+                        s.record_revision(|c, r, actor| failure.write(c, &r.key(), actor));
                     if let Err(e) = recorded {
-                        s.abort_transaction();
                         // A lost connection took the backend's lock with it: record through
                         // a new one, if the lock is free and nobody moved the revision on.
                         // Any other refusal (a session the script made read-only, a

@@ -169,16 +169,27 @@ impl Session {
         }
     }
 
-    /// Runs `f` as the ledger write that must commit with the current transaction.
-    pub fn ledger_write<T>(
+    /// Writes the running revision's ledger record with `f`, in the open transaction
+    /// (the implicit one, whose statements commit with the record) or else one of its
+    /// own; commits it (a dry run keeps its one transaction open), and rolls back
+    /// whatever is open when anything fails.
+    pub fn record_revision<T>(
         &mut self,
         f: impl FnOnce(&mut dyn Connection, &RevisionCtx, &Actor) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        let rev = self
-            .revision
-            .clone()
-            .ok_or_else(|| DbError::Other("no revision is running".into()))?;
-        f(self.conn.as_mut(), &rev, &self.actor)
+        let written = self.begin_transaction().and_then(|()| {
+            let rev = self
+                .revision
+                .clone()
+                .ok_or_else(|| DbError::Other("no revision is running".into()))?;
+            let value = f(self.conn.as_mut(), &rev, &self.actor)?;
+            self.finish_transaction()?;
+            Ok(value)
+        });
+        if written.is_err() {
+            self.abort_transaction();
+        }
+        written
     }
 
     /// The key of step `step` of the running revision, in the direction it runs.
