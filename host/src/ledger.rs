@@ -19,6 +19,7 @@
 //! so the ledger looks the same on every backend.
 
 use crate::backend::{ColumnDef, Connection, DbError, SchemaChange, TableDef, Value};
+use crate::checkpoint::with_transaction;
 use crate::clock::now_unix;
 use std::collections::BTreeMap;
 
@@ -54,6 +55,69 @@ impl RevisionState {
             "failed" => Some(RevisionState::Failed),
             "applied" => Some(RevisionState::Applied),
             _ => None,
+        }
+    }
+}
+
+/// How a revision came to be applied: `ferry_revisions.how`, stored as the text of
+/// [`How::as_str`] (so ledgers written before read the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// A run of its `fn upgrade`.
+    Upgrade,
+    /// `ferry stamp`.
+    Stamp,
+    /// `ferry stamp --force`.
+    StampForce,
+    /// `ferry adopt`.
+    Adopt,
+}
+
+impl How {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            How::Upgrade => "upgrade",
+            How::Stamp => "stamp",
+            How::StampForce => "stamp --force",
+            How::Adopt => "adopt",
+        }
+    }
+
+    /// Reads the stored text back.
+    pub fn parse(s: &str) -> Option<How> {
+        [How::Upgrade, How::Stamp, How::StampForce, How::Adopt]
+            .into_iter()
+            .find(|h| h.as_str() == s)
+    }
+}
+
+/// A revision's state with what each state carries, as the ledger records
+/// it: a failure names its step and error, an applied revision how it was applied, and
+/// no other combination can be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status<'a> {
+    /// An upgrade started (some steps may have committed).
+    Running,
+    /// The last upgrade failed, in `step` if it failed inside one.
+    Failed {
+        step: Option<&'a str>,
+        error: &'a str,
+    },
+    /// Applied, by a run or a stamp.
+    Applied { how: How },
+}
+
+impl Status<'_> {
+    /// The stored columns: state, how, failed step, error. Only upgrades run or fail,
+    /// so a running or failed record says `upgrade`.
+    fn columns(&self) -> (RevisionState, How, Option<&str>, Option<&str>) {
+        match *self {
+            Status::Running => (RevisionState::Running, How::Upgrade, None, None),
+            Status::Failed { step, error } => {
+                (RevisionState::Failed, How::Upgrade, step, Some(error))
+            }
+            Status::Applied { how } => (RevisionState::Applied, how, None, None),
         }
     }
 }
@@ -344,19 +408,11 @@ pub fn ensure(conn: &mut dyn Connection) -> Result<(), LedgerError> {
             return Err(LedgerError::TooNew { found });
         }
         if found < SOURCES_SINCE {
-            conn.begin()?;
-            return match upgrade_from_v1(conn) {
-                Ok(()) => Ok(conn.commit()?),
-                Err(e) => {
-                    let _ = conn.rollback();
-                    Err(e.into())
-                }
-            };
+            return Ok(with_transaction(conn, upgrade_from_v1)?);
         }
         return Ok(());
     }
-    conn.begin()?;
-    let created = (|| -> Result<(), DbError> {
+    let created = with_transaction(conn, |conn| -> Result<(), DbError> {
         for t in ledger_tables() {
             if !conn.table_exists(&t.name)? {
                 conn.apply_schema_change(&SchemaChange::CreateTable(t))?;
@@ -370,14 +426,8 @@ pub fn ensure(conn: &mut dyn Connection) -> Result<(), LedgerError> {
             &[Value::Text(LEDGER_VERSION.to_string())],
         )?;
         Ok(())
-    })();
-    match created {
-        Ok(()) => Ok(conn.commit()?),
-        Err(e) => {
-            let _ = conn.rollback();
-            Err(e.into())
-        }
-    }
+    });
+    Ok(created?)
 }
 
 /// Creates the missing ledger tables inside the transaction the caller holds open
@@ -419,7 +469,7 @@ fn ledger_version(conn: &mut dyn Connection) -> Result<i64, LedgerError> {
 
 /// `sql` with each ledger table qualified by the connection's namespace (PostgreSQL),
 /// so that a changed search path cannot send Ferry's records to another repository.
-fn qualified(conn: &dyn Connection, sql: &str) -> String {
+pub(crate) fn qualified(conn: &dyn Connection, sql: &str) -> String {
     let Some(namespace) = conn.namespace() else {
         return sql.to_string();
     };
@@ -649,13 +699,16 @@ pub struct RevisionKey<'a> {
     pub checksum: &'a str,
 }
 
-/// Writes to the ledger that must commit together with a step's own work.
+/// Writes to the ledger, inside a transaction the caller holds open; they never begin or
+/// commit themselves.
 ///
-/// These functions take the connection *inside* the transaction that the runner opened
-/// for the step; they never begin or commit themselves. The runner's `StepTx`
-/// is the only caller, which is what makes "a step's work and its completion record
-/// commit together" the only possible path.
-pub mod write {
+/// A step's record is written only by [`crate::checkpoint::StepTx::commit`], in the
+/// transaction that holds the step's work, which is what makes "a step's work and its
+/// completion record commit together" the only possible path; the other records (a
+/// revision's state, history, sources, the lock holder) are written inside
+/// [`crate::checkpoint::with_transaction`] or the revision's own transaction. Not
+/// public: nothing outside the crate writes the ledger.
+pub(crate) mod write {
     use super::*;
 
     /// A nullable text column's value.
@@ -667,11 +720,10 @@ pub mod write {
     pub fn set_revision(
         conn: &mut dyn Connection,
         key: &RevisionKey<'_>,
-        state: RevisionState,
-        how: &str,
-        failed_step: Option<&str>,
-        error: Option<&str>,
+        status: Status<'_>,
     ) -> Result<(), DbError> {
+        let (state, how, failed_step, error) = status.columns();
+        let how = how.as_str();
         let now = Value::Int(now_unix());
         let updated = conn.execute(
             &qualified(
@@ -788,75 +840,6 @@ pub mod write {
             ],
         )?;
         Ok(())
-    }
-
-    /// Records progress of a step: `done`, or the cursor after a committed batch.
-    pub fn set_step(
-        conn: &mut dyn Connection,
-        revision: &str,
-        step: &str,
-        done: bool,
-        cursor: Option<&str>,
-        batches: i64,
-        rows: i64,
-    ) -> Result<(), DbError> {
-        let now = Value::Int(now_unix());
-        let cursor = cursor.map(|c| Value::Text(c.into())).unwrap_or(Value::Null);
-        let updated = conn.execute(
-            &qualified(&*conn, "UPDATE ferry_steps SET done = ?, cursor = ?, batches = ?, row_count = ?, updated_at = ? \
-             WHERE revision = ? AND step = ?"),
-            &[
-                Value::Int(done as i64),
-                cursor.clone(),
-                Value::Int(batches),
-                Value::Int(rows),
-                now.clone(),
-                Value::Text(revision.into()),
-                Value::Text(step.into()),
-            ],
-        )?;
-        if updated == 0 {
-            conn.execute(
-                &qualified(&*conn, "INSERT INTO ferry_steps (revision, step, done, cursor, batches, row_count, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)"),
-                &[
-                    Value::Text(revision.into()),
-                    Value::Text(step.into()),
-                    Value::Int(done as i64),
-                    cursor,
-                    Value::Int(batches),
-                    Value::Int(rows),
-                    now,
-                ],
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Clears the steps of a revision (when it completes, or before a downgrade).
-    pub fn clear_steps(conn: &mut dyn Connection, revision: &str) -> Result<(), DbError> {
-        conn.execute(
-            &qualified(&*conn, "DELETE FROM ferry_steps WHERE revision = ?"),
-            &[Value::Text(revision.into())],
-        )?;
-        Ok(())
-    }
-
-    /// Forgets one step of a revision (its completion or its batch cursor), so that the
-    /// next run of the revision runs it again; returns whether there was a record.
-    pub fn forget_step(
-        conn: &mut dyn Connection,
-        revision: &str,
-        step: &str,
-    ) -> Result<bool, DbError> {
-        let n = conn.execute(
-            &qualified(
-                &*conn,
-                "DELETE FROM ferry_steps WHERE revision = ? AND step = ?",
-            ),
-            &[Value::Text(revision.into()), Value::Text(step.into())],
-        )?;
-        Ok(n > 0)
     }
 
     /// Appends a history row.

@@ -8,6 +8,7 @@
 pub(crate) mod alembic;
 pub mod backend;
 pub(crate) mod builder;
+pub mod checkpoint;
 pub mod clock;
 pub(crate) mod commands;
 pub mod compat;

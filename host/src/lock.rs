@@ -8,6 +8,7 @@
 //! that a second migrator can name the holder.
 
 use crate::backend::{Connection, DbError, LockAttempt, LockHolder};
+use crate::checkpoint::with_transaction;
 use crate::ledger::{self, Actor};
 use crate::observer::{Event, Observer};
 use std::time::{Duration, Instant};
@@ -30,17 +31,10 @@ pub enum LockError {
 /// ledger's tables if they are missing.
 pub fn record_holder(conn: &mut dyn Connection, actor: &Actor) -> Result<(), LockError> {
     let since = crate::clock::now_unix();
-    let recorded = (|| -> Result<(), LockError> {
-        ledger::ensure(conn)?;
-        conn.begin()?;
-        ledger::write::set_lock_holder(conn, actor, since)?;
-        conn.commit()?;
-        Ok(())
-    })();
-    if recorded.is_err() {
-        let _ = conn.rollback();
-    }
-    recorded
+    ledger::ensure(conn)?;
+    with_transaction(conn, |c| -> Result<(), LockError> {
+        Ok(ledger::write::set_lock_holder(c, actor, since)?)
+    })
 }
 
 /// Polls for the backend's lock until `timeout` without recording the holder, so that
@@ -99,13 +93,7 @@ pub fn release(conn: &mut dyn Connection) {
     if conn.in_transaction() {
         let _ = conn.rollback();
     }
-    if conn.begin().is_ok() {
-        if ledger::write::clear_lock_holder(conn).is_ok() {
-            let _ = conn.commit();
-        } else {
-            let _ = conn.rollback();
-        }
-    }
+    let _ = with_transaction(conn, ledger::write::clear_lock_holder);
     let _ = conn.unlock();
 }
 

@@ -2,7 +2,8 @@
 //! with its ledger record, under the migration lock.
 
 use crate::backend::{self, Connection, DbError, DbUrl, LockAttempt};
-use crate::ledger::{self, Actor, RevisionState};
+use crate::checkpoint::{self, with_transaction, StepBook};
+use crate::ledger::{self, Actor, How, RevisionState, Status};
 use crate::lock::{self, LockError};
 use crate::metadata::RevisionMeta;
 use crate::observer::{Event, Observer};
@@ -224,7 +225,9 @@ impl Runner {
                     version: rev.version.clone(),
                     checksum: rev.checksum.clone(),
                     file: rev.path.display().to_string(),
-                    direction: "preflight",
+                    // A preflight's steps, if any, are kept as an upgrade's (as they
+                    // always were: under the bare revision id).
+                    direction: Direction::Upgrade,
                     hooks: rev.hooks.clone(),
                 });
             }
@@ -313,7 +316,7 @@ impl Runner {
             version: rev.version.clone(),
             checksum: rev.checksum.clone(),
             file: rev.path.display().to_string(),
-            direction: fn_name,
+            direction,
             hooks: rev.hooks.clone(),
         };
         let started = ledger::now_ms();
@@ -328,18 +331,8 @@ impl Runner {
                 .or(self.options.limits.statement_timeout);
             s.conn().set_statement_timeout(timeout)?;
             s.statement_timeout = timeout;
-            let owner = crate::script::session::step_owner(&rev.id, fn_name);
-            let steps = ledger::steps(s.conn(), &owner)?;
-            s.steps = Default::default();
-            for st in steps {
-                if st.done {
-                    s.steps.done.insert(st.step.clone());
-                } else if let Some(c) = st.cursor {
-                    s.steps
-                        .cursors
-                        .insert(st.step.clone(), (c, st.batches, st.rows));
-                }
-            }
+            let recorded = checkpoint::recorded_steps(s.conn(), &rev.id, direction)?;
+            s.steps = StepBook::resuming(recorded);
             s.defaults = ast
                 .iter_literal_variables(true, false)
                 .filter(|(name, _, _)| *name == "DEFAULTS")
@@ -359,21 +352,10 @@ impl Runner {
             if direction == Direction::Upgrade {
                 // The record says "running" from the first moment, so that a kill leaves
                 // an honest state behind.
-                let marked = s.begin_transaction().and_then(|_| {
-                    s.ledger_write(|c, r, _| {
-                        ledger::write::set_revision(
-                            c,
-                            &r.key(),
-                            RevisionState::Running,
-                            "upgrade",
-                            None,
-                            None,
-                        )
-                    })
+                let marked = s.record_revision(|c, r, _| {
+                    ledger::write::set_revision(c, &r.key(), Status::Running)
                 });
-                let marked = marked.and_then(|_| s.finish_transaction());
                 if let Err(e) = marked {
-                    s.abort_transaction();
                     s.revision = None;
                     return Ok(Err(ledger_failure(
                         rev,
@@ -397,49 +379,39 @@ impl Runner {
         let alembic = self.options.alembic.get(&rev.id).cloned();
         match result {
             Ok(_) => {
-                let recorded = s.begin_transaction().and_then(|_| {
-                    s.ledger_write(|c, r, actor| {
-                        if let Some(follow) = &alembic {
-                            follow.apply(c, direction)?;
+                let recorded = s.record_revision(|c, r, actor| {
+                    if let Some(follow) = &alembic {
+                        follow.apply(c, direction)?;
+                    }
+                    match direction {
+                        Direction::Upgrade => {
+                            ledger::write::set_revision(
+                                c,
+                                &r.key(),
+                                Status::Applied { how: How::Upgrade },
+                            )?;
+                            ledger::write::set_sources(c, &r.id, &sources)?;
+                            checkpoint::clear_steps(c, &r.id, Direction::Upgrade)?;
                         }
-                        match direction {
-                            Direction::Upgrade => {
-                                ledger::write::set_revision(
-                                    c,
-                                    &r.key(),
-                                    RevisionState::Applied,
-                                    "upgrade",
-                                    None,
-                                    None,
-                                )?;
-                                ledger::write::set_sources(c, &r.id, &sources)?;
-                                ledger::write::clear_steps(c, &r.id)?;
-                            }
-                            Direction::Downgrade => {
-                                ledger::write::remove_revision(c, &r.id)?;
-                                ledger::write::clear_steps(
-                                    c,
-                                    &crate::script::session::step_owner(&r.id, "downgrade"),
-                                )?;
-                            }
+                        Direction::Downgrade => {
+                            ledger::write::remove_revision(c, &r.id)?;
+                            checkpoint::clear_steps(c, &r.id, Direction::Downgrade)?;
                         }
-                        ledger::write::add_history(
-                            c,
-                            &r.key(),
-                            actor,
-                            fn_name,
-                            started,
-                            finished,
-                            rows as i64,
-                            "applied",
-                            None,
-                            note.as_deref(),
-                        )
-                    })
+                    }
+                    ledger::write::add_history(
+                        c,
+                        &r.key(),
+                        actor,
+                        fn_name,
+                        started,
+                        finished,
+                        rows as i64,
+                        "applied",
+                        None,
+                        note.as_deref(),
+                    )
                 });
-                let recorded = recorded.and_then(|_| s.finish_transaction());
                 if let Err(e) = recorded {
-                    s.abort_transaction();
                     end_failed(&mut s, &rev.id, fn_name, finished - started, rows);
                     let mut failed = ledger_failure(
                         rev,
@@ -483,8 +455,8 @@ impl Runner {
                     direction,
                     duration_ms: finished - started,
                     rows,
-                    steps_run: std::mem::take(&mut s.steps.completed_now),
-                    steps_skipped: s.steps.done.iter().cloned().collect(),
+                    steps_run: s.steps.take_completed(),
+                    steps_skipped: s.steps.done_before().cloned().collect(),
                 };
                 s.emit(Event::RevisionFinished {
                     revision: rev.id.clone(),
@@ -514,12 +486,9 @@ impl Runner {
                         rows: rows as i64,
                         note: note.as_deref(),
                     };
-                    let recorded = s.begin_transaction().and_then(|_| {
-                        s.ledger_write(|c, r, actor| failure.write(c, &r.key(), actor))
-                    });
-                    let recorded = recorded.and_then(|_| s.finish_transaction());
+                    let recorded =
+                        s.record_revision(|c, r, actor| failure.write(c, &r.key(), actor));
                     if let Err(e) = recorded {
-                        s.abort_transaction();
                         // A lost connection took the backend's lock with it: record through
                         // a new one, if the lock is free and nobody moved the revision on.
                         // Any other refusal (a session the script made read-only, a
@@ -608,10 +577,10 @@ impl Failure<'_> {
             ledger::write::set_revision(
                 c,
                 key,
-                RevisionState::Failed,
-                "upgrade",
-                self.step,
-                Some(self.text),
+                Status::Failed {
+                    step: self.step,
+                    error: self.text,
+                },
             )?;
         }
         ledger::write::add_history(
@@ -642,15 +611,11 @@ impl Failure<'_> {
         if records.get(&ctx.id).map(|r| r.state) != Some(left) {
             return Err(format!("the record of {} no longer reads {left:?}", ctx.id));
         }
-        let tx = conn.begin().and_then(|_| {
-            self.write(conn.as_mut(), &ctx.key(), actor)?;
-            ledger::write::clear_lock_holder(conn.as_mut())?;
-            conn.commit()
-        });
-        tx.map_err(|e| {
-            let _ = conn.rollback();
-            e.to_string()
+        with_transaction(conn.as_mut(), |c| {
+            self.write(c, &ctx.key(), actor)?;
+            ledger::write::clear_lock_holder(c)
         })
+        .map_err(|e: DbError| e.to_string())
     }
 
     /// Records the failure through a new connection to `url`, under the migration lock
@@ -677,15 +642,11 @@ impl Failure<'_> {
                     ctx.id
                 ));
             }
-            let tx = conn.begin().and_then(|_| {
-                self.write(conn.as_mut(), &ctx.key(), actor)?;
-                ledger::write::clear_lock_holder(conn.as_mut())?;
-                conn.commit()
-            });
-            tx.map_err(|e| {
-                let _ = conn.rollback();
-                e.to_string()
+            with_transaction(conn.as_mut(), |c| {
+                self.write(c, &ctx.key(), actor)?;
+                ledger::write::clear_lock_holder(c)
             })
+            .map_err(|e: DbError| e.to_string())
         })();
         let _ = conn.unlock();
         written

@@ -21,9 +21,10 @@
 //! It runs read-only: inside a transaction that is rolled back.
 
 use crate::backend::Connection;
+use crate::checkpoint::{self, with_transaction};
 use crate::digest;
 use crate::graph::Graph;
-use crate::ledger::{self, Actor, RevisionKey, RevisionState};
+use crate::ledger::{self, Actor, How, RevisionKey, Status};
 use crate::metadata::{ModuleFile, RevisionMeta};
 use crate::migrator::{Error, Project};
 use crate::script::{Limits, Mode, ModulePaths, ScriptHost, Session};
@@ -41,12 +42,17 @@ pub enum StampKind {
 }
 
 impl StampKind {
-    pub fn as_str(self) -> &'static str {
+    /// How the ledger records a revision stamped this way.
+    pub fn how(self) -> How {
         match self {
-            StampKind::Stamp => "stamp",
-            StampKind::StampForce => "stamp --force",
-            StampKind::Adopt => "adopt",
+            StampKind::Stamp => How::Stamp,
+            StampKind::StampForce => How::StampForce,
+            StampKind::Adopt => How::Adopt,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.how().as_str()
     }
 }
 
@@ -116,8 +122,7 @@ pub fn record(
 ) -> Result<(), Error> {
     let actor = Actor::current();
     let now = ledger::now_ms();
-    conn.begin()?;
-    let written = (|| -> Result<(), crate::backend::DbError> {
+    let written = with_transaction(conn, |conn| -> Result<(), crate::backend::DbError> {
         for m in revisions {
             let key = RevisionKey {
                 revision: &m.id,
@@ -125,15 +130,8 @@ pub fn record(
                 version: &m.version,
                 checksum: &m.checksum,
             };
-            ledger::write::set_revision(
-                conn,
-                &key,
-                RevisionState::Applied,
-                kind.as_str(),
-                None,
-                None,
-            )?;
-            ledger::write::clear_steps(conn, &m.id)?;
+            ledger::write::set_revision(conn, &key, Status::Applied { how: kind.how() })?;
+            checkpoint::clear_steps(conn, &m.id, crate::plan::Direction::Upgrade)?;
             ledger::write::add_history(
                 conn,
                 &key,
@@ -151,14 +149,8 @@ pub fn record(
             }
         }
         Ok(())
-    })();
-    match written {
-        Ok(()) => Ok(conn.commit()?),
-        Err(e) => {
-            let _ = conn.rollback();
-            Err(e.into())
-        }
-    }
+    });
+    Ok(written?)
 }
 
 /// One probe's answer.

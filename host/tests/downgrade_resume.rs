@@ -1,6 +1,6 @@
 //! A failed downgrade resumes after its last committed step (issue 13, item 5): the
 //! step records of `fn downgrade` are written and read under one key
-//! (`ferry::script::session::step_owner`, `"<rev> (downgrade)"`), so a rerun skips the
+//! (`ferry::checkpoint::ledger_owner`, `"<rev> (downgrade)"`), so a rerun skips the
 //! steps that committed. Fixture: `tests/fixtures/trees/downgrade_steps`, whose downgrade
 //! has three steps, the first two not idempotent, and fails where `down.fail_at` says.
 

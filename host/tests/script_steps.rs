@@ -209,12 +209,54 @@ both!(writes_outside_steps_are_refused_once_steps_are_used, |r| {
 }"#,
     );
     let e = r.upgrade_fails();
-    assert_eq!(e.kind, ferry::script::FailureKind::Host);
+    // The script broke a rule of steps: its fault, reported at its line.
+    assert_eq!(e.kind, ferry::script::FailureKind::Script, "{e}");
+    assert!(
+        e.source_line
+            .as_deref()
+            .is_some_and(|l| l.contains("INSERT INTO t VALUES (1)")),
+        "{e}"
+    );
     assert!(
         e.message.contains("must do all its writing inside steps"),
         "{e}"
     );
     assert_eq!(r.int("SELECT COUNT(*) FROM t"), 0);
+});
+
+both!(
+    nested_steps_and_steps_after_implicit_writes_are_script_errors,
+    |r| {
+        r.revision(
+            "r1",
+            r#"fn upgrade(db) {
+    db.step("outer", |db| {
+        db.step("inner", |db| { db.execute("CREATE TABLE t (id BIGINT)"); });
+    });
+}"#,
+        );
+        let e = r.upgrade_fails();
+        assert_eq!(e.kind, ferry::script::FailureKind::Script, "{e}");
+        assert!(e.message.contains("steps cannot be nested"), "{e}");
+        assert_eq!(e.step.as_deref(), Some("outer"), "{e}");
+    }
+);
+
+both!(a_step_after_writes_outside_steps_is_a_script_error, |r| {
+    r.revision(
+        "r1",
+        r#"fn upgrade(db) {
+    db.execute("CREATE TABLE t (id BIGINT)");
+    db.step("one", |db| { db.execute("INSERT INTO t VALUES (1)"); });
+}"#,
+    );
+    let e = r.upgrade_fails();
+    assert_eq!(e.kind, ferry::script::FailureKind::Script, "{e}");
+    assert!(
+        e.message
+            .contains("follows statements that wrote outside any step"),
+        "{e}"
+    );
 });
 
 /// A real kill: the `ferry` binary runs a batched revision on a SQLite file and is

@@ -6,6 +6,7 @@
 
 use super::status::Ledgers;
 use super::{Error, Migrator, Project};
+use crate::checkpoint::with_transaction;
 use crate::ledger::{self, Actor, RevisionKey, RevisionRecord, RevisionState, SourceRecord};
 use crate::metadata::RevisionMeta;
 use crate::revision_sources::{self, RevisionSources, SourceKind};
@@ -242,7 +243,6 @@ impl Migrator {
             let sources = revision_sources::of_revision(m, &project.hooks);
             let conn = conns[db].as_mut();
             ledger::ensure(conn)?;
-            conn.begin()?;
             let key = RevisionKey {
                 revision: &m.id,
                 tree: &m.tree,
@@ -263,7 +263,7 @@ impl Migrator {
                 }
             );
             let now = ledger::now_ms();
-            let written = (|| -> Result<(), crate::backend::DbError> {
+            let written = with_transaction(conn, |conn| -> Result<(), crate::backend::DbError> {
                 ledger::write::set_checksum(conn, &m.id, &m.checksum)?;
                 ledger::write::set_sources(conn, &m.id, &sources)?;
                 ledger::write::add_history(
@@ -278,14 +278,8 @@ impl Migrator {
                     None,
                     Some(&note),
                 )
-            })();
-            match written {
-                Ok(()) => conn.commit()?,
-                Err(e) => {
-                    let _ = conn.rollback();
-                    return Err(e.into());
-                }
-            }
+            });
+            written?;
             Ok(AcceptReport {
                 revision: id.clone(),
                 files,

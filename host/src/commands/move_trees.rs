@@ -10,6 +10,7 @@
 use super::status::Ledgers;
 use super::{Error, Migrator};
 use crate::backend::Connection;
+use crate::checkpoint::with_transaction;
 use crate::ledger::{self, Actor, RevisionKey, RevisionState};
 use std::collections::BTreeSet;
 
@@ -148,65 +149,55 @@ impl Migrator {
                 }
                 let target = conns[to].as_mut();
                 ledger::ensure(target)?;
-                target.begin()?;
-                let copied = (|| -> Result<(), crate::backend::DbError> {
-                    for (r, files) in records.iter().zip(&sources) {
-                        ledger::write::copy_revision(target, r)?;
-                        ledger::write::copy_sources(target, &r.revision, files)?;
-                    }
-                    for h in &history {
-                        ledger::write::copy_history(target, h)?;
-                    }
-                    let note = format!("moved from database {}", dbs.list()[from].name);
-                    let now = ledger::now_ms();
-                    let applied = ledgers.applied();
-                    let actor = Actor::current();
-                    for tree in trees {
-                        let current = crate::target::current_heads(&project.graph, &applied, tree);
-                        for id in current {
-                            let m = project.graph.get(id).expect("current revisions exist");
-                            let key = RevisionKey {
-                                revision: &m.id,
-                                tree: &m.tree,
-                                version: &m.version,
-                                checksum: &m.checksum,
-                            };
-                            ledger::write::add_history(
-                                target,
-                                &key,
-                                &actor,
-                                "move",
-                                now,
-                                now,
-                                0,
-                                "applied",
-                                None,
-                                Some(&note),
-                            )?;
+                let copied =
+                    with_transaction(target, |target| -> Result<(), crate::backend::DbError> {
+                        for (r, files) in records.iter().zip(&sources) {
+                            ledger::write::copy_revision(target, r)?;
+                            ledger::write::copy_sources(target, &r.revision, files)?;
                         }
-                    }
-                    Ok(())
-                })();
-                match copied {
-                    Ok(()) => target.commit()?,
-                    Err(e) => {
-                        let _ = target.rollback();
-                        return Err(e.into());
-                    }
-                }
+                        for h in &history {
+                            ledger::write::copy_history(target, h)?;
+                        }
+                        let note = format!("moved from database {}", dbs.list()[from].name);
+                        let now = ledger::now_ms();
+                        let applied = ledgers.applied();
+                        let actor = Actor::current();
+                        for tree in trees {
+                            let current =
+                                crate::target::current_heads(&project.graph, &applied, tree);
+                            for id in current {
+                                let m = project.graph.get(id).expect("current revisions exist");
+                                let key = RevisionKey {
+                                    revision: &m.id,
+                                    tree: &m.tree,
+                                    version: &m.version,
+                                    checksum: &m.checksum,
+                                };
+                                ledger::write::add_history(
+                                    target,
+                                    &key,
+                                    &actor,
+                                    "move",
+                                    now,
+                                    now,
+                                    0,
+                                    "applied",
+                                    None,
+                                    Some(&note),
+                                )?;
+                            }
+                        }
+                        Ok(())
+                    });
+                copied?;
             }
             let source = conns[from].as_mut();
-            source.begin()?;
-            let forgot = trees
-                .iter()
-                .try_for_each(|t| ledger::write::forget_tree(source, t));
-            match forgot {
-                Ok(()) => source.commit()?,
-                Err(e) => {
-                    let _ = source.rollback();
-                    return Err(e.into());
-                }
-            }
+            let forgot = with_transaction(source, |source| {
+                trees
+                    .iter()
+                    .try_for_each(|t| ledger::write::forget_tree(source, t))
+            });
+            forgot?;
             Ok(MoveReport {
                 trees: trees.to_vec(),
                 from: dbs.list()[from].name.clone(),

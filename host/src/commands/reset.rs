@@ -3,7 +3,9 @@
 
 use super::status::Ledgers;
 use super::{Error, Migrator};
+use crate::checkpoint::{self, with_transaction, StepKey};
 use crate::ledger::{self, Actor, RevisionKey, RevisionState};
+use crate::plan::Direction;
 use crate::target;
 
 /// What `reset` forgot.
@@ -77,10 +79,9 @@ impl Migrator {
                 checksum: &meta.checksum,
             };
             let note = format!("reset: forgot step(s) {}", forgotten.join(", "));
-            conn.begin()?;
-            let written = (|| -> Result<(), crate::backend::DbError> {
+            let written = with_transaction(conn, |conn| -> Result<(), crate::backend::DbError> {
                 for s in &forgotten {
-                    ledger::write::forget_step(conn, &id, s)?;
+                    checkpoint::forget_step(conn, &StepKey::new(&id, Direction::Upgrade, s))?;
                 }
                 ledger::write::add_history(
                     conn,
@@ -94,14 +95,8 @@ impl Migrator {
                     None,
                     Some(&note),
                 )
-            })();
-            match written {
-                Ok(()) => conn.commit()?,
-                Err(e) => {
-                    let _ = conn.rollback();
-                    return Err(e.into());
-                }
-            }
+            });
+            written?;
             Ok(ResetReport {
                 revision: id.clone(),
                 forgotten,

@@ -27,7 +27,9 @@ fn with<T>(
         .try_borrow_mut()
         .map_err(|_| script_failure("attributes cannot be used inside the callback of db.each"))?;
     let t = table(&s);
-    let r = s.before_statement(writes).and_then(|_| f(&mut s, &t));
+    s.before_statement(writes)
+        .map_err(|r| super::error::refused(&mut s, r))?;
+    let r = f(&mut s, &t);
     r.map_err(|e| host_failure(&mut s, e))
 }
 

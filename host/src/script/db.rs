@@ -3,10 +3,11 @@
 //!
 //! Scripts receive it as the argument of `fn upgrade(db)` / `fn downgrade(db)`.
 
-use super::error::{host_failure, script_failure};
-use super::session::{cursor_text, cursor_value, SharedSession};
+use super::error::{host_failure, refused, script_failure};
+use super::session::SharedSession;
 use super::values::{row_map, rows_array, strings, to_dynamic, to_params, to_value};
 use crate::backend::{DbError, Value};
+use crate::checkpoint::{BatchWalker, Begin, Entry, Progress, StepTx};
 use crate::observer::Event;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
 
@@ -141,8 +142,17 @@ impl Db {
         f: impl FnOnce(&mut dyn crate::backend::Connection) -> Result<T, DbError>,
     ) -> Res<T> {
         let mut s = self.session()?;
-        let result = s.before_statement(writes).and_then(|_| f(s.conn()));
+        s.before_statement(writes).map_err(|r| refused(&mut s, r))?;
+        let result = f(s.conn());
         result.map_err(|e| host_failure(&mut s, e))
+    }
+
+    /// A host failure, remembered in the session (see [`host_failure`]).
+    fn host_error(&self, e: DbError) -> Box<EvalAltResult> {
+        match self.session() {
+            Ok(mut s) => host_failure(&mut s, e),
+            Err(busy) => busy,
+        }
     }
 
     fn execute(&mut self, sql: &str, params: Array) -> Res<i64> {
@@ -238,7 +248,7 @@ impl Db {
         let this = self.clone();
         let mut s = this.session()?;
         s.before_statement(is_write(sql))
-            .map_err(|e| host_failure(&mut s, e))?;
+            .map_err(|r| refused(&mut s, r))?;
         s.conn().restrict_to_script(true);
         let result = s.conn().query_each(sql, &params, &mut |cols, row| {
             let map = row_map(cols, row);
@@ -325,8 +335,9 @@ impl Db {
     }
 
     /// Runs `body` as a named step: skipped if the ledger records it done, otherwise
-    /// run in its own transaction that also records it done. `db.step` and the steps the
-    /// host makes itself (`schema::rewrite_tables(…, #{ steps: true })`) both run here.
+    /// run in its own [`StepTx`], which commits it with its ledger record. `db.step` and
+    /// the steps the host makes itself (`schema::rewrite_tables(…, #{ steps: true })`)
+    /// both run here.
     pub(super) fn run_step(
         &self,
         name: &str,
@@ -339,15 +350,9 @@ impl Db {
             total,
             timeout,
         } = options;
-        let revision = {
+        let key = {
             let mut s = self.session()?;
-            self.enter_step(&mut s, name)?;
-            if s.steps.done.contains(name) {
-                s.steps.current = None;
-                s.emit(Event::StepSkipped {
-                    revision: s.revision_id(),
-                    step: name.into(),
-                });
+            if self.enter_step(&mut s, name)? == Entry::Skip {
                 return Ok(Dynamic::UNIT);
             }
             // Set before the step's transaction begins (a PostgreSQL SET inside it would
@@ -358,93 +363,100 @@ impl Db {
                     .set_statement_timeout(Some(t))
                     .map_err(|e| host_failure(&mut s, e))?;
             }
-            // A dry run runs a non-transactional step too, inside its one transaction:
-            // `schema::add_index(…, #{ concurrently: true })` builds the index plainly there
-            // (see `schema::apply`), which the rollback undoes.
-            if transactional {
-                let begun = if check_fks_at_commit {
-                    s.begin_transaction_checking_foreign_keys_at_commit()
-                } else {
-                    s.begin_transaction()
-                };
-                begun.map_err(|e| host_failure(&mut s, e))?;
-            }
-            let revision = s.revision_id();
+            s.step_key(name)
+        };
+        // A dry run runs a non-transactional step too, inside its one transaction:
+        // `schema::add_index(…, #{ concurrently: true })` builds the index plainly there
+        // (see `schema::apply`), which the rollback undoes.
+        let begin = if check_fks_at_commit {
+            Begin::ForeignKeysAtCommit
+        } else {
+            Begin::Plain
+        };
+        let tx = if transactional {
+            let tx = StepTx::begin(self.0.clone(), key.clone(), begin);
+            Some(tx.map_err(|e| self.host_error(e))?)
+        } else {
+            None
+        };
+        let rows_before = {
+            let s = self.session()?;
             s.emit(Event::StepStarted {
-                revision: revision.clone(),
+                revision: key.revision.clone(),
                 step: name.into(),
                 total,
             });
-            revision
+            s.rows
         };
-        let rows_before = self.session()?.rows;
         let result = body(self);
-        let mut s = self.session()?;
-        // A database error the script caught still fails the step.
-        let result = match result {
-            Ok(_) if s.poisoned => Err(caught_host_error(&s)),
-            other => other,
+        let (result, rows) = {
+            let s = self.session()?;
+            // A database error the script caught still fails the step.
+            let result = match result {
+                Ok(_) if s.poisoned => Err(caught_host_error(&s)),
+                other => other,
+            };
+            (result, (s.rows - rows_before) as i64)
         };
-        match result {
-            Ok(v) => {
-                let rows = (s.rows - rows_before) as i64;
-                let recorded = (|| {
-                    if !transactional {
-                        s.begin_transaction()?;
-                    }
-                    s.record_step_done(name, None, 0, rows)?;
-                    s.finish_transaction()
-                })();
-                recorded.map_err(|e| host_failure(&mut s, e))?;
-                if timeout.is_some() {
-                    let revision_timeout = s.statement_timeout;
-                    s.conn()
-                        .set_statement_timeout(revision_timeout)
-                        .map_err(|e| host_failure(&mut s, e))?;
-                }
-                s.steps.current = None;
-                s.steps.completed_now.push(name.into());
-                s.emit(Event::StepFinished {
-                    revision,
-                    step: name.into(),
-                    rows: rows as u64,
-                });
-                Ok(v)
-            }
+        let value = match result {
+            Ok(v) => v,
             Err(e) => {
-                s.steps.failed = Some(name.into());
-                Err(e)
+                self.session()?.steps.failed(name);
+                // Dropping the step's transaction rolls its work back.
+                drop(tx);
+                return Err(e);
             }
+        };
+        // A non-transactional step's record commits in a transaction of its own.
+        let tx = match tx {
+            Some(tx) => tx,
+            None => StepTx::begin(self.0.clone(), key.clone(), Begin::Plain)
+                .map_err(|e| self.host_error(e))?,
+        };
+        tx.commit(Progress::Done {
+            cursor: None,
+            batches: 0,
+            rows,
+        })
+        .map_err(|e| self.host_error(e))?;
+        let mut s = self.session()?;
+        if timeout.is_some() {
+            let revision_timeout = s.statement_timeout;
+            s.conn()
+                .set_statement_timeout(revision_timeout)
+                .map_err(|e| host_failure(&mut s, e))?;
         }
+        s.steps.completed(name);
+        s.emit(Event::StepFinished {
+            revision: key.revision,
+            step: name.into(),
+            rows: rows as u64,
+        });
+        Ok(value)
     }
 
-    fn enter_step(&self, s: &mut super::session::Session, name: &str) -> Res<()> {
-        // The ledger records the name (and a failure names it on the terminal).
-        if let Some(why) = crate::metadata::unprintable(name, crate::metadata::MAX_ID_CHARS) {
-            return Err(script_failure(format!("the step name {name:?} {why}")));
-        }
-        if let Some(outer) = &s.steps.current {
-            return Err(script_failure(format!(
-                "step {name:?} starts inside step {outer:?}: steps cannot be nested"
-            )));
-        }
-        if s.steps.implicit_writes {
-            return Err(script_failure(format!(
-                "step {name:?} follows statements that wrote outside any step: a revision \
-                 that uses db.step must do all its writing inside steps"
-            )));
-        }
+    /// Enters step `name` (a script that breaks a rule of steps is at fault); tells the
+    /// observer when it is skipped.
+    fn enter_step(&self, s: &mut super::session::Session, name: &str) -> Res<Entry> {
+        s.steps
+            .check_entry(name)
+            .map_err(|m| script_failure(m.to_string()))?;
         // Close the implicit (read-only) transaction, if reads opened one.
         s.finish_transaction().map_err(|e| host_failure(s, e))?;
-        s.steps.uses_steps = true;
-        s.steps.current = Some(name.to_string());
-        Ok(())
+        let entry = s.steps.enter(name);
+        if entry == Entry::Skip {
+            s.emit(Event::StepSkipped {
+                revision: s.revision_id(),
+                step: name.into(),
+            });
+        }
+        Ok(entry)
     }
 
     /// Walks `options.table` in key order (`options.key`, `options.size` keys per batch),
     /// calling `f(db, batch)` with `batch.lo` (exclusive) and `batch.hi` (inclusive);
     /// each batch commits together with its cursor, so a rerun resumes after the last
-    /// committed batch.
+    /// committed batch (see [`BatchWalker`]).
     fn batches(&mut self, ctx: &NativeCallContext, name: &str, options: Map, f: FnPtr) -> Res<i64> {
         let get = |k: &str| options.get(k).cloned();
         let table = get("table")
@@ -458,115 +470,52 @@ impl Db {
             return Err(script_failure("db.batches: options.size must be positive"));
         }
         let declared_total = get("total").and_then(|v| v.as_int().ok()).map(|t| t as u64);
-        let (revision, mut lo, mut batches, mut rows) = {
+        let (resume, step_key) = {
             let mut s = self.session()?;
-            self.enter_step(&mut s, name)?;
-            if s.steps.done.contains(name) {
-                s.steps.current = None;
-                s.emit(Event::StepSkipped {
-                    revision: s.revision_id(),
-                    step: name.into(),
-                });
-                return Ok(0);
-            }
-            let recorded = s.steps.cursors.get(name).cloned();
-            let revision = s.revision_id();
-            match recorded {
-                Some((cursor, b, r)) => (revision, cursor_value(&cursor), b, r),
-                None => (revision, Value::Null, 0, 0),
+            match self.enter_step(&mut s, name)? {
+                Entry::Skip => return Ok(0),
+                Entry::Run { resume } => (resume, s.step_key(name)),
             }
         };
-        let (qt, qk) = {
-            let mut s = self.session()?;
-            let c = s.conn();
-            (c.quote_ident(&table), c.quote_ident(&key))
-        };
-        if lo == Value::Null {
-            // ORDER BY rather than MIN/MAX: PostgreSQL has no MIN or MAX over uuid.
-            let sql = format!("SELECT {qk} FROM {qt} WHERE {qk} IS NOT NULL ORDER BY {qk} LIMIT 1");
-            let first = self.run(false, |c| c.query(&sql, &[]))?;
-            lo = match first.rows.into_iter().next().and_then(|r| r.into_iter().next()) {
-                Some(Value::Int(i)) => Value::Int(i - 1),
-                Some(Value::Text(_)) => Value::Text(String::new()),
-                // A UUID key (PostgreSQL's uuid type) starts after the nil UUID, the
-                // smallest there is; a table whose smallest key is the nil UUID itself
-                // is refused rather than have that row skipped.
-                Some(Value::Uuid(u)) if u.is_nil() => {
-                    return Err(script_failure(format!(
-                        "db.batches: key {key} of {table} holds the nil UUID, which no batch can start before; use another key"
-                    )))
-                }
-                Some(Value::Uuid(_)) => Value::Uuid(uuid::Uuid::nil()),
-                Some(Value::Null) | None => Value::Null,
-                Some(other) => {
-                    return Err(script_failure(format!(
-                        "db.batches: key {key} of {table} has values like {other}; use an integer, text or UUID key"
-                    )))
-                }
-            };
-        }
-        // Without a declared total, count the batches left (one COUNT over the key's
-        // index), so that progress has a total and an ETA, on a resume too.
+        let started = self.run(false, |c| {
+            BatchWalker::start(c, &table, &key, size, resume.as_ref())
+        })?;
+        let mut walker = started.map_err(|fault| script_failure(fault.to_string()))?;
+        // Without a declared total, count the batches left, so that progress has a total.
         let total = match declared_total {
             Some(t) => Some(t),
-            None if lo == Value::Null => Some(batches as u64),
-            None => {
-                let sql = format!("SELECT COUNT(*) FROM {qt} WHERE {qk} > ?");
-                let left = self.run(false, |c| c.query(&sql, std::slice::from_ref(&lo)))?;
-                match left.rows.first().and_then(|r| r.first()) {
-                    Some(Value::Int(n)) => Some(batches as u64 + (*n as u64).div_ceil(size as u64)),
-                    _ => None,
-                }
-            }
+            None => self.run(false, |c| walker.total_batches(c))?,
         };
-        {
-            let s = self.session()?;
-            s.emit(Event::StepStarted {
-                revision: revision.clone(),
-                step: name.into(),
-                total,
-            });
-        }
-        let bound_sql = format!(
-            "SELECT {qk} FROM (SELECT {qk} FROM {qt} WHERE {qk} > ? ORDER BY {qk} LIMIT ?) AS ferry_batch ORDER BY {qk} DESC LIMIT 1"
-        );
+        let revision = step_key.revision.clone();
+        self.session()?.emit(Event::StepStarted {
+            revision: revision.clone(),
+            step: name.into(),
+            total,
+        });
         loop {
-            let mut s = self.session()?;
-            // Close any implicit transaction opened by reads, then one transaction per batch.
-            s.begin_transaction().map_err(|e| host_failure(&mut s, e))?;
-            let hi = if lo == Value::Null {
-                None
-            } else {
-                let r = s
-                    .conn()
-                    .query(&bound_sql, &[lo.clone(), Value::Int(size)])
-                    .map_err(|e| host_failure(&mut s, e))?;
-                r.rows
-                    .into_iter()
-                    .next()
-                    .and_then(|r| r.into_iter().next())
-                    .filter(|v| *v != Value::Null)
-            };
+            // One transaction per batch, holding the batch's work and its cursor.
+            let mut tx = StepTx::begin(self.0.clone(), step_key.clone(), Begin::Plain)
+                .map_err(|e| self.host_error(e))?;
+            let hi = tx
+                .run(|c| walker.next_bound(c))
+                .map_err(|e| self.host_error(e))?;
             let Some(hi) = hi else {
-                let done = s
-                    .record_step_done(name, Some(&cursor_text(&lo)), batches, rows)
-                    .and_then(|_| s.finish_transaction());
-                done.map_err(|e| host_failure(&mut s, e))?;
-                s.steps.current = None;
-                s.steps.completed_now.push(name.into());
+                tx.commit(walker.finished())
+                    .map_err(|e| self.host_error(e))?;
+                let mut s = self.session()?;
+                s.steps.completed(name);
                 s.emit(Event::StepFinished {
                     revision,
                     step: name.into(),
-                    rows: rows as u64,
+                    rows: walker.rows() as u64,
                 });
-                return Ok(batches);
+                return Ok(walker.batches());
             };
-            let rows_before = s.rows;
-            drop(s);
+            let rows_before = self.session()?.rows;
             let mut batch = Map::new();
-            batch.insert("lo".into(), to_dynamic(lo.clone()));
+            batch.insert("lo".into(), to_dynamic(walker.after().clone()));
             batch.insert("hi".into(), to_dynamic(hi.clone()));
-            batch.insert("number".into(), Dynamic::from_int(batches + 1));
+            batch.insert("number".into(), Dynamic::from_int(walker.batches() + 1));
             let result =
                 f.call_within_context::<Dynamic>(ctx, (self.clone(), Dynamic::from_map(batch)));
             let result = match result {
@@ -574,23 +523,20 @@ impl Db {
                 other => other,
             };
             if let Err(e) = result {
-                self.session()?.steps.failed = Some(name.into());
+                self.session()?.steps.failed(name);
+                // Dropping the batch's transaction rolls its work back.
+                drop(tx);
                 return Err(e);
             }
-            let mut s = self.session()?;
-            batches += 1;
-            rows += (s.rows - rows_before) as i64;
-            let saved = s
-                .record_batch(name, &cursor_text(&hi), batches, rows)
-                .and_then(|_| s.finish_transaction());
-            saved.map_err(|e| host_failure(&mut s, e))?;
-            s.emit(Event::Progress {
+            let rows = (self.session()?.rows - rows_before) as i64;
+            tx.commit(walker.advance(hi, rows))
+                .map_err(|e| self.host_error(e))?;
+            self.session()?.emit(Event::Progress {
                 revision: revision.clone(),
                 step: name.into(),
-                done: batches as u64,
+                done: walker.batches() as u64,
                 total,
             });
-            lo = hi;
         }
     }
 }

@@ -176,7 +176,7 @@ impl Db {
         crate::sql_guard::check_table(&into).map_err(|r| script_failure(r.to_string()))?;
         let mut s = self.session()?;
         s.before_statement(true)
-            .map_err(|e| host_failure(&mut s, e))?;
+            .map_err(|r| super::error::refused(&mut s, r))?;
         let source = match key {
             // Rows in key order: inserts into a table keyed the same way append.
             Some(key) => {

@@ -1,7 +1,7 @@
 //! Errors of a script run, told apart by who failed: the script's own `throw`, a
 //! script mistake found by the engine, a sandbox limit, or the host (database).
 
-use super::session::Session;
+use super::session::{Refused, Session};
 use crate::backend::DbError;
 use rhai::{EvalAltResult, Position};
 use std::fmt;
@@ -92,6 +92,15 @@ impl ScriptError {
 pub fn host_failure(session: &mut Session, e: DbError) -> Box<EvalAltResult> {
     let message = session.record_host_error(e);
     Box::new(EvalAltResult::ErrorRuntime(message.into(), Position::NONE))
+}
+
+/// Turns a statement's refusal into the error the script sees: a broken rule of steps
+/// is the script's fault, anything else the host's.
+pub fn refused(session: &mut Session, r: Refused) -> Box<EvalAltResult> {
+    match r {
+        Refused::Misuse(m) => script_failure(m.to_string()),
+        Refused::Db(e) => host_failure(session, e),
+    }
 }
 
 /// The value of an error raised because a script used the API wrongly. It travels as

@@ -387,7 +387,7 @@ impl ScriptHost {
                         .session
                         .try_borrow()
                         .ok()
-                        .and_then(|s| s.steps.current.clone().map(String::into_boxed_str)),
+                        .and_then(|s| s.steps.current().map(Box::from)),
                     file: file.into(),
                     line: 0,
                     column: 0,
@@ -411,7 +411,7 @@ impl ScriptHost {
         result.map_err(|e| {
             let mut s = self.session.borrow_mut();
             let host = s.host_error.take();
-            let step = s.steps.failed.clone().or_else(|| s.steps.current.clone());
+            let step = s.steps.failed_or_current().map(str::to_string);
             let mut err = error::classify(&e, host, revision, step, file);
             if let Some((source, pos)) = exited {
                 // exit() is the script's mistake, at the line that called it.

@@ -21,7 +21,8 @@ use super::error::{host_failure, script_failure};
 use super::rewrite_steps::table_step;
 use super::session::{Mode, Session};
 use crate::backend::rewrite_plan::staged_name;
-use crate::backend::{DbError, SchemaChange, StepWorkers, TableRewrite};
+use crate::backend::{Connection, DbError, SchemaChange, StepWorkers, TableRewrite};
+use crate::checkpoint::{Begin, Progress, StepKey, StepTx};
 use crate::observer::Event;
 use rhai::EvalAltResult;
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,7 +46,7 @@ pub(super) fn pool_for(
     }
     let pending: Vec<&TableRewrite> = ordered
         .iter()
-        .filter(|rw| !s.steps.done.contains(&table_step(&rw.table)))
+        .filter(|rw| !s.steps.is_done(&table_step(&rw.table)))
         .collect();
     if pending.len() < 2 {
         return Ok(None);
@@ -74,16 +75,11 @@ pub(super) fn run(
     pool: Arc<dyn StepWorkers>,
     jobs: usize,
 ) -> Res<()> {
-    if s.steps.implicit_writes {
-        return Err(script_failure(
-            "schema::rewrite_tables(…, #{ steps: true }) follows statements that wrote \
-             outside any step: a revision that uses db.step must do all its writing inside steps",
-        ));
-    }
+    s.steps
+        .enter_host_steps()
+        .map_err(|m| script_failure(m.to_string()))?;
     // Close the implicit (read-only) transaction, if reads opened one.
     s.finish_transaction().map_err(|e| host_failure(s, e))?;
-    s.steps.uses_steps = true;
-    let owner = s.step_owner();
     let revision = s.revision_id();
     let parents = parents_in_set(s, ordered, set).map_err(|e| host_failure(s, e))?;
 
@@ -91,7 +87,7 @@ pub(super) fn run(
     let mut waiting: Vec<&TableRewrite> = Vec::new();
     for rw in ordered {
         let step = table_step(&rw.table);
-        if s.steps.done.contains(&step) {
+        if s.steps.is_done(&step) {
             committed.insert(rw.table.clone());
             s.emit(Event::StepSkipped {
                 revision: revision.clone(),
@@ -120,9 +116,10 @@ pub(super) fn run(
                 total: None,
             });
             running += 1;
-            let (done_tx, pool, owner) = (done_tx.clone(), pool.clone(), owner.clone());
+            let (done_tx, pool) = (done_tx.clone(), pool.clone());
+            let key = s.step_key(&table_step(&rw.table));
             scope.spawn(move || {
-                let result = table_step_on(pool.as_ref(), &owner, &rw, set);
+                let result = table_step_on(pool.as_ref(), key, &rw, set);
                 let _ = done_tx.send((rw.table, result));
             });
         }
@@ -137,7 +134,7 @@ pub(super) fn run(
             Ok(()) => {
                 let step = table_step(&table);
                 committed.insert(table);
-                s.steps.completed_now.push(step.clone());
+                s.steps.completed(&step);
                 s.emit(Event::StepFinished {
                     revision: revision.clone(),
                     step,
@@ -152,7 +149,7 @@ pub(super) fn run(
         }
     });
     if let Some((table, e)) = failure {
-        s.steps.failed = Some(table_step(&table));
+        s.steps.failed(&table_step(&table));
         return Err(host_failure(s, e));
     }
     if let Some(rw) = waiting.first() {
@@ -188,10 +185,10 @@ fn parents_in_set(
 }
 
 /// One table's step on a pooled connection: its copy and its ledger row, committed
-/// together (or neither).
+/// together in one [`StepTx`] (or neither).
 fn table_step_on(
     pool: &dyn StepWorkers,
-    owner: &str,
+    key: StepKey,
     rw: &TableRewrite,
     set: &[String],
 ) -> Result<(), DbError> {
@@ -203,23 +200,12 @@ fn table_step_on(
     };
     crate::sql_guard::check_schema_change(&change, conn.dialect())
         .map_err(|r| DbError::Other(r.to_string()))?;
-    conn.begin_checking_foreign_keys_at_commit()?;
-    let result = conn
-        .apply_schema_change(&change)
-        .and_then(|_| {
-            crate::ledger::write::set_step(
-                conn.as_mut(),
-                owner,
-                &table_step(&rw.table),
-                true,
-                None,
-                0,
-                0,
-            )
-        })
-        .and_then(|()| conn.commit());
-    if result.is_err() && conn.in_transaction() {
-        let _ = conn.rollback();
-    }
-    result
+    let conn: &mut dyn Connection = conn.as_mut();
+    let mut tx = StepTx::begin(conn, key, Begin::ForeignKeysAtCommit)?;
+    tx.run(|c| c.apply_schema_change(&change))?;
+    tx.commit(Progress::Done {
+        cursor: None,
+        batches: 0,
+        rows: 0,
+    })
 }

@@ -20,7 +20,6 @@ use super::session::SharedSession;
 use crate::backend::rewrite_plan::{self, staged_name};
 use crate::backend::{DbError, SchemaChange, TableRewrite};
 use rhai::{Dynamic, EvalAltResult};
-use std::collections::BTreeSet;
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
@@ -35,7 +34,7 @@ pub fn table_step(table: &str) -> String {
 /// Runs the steps (see the module documentation).
 pub fn run(session: &SharedSession, rewrites: Vec<TableRewrite>) -> Res<()> {
     let db = Db(session.clone());
-    if let Some(step) = db.session()?.steps.current.clone() {
+    if let Some(step) = db.session()?.steps.current().map(str::to_string) {
         return Err(script_failure(format!(
             "schema::rewrite_tables(…, #{{ steps: true }}) makes its own steps, so it cannot \
              run inside step {step:?}: call it outside db.step"
@@ -43,9 +42,9 @@ pub fn run(session: &SharedSession, rewrites: Vec<TableRewrite>) -> Res<()> {
     }
     let ordered = {
         let mut s = db.session()?;
-        let checked = s
-            .before_statement(false)
-            .and_then(|_| rewrite_plan::ordered(s.conn(), &rewrites));
+        s.before_statement(false)
+            .map_err(|r| super::error::refused(&mut s, r))?;
+        let checked = rewrite_plan::ordered(s.conn(), &rewrites);
         checked.map_err(|e| host_failure(&mut s, e))?
     };
     let set: Vec<String> = ordered.iter().map(|r| r.table.clone()).collect();
@@ -97,20 +96,13 @@ pub fn run(session: &SharedSession, rewrites: Vec<TableRewrite>) -> Res<()> {
 /// naming the steps to reset as well.
 fn stale_copies(db: &Db, set: &[String], table: &str) -> Res<Vec<String>> {
     let mut s = db.session()?;
-    let committed: BTreeSet<String> = s
-        .steps
-        .done
-        .iter()
-        .chain(&s.steps.completed_now)
-        .cloned()
-        .collect();
     let found = (|| {
         let mut stale = vec![staged_name(table)];
         let mut kept = Vec::new();
         for t in set.iter().filter(|t| *t != table) {
             let copy = staged_name(t);
             if s.conn().table_exists(&copy)? {
-                if committed.contains(&table_step(t)) {
+                if s.steps.is_committed(&table_step(t)) {
                     kept.push((t, copy));
                 } else {
                     stale.push(copy);

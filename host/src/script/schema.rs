@@ -174,9 +174,9 @@ pub(super) fn apply(session: &SharedSession, change: SchemaChange) -> Res<()> {
             Err(e) => return Err(host_failure(&mut s, e)),
         }
     }
-    let r = s
-        .before_statement(true)
-        .and_then(|_| s.conn().apply_schema_change(&change));
+    s.before_statement(true)
+        .map_err(|r| super::error::refused(&mut s, r))?;
+    let r = s.conn().apply_schema_change(&change);
     match r {
         Ok(statements) => {
             for st in statements {

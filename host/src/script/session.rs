@@ -2,11 +2,13 @@
 //! run, the step bookkeeping, and the first host failure (kept apart from a script's own
 //! `throw`, so the operator learns whether the script or the database failed).
 
-use crate::backend::{Connection, DbError, Value};
-use crate::ledger::{self, Actor, RevisionKey};
+use crate::backend::{Connection, DbError};
+use crate::checkpoint::{Connected, Misuse, StepBook, StepKey};
+use crate::ledger::{Actor, RevisionKey};
 use crate::observer::{Event, Observer};
+use crate::plan::Direction;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// How statements are carried out.
@@ -30,8 +32,7 @@ pub struct RevisionCtx {
     pub version: String,
     pub checksum: String,
     pub file: String,
-    /// `upgrade` or `downgrade`.
-    pub direction: &'static str,
+    pub direction: Direction,
     /// The hooks the revision declares (`HOOKS`); calling another is an error.
     pub hooks: Vec<String>,
 }
@@ -56,31 +57,13 @@ pub struct StatementRecord {
     pub rows: u64,
 }
 
-/// Step bookkeeping for the revision being run.
-#[derive(Debug, Default)]
-pub struct StepState {
-    /// Steps the ledger records as completed (skipped on this run).
-    pub done: HashSet<String>,
-    /// Recorded cursors of batched steps, as JSON text.
-    pub cursors: BTreeMap<String, (String, i64, i64)>,
-    /// The step running now, if any.
-    pub current: Option<String>,
-    /// Whether the revision has called `db.step` at all.
-    pub uses_steps: bool,
-    /// Whether statements that write ran outside any step (the implicit step).
-    pub implicit_writes: bool,
-    /// Steps this run completed.
-    pub completed_now: Vec<String>,
-    /// The step that failed, if one did.
-    pub failed: Option<String>,
-}
-
 /// Everything a script run shares with the host.
 pub struct Session {
     conn: Box<dyn Connection>,
     pub mode: Mode,
     pub revision: Option<RevisionCtx>,
-    pub steps: StepState,
+    /// The revision's steps (see [`crate::checkpoint`]).
+    pub steps: StepBook,
     pub actor: Actor,
     pub observer: Rc<dyn Observer>,
     /// Configuration from the repository file and the command line (already layered).
@@ -113,7 +96,7 @@ impl Session {
             conn,
             mode: Mode::Apply,
             revision: None,
-            steps: StepState::default(),
+            steps: StepBook::default(),
             actor,
             observer,
             config: BTreeMap::new(),
@@ -163,24 +146,12 @@ impl Session {
 
     /// Called before any statement: statements outside a step run in one implicit
     /// transaction that commits with the revision's ledger record.
-    pub fn before_statement(&mut self, writes: bool) -> Result<(), DbError> {
+    pub fn before_statement(&mut self, writes: bool) -> Result<(), Refused> {
         if self.poisoned {
-            return Err(DbError::Other(POISONED.into()));
+            return Err(Refused::Db(DbError::Other(POISONED.into())));
         }
-        if self.steps.current.is_none() {
-            if self.steps.uses_steps && writes {
-                return Err(DbError::Other(
-                    "a revision that uses db.step must do all its writing inside steps \
-                     (this statement runs outside any step)"
-                        .into(),
-                ));
-            }
-            if writes {
-                self.steps.implicit_writes = true;
-            }
-            if !self.conn.in_transaction() {
-                self.conn.begin()?;
-            }
+        if self.steps.before_statement(writes)? && !self.conn.in_transaction() {
+            self.conn.begin()?;
         }
         Ok(())
     }
@@ -191,72 +162,42 @@ impl Session {
         if self.mode != Mode::Apply {
             self.statements.push(StatementRecord {
                 revision: self.revision_id(),
-                step: self.steps.current.clone(),
+                step: self.steps.current().map(str::to_string),
                 sql: sql.to_string(),
                 rows,
             });
         }
     }
 
-    /// Runs `f` as the ledger write that must commit with the current transaction.
-    pub fn ledger_write<T>(
+    /// Writes the running revision's ledger record with `f`, in the open transaction
+    /// (the implicit one, whose statements commit with the record) or else one of its
+    /// own; commits it (a dry run keeps its one transaction open), and rolls back
+    /// whatever is open when anything fails.
+    pub fn record_revision<T>(
         &mut self,
         f: impl FnOnce(&mut dyn Connection, &RevisionCtx, &Actor) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        let rev = self
-            .revision
-            .clone()
-            .ok_or_else(|| DbError::Other("no revision is running".into()))?;
-        f(self.conn.as_mut(), &rev, &self.actor)
+        let written = self.begin_transaction().and_then(|()| {
+            let rev = self
+                .revision
+                .clone()
+                .ok_or_else(|| DbError::Other("no revision is running".into()))?;
+            let value = f(self.conn.as_mut(), &rev, &self.actor)?;
+            self.finish_transaction()?;
+            Ok(value)
+        });
+        if written.is_err() {
+            self.abort_transaction();
+        }
+        written
     }
 
-    /// The key the running revision's step records are kept under, for this direction
-    /// (see the free function [`step_owner`], which the runner reads them back with).
-    pub fn step_owner(&self) -> String {
-        self.revision
-            .as_ref()
-            .map(|r| step_owner(&r.id, r.direction))
-            .unwrap_or_default()
-    }
-
-    /// Marks a step done inside the transaction that holds its work.
-    pub fn record_step_done(
-        &mut self,
-        step: &str,
-        cursor: Option<&str>,
-        batches: i64,
-        rows: i64,
-    ) -> Result<(), DbError> {
-        let owner = self.step_owner();
-        ledger::write::set_step(
-            self.conn.as_mut(),
-            &owner,
-            step,
-            true,
-            cursor,
-            batches,
-            rows,
-        )
-    }
-
-    /// Records a batch's cursor inside the transaction that holds the batch's work.
-    pub fn record_batch(
-        &mut self,
-        step: &str,
-        cursor: &str,
-        batches: i64,
-        rows: i64,
-    ) -> Result<(), DbError> {
-        let owner = self.step_owner();
-        ledger::write::set_step(
-            self.conn.as_mut(),
-            &owner,
-            step,
-            false,
-            Some(cursor),
-            batches,
-            rows,
-        )
+    /// The key of step `step` of the running revision, in the direction it runs.
+    pub fn step_key(&self, step: &str) -> StepKey {
+        match &self.revision {
+            Some(r) => StepKey::new(&r.id, r.direction, step),
+            None => StepKey::new("", Direction::Upgrade, step),
+        }
     }
 
     /// Commits the current transaction, or rolls it back in a dry run.
@@ -310,35 +251,37 @@ pub const POISONED: &str =
     "a database error earlier in this transaction was caught by the script; \
     nothing more can run in it (let the error end the step, and fix its cause)";
 
-/// The key under which the step records of `revision` run in `direction` are written
-/// and read: the revision id for `upgrade`, `"<revision> (downgrade)"` for `downgrade`
-/// (so a downgrade's committed steps are never taken for the upgrade's, or the other
-/// way round). [`Session::step_owner`] writes with it, the runner reads with it.
-pub fn step_owner(revision: &str, direction: &str) -> String {
-    if direction == "downgrade" {
-        format!("{revision} (downgrade)")
-    } else {
-        revision.to_string()
+/// Why a statement may not run: the script broke a rule of steps, or the database
+/// (or an earlier caught database error) refuses.
+#[derive(Debug)]
+pub enum Refused {
+    Misuse(Misuse),
+    Db(DbError),
+}
+
+impl From<Misuse> for Refused {
+    fn from(m: Misuse) -> Refused {
+        Refused::Misuse(m)
     }
 }
 
-/// Converts a value read from the database into a JSON cursor text.
-pub fn cursor_text(v: &Value) -> String {
-    match v {
-        Value::Int(i) => serde_json::json!(i).to_string(),
-        Value::Text(s) => serde_json::json!(s).to_string(),
-        Value::Uuid(u) => serde_json::json!(u.as_simple().to_string()).to_string(),
-        Value::Float(f) => serde_json::json!(f).to_string(),
-        other => serde_json::json!(other.to_string()).to_string(),
+impl From<DbError> for Refused {
+    fn from(e: DbError) -> Refused {
+        Refused::Db(e)
     }
 }
 
-/// Reads a cursor back from its JSON text.
-pub fn cursor_value(text: &str) -> Value {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Number(n)) if n.is_i64() => Value::Int(n.as_i64().unwrap_or(0)),
-        Ok(serde_json::Value::Number(n)) => Value::Float(n.as_f64().unwrap_or(0.0)),
-        Ok(serde_json::Value::String(s)) => Value::Text(s),
-        _ => Value::Null,
+/// A step's transaction reaches the session's connection when it begins, commits or
+/// rolls back, not across the script's step body (which uses the session meanwhile).
+impl Connected for SharedSession {
+    fn with_connection<R>(&mut self, f: impl FnOnce(&mut dyn Connection) -> R) -> Option<R> {
+        let mut s = self.try_borrow_mut().ok()?;
+        Some(f(s.conn.as_mut()))
+    }
+
+    fn transaction_began(&mut self) {
+        if let Ok(mut s) = self.try_borrow_mut() {
+            s.poisoned = false;
+        }
     }
 }
