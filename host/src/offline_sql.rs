@@ -52,7 +52,7 @@ pub enum RenderError {
 
 impl From<RenderError> for DbError {
     fn from(e: RenderError) -> Self {
-        DbError::Conversion(format!("upgrade --sql: {e}"))
+        DbError::conversion(format!("upgrade --sql: {e}"))
     }
 }
 

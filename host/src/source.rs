@@ -16,8 +16,8 @@
 use crate::backend::postgres::PgConnection;
 use crate::backend::sqlite::SqliteConnection;
 use crate::backend::{
-    self, ColumnInfo, Connection, DbError, DbUrl, Dialect, ForeignKeyInfo, IndexInfo, KeyInfo,
-    LockAttempt, LockHolder, RowCallback, Rows, SchemaChange, Value,
+    self, ColumnInfo, Connection, DbError, DbErrorKind, DbUrl, Dialect, ForeignKeyInfo, IndexInfo,
+    KeyInfo, LockAttempt, LockHolder, RowCallback, Rows, SchemaChange, Value,
 };
 use std::cell::RefCell;
 use std::path::Path;
@@ -145,12 +145,7 @@ impl Source {
 
 /// Whether a connection failure says the database or schema is not there.
 fn names_missing_database(e: &DbError) -> bool {
-    match e {
-        DbError::Connect { message, .. } => {
-            message.contains("does not exist") && !message.contains("role")
-        }
-        _ => false,
-    }
+    e.is_connect() && e.kind() == DbErrorKind::MissingDatabase
 }
 
 /// A handle to a lent connection; every call borrows it for its own duration.

@@ -4,6 +4,7 @@
 //! [`Connection`]; nothing above it asks "is this PostgreSQL?". Where a script must
 //! know, it asks for the [`Dialect`].
 
+mod error;
 pub mod foreign_key_target;
 mod pg_runtime;
 mod placeholders;
@@ -13,6 +14,7 @@ pub mod schema_change;
 pub mod sqlite;
 mod url;
 
+pub use error::{DbError, DbErrorKind};
 pub use placeholders::{replace_placeholders, rewrite_placeholders};
 pub use schema_change::{
     ColumnDef, ColumnRewrite, ForeignKeyDef, IndexDef, SchemaChange, TableDef, TableRewrite,
@@ -142,36 +144,6 @@ pub enum LockAttempt {
     Acquired,
     /// Someone else holds it; the holder as recorded, if it could be read.
     HeldBy(Option<LockHolder>),
-}
-
-/// A database failure, as a backend reports it.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DbError {
-    /// The statement failed; `sql` is the statement as the script wrote it.
-    #[error("{message}\n  in statement: {sql}")]
-    Statement { message: String, sql: String },
-    /// The connection is gone (server restart, terminated backend, dropped socket).
-    #[error("lost the database connection: {0}")]
-    ConnectionLost(String),
-    /// Could not connect at all, or the URL points at something that is not there.
-    #[error("cannot open database {url}: {message}")]
-    Connect { url: String, message: String },
-    /// The statement ran longer than the configured statement timeout.
-    #[error(
-        "statement cancelled: it ran past the statement timeout of {} s (`limits.statement_timeout_seconds`, \
-         default 600; a revision's `STATEMENT_TIMEOUT_SECONDS` or a step's `timeout_seconds` overrides it)\n  in statement: {sql}",
-        timeout_text(*.timeout)
-    )]
-    Timeout { timeout: Duration, sql: String },
-    /// A value cannot be stored in, or read from, a column of this type.
-    #[error("{0}")]
-    Conversion(String),
-    /// A schema change this backend cannot express.
-    #[error("{0}")]
-    Unsupported(String),
-    #[error("{0}")]
-    Other(String),
 }
 
 /// Called once per streamed row; return `Ok(false)` to stop early.
@@ -378,14 +350,5 @@ pub fn connect(url: &DbUrl) -> Result<Box<dyn Connection>, DbError> {
     match url {
         DbUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteConnection::open(url)?)),
         DbUrl::Postgres { .. } => Ok(Box::new(postgres::PgConnection::open(url)?)),
-    }
-}
-
-/// A timeout in seconds, with a fraction only when it has one (`2`, `0.2`).
-fn timeout_text(t: Duration) -> String {
-    if t.subsec_millis() == 0 {
-        t.as_secs().to_string()
-    } else {
-        format!("{:.1}", t.as_secs_f64())
     }
 }

@@ -31,8 +31,8 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{ErrorCode, OpenFlags, ToSql};
 
 use super::{
-    ColumnInfo, Connection, DbError, DbUrl, Dialect, ForeignKeyInfo, IndexInfo, KeyInfo,
-    LockAttempt, LockHolder, RowCallback, RowDeriver, Rows, SchemaChange, Value,
+    ColumnInfo, Connection, DbError, DbErrorKind, DbUrl, Dialect, ForeignKeyInfo, IndexInfo,
+    KeyInfo, LockAttempt, LockHolder, RowCallback, RowDeriver, Rows, SchemaChange, Value,
 };
 
 pub use ddl::sqlite_type;
@@ -88,10 +88,8 @@ impl Timer {
             (self.timeout, e.sqlite_error_code())
         {
             if self.fired.load(Ordering::Relaxed) {
-                return DbError::Timeout {
-                    timeout,
-                    sql: sql.to_string(),
-                };
+                return classified(DbError::timeout(timeout, sql), e)
+                    .with_kind(crate::backend::DbErrorKind::Timeout);
             }
         }
         statement_error(e, sql)
@@ -126,10 +124,19 @@ fn statement_error(e: rusqlite::Error, sql: &str) -> DbError {
         Some(ErrorCode::DiskFull) => format!("the disk is full ({e})"),
         _ => e.to_string(),
     };
-    DbError::Statement {
-        message,
-        sql: sql.to_string(),
-    }
+    classified(DbError::statement(message, sql), e)
+}
+
+/// `error` classified by the extended result code of the driver's error `e`, which it
+/// keeps as its source.
+fn classified(error: DbError, e: rusqlite::Error) -> DbError {
+    let error = match e.sqlite_error() {
+        Some(failure) => error
+            .with_kind(super::error::sqlite_kind(failure.extended_code))
+            .with_code(failure.extended_code.to_string()),
+        None => error,
+    };
+    error.with_source(e)
 }
 
 /// Maps a failure of `sql` (with `params`) run on `raw`, naming the table and key of a
@@ -167,11 +174,8 @@ fn insert_row(
 
 fn with_key(error: DbError, key: Option<String>) -> DbError {
     match (error, key) {
-        (DbError::Statement { message, sql }, Some(key)) => DbError::Statement {
-            message: format!("{message} ({key})"),
-            sql,
-        },
-        (error, _) => error,
+        (error, Some(key)) => error.with_message_suffix(&format!(" ({key})")),
+        (error, None) => error,
     }
 }
 
@@ -211,10 +215,7 @@ impl SqliteConnection {
     pub fn open(url: &DbUrl) -> Result<Self, DbError> {
         match url {
             DbUrl::Sqlite { path } => Self::open_path(path),
-            DbUrl::Postgres { .. } => Err(DbError::Connect {
-                url: "postgres".into(),
-                message: "not a SQLite URL".into(),
-            }),
+            DbUrl::Postgres { .. } => Err(DbError::connect("postgres", "not a SQLite URL")),
         }
     }
 
@@ -229,10 +230,11 @@ impl SqliteConnection {
     pub fn open_path_read_only(path: &Path) -> Result<Self, DbError> {
         Self::refuse_missing_directory(path)?;
         if !path.is_file() {
-            return Err(DbError::Connect {
-                url: format!("sqlite:{}", path.display()),
-                message: "the file does not exist".into(),
-            });
+            return Err(DbError::connect(
+                format!("sqlite:{}", path.display()),
+                "the file does not exist",
+            )
+            .with_kind(DbErrorKind::MissingDatabase));
         }
         // A hot journal left by a killed writer must be rolled back before anyone reads,
         // which a read-only connection cannot do: then open the (existing) file as any
@@ -256,23 +258,22 @@ impl SqliteConnection {
     /// The error for a file whose directory does not exist.
     fn refuse_missing_directory(path: &Path) -> Result<(), DbError> {
         match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            Some(parent) if !parent.is_dir() => Err(DbError::Connect {
-                url: format!("sqlite:{}", path.display()),
-                message: format!("the directory {} does not exist", parent.display()),
-            }),
+            Some(parent) if !parent.is_dir() => Err(DbError::connect(
+                format!("sqlite:{}", path.display()),
+                format!("the directory {} does not exist", parent.display()),
+            )
+            .with_kind(DbErrorKind::MissingDatabase)),
             _ => Ok(()),
         }
     }
 
     fn open_path_with(path: &Path, flags: OpenFlags) -> Result<Self, DbError> {
-        let connect_error = |message: String| DbError::Connect {
-            url: format!("sqlite:{}", path.display()),
-            message,
-        };
+        let connect_error =
+            |message: String| DbError::connect(format!("sqlite:{}", path.display()), message);
         Self::refuse_missing_directory(path)?;
         let flags = flags | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let raw = rusqlite::Connection::open_with_flags(path, flags)
-            .map_err(|e| connect_error(e.to_string()))?;
+            .map_err(|e| classified(connect_error(e.to_string()), e))?;
         // FERRY_SQLITE_BUSY_TIMEOUT_MS overrides the wait (see docs/OPERATIONS.md).
         let busy = std::env::var("FERRY_SQLITE_BUSY_TIMEOUT_MS")
             .ok()
@@ -288,7 +289,7 @@ impl SqliteConnection {
             .and_then(|kb| kb.parse::<u64>().ok())
             .unwrap_or(16 * 1024);
         raw.execute_batch(&format!("PRAGMA cache_size = -{cache_kb}"))
-            .map_err(|e| connect_error(e.to_string()))?;
+            .map_err(|e| classified(connect_error(e.to_string()), e))?;
         Self::with_ferry_settings(raw, path.to_path_buf(), busy)
     }
 
@@ -308,9 +309,11 @@ impl SqliteConnection {
         path: PathBuf,
         busy: Duration,
     ) -> Result<Self, DbError> {
-        let connect_error = |e: rusqlite::Error| DbError::Connect {
-            url: format!("sqlite:{}", path.display()),
-            message: e.to_string(),
+        let connect_error = |e: rusqlite::Error| {
+            classified(
+                DbError::connect(format!("sqlite:{}", path.display()), e.to_string()),
+                e,
+            )
         };
         raw.busy_timeout(busy).map_err(connect_error)?;
         raw.execute_batch("PRAGMA foreign_keys = ON")
@@ -332,10 +335,8 @@ impl SqliteConnection {
     /// itself as that file, and creates nothing, lock file included.
     pub fn empty_stand_in(path: &Path) -> Result<Self, DbError> {
         Self::refuse_missing_directory(path)?;
-        let raw = rusqlite::Connection::open_in_memory().map_err(|e| DbError::Connect {
-            url: format!("sqlite:{}", path.display()),
-            message: e.to_string(),
-        })?;
+        let raw = rusqlite::Connection::open_in_memory()
+            .map_err(|e| DbError::connect(format!("sqlite:{}", path.display()), e.to_string()))?;
         let mut conn = Self::with_ferry_settings(raw, path.to_path_buf(), BUSY_TIMEOUT)?;
         conn.stand_in = true;
         Ok(conn)
@@ -409,7 +410,7 @@ impl SqliteConnection {
             let mut count = 0u64;
             for row in rows {
                 if row.len() != width {
-                    return Err(DbError::Conversion(format!(
+                    return Err(DbError::conversion(format!(
                         "bulk insert row {count} has {} values for {width} columns",
                         row.len()
                     )));
@@ -483,7 +484,7 @@ impl SqliteConnection {
                 out.clear();
                 deriver.derive(&values, &mut out)?;
                 if out.len() != width {
-                    return Err(DbError::Conversion(format!(
+                    return Err(DbError::conversion(format!(
                         "derived row {count} has {} values for {width} columns",
                         out.len()
                     )));
@@ -793,12 +794,12 @@ impl Connection for SqliteConnection {
             return Ok(LockAttempt::Acquired);
         }
         let path = lock_path(&self.path);
-        let io = |e: std::io::Error| DbError::Other(format!("lock file {}: {e}", path.display()));
+        let io = |e: std::io::Error| DbError::other(format!("lock file {}: {e}", path.display()));
         let mut file = lock_file::open(&path, &self.path).map_err(io)?;
         match file.try_lock() {
             Ok(()) => {
                 let json =
-                    serde_json::to_string(holder).map_err(|e| DbError::Other(e.to_string()))?;
+                    serde_json::to_string(holder).map_err(|e| DbError::other(e.to_string()))?;
                 file.set_len(0).map_err(io)?;
                 file.seek(SeekFrom::Start(0)).map_err(io)?;
                 file.write_all(json.as_bytes()).map_err(io)?;
@@ -833,7 +834,7 @@ impl Connection for SqliteConnection {
         if let Some(file) = self.lock.take() {
             let path = lock_path(&self.path);
             let io =
-                |e: std::io::Error| DbError::Other(format!("lock file {}: {e}", path.display()));
+                |e: std::io::Error| DbError::other(format!("lock file {}: {e}", path.display()));
             file.set_len(0).map_err(io)?;
             file.unlock().map_err(io)?;
         }

@@ -256,7 +256,7 @@ impl RowDeriver for Deriver {
             Err(e) => {
                 let message = format!("insert_derived: {e}");
                 self.script_error = Some(message.clone());
-                Err(DbError::Other(message))
+                Err(DbError::other(message))
             }
         }
     }

@@ -165,14 +165,13 @@ impl Session {
     /// transaction that commits with the revision's ledger record.
     pub fn before_statement(&mut self, writes: bool) -> Result<(), DbError> {
         if self.poisoned {
-            return Err(DbError::Other(POISONED.into()));
+            return Err(DbError::other(POISONED));
         }
         if self.steps.current.is_none() {
             if self.steps.uses_steps && writes {
-                return Err(DbError::Other(
+                return Err(DbError::other(
                     "a revision that uses db.step must do all its writing inside steps \
-                     (this statement runs outside any step)"
-                        .into(),
+                     (this statement runs outside any step)",
                 ));
             }
             if writes {
@@ -206,7 +205,7 @@ impl Session {
         let rev = self
             .revision
             .clone()
-            .ok_or_else(|| DbError::Other("no revision is running".into()))?;
+            .ok_or_else(|| DbError::other("no revision is running"))?;
         f(self.conn.as_mut(), &rev, &self.actor)
     }
 

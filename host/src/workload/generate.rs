@@ -95,7 +95,7 @@ impl Scale {
         let src = n
             .checked_sub(raw + calexp + bias + flat)
             .filter(|src| *src <= calexp)
-            .ok_or_else(|| DbError::Other(format!("scale N = {n} is too small (at least 9)")))?;
+            .ok_or_else(|| DbError::other(format!("scale N = {n} is too small (at least 9)")))?;
         Ok(Scale {
             n,
             raw,
