@@ -485,20 +485,9 @@ impl Migrator {
         let dbs = self.databases()?;
         let mut found = Vec::new();
         for d in dbs.list() {
-            // Only PostgreSQL has superusers; a database that is not there is not
-            // created (a SQLite file would be, by opening it).
-            let postgres = match &d.source {
-                Source::Url(url) => matches!(url, DbUrl::Postgres { .. }),
-                Source::Postgres(_) | Source::Pool(_) => true,
-                Source::Sqlite(_) => false,
-            };
-            if !postgres {
-                continue;
-            }
-            if let Some(mut c) = d.source.open_existing()? {
-                if let Some(role) = c.superuser()? {
-                    found.push(format!("{role} on {}", c.describe()));
-                }
+            // A database that is not there is not created to find out.
+            if let Some((role, place)) = d.source.superuser()? {
+                found.push(format!("{role} on {place}"));
             }
         }
         Ok(found)
@@ -1034,7 +1023,8 @@ impl Migrator {
         // A SQLite file that does not exist yet (in a directory that does) is not
         // created by its rehearsal: the plan runs on a new file in the temporary
         // directory, with no lock to take since there is nothing to protect.
-        let missing = self.main.sqlite_path().is_some_and(|p| {
+        let file = self.main.file_path();
+        let missing = file.as_deref().is_some_and(|p| {
             !p.exists()
                 && p.parent()
                     .is_none_or(|d| d.as_os_str().is_empty() || d.is_dir())
@@ -1053,13 +1043,10 @@ impl Migrator {
             .map_err(|e| Error::Run(e.into()))?;
             Some(conn)
         };
-        let scratch = tempfile_path(
-            self.main
-                .sqlite_path()
-                .unwrap_or(std::path::Path::new("repo")),
-        );
+        // Removed (with the files kept beside it) when dropped, at the end.
+        let scratch = crate::backend::ScratchCopy::beside(file.as_deref());
         let copied = match conn.as_mut() {
-            Some(conn) => conn.scratch_copy(&scratch),
+            Some(conn) => conn.scratch_copy(scratch.path()),
             None => Ok(true),
         };
         let result = match copied {
@@ -1070,23 +1057,11 @@ impl Migrator {
                     scratch: true,
                     log: self.rehearsal.log.clone(),
                 };
-                DbUrl::parse(&format!("sqlite:{}", scratch.display()))
-                    .map_err(Error::from)
-                    .and_then(|url| {
-                        run(&self.rehearsing(Source::Url(url), rehearsal, self.observer.clone()))
-                    })
-                    .map(Some)
+                let copy = Source::Url(scratch.url());
+                run(&self.rehearsing(copy, rehearsal, self.observer.clone())).map(Some)
             }
         };
-        for f in [
-            scratch.clone(),
-            PathBuf::from(format!("{}.ferry-lock", scratch.display())),
-            PathBuf::from(format!("{}-journal", scratch.display())),
-            PathBuf::from(format!("{}-wal", scratch.display())),
-            PathBuf::from(format!("{}-shm", scratch.display())),
-        ] {
-            let _ = std::fs::remove_file(f);
-        }
+        drop(scratch);
         if let Some(conn) = conn.as_mut() {
             crate::lock::release_unrecorded(conn.as_mut());
         }
@@ -1158,13 +1133,7 @@ impl Migrator {
         header.extend([
             "The values in it are those the revisions read from the database when it was".into(),
             "made: apply it to that database, unchanged since, and to no other:".into(),
-            match dialect {
-                crate::backend::Dialect::Sqlite => "  sqlite3 -bail FILE < script.sql".into(),
-                crate::backend::Dialect::Postgres => {
-                    "  psql -v ON_ERROR_STOP=1 -f script.sql (with search_path set to the schema)"
-                        .into()
-                }
-            },
+            format!("  {}", dialect.script_apply_hint()),
         ]);
         let statements = std::mem::take(&mut log.borrow_mut().statements);
         Ok(SqlScript {
@@ -1183,18 +1152,6 @@ fn reads_the_database(m: &RevisionMeta) -> bool {
         .ok()
         .and_then(|text| engine.compile(&text).ok())
         .is_none_or(|ast| !crate::offline::data_dependent_calls(&ast).is_empty())
-}
-
-fn tempfile_path(path: &std::path::Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "repo".into());
-    std::env::temp_dir().join(format!(
-        "ferry-sql-{}-{}-{name}",
-        std::process::id(),
-        crate::ledger::now_ms()
-    ))
 }
 
 impl Migrator {

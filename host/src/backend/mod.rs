@@ -4,8 +4,10 @@
 //! [`Connection`]; nothing above it asks "is this PostgreSQL?". Where a script must
 //! know, it asks for the [`Dialect`].
 
+mod database;
 mod error;
 pub mod foreign_key_target;
+mod lent;
 mod pg_runtime;
 mod placeholders;
 pub mod postgres;
@@ -14,7 +16,9 @@ pub mod schema_change;
 pub mod sqlite;
 mod url;
 
+pub use database::{database, Database, PgPool, ScratchCopy};
 pub use error::{DbError, DbErrorKind};
+pub use lent::{Lent, LentConnection};
 pub use placeholders::{replace_placeholders, rewrite_placeholders};
 pub use schema_change::{
     ColumnDef, ColumnRewrite, ForeignKeyDef, IndexDef, SchemaChange, TableDef, TableRewrite,
@@ -38,6 +42,16 @@ impl Dialect {
         match self {
             Dialect::Sqlite => "sqlite",
             Dialect::Postgres => "postgres",
+        }
+    }
+
+    /// How an operator applies a SQL script written for this database.
+    pub fn script_apply_hint(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite3 -bail FILE < script.sql",
+            Dialect::Postgres => {
+                "psql -v ON_ERROR_STOP=1 -f script.sql (with search_path set to the schema)"
+            }
         }
     }
 }
