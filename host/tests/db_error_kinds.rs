@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{for_each_backend, Backend, TestDb};
 use ferry::backend::postgres::PgConnection;
+use ferry::backend::prelude::*;
 use ferry::backend::sqlite::SqliteConnection;
 use ferry::backend::{Connection, DbError, DbErrorKind, DbUrl, Value};
 

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use ferry::backend::postgres::PgConnection;
+use ferry::backend::prelude::*;
 use ferry::backend::{
     connect, ColumnDef, Connection, DbErrorKind, DbUrl, ForeignKeyDef, IndexDef, LockAttempt,
     LockHolder, SchemaChange, TableDef, Value,

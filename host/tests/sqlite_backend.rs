@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
+use ferry::backend::prelude::*;
 use ferry::backend::sqlite::SqliteConnection;
 use ferry::backend::{
-    ColumnDef, Connection, DbError, DbErrorKind, DbUrl, ForeignKeyDef, IndexDef, LockAttempt,
-    LockHolder, SchemaChange, TableDef, Value,
+    ColumnDef, DbError, DbErrorKind, DbUrl, ForeignKeyDef, IndexDef, LockAttempt, LockHolder,
+    SchemaChange, TableDef, Value,
 };
 
 fn open(dir: &tempfile::TempDir) -> SqliteConnection {

@@ -5,7 +5,7 @@
 
 use super::postgres::PgConnection;
 use super::sqlite::SqliteConnection;
-use super::{Connection, DbError, DbErrorKind, DbUrl};
+use super::{Connection, DbError, DbErrorKind, DbUrl, Sql};
 use std::path::{Path, PathBuf};
 
 /// A repository database, as a URL or an application's pool names it.

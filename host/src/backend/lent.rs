@@ -12,6 +12,7 @@ use super::{
     ColumnInfo, Connection, DbError, Dialect, ForeignKeyInfo, IndexInfo, KeyInfo, LockAttempt,
     LockHolder, RowCallback, Rows, SchemaChange, Value,
 };
+use crate::backend::{Bulk, Ddl, Introspect, Locking, Sql, Streaming};
 use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
@@ -91,21 +92,77 @@ impl<C: Connection> Connection for Lent<C> {
     fn dialect(&self) -> Dialect {
         self.dialect
     }
+
     fn namespace(&self) -> Option<&str> {
         self.namespace.as_deref()
     }
+
     fn describe(&self) -> String {
         self.inner.borrow().describe()
     }
+
+    fn scratch_copy(&mut self, path: &Path) -> Result<bool, DbError> {
+        self.inner.borrow_mut().scratch_copy(path)
+    }
+
+    fn restrict_to_script(&mut self, on: bool) {
+        self.inner.borrow_mut().restrict_to_script(on)
+    }
+
+    fn superuser(&mut self) -> Result<Option<String>, DbError> {
+        self.inner.borrow_mut().superuser()
+    }
+
+    fn quote_ident(&self, name: &str) -> String {
+        self.inner.borrow().quote_ident(name)
+    }
+}
+
+impl<C: Connection> Sql for Lent<C> {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         self.inner.borrow_mut().execute(sql, params)
     }
+
     fn execute_batch(&mut self, sql: &str) -> Result<(), DbError> {
         self.inner.borrow_mut().execute_batch(sql)
     }
+
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
         self.inner.borrow_mut().query(sql, params)
     }
+
+    fn begin(&mut self) -> Result<(), DbError> {
+        self.inner.borrow_mut().begin()
+    }
+
+    fn begin_checking_foreign_keys_at_commit(&mut self) -> Result<(), DbError> {
+        self.inner
+            .borrow_mut()
+            .begin_checking_foreign_keys_at_commit()
+    }
+
+    fn commit(&mut self) -> Result<(), DbError> {
+        self.inner.borrow_mut().commit()
+    }
+
+    fn rollback(&mut self) -> Result<(), DbError> {
+        self.inner.borrow_mut().rollback()
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.inner.borrow().in_transaction()
+    }
+
+    fn begin_rehearsal(&mut self) -> Result<(), DbError> {
+        self.inner.borrow_mut().begin_rehearsal()
+    }
+
+    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {
+        self.inner.borrow_mut().set_statement_timeout(timeout)
+    }
+}
+
+impl<C: Connection> Streaming for Lent<C> {
     fn query_each(
         &mut self,
         sql: &str,
@@ -114,6 +171,9 @@ impl<C: Connection> Connection for Lent<C> {
     ) -> Result<u64, DbError> {
         self.inner.borrow_mut().query_each(sql, params, each)
     }
+}
+
+impl<C: Connection> Bulk for Lent<C> {
     fn bulk_insert(
         &mut self,
         table: &str,
@@ -122,6 +182,7 @@ impl<C: Connection> Connection for Lent<C> {
     ) -> Result<u64, DbError> {
         self.inner.borrow_mut().bulk_insert(table, columns, rows)
     }
+
     fn insert_derived(
         &mut self,
         source: &str,
@@ -135,68 +196,49 @@ impl<C: Connection> Connection for Lent<C> {
             .borrow_mut()
             .insert_derived(source, params, table, columns, chunk, deriver)
     }
-    fn begin(&mut self) -> Result<(), DbError> {
-        self.inner.borrow_mut().begin()
-    }
-    fn begin_checking_foreign_keys_at_commit(&mut self) -> Result<(), DbError> {
-        self.inner
-            .borrow_mut()
-            .begin_checking_foreign_keys_at_commit()
-    }
-    fn commit(&mut self) -> Result<(), DbError> {
-        self.inner.borrow_mut().commit()
-    }
-    fn rollback(&mut self) -> Result<(), DbError> {
-        self.inner.borrow_mut().rollback()
-    }
-    fn in_transaction(&self) -> bool {
-        self.inner.borrow().in_transaction()
-    }
-    fn begin_rehearsal(&mut self) -> Result<(), DbError> {
-        self.inner.borrow_mut().begin_rehearsal()
-    }
-    fn scratch_copy(&mut self, path: &Path) -> Result<bool, DbError> {
-        self.inner.borrow_mut().scratch_copy(path)
-    }
-    fn restrict_to_script(&mut self, on: bool) {
-        self.inner.borrow_mut().restrict_to_script(on)
-    }
-    fn superuser(&mut self) -> Result<Option<String>, DbError> {
-        self.inner.borrow_mut().superuser()
-    }
-    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {
-        self.inner.borrow_mut().set_statement_timeout(timeout)
-    }
-    fn quote_ident(&self, name: &str) -> String {
-        self.inner.borrow().quote_ident(name)
-    }
+}
+
+impl<C: Connection> Introspect for Lent<C> {
     fn tables(&mut self, like_pattern: &str) -> Result<Vec<String>, DbError> {
         self.inner.borrow_mut().tables(like_pattern)
     }
+
     fn table_exists(&mut self, table: &str) -> Result<bool, DbError> {
         self.inner.borrow_mut().table_exists(table)
     }
+
     fn columns(&mut self, table: &str) -> Result<Vec<ColumnInfo>, DbError> {
         self.inner.borrow_mut().columns(table)
     }
+
     fn primary_key(&mut self, table: &str) -> Result<Option<KeyInfo>, DbError> {
         self.inner.borrow_mut().primary_key(table)
     }
+
     fn foreign_keys(&mut self, table: &str) -> Result<Vec<ForeignKeyInfo>, DbError> {
         self.inner.borrow_mut().foreign_keys(table)
     }
+
     fn unique_constraints(&mut self, table: &str) -> Result<Vec<KeyInfo>, DbError> {
         self.inner.borrow_mut().unique_constraints(table)
     }
+
     fn indexes(&mut self, table: &str) -> Result<Vec<IndexInfo>, DbError> {
         self.inner.borrow_mut().indexes(table)
     }
+}
+
+impl<C: Connection> Ddl for Lent<C> {
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError> {
         self.inner.borrow_mut().apply_schema_change(change)
     }
+}
+
+impl<C: Connection> Locking for Lent<C> {
     fn try_lock(&mut self, holder: &LockHolder) -> Result<LockAttempt, DbError> {
         self.inner.borrow_mut().try_lock(holder)
     }
+
     fn unlock(&mut self) -> Result<(), DbError> {
         self.inner.borrow_mut().unlock()
     }

@@ -20,6 +20,7 @@ mod rewrite;
 mod stored_definition;
 mod table_sql;
 
+use crate::backend::{Bulk, Ddl, Introspect, Locking, Sql, Streaming};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -515,6 +516,20 @@ impl Connection for SqliteConnection {
         format!("sqlite:{}", self.path.display())
     }
 
+    fn scratch_copy(&mut self, path: &Path) -> Result<bool, DbError> {
+        let sql = "VACUUM INTO ?1";
+        self.raw
+            .execute(sql, [path.to_string_lossy()])
+            .map_err(|e| statement_error(e, sql))?;
+        Ok(true)
+    }
+
+    fn restrict_to_script(&mut self, on: bool) {
+        self.script.set(on);
+    }
+}
+
+impl Sql for SqliteConnection {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         let mut stmt = self
             .raw
@@ -568,71 +583,6 @@ impl Connection for SqliteConnection {
         Ok(out)
     }
 
-    fn query_each(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-        each: &mut RowCallback<'_>,
-    ) -> Result<u64, DbError> {
-        let timer = &self.timer;
-        let mut stmt = self
-            .raw
-            .prepare_cached(sql)
-            .map_err(|e| statement_error(e, sql))?;
-        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
-        let readonly = stmt.readonly();
-        let seen = self.fk_check_at_commit.as_ref().map(|k| k.rows_seen());
-        timer.start();
-        let result = (|| {
-            let mut rows = stmt
-                .query(rusqlite::params_from_iter(params.iter().map(Param)))
-                .map_err(|e| timer.error(e, sql))?;
-            let mut count = 0u64;
-            while let Some(row) = rows.next().map_err(|e| timer.error(e, sql))? {
-                let values = (0..columns.len())
-                    .map(|i| row.get_ref(i).map(read_value))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| statement_error(e, sql))?;
-                count += 1;
-                if !each(&columns, values)? {
-                    break;
-                }
-            }
-            Ok(count)
-        })();
-        timer.stop();
-        drop(stmt);
-        if let (Some(before), false) = (seen, readonly) {
-            self.note_unseen_write(sql, before);
-        }
-        result
-    }
-
-    fn bulk_insert(
-        &mut self,
-        table: &str,
-        columns: &[String],
-        rows: &mut dyn Iterator<Item = Vec<Value>>,
-    ) -> Result<u64, DbError> {
-        let sql = self.insert_statement(table, columns);
-        super::in_own_transaction(self, |c| c.bulk_insert_rows(&sql, columns, rows))
-    }
-
-    fn insert_derived(
-        &mut self,
-        source: &str,
-        params: &[Value],
-        table: &str,
-        columns: &[String],
-        _chunk: usize,
-        deriver: &mut dyn RowDeriver,
-    ) -> Result<u64, DbError> {
-        let insert = self.insert_statement(table, columns);
-        super::in_own_transaction(self, |c| {
-            c.insert_derived_rows(source, params, &insert, columns, deriver)
-        })
-    }
-
     fn begin(&mut self) -> Result<(), DbError> {
         self.raw
             .execute_batch("BEGIN IMMEDIATE")
@@ -680,18 +630,6 @@ impl Connection for SqliteConnection {
         !self.raw.is_autocommit()
     }
 
-    fn scratch_copy(&mut self, path: &Path) -> Result<bool, DbError> {
-        let sql = "VACUUM INTO ?1";
-        self.raw
-            .execute(sql, [path.to_string_lossy()])
-            .map_err(|e| statement_error(e, sql))?;
-        Ok(true)
-    }
-
-    fn restrict_to_script(&mut self, on: bool) {
-        self.script.set(on);
-    }
-
     fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {
         self.timer.timeout = timeout;
         *self
@@ -723,7 +661,78 @@ impl Connection for SqliteConnection {
         }
         Ok(())
     }
+}
 
+impl Streaming for SqliteConnection {
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        each: &mut RowCallback<'_>,
+    ) -> Result<u64, DbError> {
+        let timer = &self.timer;
+        let mut stmt = self
+            .raw
+            .prepare_cached(sql)
+            .map_err(|e| statement_error(e, sql))?;
+        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let readonly = stmt.readonly();
+        let seen = self.fk_check_at_commit.as_ref().map(|k| k.rows_seen());
+        timer.start();
+        let result = (|| {
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(params.iter().map(Param)))
+                .map_err(|e| timer.error(e, sql))?;
+            let mut count = 0u64;
+            while let Some(row) = rows.next().map_err(|e| timer.error(e, sql))? {
+                let values = (0..columns.len())
+                    .map(|i| row.get_ref(i).map(read_value))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| statement_error(e, sql))?;
+                count += 1;
+                if !each(&columns, values)? {
+                    break;
+                }
+            }
+            Ok(count)
+        })();
+        timer.stop();
+        drop(stmt);
+        if let (Some(before), false) = (seen, readonly) {
+            self.note_unseen_write(sql, before);
+        }
+        result
+    }
+}
+
+impl Bulk for SqliteConnection {
+    fn bulk_insert(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &mut dyn Iterator<Item = Vec<Value>>,
+    ) -> Result<u64, DbError> {
+        let sql = self.insert_statement(table, columns);
+        super::in_own_transaction(self, |c| c.bulk_insert_rows(&sql, columns, rows))
+    }
+
+    fn insert_derived(
+        &mut self,
+        source: &str,
+        params: &[Value],
+        table: &str,
+        columns: &[String],
+        _chunk: usize,
+        deriver: &mut dyn RowDeriver,
+    ) -> Result<u64, DbError> {
+        let insert = self.insert_statement(table, columns);
+        super::in_own_transaction(self, |c| {
+            c.insert_derived_rows(source, params, &insert, columns, deriver)
+        })
+    }
+}
+
+impl Introspect for SqliteConnection {
     fn tables(&mut self, like_pattern: &str) -> Result<Vec<String>, DbError> {
         introspect::tables(&self.raw, like_pattern)
     }
@@ -747,7 +756,9 @@ impl Connection for SqliteConnection {
     fn indexes(&mut self, table: &str) -> Result<Vec<IndexInfo>, DbError> {
         introspect::indexes(&self.raw, table)
     }
+}
 
+impl Ddl for SqliteConnection {
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError> {
         let rewrite = matches!(
             change,
@@ -788,7 +799,9 @@ impl Connection for SqliteConnection {
         }
         ddl::apply(&self.raw, change)
     }
+}
 
+impl Locking for SqliteConnection {
     fn try_lock(&mut self, holder: &LockHolder) -> Result<LockAttempt, DbError> {
         if self.lock.is_some() || self.is_private() {
             return Ok(LockAttempt::Acquired);

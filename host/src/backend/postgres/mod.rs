@@ -23,6 +23,7 @@ mod session;
 mod values;
 mod workers;
 
+use crate::backend::{Bulk, Ddl, Introspect, Locking, Sql, Streaming};
 use std::collections::HashMap;
 use std::pin::pin;
 use std::time::Duration;
@@ -571,144 +572,6 @@ impl Connection for PgConnection {
         format!("{} (schema {})", self.shown, self.schema)
     }
 
-    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        let statement = self.bound_statement(sql, params)?;
-        let start = std::time::Instant::now();
-        let result = self
-            .runtime
-            .block_on(
-                self.client()
-                    .execute_raw(&statement, params.iter().map(Param)),
-            )
-            .map_err(|e| self.error(e, sql));
-        tracing::debug!(elapsed = ?start.elapsed(), rows = ?result.as_ref().ok(), "{sql}");
-        if is_ddl(sql) {
-            // DDL can change what cached statements read ("cached plan must not change
-            // result type"); DDL is rare, so forgetting the cache costs nothing.
-            self.statements.clear();
-        }
-        result
-    }
-
-    fn execute_batch(&mut self, sql: &str) -> Result<(), DbError> {
-        // The batch may change tables that cached statements read.
-        self.statements.clear();
-        self.batch(sql)
-    }
-
-    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
-        let mut rows = Vec::new();
-        let mut columns = Vec::new();
-        self.query_each(sql, params, &mut |names, row| {
-            if columns.is_empty() {
-                columns = names.to_vec();
-            }
-            rows.push(row);
-            Ok(true)
-        })?;
-        if columns.is_empty() {
-            columns = Self::check_readable(&self.statement(sql)?)?;
-        }
-        Ok(Rows { columns, rows })
-    }
-
-    fn query_each(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-        each: &mut RowCallback<'_>,
-    ) -> Result<u64, DbError> {
-        let statement = self.bound_statement(sql, params)?;
-        let columns = Self::check_readable(&statement)?;
-        let client = self
-            .client
-            .as_ref()
-            .expect("the client lives as long as the connection");
-        let result: Result<u64, Result<DbError, tokio_postgres::Error>> =
-            self.runtime.block_on(async {
-                let stream = client
-                    .query_raw(&statement, params.iter().map(Param))
-                    .await
-                    .map_err(Err)?;
-                let mut stream = pin!(stream);
-                let mut count = 0u64;
-                while let Some(row) = stream.try_next().await.map_err(Err)? {
-                    count += 1;
-                    let values = Self::row_values(&row).map_err(Ok)?;
-                    if !each(&columns, values).map_err(Ok)? {
-                        break;
-                    }
-                }
-                Ok(count)
-            });
-        match result {
-            Ok(count) => Ok(count),
-            Err(Ok(error)) => Err(error),
-            Err(Err(error)) => Err(self.error(error, sql)),
-        }
-    }
-
-    fn bulk_insert(
-        &mut self,
-        table: &str,
-        columns: &[String],
-        rows: &mut dyn Iterator<Item = Vec<Value>>,
-    ) -> Result<u64, DbError> {
-        self.copy_in(table, columns, rows)
-    }
-
-    fn insert_derived(
-        &mut self,
-        source: &str,
-        params: &[Value],
-        table: &str,
-        columns: &[String],
-        chunk: usize,
-        deriver: &mut dyn RowDeriver,
-    ) -> Result<u64, DbError> {
-        super::in_own_transaction(self, |c| {
-            c.insert_derived_chunks(source, params, table, columns, chunk, deriver)
-        })
-    }
-
-    fn begin(&mut self) -> Result<(), DbError> {
-        // The session checked and set up again, the transaction marked as Ferry's
-        // (session.rs).
-        self.check_session_before_begin()?;
-        self.batch(&format!(
-            "{}; BEGIN; SET LOCAL ferry.transaction = 'on'",
-            self.session_setup()
-        ))?;
-        self.in_transaction = true;
-        Ok(())
-    }
-
-    fn commit(&mut self) -> Result<(), DbError> {
-        if self.in_transaction {
-            self.check_session()?;
-        }
-        // A failed COMMIT ends the transaction too.
-        self.in_transaction = false;
-        self.batch("COMMIT")
-    }
-
-    fn rollback(&mut self) -> Result<(), DbError> {
-        self.in_transaction = false;
-        self.batch("ROLLBACK")
-    }
-
-    fn in_transaction(&self) -> bool {
-        self.in_transaction
-    }
-
-    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {
-        let millis = timeout.map_or(0, |t| t.as_millis().clamp(1, i32::MAX as u128));
-        self.batch(&format!("SET statement_timeout = {millis}"))?;
-        self.statement_timeout = timeout;
-        self.timeout_set = true;
-        self.remember_session()
-    }
-
     fn superuser(&mut self) -> Result<Option<String>, DbError> {
         self.superuser_role()
     }
@@ -765,7 +628,185 @@ impl Connection for PgConnection {
             .clone()
             .map(|w| w as std::sync::Arc<dyn crate::backend::StepWorkers>))
     }
+}
 
+impl Sql for PgConnection {
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let statement = self.bound_statement(sql, params)?;
+        let start = std::time::Instant::now();
+        let result = self
+            .runtime
+            .block_on(
+                self.client()
+                    .execute_raw(&statement, params.iter().map(Param)),
+            )
+            .map_err(|e| self.error(e, sql));
+        tracing::debug!(elapsed = ?start.elapsed(), rows = ?result.as_ref().ok(), "{sql}");
+        if is_ddl(sql) {
+            // DDL can change what cached statements read ("cached plan must not change
+            // result type"); DDL is rare, so forgetting the cache costs nothing.
+            self.statements.clear();
+        }
+        result
+    }
+
+    fn execute_batch(&mut self, sql: &str) -> Result<(), DbError> {
+        // The batch may change tables that cached statements read.
+        self.statements.clear();
+        self.batch(sql)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        let mut rows = Vec::new();
+        let mut columns = Vec::new();
+        self.query_each(sql, params, &mut |names, row| {
+            if columns.is_empty() {
+                columns = names.to_vec();
+            }
+            rows.push(row);
+            Ok(true)
+        })?;
+        if columns.is_empty() {
+            columns = Self::check_readable(&self.statement(sql)?)?;
+        }
+        Ok(Rows { columns, rows })
+    }
+
+    fn begin(&mut self) -> Result<(), DbError> {
+        // The session checked and set up again, the transaction marked as Ferry's
+        // (session.rs).
+        self.check_session_before_begin()?;
+        self.batch(&format!(
+            "{}; BEGIN; SET LOCAL ferry.transaction = 'on'",
+            self.session_setup()
+        ))?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), DbError> {
+        if self.in_transaction {
+            self.check_session()?;
+        }
+        // A failed COMMIT ends the transaction too.
+        self.in_transaction = false;
+        self.batch("COMMIT")
+    }
+
+    fn rollback(&mut self) -> Result<(), DbError> {
+        self.in_transaction = false;
+        self.batch("ROLLBACK")
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {
+        let millis = timeout.map_or(0, |t| t.as_millis().clamp(1, i32::MAX as u128));
+        self.batch(&format!("SET statement_timeout = {millis}"))?;
+        self.statement_timeout = timeout;
+        self.timeout_set = true;
+        self.remember_session()
+    }
+
+    fn begin_rehearsal(&mut self) -> Result<(), DbError> {
+        if !self.in_transaction {
+            self.begin()?;
+        }
+        let sequences = self.catalogue(
+            "SELECT c.relname, s.seqincrement, s.seqmin, s.seqmax FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_sequence s ON s.seqrelid = c.oid \
+             WHERE c.relkind = 'S' AND n.nspname = $1 ORDER BY c.relname",
+            &[&self.schema],
+        )?;
+        for row in sequences {
+            let name: String = row.get(0);
+            let increment: i64 = row.get(1);
+            let seq = format!("{}.{}", ddl::ident(&self.schema), ddl::ident(&name));
+            let state = self.catalogue(&format!("SELECT last_value, is_called FROM {seq}"), &[])?;
+            let Some(state) = state.first() else { continue };
+            let (last, called): (i64, bool) = (state.get(0), state.get(1));
+            let (min, max): (i64, i64) = (row.get(2), row.get(3));
+            let next = if called {
+                last.checked_add(increment)
+            } else {
+                Some(last)
+            };
+            // A sequence at its end draws nothing more (nextval fails), so it needs nothing.
+            if let Some(next) = next.filter(|n| (min..=max).contains(n)) {
+                self.batch(&format!("ALTER SEQUENCE {seq} RESTART WITH {next}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Streaming for PgConnection {
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        each: &mut RowCallback<'_>,
+    ) -> Result<u64, DbError> {
+        let statement = self.bound_statement(sql, params)?;
+        let columns = Self::check_readable(&statement)?;
+        let client = self
+            .client
+            .as_ref()
+            .expect("the client lives as long as the connection");
+        let result: Result<u64, Result<DbError, tokio_postgres::Error>> =
+            self.runtime.block_on(async {
+                let stream = client
+                    .query_raw(&statement, params.iter().map(Param))
+                    .await
+                    .map_err(Err)?;
+                let mut stream = pin!(stream);
+                let mut count = 0u64;
+                while let Some(row) = stream.try_next().await.map_err(Err)? {
+                    count += 1;
+                    let values = Self::row_values(&row).map_err(Ok)?;
+                    if !each(&columns, values).map_err(Ok)? {
+                        break;
+                    }
+                }
+                Ok(count)
+            });
+        match result {
+            Ok(count) => Ok(count),
+            Err(Ok(error)) => Err(error),
+            Err(Err(error)) => Err(self.error(error, sql)),
+        }
+    }
+}
+
+impl Bulk for PgConnection {
+    fn bulk_insert(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &mut dyn Iterator<Item = Vec<Value>>,
+    ) -> Result<u64, DbError> {
+        self.copy_in(table, columns, rows)
+    }
+
+    fn insert_derived(
+        &mut self,
+        source: &str,
+        params: &[Value],
+        table: &str,
+        columns: &[String],
+        chunk: usize,
+        deriver: &mut dyn RowDeriver,
+    ) -> Result<u64, DbError> {
+        super::in_own_transaction(self, |c| {
+            c.insert_derived_chunks(source, params, table, columns, chunk, deriver)
+        })
+    }
+}
+
+impl Introspect for PgConnection {
     fn tables(&mut self, like_pattern: &str) -> Result<Vec<String>, DbError> {
         Ok(self
             .catalogue(introspect::TABLES, &[&self.schema, &like_pattern])?
@@ -826,39 +867,9 @@ impl Connection for PgConnection {
             })
             .collect())
     }
+}
 
-    fn begin_rehearsal(&mut self) -> Result<(), DbError> {
-        if !self.in_transaction {
-            self.begin()?;
-        }
-        let sequences = self.catalogue(
-            "SELECT c.relname, s.seqincrement, s.seqmin, s.seqmax FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             JOIN pg_sequence s ON s.seqrelid = c.oid \
-             WHERE c.relkind = 'S' AND n.nspname = $1 ORDER BY c.relname",
-            &[&self.schema],
-        )?;
-        for row in sequences {
-            let name: String = row.get(0);
-            let increment: i64 = row.get(1);
-            let seq = format!("{}.{}", ddl::ident(&self.schema), ddl::ident(&name));
-            let state = self.catalogue(&format!("SELECT last_value, is_called FROM {seq}"), &[])?;
-            let Some(state) = state.first() else { continue };
-            let (last, called): (i64, bool) = (state.get(0), state.get(1));
-            let (min, max): (i64, i64) = (row.get(2), row.get(3));
-            let next = if called {
-                last.checked_add(increment)
-            } else {
-                Some(last)
-            };
-            // A sequence at its end draws nothing more (nextval fails), so it needs nothing.
-            if let Some(next) = next.filter(|n| (min..=max).contains(n)) {
-                self.batch(&format!("ALTER SEQUENCE {seq} RESTART WITH {next}"))?;
-            }
-        }
-        Ok(())
-    }
-
+impl Ddl for PgConnection {
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError> {
         let rewritten = match change {
             SchemaChange::RewriteTables(rewrites) => {
@@ -888,7 +899,9 @@ impl Connection for PgConnection {
         self.batch(&statements.join(";\n"))?;
         Ok(statements)
     }
+}
 
+impl Locking for PgConnection {
     fn try_lock(&mut self, _holder: &LockHolder) -> Result<LockAttempt, DbError> {
         if self.lock_held {
             return Ok(LockAttempt::Acquired);

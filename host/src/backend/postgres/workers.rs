@@ -12,7 +12,7 @@
 use super::connect::{PgClient, Settings};
 use super::{classified, error_text, PgConnection};
 use crate::backend::pg_runtime::IoRuntime;
-use crate::backend::{Connection, DbError, StepWorkers};
+use crate::backend::{Connection, DbError, Sql, StepWorkers};
 use std::time::Duration;
 
 /// A pool of connections for parallel steps.
