@@ -279,14 +279,14 @@ impl Session {
         self.conn.begin()
     }
 
-    /// Begins the one transaction of a dry run (see [`Sql::begin_rehearsal`]).
+    /// Begins the one transaction of a dry run (see [`crate::backend::Sql::begin_rehearsal`]).
     pub fn begin_rehearsal(&mut self) -> Result<(), DbError> {
         self.poisoned = false;
         self.conn.begin_rehearsal()
     }
 
     /// Begins a transaction whose foreign keys are checked at commit (see
-    /// [`Sql::begin_checking_foreign_keys_at_commit`]).
+    /// [`crate::backend::Sql::begin_checking_foreign_keys_at_commit`]).
     pub fn begin_transaction_checking_foreign_keys_at_commit(&mut self) -> Result<(), DbError> {
         if self.conn.in_transaction() {
             return Ok(());

@@ -2,7 +2,7 @@
 //!
 //! Every row is a pure function of its index and a few seed-derived parameters (or of a
 //! per-table random stream), so each table is streamed into
-//! [`Bulk::bulk_insert`] without holding N rows anywhere.
+//! [`crate::backend::Bulk::bulk_insert`] without holding N rows anywhere.
 //!
 //! Dataset ids are contiguous blocks in this order: raw, bias, flat, calexp, src; the
 //! removed datasets follow the largest id.
