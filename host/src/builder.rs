@@ -1,14 +1,11 @@
 //! Building a [`Migrator`]: where the database is, the script roots, configuration,
 //! limits and an observer.
 
-use crate::backend::postgres::PgConnection;
-use crate::backend::sqlite::SqliteConnection;
-use crate::backend::DbUrl;
+use crate::backend::{DbUrl, LentConnection, PgPool};
 use crate::config::{self, ConfigMap};
 use crate::migrator::{Error, Migrator};
 use crate::observer::Observer;
 use crate::source::Source;
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -91,8 +88,7 @@ impl Builder {
     /// migrator for every operation ([`Migrator::into_sqlite_connection`] gives it
     /// back). Ferry turns foreign keys on and sets a busy timeout on it.
     pub fn sqlite_connection(mut self, conn: rusqlite::Connection) -> Result<Self, Error> {
-        let conn = SqliteConnection::from_raw(conn)?;
-        self.main = Some(Ok(Source::Sqlite(Rc::new(RefCell::new(conn)))));
+        self.main = Some(Ok(Source::Lent(LentConnection::sqlite(conn)?)));
         Ok(self)
     }
 
@@ -105,8 +101,7 @@ impl Builder {
         client: tokio_postgres::Client,
         schema: &str,
     ) -> Result<Self, Error> {
-        let conn = PgConnection::from_client(client, schema, "postgres (application client)")?;
-        self.main = Some(Ok(Source::Postgres(Rc::new(RefCell::new(conn)))));
+        self.main = Some(Ok(Source::Lent(LentConnection::postgres(client, schema)?)));
         Ok(self)
     }
 
@@ -119,7 +114,7 @@ impl Builder {
     /// runs on Ferry's own runtime, so this works from inside the application's
     /// runtime, current-thread or multi-threaded (see docs/EMBEDDING.md).
     pub fn pg_pool(mut self, pool: deadpool_postgres::Pool, schema: &str) -> Self {
-        self.main = Some(Ok(Source::Pool(Rc::new((pool, schema.to_string())))));
+        self.main = Some(Ok(Source::Pool(Rc::new(PgPool::new(pool, schema)))));
         self
     }
 
@@ -235,9 +230,7 @@ impl Migrator {
     /// (`None` when the main database was not a lent SQLite connection).
     pub fn into_sqlite_connection(self) -> Option<rusqlite::Connection> {
         match self.main {
-            Source::Sqlite(rc) => Rc::try_unwrap(rc)
-                .ok()
-                .map(|cell| cell.into_inner().into_raw()),
+            Source::Lent(lent) => lent.into_sqlite(),
             _ => None,
         }
     }

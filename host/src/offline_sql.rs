@@ -31,6 +31,7 @@ use crate::backend::{
     replace_placeholders, ColumnInfo, Connection, DbError, Dialect, ForeignKeyInfo, IndexInfo,
     KeyInfo, LockAttempt, LockHolder, RowCallback, RowDeriver, Rows, SchemaChange, Value,
 };
+use crate::backend::{Bulk, Ddl, Introspect, Locking, Sql, Streaming};
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::rc::Rc;
@@ -52,7 +53,7 @@ pub enum RenderError {
 
 impl From<RenderError> for DbError {
     fn from(e: RenderError) -> Self {
-        DbError::Conversion(format!("upgrade --sql: {e}"))
+        DbError::conversion(format!("upgrade --sql: {e}"))
     }
 }
 
@@ -317,12 +318,25 @@ impl Connection for Recording {
     fn dialect(&self) -> Dialect {
         self.inner.dialect()
     }
+
     fn namespace(&self) -> Option<&str> {
         self.inner.namespace()
     }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }
+
+    fn quote_ident(&self, name: &str) -> String {
+        self.inner.quote_ident(name)
+    }
+
+    fn scratch_copy(&mut self, path: &std::path::Path) -> Result<bool, DbError> {
+        self.inner.scratch_copy(path)
+    }
+}
+
+impl Sql for Recording {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         let text = inline(self.inner.dialect(), sql, params)?;
         let n = self.inner.execute(sql, params)?;
@@ -330,12 +344,14 @@ impl Connection for Recording {
         self.note(text);
         Ok(n)
     }
+
     fn execute_batch(&mut self, sql: &str) -> Result<(), DbError> {
         self.inner.execute_batch(sql)?;
         self.began();
         self.note(sql.to_string());
         Ok(())
     }
+
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
         if !writes(sql) {
             return self.inner.query(sql, params);
@@ -346,6 +362,47 @@ impl Connection for Recording {
         self.note(text);
         Ok(rows)
     }
+
+    fn begin(&mut self) -> Result<(), DbError> {
+        self.inner.begin()?;
+        self.began();
+        Ok(())
+    }
+
+    fn begin_checking_foreign_keys_at_commit(&mut self) -> Result<(), DbError> {
+        self.inner.begin_checking_foreign_keys_at_commit()?;
+        self.began();
+        Ok(())
+    }
+
+    fn begin_rehearsal(&mut self) -> Result<(), DbError> {
+        self.inner.begin_rehearsal()?;
+        self.began();
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), DbError> {
+        let result = self.inner.commit();
+        self.ended(result.is_err());
+        result
+    }
+
+    fn rollback(&mut self) -> Result<(), DbError> {
+        let result = self.inner.rollback();
+        self.ended(true);
+        result
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.inner.in_transaction()
+    }
+
+    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {
+        self.inner.set_statement_timeout(timeout)
+    }
+}
+
+impl Streaming for Recording {
     fn query_each(
         &mut self,
         sql: &str,
@@ -361,6 +418,9 @@ impl Connection for Recording {
         self.note(text);
         Ok(n)
     }
+}
+
+impl Bulk for Recording {
     fn bulk_insert(
         &mut self,
         table: &str,
@@ -374,6 +434,7 @@ impl Connection for Recording {
         self.note_rows(table, columns, &kept)?;
         Ok(n)
     }
+
     fn insert_derived(
         &mut self,
         source: &str,
@@ -395,61 +456,39 @@ impl Connection for Recording {
         self.note_rows(table, columns, &rows)?;
         Ok(n)
     }
-    fn begin(&mut self) -> Result<(), DbError> {
-        self.inner.begin()?;
-        self.began();
-        Ok(())
-    }
-    fn begin_checking_foreign_keys_at_commit(&mut self) -> Result<(), DbError> {
-        self.inner.begin_checking_foreign_keys_at_commit()?;
-        self.began();
-        Ok(())
-    }
-    fn begin_rehearsal(&mut self) -> Result<(), DbError> {
-        self.inner.begin_rehearsal()?;
-        self.began();
-        Ok(())
-    }
-    fn commit(&mut self) -> Result<(), DbError> {
-        let result = self.inner.commit();
-        self.ended(result.is_err());
-        result
-    }
-    fn rollback(&mut self) -> Result<(), DbError> {
-        let result = self.inner.rollback();
-        self.ended(true);
-        result
-    }
-    fn in_transaction(&self) -> bool {
-        self.inner.in_transaction()
-    }
-    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {
-        self.inner.set_statement_timeout(timeout)
-    }
-    fn quote_ident(&self, name: &str) -> String {
-        self.inner.quote_ident(name)
-    }
+}
+
+impl Introspect for Recording {
     fn tables(&mut self, like_pattern: &str) -> Result<Vec<String>, DbError> {
         self.inner.tables(like_pattern)
     }
+
     fn table_exists(&mut self, table: &str) -> Result<bool, DbError> {
         self.inner.table_exists(table)
     }
+
     fn columns(&mut self, table: &str) -> Result<Vec<ColumnInfo>, DbError> {
         self.inner.columns(table)
     }
+
     fn primary_key(&mut self, table: &str) -> Result<Option<KeyInfo>, DbError> {
         self.inner.primary_key(table)
     }
+
     fn foreign_keys(&mut self, table: &str) -> Result<Vec<ForeignKeyInfo>, DbError> {
         self.inner.foreign_keys(table)
     }
+
     fn unique_constraints(&mut self, table: &str) -> Result<Vec<KeyInfo>, DbError> {
         self.inner.unique_constraints(table)
     }
+
     fn indexes(&mut self, table: &str) -> Result<Vec<IndexInfo>, DbError> {
         self.inner.indexes(table)
     }
+}
+
+impl Ddl for Recording {
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError> {
         let ran = self.inner.apply_schema_change(change)?;
         self.began();
@@ -458,12 +497,13 @@ impl Connection for Recording {
         }
         Ok(ran)
     }
-    fn scratch_copy(&mut self, path: &std::path::Path) -> Result<bool, DbError> {
-        self.inner.scratch_copy(path)
-    }
+}
+
+impl Locking for Recording {
     fn try_lock(&mut self, holder: &LockHolder) -> Result<LockAttempt, DbError> {
         self.inner.try_lock(holder)
     }
+
     fn unlock(&mut self) -> Result<(), DbError> {
         self.inner.unlock()
     }

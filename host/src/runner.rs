@@ -1,7 +1,7 @@
 //! The runner: applies planned revisions step by step, each step committed together
 //! with its ledger record, under the migration lock.
 
-use crate::backend::{self, Connection, DbError, DbUrl, LockAttempt};
+use crate::backend::{self, Connection, DbError, DbErrorKind, DbUrl, LockAttempt};
 use crate::checkpoint::{self, with_transaction, StepBook};
 use crate::ledger::{self, Actor, How, RevisionState, Status};
 use crate::lock::{self, LockError};
@@ -430,7 +430,7 @@ impl Runner {
                     // The revision must not stay "running": record it failed through a
                     // second connection (this one refused: read-only, a permission).
                     if let (Mode::Apply, Some(url)) = (self.options.mode, &self.options.reconnect) {
-                        if !matches!(e, DbError::ConnectionLost(_)) {
+                        if e.kind() != DbErrorKind::ConnectionLost {
                             let text = failed.ledger_text();
                             let failure = Failure {
                                 direction,
@@ -495,7 +495,7 @@ impl Runner {
                         // permission): this session still holds the lock, so record
                         // through a second connection beside it.
                         let elsewhere = match (&e, &self.options.reconnect) {
-                            (DbError::ConnectionLost(_), Some(url)) => {
+                            (e, Some(url)) if e.kind() == DbErrorKind::ConnectionLost => {
                                 failure.write_elsewhere(url, &ctx, &s.actor)
                             }
                             (_, Some(url)) => failure
@@ -503,7 +503,7 @@ impl Runner {
                                 .map_err(|why| format!("{e}; through a second connection: {why}")),
                             _ => Err(e.to_string()),
                         };
-                        let lost = matches!(e, DbError::ConnectionLost(_));
+                        let lost = e.kind() == DbErrorKind::ConnectionLost;
                         err.message.push_str(&match elsewhere {
                             Ok(()) if lost => "\n  (the connection was lost; the failure is \
                                                recorded through a new connection)"

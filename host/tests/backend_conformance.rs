@@ -11,7 +11,8 @@ mod common;
 use std::time::Duration;
 
 use common::fresh::FreshDb;
-use ferry::backend::{Connection, DbError, LockAttempt, LockHolder, Value};
+use ferry::backend::prelude::*;
+use ferry::backend::{DbErrorKind, LockAttempt, LockHolder, Value};
 
 /// Runs each case on a fresh SQLite file and on a fresh PostgreSQL schema.
 macro_rules! conformance {
@@ -150,9 +151,9 @@ fn statement_timeout_interrupts_a_slow_query(fresh: &FreshDb) {
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c";
     let started = std::time::Instant::now();
     match db.query(slow, &[]) {
-        Err(DbError::Timeout { timeout, sql }) => {
-            assert_eq!(timeout, Duration::from_millis(200));
-            assert_eq!(sql, slow);
+        Err(e) if e.kind() == DbErrorKind::Timeout => {
+            assert_eq!(e.timeout_limit(), Some(Duration::from_millis(200)));
+            assert_eq!(e.sql(), Some(slow));
         }
         other => panic!("{other:?}"),
     }
@@ -206,12 +207,9 @@ fn a_failing_statement_names_its_sql(fresh: &FreshDb) {
     let mut db = fresh.connect();
     let sql = "INSERT INTO nowhere VALUES (1)";
     match db.execute(sql, &[]) {
-        Err(DbError::Statement {
-            message,
-            sql: named,
-        }) => {
-            assert!(!message.is_empty());
-            assert_eq!(named, sql);
+        Err(e) if e.is_statement() => {
+            assert!(!e.message().is_empty());
+            assert_eq!(e.sql(), Some(sql));
         }
         other => panic!("[{}] {other:?}", fresh.backend.name()),
     }

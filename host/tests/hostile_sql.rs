@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use common::{pg_base_url, Backend, TestDb};
+use ferry::backend::prelude::*;
 
 const HOSTILE: &str = "hostile-1";
 

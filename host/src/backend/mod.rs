@@ -4,7 +4,10 @@
 //! [`Connection`]; nothing above it asks "is this PostgreSQL?". Where a script must
 //! know, it asks for the [`Dialect`].
 
+mod database;
+mod error;
 pub mod foreign_key_target;
+mod lent;
 mod pg_runtime;
 mod placeholders;
 pub mod postgres;
@@ -13,6 +16,9 @@ pub mod schema_change;
 pub mod sqlite;
 mod url;
 
+pub use database::{database, Database, PgPool, ScratchCopy};
+pub use error::{DbError, DbErrorKind};
+pub use lent::{Lent, LentConnection};
 pub use placeholders::{replace_placeholders, rewrite_placeholders};
 pub use schema_change::{
     ColumnDef, ColumnRewrite, ForeignKeyDef, IndexDef, SchemaChange, TableDef, TableRewrite,
@@ -36,6 +42,16 @@ impl Dialect {
         match self {
             Dialect::Sqlite => "sqlite",
             Dialect::Postgres => "postgres",
+        }
+    }
+
+    /// How an operator applies a SQL script written for this database.
+    pub fn script_apply_hint(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite3 -bail FILE < script.sql",
+            Dialect::Postgres => {
+                "psql -v ON_ERROR_STOP=1 -f script.sql (with search_path set to the schema)"
+            }
         }
     }
 }
@@ -69,7 +85,7 @@ impl fmt::Display for Value {
     }
 }
 
-/// The result of a query held in memory (use [`Connection::query_each`] to stream).
+/// The result of a query held in memory (use [`Streaming::query_each`] to stream).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rows {
     pub columns: Vec<String>,
@@ -144,40 +160,10 @@ pub enum LockAttempt {
     HeldBy(Option<LockHolder>),
 }
 
-/// A database failure, as a backend reports it.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DbError {
-    /// The statement failed; `sql` is the statement as the script wrote it.
-    #[error("{message}\n  in statement: {sql}")]
-    Statement { message: String, sql: String },
-    /// The connection is gone (server restart, terminated backend, dropped socket).
-    #[error("lost the database connection: {0}")]
-    ConnectionLost(String),
-    /// Could not connect at all, or the URL points at something that is not there.
-    #[error("cannot open database {url}: {message}")]
-    Connect { url: String, message: String },
-    /// The statement ran longer than the configured statement timeout.
-    #[error(
-        "statement cancelled: it ran past the statement timeout of {} s (`limits.statement_timeout_seconds`, \
-         default 600; a revision's `STATEMENT_TIMEOUT_SECONDS` or a step's `timeout_seconds` overrides it)\n  in statement: {sql}",
-        timeout_text(*.timeout)
-    )]
-    Timeout { timeout: Duration, sql: String },
-    /// A value cannot be stored in, or read from, a column of this type.
-    #[error("{0}")]
-    Conversion(String),
-    /// A schema change this backend cannot express.
-    #[error("{0}")]
-    Unsupported(String),
-    #[error("{0}")]
-    Other(String),
-}
-
 /// Called once per streamed row; return `Ok(false)` to stop early.
 pub type RowCallback<'a> = dyn FnMut(&[String], Vec<Value>) -> Result<bool, DbError> + 'a;
 
-/// Turns each row of a query into one row to insert ([`Connection::insert_derived`]).
+/// Turns each row of a query into one row to insert ([`Bulk::insert_derived`]).
 pub trait RowDeriver {
     /// Called once with the query's column names, before the first row.
     fn columns(&mut self, names: &[String]) -> Result<(), DbError>;
@@ -185,24 +171,113 @@ pub trait RowDeriver {
     fn derive(&mut self, row: &[Value], out: &mut Vec<Value>) -> Result<(), DbError>;
 }
 
-/// One open connection to a repository database.
+/// One open connection to a repository database: what it is and how its session is set
+/// up, and by its supertraits the rest, one concern each: statements and transactions
+/// ([`Sql`]), streamed queries ([`Streaming`]), bulk inserts ([`Bulk`]), introspection
+/// ([`Introspect`]), schema changes ([`Ddl`]) and the migration lock ([`Locking`]).
+/// `&mut dyn Connection` reaches them all.
 ///
 /// Every SQL text uses `?` placeholders; the PostgreSQL backend rewrites them to
 /// `$n` with [`rewrite_placeholders`]. Identifiers passed as `&str` (tables,
 /// columns) are unquoted names; implementations quote them with [`Connection::quote_ident`].
-pub trait Connection {
+pub trait Connection: Sql + Streaming + Bulk + Introspect + Ddl + Locking {
     fn dialect(&self) -> Dialect;
+
     /// The PostgreSQL namespace every table lives in (`None` on SQLite).
     fn namespace(&self) -> Option<&str>;
+
     /// A human description of where this connection points (no password).
     fn describe(&self) -> String;
 
+    /// Writes a consistent copy of the database into a new file at `path`, for a
+    /// rehearsal that runs and commits on the copy (SQLite: `VACUUM INTO`). `false`
+    /// where a database has no such copy (PostgreSQL rehearses inside a rolled-back
+    /// transaction instead, see [`Sql::begin_rehearsal`]).
+    fn scratch_copy(&mut self, _path: &std::path::Path) -> Result<bool, DbError> {
+        Ok(false)
+    }
+
+    /// Marks the statements that follow as a script's own (`true`) or Ferry's (`false`).
+    /// SQLite's authorizer then denies what a script may not send even if the statement
+    /// guard (`sql_guard`) missed it; PostgreSQL checks the session before each
+    /// commit instead ([`Sql::commit`]).
+    fn restrict_to_script(&mut self, _on: bool) {}
+
+    /// The role's name when the connection is a superuser's (PostgreSQL `rolsuper`),
+    /// which no statement guard can contain: Ferry warns.
+    fn superuser(&mut self) -> Result<Option<String>, DbError> {
+        Ok(None)
+    }
+
+    /// Quotes an identifier safely for this database.
+    fn quote_ident(&self, name: &str) -> String {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+
+    /// How many steps may run at the same time when the configuration does not say
+    /// (`jobs`): 1 where a backend runs steps one at a time (SQLite). PostgreSQL does not
+    /// report its cores, so it takes `max_parallel_workers` (which an administrator sizes
+    /// to the server's cores), bounded by this machine's cores when the server runs here
+    /// (a loopback address or a Unix socket), capped at [`MAX_DEFAULT_JOBS`].
+    fn default_jobs(&mut self) -> Result<usize, DbError> {
+        Ok(1)
+    }
+
+    /// A pool of up to `jobs` further connections to the same database and namespace,
+    /// each for one step in its own transaction while this connection holds the
+    /// migration lock; `None` where steps run one at a time (SQLite, or a connection an
+    /// application lent). The pool is made on the first call and kept.
+    fn step_workers(&mut self, _jobs: usize) -> Result<Option<Arc<dyn StepWorkers>>, DbError> {
+        Ok(None)
+    }
+}
+
+/// Statements, queries and transactions ([`Connection`]'s first concern).
+pub trait Sql {
     /// Runs one statement with bound parameters; returns the rows it touched.
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError>;
+
     /// Runs several `;`-separated statements without parameters.
     fn execute_batch(&mut self, sql: &str) -> Result<(), DbError>;
+
     /// Runs a query and holds the whole result in memory.
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError>;
+
+    fn begin(&mut self) -> Result<(), DbError>;
+
+    /// Begins a transaction whose foreign keys are checked once, at commit, instead of
+    /// statement by statement, so that a table and the tables referencing it can be
+    /// rebuilt together. A violation makes `commit` fail and roll back. SQLite turns
+    /// enforcement off before `BEGIN` and runs `PRAGMA foreign_key_check` before
+    /// `COMMIT`; PostgreSQL needs nothing (its DDL keeps constraints consistent).
+    fn begin_checking_foreign_keys_at_commit(&mut self) -> Result<(), DbError> {
+        self.begin()
+    }
+
+    fn commit(&mut self) -> Result<(), DbError>;
+
+    fn rollback(&mut self) -> Result<(), DbError>;
+
+    fn in_transaction(&self) -> bool;
+
+    /// Begins (unless one is open) the transaction of a dry run, which is rolled back
+    /// at the end and must leave no trace. PostgreSQL takes the namespace's sequences
+    /// into it: `nextval` is not transactional, but a sequence restarted inside a
+    /// transaction (`ALTER SEQUENCE … RESTART WITH` its next value) is, so the rollback
+    /// also takes back the values the dry run drew.
+    fn begin_rehearsal(&mut self) -> Result<(), DbError> {
+        if !self.in_transaction() {
+            self.begin()?;
+        }
+        Ok(())
+    }
+
+    /// Stops any single statement that runs longer than `timeout` (`None`: no limit).
+    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError>;
+}
+
+/// Queries whose rows are handed over one at a time instead of held.
+pub trait Streaming {
     /// Runs a query and hands each row to `each` without holding the result;
     /// returns the number of rows handed over.
     fn query_each(
@@ -211,6 +286,10 @@ pub trait Connection {
         params: &[Value],
         each: &mut RowCallback<'_>,
     ) -> Result<u64, DbError>;
+}
+
+/// The fast paths that insert many rows at once.
+pub trait Bulk {
     /// Inserts rows into `table(columns)` as fast as the driver allows
     /// (binary `COPY` on PostgreSQL, a cached prepared statement on SQLite).
     fn bulk_insert(
@@ -237,64 +316,13 @@ pub trait Connection {
         chunk: usize,
         deriver: &mut dyn RowDeriver,
     ) -> Result<u64, DbError>;
+}
 
-    fn begin(&mut self) -> Result<(), DbError>;
-    /// Begins a transaction whose foreign keys are checked once, at commit, instead of
-    /// statement by statement, so that a table and the tables referencing it can be
-    /// rebuilt together. A violation makes `commit` fail and roll back. SQLite turns
-    /// enforcement off before `BEGIN` and runs `PRAGMA foreign_key_check` before
-    /// `COMMIT`; PostgreSQL needs nothing (its DDL keeps constraints consistent).
-    fn begin_checking_foreign_keys_at_commit(&mut self) -> Result<(), DbError> {
-        self.begin()
-    }
-    fn commit(&mut self) -> Result<(), DbError>;
-    fn rollback(&mut self) -> Result<(), DbError>;
-    fn in_transaction(&self) -> bool;
-
-    /// Begins (unless one is open) the transaction of a dry run, which is rolled back
-    /// at the end and must leave no trace. PostgreSQL takes the namespace's sequences
-    /// into it: `nextval` is not transactional, but a sequence restarted inside a
-    /// transaction (`ALTER SEQUENCE … RESTART WITH` its next value) is, so the rollback
-    /// also takes back the values the dry run drew.
-    fn begin_rehearsal(&mut self) -> Result<(), DbError> {
-        if !self.in_transaction() {
-            self.begin()?;
-        }
-        Ok(())
-    }
-
-    /// Writes a consistent copy of the database into a new file at `path`, for a
-    /// rehearsal that runs and commits on the copy (SQLite: `VACUUM INTO`). `false`
-    /// where a database has no such copy (PostgreSQL rehearses inside a rolled-back
-    /// transaction instead, see [`Connection::begin_rehearsal`]).
-    fn scratch_copy(&mut self, _path: &std::path::Path) -> Result<bool, DbError> {
-        Ok(false)
-    }
-
-    /// Marks the statements that follow as a script's own (`true`) or Ferry's (`false`).
-    /// SQLite's authorizer then denies what a script may not send even if the statement
-    /// guard (`sql_guard`) missed it; PostgreSQL checks the session before each
-    /// commit instead ([`Connection::commit`]).
-    fn restrict_to_script(&mut self, _on: bool) {}
-
-    /// The role's name when the connection is a superuser's (PostgreSQL `rolsuper`),
-    /// which no statement guard can contain: Ferry warns.
-    fn superuser(&mut self) -> Result<Option<String>, DbError> {
-        Ok(None)
-    }
-
-    /// Stops any single statement that runs longer than `timeout` (`None`: no limit).
-    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError>;
-
-    /// Quotes an identifier safely for this database.
-    fn quote_ident(&self, name: &str) -> String {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-
-    // --- introspection (names are unqualified; the namespace is implied) ---
-
+/// What the schema holds. Names are unqualified; the namespace is implied.
+pub trait Introspect {
     /// Tables whose name matches a SQL `LIKE` pattern (`_` and `%`), sorted by name.
     fn tables(&mut self, like_pattern: &str) -> Result<Vec<String>, DbError>;
+
     fn table_exists(&mut self, table: &str) -> Result<bool, DbError> {
         let escaped = table
             .replace('\\', "\\\\")
@@ -302,41 +330,30 @@ pub trait Connection {
             .replace('%', "\\%");
         Ok(self.tables(&escaped)?.iter().any(|t| t == table))
     }
+
     fn columns(&mut self, table: &str) -> Result<Vec<ColumnInfo>, DbError>;
+
     fn primary_key(&mut self, table: &str) -> Result<Option<KeyInfo>, DbError>;
+
     fn foreign_keys(&mut self, table: &str) -> Result<Vec<ForeignKeyInfo>, DbError>;
+
     fn unique_constraints(&mut self, table: &str) -> Result<Vec<KeyInfo>, DbError>;
+
     fn indexes(&mut self, table: &str) -> Result<Vec<IndexInfo>, DbError>;
+}
 
-    // --- portable DDL ---
-
+/// Portable schema changes.
+pub trait Ddl {
     /// Applies one schema change, preserving names; returns the statements it ran.
     /// SQLite rebuilds the table where `ALTER TABLE` cannot do the change.
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError>;
+}
 
-    // --- connections for steps that run in parallel (see `script::parallel_steps`) ---
-
-    /// How many steps may run at the same time when the configuration does not say
-    /// (`jobs`): 1 where a backend runs steps one at a time (SQLite). PostgreSQL does not
-    /// report its cores, so it takes `max_parallel_workers` (which an administrator sizes
-    /// to the server's cores), bounded by this machine's cores when the server runs here
-    /// (a loopback address or a Unix socket), capped at [`MAX_DEFAULT_JOBS`].
-    fn default_jobs(&mut self) -> Result<usize, DbError> {
-        Ok(1)
-    }
-
-    /// A pool of up to `jobs` further connections to the same database and namespace,
-    /// each for one step in its own transaction while this connection holds the
-    /// migration lock; `None` where steps run one at a time (SQLite, or a connection an
-    /// application lent). The pool is made on the first call and kept.
-    fn step_workers(&mut self, _jobs: usize) -> Result<Option<Arc<dyn StepWorkers>>, DbError> {
-        Ok(None)
-    }
-
-    // --- the migration lock (see ledger.rs for the recorded holder) ---
-
+/// The migration lock (see ledger.rs for the recorded holder).
+pub trait Locking {
     /// Tries once to take the migration lock without waiting.
     fn try_lock(&mut self, holder: &LockHolder) -> Result<LockAttempt, DbError>;
+
     /// Releases the lock if this connection holds it.
     fn unlock(&mut self) -> Result<(), DbError>;
 }
@@ -381,11 +398,9 @@ pub fn connect(url: &DbUrl) -> Result<Box<dyn Connection>, DbError> {
     }
 }
 
-/// A timeout in seconds, with a fraction only when it has one (`2`, `0.2`).
-fn timeout_text(t: Duration) -> String {
-    if t.subsec_millis() == 0 {
-        t.as_secs().to_string()
-    } else {
-        format!("{:.1}", t.as_secs_f64())
-    }
+/// The connection trait and its concerns, for code that calls them on a concrete
+/// connection type (`use ferry::backend::prelude::*`); through `dyn Connection` they
+/// need no import.
+pub mod prelude {
+    pub use super::{Bulk, Connection, Ddl, Introspect, Locking, Sql, Streaming};
 }

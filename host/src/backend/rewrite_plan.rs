@@ -58,18 +58,18 @@ pub fn ordered(
     for rw in rewrites {
         let columns = rw.columns.iter().map(|c| c.column.as_str()).collect();
         if changed.insert(rw.table.as_str(), columns).is_some() {
-            return Err(DbError::Other(format!(
+            return Err(DbError::other(format!(
                 "the rewrite names table {} twice",
                 rw.table
             )));
         }
         let existing = conn.columns(&rw.table)?;
         if existing.is_empty() {
-            return Err(DbError::Other(format!("no table named {}", rw.table)));
+            return Err(DbError::other(format!("no table named {}", rw.table)));
         }
         for c in &rw.columns {
             if !existing.iter().any(|e| e.name == c.column) {
-                return Err(DbError::Other(format!(
+                return Err(DbError::other(format!(
                     "table {} has no column {}",
                     rw.table, c.column
                 )));
@@ -97,7 +97,7 @@ pub fn ordered(
                 .iter()
                 .find(|c| columns.contains(c.as_str()))
             {
-                return Err(DbError::Unsupported(format!(
+                return Err(DbError::unsupported(format!(
                     "{table}.{} references {}.{c}, which the rewrite changes; add {table} to the rewrite",
                     key.name, key.referenced_table
                 )));
@@ -114,7 +114,7 @@ pub fn ordered(
         });
         let Some(i) = ready else {
             let names: Vec<&str> = left.iter().map(|r| r.table.as_str()).collect();
-            return Err(DbError::Unsupported(format!(
+            return Err(DbError::unsupported(format!(
                 "the foreign keys among {} form a cycle: no table can be rewritten first",
                 names.join(", ")
             )));

@@ -140,7 +140,7 @@ pub enum SchemaChange {
     /// [`crate::backend::rewrite_plan::ordered`]), then all are swapped in as by
     /// [`SchemaChange::SwapRewritten`], so a parent key and the children that reference
     /// it can change type together (int → UUID). Needs a transaction begun by
-    /// [`crate::backend::Connection::begin_checking_foreign_keys_at_commit`] on SQLite.
+    /// [`crate::backend::Sql::begin_checking_foreign_keys_at_commit`] on SQLite.
     RewriteTables(Vec<TableRewrite>),
     /// One table of a rewrite done step by step: builds the table's new version under
     /// its staged name ([`crate::backend::rewrite_plan::staged_name`]) next to the
@@ -162,7 +162,7 @@ pub enum SchemaChange {
     /// gives indexes and constraints their final names (PostgreSQL renames them; SQLite,
     /// which cannot rename an index, builds the plain indexes here), and restores foreign
     /// keys from other tables into the set. Needs a transaction begun by
-    /// [`crate::backend::Connection::begin_checking_foreign_keys_at_commit`] on SQLite.
+    /// [`crate::backend::Sql::begin_checking_foreign_keys_at_commit`] on SQLite.
     SwapRewritten {
         tables: Vec<String>,
     },

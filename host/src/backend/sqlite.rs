@@ -20,6 +20,7 @@ mod rewrite;
 mod stored_definition;
 mod table_sql;
 
+use crate::backend::{Bulk, Ddl, Introspect, Locking, Sql, Streaming};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -31,8 +32,8 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{ErrorCode, OpenFlags, ToSql};
 
 use super::{
-    ColumnInfo, Connection, DbError, DbUrl, Dialect, ForeignKeyInfo, IndexInfo, KeyInfo,
-    LockAttempt, LockHolder, RowCallback, RowDeriver, Rows, SchemaChange, Value,
+    ColumnInfo, Connection, DbError, DbErrorKind, DbUrl, Dialect, ForeignKeyInfo, IndexInfo,
+    KeyInfo, LockAttempt, LockHolder, RowCallback, RowDeriver, Rows, SchemaChange, Value,
 };
 
 pub use ddl::sqlite_type;
@@ -88,10 +89,8 @@ impl Timer {
             (self.timeout, e.sqlite_error_code())
         {
             if self.fired.load(Ordering::Relaxed) {
-                return DbError::Timeout {
-                    timeout,
-                    sql: sql.to_string(),
-                };
+                return classified(DbError::timeout(timeout, sql), e)
+                    .with_kind(crate::backend::DbErrorKind::Timeout);
             }
         }
         statement_error(e, sql)
@@ -126,10 +125,19 @@ fn statement_error(e: rusqlite::Error, sql: &str) -> DbError {
         Some(ErrorCode::DiskFull) => format!("the disk is full ({e})"),
         _ => e.to_string(),
     };
-    DbError::Statement {
-        message,
-        sql: sql.to_string(),
-    }
+    classified(DbError::statement(message, sql), e)
+}
+
+/// `error` classified by the extended result code of the driver's error `e`, which it
+/// keeps as its source.
+fn classified(error: DbError, e: rusqlite::Error) -> DbError {
+    let error = match e.sqlite_error() {
+        Some(failure) => error
+            .with_kind(super::error::sqlite_kind(failure.extended_code))
+            .with_code(failure.extended_code.to_string()),
+        None => error,
+    };
+    error.with_source(e)
 }
 
 /// Maps a failure of `sql` (with `params`) run on `raw`, naming the table and key of a
@@ -167,11 +175,8 @@ fn insert_row(
 
 fn with_key(error: DbError, key: Option<String>) -> DbError {
     match (error, key) {
-        (DbError::Statement { message, sql }, Some(key)) => DbError::Statement {
-            message: format!("{message} ({key})"),
-            sql,
-        },
-        (error, _) => error,
+        (error, Some(key)) => error.with_message_suffix(&format!(" ({key})")),
+        (error, None) => error,
     }
 }
 
@@ -211,10 +216,7 @@ impl SqliteConnection {
     pub fn open(url: &DbUrl) -> Result<Self, DbError> {
         match url {
             DbUrl::Sqlite { path } => Self::open_path(path),
-            DbUrl::Postgres { .. } => Err(DbError::Connect {
-                url: "postgres".into(),
-                message: "not a SQLite URL".into(),
-            }),
+            DbUrl::Postgres { .. } => Err(DbError::connect("postgres", "not a SQLite URL")),
         }
     }
 
@@ -229,10 +231,11 @@ impl SqliteConnection {
     pub fn open_path_read_only(path: &Path) -> Result<Self, DbError> {
         Self::refuse_missing_directory(path)?;
         if !path.is_file() {
-            return Err(DbError::Connect {
-                url: format!("sqlite:{}", path.display()),
-                message: "the file does not exist".into(),
-            });
+            return Err(DbError::connect(
+                format!("sqlite:{}", path.display()),
+                "the file does not exist",
+            )
+            .with_kind(DbErrorKind::MissingDatabase));
         }
         // A hot journal left by a killed writer must be rolled back before anyone reads,
         // which a read-only connection cannot do: then open the (existing) file as any
@@ -256,23 +259,22 @@ impl SqliteConnection {
     /// The error for a file whose directory does not exist.
     fn refuse_missing_directory(path: &Path) -> Result<(), DbError> {
         match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            Some(parent) if !parent.is_dir() => Err(DbError::Connect {
-                url: format!("sqlite:{}", path.display()),
-                message: format!("the directory {} does not exist", parent.display()),
-            }),
+            Some(parent) if !parent.is_dir() => Err(DbError::connect(
+                format!("sqlite:{}", path.display()),
+                format!("the directory {} does not exist", parent.display()),
+            )
+            .with_kind(DbErrorKind::MissingDatabase)),
             _ => Ok(()),
         }
     }
 
     fn open_path_with(path: &Path, flags: OpenFlags) -> Result<Self, DbError> {
-        let connect_error = |message: String| DbError::Connect {
-            url: format!("sqlite:{}", path.display()),
-            message,
-        };
+        let connect_error =
+            |message: String| DbError::connect(format!("sqlite:{}", path.display()), message);
         Self::refuse_missing_directory(path)?;
         let flags = flags | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let raw = rusqlite::Connection::open_with_flags(path, flags)
-            .map_err(|e| connect_error(e.to_string()))?;
+            .map_err(|e| classified(connect_error(e.to_string()), e))?;
         // FERRY_SQLITE_BUSY_TIMEOUT_MS overrides the wait (see docs/OPERATIONS.md).
         let busy = std::env::var("FERRY_SQLITE_BUSY_TIMEOUT_MS")
             .ok()
@@ -288,7 +290,7 @@ impl SqliteConnection {
             .and_then(|kb| kb.parse::<u64>().ok())
             .unwrap_or(16 * 1024);
         raw.execute_batch(&format!("PRAGMA cache_size = -{cache_kb}"))
-            .map_err(|e| connect_error(e.to_string()))?;
+            .map_err(|e| classified(connect_error(e.to_string()), e))?;
         Self::with_ferry_settings(raw, path.to_path_buf(), busy)
     }
 
@@ -308,9 +310,11 @@ impl SqliteConnection {
         path: PathBuf,
         busy: Duration,
     ) -> Result<Self, DbError> {
-        let connect_error = |e: rusqlite::Error| DbError::Connect {
-            url: format!("sqlite:{}", path.display()),
-            message: e.to_string(),
+        let connect_error = |e: rusqlite::Error| {
+            classified(
+                DbError::connect(format!("sqlite:{}", path.display()), e.to_string()),
+                e,
+            )
         };
         raw.busy_timeout(busy).map_err(connect_error)?;
         raw.execute_batch("PRAGMA foreign_keys = ON")
@@ -332,10 +336,8 @@ impl SqliteConnection {
     /// itself as that file, and creates nothing, lock file included.
     pub fn empty_stand_in(path: &Path) -> Result<Self, DbError> {
         Self::refuse_missing_directory(path)?;
-        let raw = rusqlite::Connection::open_in_memory().map_err(|e| DbError::Connect {
-            url: format!("sqlite:{}", path.display()),
-            message: e.to_string(),
-        })?;
+        let raw = rusqlite::Connection::open_in_memory()
+            .map_err(|e| DbError::connect(format!("sqlite:{}", path.display()), e.to_string()))?;
         let mut conn = Self::with_ferry_settings(raw, path.to_path_buf(), BUSY_TIMEOUT)?;
         conn.stand_in = true;
         Ok(conn)
@@ -409,7 +411,7 @@ impl SqliteConnection {
             let mut count = 0u64;
             for row in rows {
                 if row.len() != width {
-                    return Err(DbError::Conversion(format!(
+                    return Err(DbError::conversion(format!(
                         "bulk insert row {count} has {} values for {width} columns",
                         row.len()
                     )));
@@ -483,7 +485,7 @@ impl SqliteConnection {
                 out.clear();
                 deriver.derive(&values, &mut out)?;
                 if out.len() != width {
-                    return Err(DbError::Conversion(format!(
+                    return Err(DbError::conversion(format!(
                         "derived row {count} has {} values for {width} columns",
                         out.len()
                     )));
@@ -514,6 +516,20 @@ impl Connection for SqliteConnection {
         format!("sqlite:{}", self.path.display())
     }
 
+    fn scratch_copy(&mut self, path: &Path) -> Result<bool, DbError> {
+        let sql = "VACUUM INTO ?1";
+        self.raw
+            .execute(sql, [path.to_string_lossy()])
+            .map_err(|e| statement_error(e, sql))?;
+        Ok(true)
+    }
+
+    fn restrict_to_script(&mut self, on: bool) {
+        self.script.set(on);
+    }
+}
+
+impl Sql for SqliteConnection {
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
         let mut stmt = self
             .raw
@@ -567,71 +583,6 @@ impl Connection for SqliteConnection {
         Ok(out)
     }
 
-    fn query_each(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-        each: &mut RowCallback<'_>,
-    ) -> Result<u64, DbError> {
-        let timer = &self.timer;
-        let mut stmt = self
-            .raw
-            .prepare_cached(sql)
-            .map_err(|e| statement_error(e, sql))?;
-        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
-        let readonly = stmt.readonly();
-        let seen = self.fk_check_at_commit.as_ref().map(|k| k.rows_seen());
-        timer.start();
-        let result = (|| {
-            let mut rows = stmt
-                .query(rusqlite::params_from_iter(params.iter().map(Param)))
-                .map_err(|e| timer.error(e, sql))?;
-            let mut count = 0u64;
-            while let Some(row) = rows.next().map_err(|e| timer.error(e, sql))? {
-                let values = (0..columns.len())
-                    .map(|i| row.get_ref(i).map(read_value))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| statement_error(e, sql))?;
-                count += 1;
-                if !each(&columns, values)? {
-                    break;
-                }
-            }
-            Ok(count)
-        })();
-        timer.stop();
-        drop(stmt);
-        if let (Some(before), false) = (seen, readonly) {
-            self.note_unseen_write(sql, before);
-        }
-        result
-    }
-
-    fn bulk_insert(
-        &mut self,
-        table: &str,
-        columns: &[String],
-        rows: &mut dyn Iterator<Item = Vec<Value>>,
-    ) -> Result<u64, DbError> {
-        let sql = self.insert_statement(table, columns);
-        super::in_own_transaction(self, |c| c.bulk_insert_rows(&sql, columns, rows))
-    }
-
-    fn insert_derived(
-        &mut self,
-        source: &str,
-        params: &[Value],
-        table: &str,
-        columns: &[String],
-        _chunk: usize,
-        deriver: &mut dyn RowDeriver,
-    ) -> Result<u64, DbError> {
-        let insert = self.insert_statement(table, columns);
-        super::in_own_transaction(self, |c| {
-            c.insert_derived_rows(source, params, &insert, columns, deriver)
-        })
-    }
-
     fn begin(&mut self) -> Result<(), DbError> {
         self.raw
             .execute_batch("BEGIN IMMEDIATE")
@@ -679,18 +630,6 @@ impl Connection for SqliteConnection {
         !self.raw.is_autocommit()
     }
 
-    fn scratch_copy(&mut self, path: &Path) -> Result<bool, DbError> {
-        let sql = "VACUUM INTO ?1";
-        self.raw
-            .execute(sql, [path.to_string_lossy()])
-            .map_err(|e| statement_error(e, sql))?;
-        Ok(true)
-    }
-
-    fn restrict_to_script(&mut self, on: bool) {
-        self.script.set(on);
-    }
-
     fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {
         self.timer.timeout = timeout;
         *self
@@ -722,7 +661,78 @@ impl Connection for SqliteConnection {
         }
         Ok(())
     }
+}
 
+impl Streaming for SqliteConnection {
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        each: &mut RowCallback<'_>,
+    ) -> Result<u64, DbError> {
+        let timer = &self.timer;
+        let mut stmt = self
+            .raw
+            .prepare_cached(sql)
+            .map_err(|e| statement_error(e, sql))?;
+        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let readonly = stmt.readonly();
+        let seen = self.fk_check_at_commit.as_ref().map(|k| k.rows_seen());
+        timer.start();
+        let result = (|| {
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(params.iter().map(Param)))
+                .map_err(|e| timer.error(e, sql))?;
+            let mut count = 0u64;
+            while let Some(row) = rows.next().map_err(|e| timer.error(e, sql))? {
+                let values = (0..columns.len())
+                    .map(|i| row.get_ref(i).map(read_value))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| statement_error(e, sql))?;
+                count += 1;
+                if !each(&columns, values)? {
+                    break;
+                }
+            }
+            Ok(count)
+        })();
+        timer.stop();
+        drop(stmt);
+        if let (Some(before), false) = (seen, readonly) {
+            self.note_unseen_write(sql, before);
+        }
+        result
+    }
+}
+
+impl Bulk for SqliteConnection {
+    fn bulk_insert(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &mut dyn Iterator<Item = Vec<Value>>,
+    ) -> Result<u64, DbError> {
+        let sql = self.insert_statement(table, columns);
+        super::in_own_transaction(self, |c| c.bulk_insert_rows(&sql, columns, rows))
+    }
+
+    fn insert_derived(
+        &mut self,
+        source: &str,
+        params: &[Value],
+        table: &str,
+        columns: &[String],
+        _chunk: usize,
+        deriver: &mut dyn RowDeriver,
+    ) -> Result<u64, DbError> {
+        let insert = self.insert_statement(table, columns);
+        super::in_own_transaction(self, |c| {
+            c.insert_derived_rows(source, params, &insert, columns, deriver)
+        })
+    }
+}
+
+impl Introspect for SqliteConnection {
     fn tables(&mut self, like_pattern: &str) -> Result<Vec<String>, DbError> {
         introspect::tables(&self.raw, like_pattern)
     }
@@ -746,7 +756,9 @@ impl Connection for SqliteConnection {
     fn indexes(&mut self, table: &str) -> Result<Vec<IndexInfo>, DbError> {
         introspect::indexes(&self.raw, table)
     }
+}
 
+impl Ddl for SqliteConnection {
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError> {
         let rewrite = matches!(
             change,
@@ -787,18 +799,20 @@ impl Connection for SqliteConnection {
         }
         ddl::apply(&self.raw, change)
     }
+}
 
+impl Locking for SqliteConnection {
     fn try_lock(&mut self, holder: &LockHolder) -> Result<LockAttempt, DbError> {
         if self.lock.is_some() || self.is_private() {
             return Ok(LockAttempt::Acquired);
         }
         let path = lock_path(&self.path);
-        let io = |e: std::io::Error| DbError::Other(format!("lock file {}: {e}", path.display()));
+        let io = |e: std::io::Error| DbError::other(format!("lock file {}: {e}", path.display()));
         let mut file = lock_file::open(&path, &self.path).map_err(io)?;
         match file.try_lock() {
             Ok(()) => {
                 let json =
-                    serde_json::to_string(holder).map_err(|e| DbError::Other(e.to_string()))?;
+                    serde_json::to_string(holder).map_err(|e| DbError::other(e.to_string()))?;
                 file.set_len(0).map_err(io)?;
                 file.seek(SeekFrom::Start(0)).map_err(io)?;
                 file.write_all(json.as_bytes()).map_err(io)?;
@@ -833,7 +847,7 @@ impl Connection for SqliteConnection {
         if let Some(file) = self.lock.take() {
             let path = lock_path(&self.path);
             let io =
-                |e: std::io::Error| DbError::Other(format!("lock file {}: {e}", path.display()));
+                |e: std::io::Error| DbError::other(format!("lock file {}: {e}", path.display()));
             file.set_len(0).map_err(io)?;
             file.unlock().map_err(io)?;
         }

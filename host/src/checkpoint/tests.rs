@@ -169,7 +169,7 @@ fn with_transaction_rolls_back_on_error_and_on_panic() {
         let conn = db.conn.as_mut();
         let failed: Result<(), crate::backend::DbError> = with_transaction(conn, |c| {
             c.execute("INSERT INTO t (id, n) VALUES (1, 1)", &[])?;
-            Err(crate::backend::DbError::Other("refused".into()))
+            Err(crate::backend::DbError::other("refused"))
         });
         assert!(failed.is_err());
         assert!(!conn.in_transaction(), "{}", db.name);

@@ -71,7 +71,7 @@ pub struct StepTx<C: Connected> {
 }
 
 fn unreachable_connection() -> DbError {
-    DbError::Other("the step's connection is in use elsewhere (a Ferry bug)".into())
+    DbError::other("the step's connection is in use elsewhere (a Ferry bug)")
 }
 
 impl<C: Connected> StepTx<C> {

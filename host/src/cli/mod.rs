@@ -137,7 +137,7 @@ fn note_missing_files(m: &Migrator) {
     let Ok(dbs) = m.databases() else { return };
     for d in dbs.list() {
         let missing = |p: &&std::path::Path| !p.exists() && p.parent().is_none_or(|d| d.is_dir());
-        if let Some(path) = d.source.sqlite_path().filter(missing) {
+        if let Some(path) = d.source.file_path().as_deref().filter(missing) {
             eprintln!(
                 "note: the SQLite file {} does not exist: read as an empty repository, \
                  nothing created (`ferry upgrade` creates a new repository)",

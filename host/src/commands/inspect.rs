@@ -4,7 +4,6 @@
 use super::reports::{state_text, PlanEntry, PlanReport, RevisionInfo};
 use super::status::{status_over, Status};
 use super::{changed_scripts, changes, upgrade_plan, Error, FileChange, Migrator};
-use crate::backend::DbUrl;
 use crate::digest::{self, SchemaDigest};
 use crate::ledger::{self, HistoryEntry};
 use crate::source::Source;
@@ -18,20 +17,9 @@ impl Migrator {
         let dbs = self.databases()?;
         let mut found = Vec::new();
         for d in dbs.list() {
-            // Only PostgreSQL has superusers; a database that is not there is not
-            // created (a SQLite file would be, by opening it).
-            let postgres = match &d.source {
-                Source::Url(url) => matches!(url, DbUrl::Postgres { .. }),
-                Source::Postgres(_) | Source::Pool(_) => true,
-                Source::Sqlite(_) => false,
-            };
-            if !postgres {
-                continue;
-            }
-            if let Some(mut c) = d.source.open_existing()? {
-                if let Some(role) = c.superuser()? {
-                    found.push(format!("{role} on {}", c.describe()));
-                }
+            // A database that is not there is not created to find out.
+            if let Some((role, place)) = d.source.superuser()? {
+                found.push(format!("{role} on {place}"));
             }
         }
         Ok(found)

@@ -62,7 +62,8 @@ impl Migrator {
         // A SQLite file that does not exist yet (in a directory that does) is not
         // created by its rehearsal: the plan runs on a new file in the temporary
         // directory, with no lock to take since there is nothing to protect.
-        let missing = self.main.sqlite_path().is_some_and(|p| {
+        let file = self.main.file_path();
+        let missing = file.as_deref().is_some_and(|p| {
             !p.exists()
                 && p.parent()
                     .is_none_or(|d| d.as_os_str().is_empty() || d.is_dir())
@@ -77,13 +78,9 @@ impl Migrator {
             })?)
         };
         // Declared after the lock, so dropped (the files removed) before it is released.
-        let scratch = ScratchFile(tempfile_path(
-            self.main
-                .sqlite_path()
-                .unwrap_or(std::path::Path::new("repo")),
-        ));
+        let scratch = crate::backend::ScratchCopy::beside(file.as_deref());
         let copied = match held.as_mut() {
-            Some(held) => held[0].scratch_copy(&scratch.0),
+            Some(held) => held[0].scratch_copy(scratch.path()),
             None => Ok(true),
         };
         match copied {
@@ -94,8 +91,8 @@ impl Migrator {
                     scratch: true,
                     log: self.rehearsal.log.clone(),
                 };
-                let url = DbUrl::parse(&format!("sqlite:{}", scratch.0.display()))?;
-                run(&self.rehearsing(Source::Url(url), rehearsal, self.observer.clone())).map(Some)
+                let copy = Source::Url(scratch.url());
+                run(&self.rehearsing(copy, rehearsal, self.observer.clone())).map(Some)
             }
         }
     }
@@ -165,13 +162,7 @@ impl Migrator {
         header.extend([
             "The values in it are those the revisions read from the database when it was".into(),
             "made: apply it to that database, unchanged since, and to no other:".into(),
-            match dialect {
-                crate::backend::Dialect::Sqlite => "  sqlite3 -bail FILE < script.sql".into(),
-                crate::backend::Dialect::Postgres => {
-                    "  psql -v ON_ERROR_STOP=1 -f script.sql (with search_path set to the schema)"
-                        .into()
-                }
-            },
+            format!("  {}", dialect.script_apply_hint()),
         ]);
         let statements = std::mem::take(&mut log.borrow_mut().statements);
         Ok(SqlScript {
@@ -190,35 +181,4 @@ fn reads_the_database(m: &RevisionMeta) -> bool {
         .ok()
         .and_then(|text| engine.compile(&text).ok())
         .is_none_or(|ast| !crate::offline::data_dependent_calls(&ast).is_empty())
-}
-
-/// A scratch copy of a SQLite file, removed with its lock, journal and WAL files
-/// when dropped.
-struct ScratchFile(PathBuf);
-
-impl Drop for ScratchFile {
-    fn drop(&mut self) {
-        let path = self.0.display();
-        for f in [
-            self.0.clone(),
-            PathBuf::from(format!("{path}.ferry-lock")),
-            PathBuf::from(format!("{path}-journal")),
-            PathBuf::from(format!("{path}-wal")),
-            PathBuf::from(format!("{path}-shm")),
-        ] {
-            let _ = std::fs::remove_file(f);
-        }
-    }
-}
-
-fn tempfile_path(path: &std::path::Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "repo".into());
-    std::env::temp_dir().join(format!(
-        "ferry-sql-{}-{}-{name}",
-        std::process::id(),
-        crate::ledger::now_ms()
-    ))
 }

@@ -1,6 +1,6 @@
 //! `db.insert_derived`: per-row work done natively. Runs a query once (in `key` order
 //! when given), derives each output row (copied columns, text templates, UUID v4 / v5),
-//! and inserts it while the query streams ([`crate::backend::Connection::insert_derived`]:
+//! and inserts it while the query streams ([`crate::backend::Bulk::insert_derived`]:
 //! SQLite steps the query and inserts with a prepared statement, PostgreSQL reads a
 //! cursor in chunks and sends each with binary COPY). Memory is bounded by the chunk
 //! size, never by the table.
@@ -256,7 +256,7 @@ impl RowDeriver for Deriver {
             Err(e) => {
                 let message = format!("insert_derived: {e}");
                 self.script_error = Some(message.clone());
-                Err(DbError::Other(message))
+                Err(DbError::other(message))
             }
         }
     }

@@ -51,7 +51,7 @@ pub(super) fn pool_for(
     if pending.len() < 2 {
         return Ok(None);
     }
-    let jobs = match crate::config::jobs(&s.config).map_err(|e| DbError::Other(e.to_string()))? {
+    let jobs = match crate::config::jobs(&s.config).map_err(|e| DbError::other(e.to_string()))? {
         Some(jobs) => jobs,
         None => s.conn().default_jobs()?,
     };
@@ -155,7 +155,7 @@ pub(super) fn run(
     if let Some(rw) = waiting.first() {
         return Err(host_failure(
             s,
-            DbError::Other(format!(
+            DbError::other(format!(
                 "step {:?} could not start: the tables it references were not rewritten",
                 table_step(&rw.table)
             )),
@@ -199,7 +199,7 @@ fn table_step_on(
         discard: Vec::new(),
     };
     crate::sql_guard::check_schema_change(&change, conn.dialect())
-        .map_err(|r| DbError::Other(r.to_string()))?;
+        .map_err(|r| DbError::other(r.to_string()))?;
     let conn: &mut dyn Connection = conn.as_mut();
     let mut tx = StepTx::begin(conn, key, Begin::ForeignKeysAtCommit)?;
     tx.run(|c| c.apply_schema_change(&change))?;

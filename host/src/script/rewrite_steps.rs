@@ -112,7 +112,7 @@ fn stale_copies(db: &Db, set: &[String], table: &str) -> Res<Vec<String>> {
         for (t, copy) in kept {
             for key in s.conn().foreign_keys(&copy)? {
                 if stale.contains(&key.referenced_table) {
-                    return Err(DbError::Other(format!(
+                    return Err(DbError::other(format!(
                         "the rewritten copy of {t} ({copy}), committed by step {:?}, references \
                          {}, which this step rebuilds: make the ledger forget that step too \
                          (ferry reset REVISION --step {:?})",

@@ -148,7 +148,7 @@ impl Session {
     /// transaction that commits with the revision's ledger record.
     pub fn before_statement(&mut self, writes: bool) -> Result<(), Refused> {
         if self.poisoned {
-            return Err(Refused::Db(DbError::Other(POISONED.into())));
+            return Err(Refused::Db(DbError::other(POISONED.into())));
         }
         if self.steps.before_statement(writes)? && !self.conn.in_transaction() {
             self.conn.begin()?;
@@ -181,7 +181,7 @@ impl Session {
             let rev = self
                 .revision
                 .clone()
-                .ok_or_else(|| DbError::Other("no revision is running".into()))?;
+                .ok_or_else(|| DbError::other("no revision is running".into()))?;
             let value = f(self.conn.as_mut(), &rev, &self.actor)?;
             self.finish_transaction()?;
             Ok(value)
@@ -221,14 +221,14 @@ impl Session {
         self.conn.begin()
     }
 
-    /// Begins the one transaction of a dry run (see [`Connection::begin_rehearsal`]).
+    /// Begins the one transaction of a dry run (see [`crate::backend::Sql::begin_rehearsal`]).
     pub fn begin_rehearsal(&mut self) -> Result<(), DbError> {
         self.poisoned = false;
         self.conn.begin_rehearsal()
     }
 
     /// Begins a transaction whose foreign keys are checked at commit (see
-    /// [`Connection::begin_checking_foreign_keys_at_commit`]).
+    /// [`crate::backend::Sql::begin_checking_foreign_keys_at_commit`]).
     pub fn begin_transaction_checking_foreign_keys_at_commit(&mut self) -> Result<(), DbError> {
         if self.conn.in_transaction() {
             return Ok(());

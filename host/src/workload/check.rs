@@ -269,14 +269,14 @@ impl Snapshot {
         let mut problems = Vec::new();
         let keys = natural_keys(&contents, &mut problems);
         if !problems.is_empty() {
-            return Err(DbError::Other(format!(
+            return Err(DbError::other(format!(
                 "not a v1 repository of the reference workload: {}",
                 problems.join("; ")
             )));
         }
         let int = |id: &str| -> Result<i64, DbError> {
             id.parse()
-                .map_err(|_| DbError::Other(format!("dataset id {id:?} is not an integer")))
+                .map_err(|_| DbError::other(format!("dataset id {id:?} is not an integer")))
         };
         let mut snapshot = Snapshot {
             counts: contents.counts.clone(),

@@ -2,7 +2,7 @@
 //!
 //! Every row is a pure function of its index and a few seed-derived parameters (or of a
 //! per-table random stream), so each table is streamed into
-//! [`Connection::bulk_insert`] without holding N rows anywhere.
+//! [`crate::backend::Bulk::bulk_insert`] without holding N rows anywhere.
 //!
 //! Dataset ids are contiguous blocks in this order: raw, bias, flat, calexp, src; the
 //! removed datasets follow the largest id.
@@ -95,7 +95,7 @@ impl Scale {
         let src = n
             .checked_sub(raw + calexp + bias + flat)
             .filter(|src| *src <= calexp)
-            .ok_or_else(|| DbError::Other(format!("scale N = {n} is too small (at least 9)")))?;
+            .ok_or_else(|| DbError::other(format!("scale N = {n} is too small (at least 9)")))?;
         Ok(Scale {
             n,
             raw,

@@ -386,7 +386,7 @@ pub fn v1_attributes() -> Vec<(String, String)> {
 }
 
 /// Creates an empty v1 repository as another tool would: the tables and indexes
-/// through [`Connection::apply_schema_change`] and the `butler_attributes` rows,
+/// through [`crate::backend::Ddl::apply_schema_change`] and the `butler_attributes` rows,
 /// in one transaction, with nothing that names a migration tool.
 pub fn create_v1_without_ferry(conn: &mut dyn Connection) -> Result<(), DbError> {
     conn.begin()?;

@@ -382,12 +382,9 @@ pub async fn connect(
 /// connection task runs whatever the application's runtime is doing.
 pub async fn from_pool(
     pool: &deadpool_postgres::Pool,
-) -> Result<deadpool_postgres::ClientWrapper, String> {
+) -> Result<deadpool_postgres::ClientWrapper, tokio_postgres::Error> {
     use deadpool::managed::Manager as _;
-    pool.manager()
-        .create()
-        .await
-        .map_err(|e| format!("the application's pool could not connect: {e}"))
+    pool.manager().create().await
 }
 
 #[cfg(test)]

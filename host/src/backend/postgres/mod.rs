@@ -23,6 +23,7 @@ mod session;
 mod values;
 mod workers;
 
+use crate::backend::{Bulk, Ddl, Introspect, Locking, Sql, Streaming};
 use std::collections::HashMap;
 use std::pin::pin;
 use std::time::Duration;
@@ -38,9 +39,9 @@ use tokio_postgres::{Client, Row, Statement};
 
 use super::url::mask_password;
 use super::{
-    rewrite_placeholders, ColumnInfo, Connection, DbError, DbUrl, Dialect, ForeignKeyInfo,
-    IndexInfo, KeyInfo, LockAttempt, LockHolder, RowCallback, RowDeriver, Rows, SchemaChange,
-    Value,
+    rewrite_placeholders, ColumnInfo, Connection, DbError, DbErrorKind, DbUrl, Dialect,
+    ForeignKeyInfo, IndexInfo, KeyInfo, LockAttempt, LockHolder, RowCallback, RowDeriver, Rows,
+    SchemaChange, Value,
 };
 use connect::PgClient;
 use values::Param;
@@ -115,6 +116,28 @@ fn error_text(e: &tokio_postgres::Error) -> String {
     text
 }
 
+/// `error` with the kind and SQLSTATE of the driver's error `e`, which it keeps as its
+/// source. A kind the caller already decided (a lost connection, a timeout, a value
+/// that does not convert) stands.
+fn classified(error: DbError, e: tokio_postgres::Error) -> DbError {
+    let error = match e.code() {
+        Some(code) => {
+            let error = if error.kind() == DbErrorKind::Other {
+                error.with_kind(super::error::postgres_kind(code.code()))
+            } else {
+                error
+            };
+            error.with_code(code.code())
+        }
+        // No answer from a server at all: it could not be reached, or went away.
+        None if e.is_closed() || (error.is_connect() && e.as_db_error().is_none()) => {
+            error.with_kind(DbErrorKind::ConnectionLost)
+        }
+        None => error,
+    };
+    error.with_source(e)
+}
+
 /// The application name that lets another session name this one as lock holder.
 fn application_name() -> String {
     let host = hostname::get()
@@ -143,16 +166,13 @@ impl PgConnection {
     /// Connects to the server of a `postgres://` URL and enters its schema.
     pub fn open(url: &DbUrl) -> Result<Self, DbError> {
         let DbUrl::Postgres { conninfo, schema } = url else {
-            return Err(DbError::Other(format!(
+            return Err(DbError::other(format!(
                 "not a PostgreSQL URL: {}",
                 mask_password(&url.display())
             )));
         };
         let shown = mask_password(conninfo);
-        let connect_error = |message: String| DbError::Connect {
-            url: shown.clone(),
-            message,
-        };
+        let connect_error = |message: String| DbError::connect(shown.clone(), message);
         // TLS, the password and their environment variables, as libpq reads them.
         let mut settings = connect::settings(conninfo, &connect::Surroundings::process())
             .map_err(connect_error)?;
@@ -162,7 +182,7 @@ impl PgConnection {
         let kept = settings.clone();
         let (client, task) = runtime
             .block_on(connect::connect(settings, &runtime))
-            .map_err(|e| connect_error(error_text(&e)))?;
+            .map_err(|e| classified(connect_error(error_text(&e)), e))?;
         let mut conn = Self::enter(PgClient::Own(client), Some(task), runtime, schema, &shown)?;
         conn.settings = Some(kept);
         Ok(conn)
@@ -174,13 +194,11 @@ impl PgConnection {
     pub fn from_pool(pool: &deadpool_postgres::Pool, schema: &str) -> Result<Self, DbError> {
         let shown = "a connection of the application's pool".to_string();
         let runtime = IoRuntime::new()
-            .map_err(|e| DbError::Other(format!("cannot start the I/O runtime: {e}")))?;
-        let client = runtime
-            .block_on(connect::from_pool(pool))
-            .map_err(|message| DbError::Connect {
-                url: shown.clone(),
-                message,
-            })?;
+            .map_err(|e| DbError::other(format!("cannot start the I/O runtime: {e}")))?;
+        let client = runtime.block_on(connect::from_pool(pool)).map_err(|e| {
+            let message = format!("the application's pool could not connect: {e}");
+            classified(DbError::connect(shown.clone(), message), e)
+        })?;
         Self::enter(PgClient::Pooled(client), None, runtime, schema, &shown)
     }
 
@@ -188,7 +206,7 @@ impl PgConnection {
     /// (e.g. on a multi-threaded runtime), and enters `schema`.
     pub fn from_client(client: Client, schema: &str, shown: &str) -> Result<Self, DbError> {
         let runtime = IoRuntime::new()
-            .map_err(|e| DbError::Other(format!("cannot start the I/O runtime: {e}")))?;
+            .map_err(|e| DbError::other(format!("cannot start the I/O runtime: {e}")))?;
         Self::enter(
             PgClient::Own(client),
             None,
@@ -205,19 +223,17 @@ impl PgConnection {
         schema: &str,
         shown: &str,
     ) -> Result<Self, DbError> {
-        let connect_error = |message: String| DbError::Connect {
-            url: shown.into(),
-            message,
-        };
+        let connect_error = |message: String| DbError::connect(shown, message);
         let found = runtime
             .block_on(client.query_opt(
                 "SELECT current_user::text, has_schema_privilege(oid, 'USAGE') \
                  FROM pg_namespace WHERE nspname = $1",
                 &[&schema],
             ))
-            .map_err(|e| connect_error(error_text(&e)))?;
+            .map_err(|e| classified(connect_error(error_text(&e)), e))?;
         let Some(found) = found else {
-            return Err(connect_error(format!("schema {schema} does not exist")));
+            return Err(connect_error(format!("schema {schema} does not exist"))
+                .with_kind(DbErrorKind::MissingDatabase));
         };
         // Without USAGE every table of the schema reads as missing: say why instead.
         if !found.get::<_, bool>(1) {
@@ -225,14 +241,15 @@ impl PgConnection {
             return Err(connect_error(format!(
                 "role {role} has no USAGE privilege on schema {schema}: permission denied \
                  (GRANT USAGE ON SCHEMA {schema} TO {role})"
-            )));
+            ))
+            .with_kind(DbErrorKind::PermissionDenied));
         }
         runtime
             .block_on(client.batch_execute(&format!(
                 "SET search_path TO {}; SET standard_conforming_strings = on",
                 ddl::ident(schema)
             )))
-            .map_err(|e| connect_error(error_text(&e)))?;
+            .map_err(|e| classified(connect_error(error_text(&e)), e))?;
         // A killed migrator's session would otherwise run its statement to the end,
         // holding the migration lock and its row locks, before it notices the client is
         // gone: the server checks every second instead (PostgreSQL 14 and later; older
@@ -264,40 +281,36 @@ impl PgConnection {
             .expect("the client lives as long as the connection")
     }
 
-    /// Turns a driver error on statement `sql` into a [`DbError`].
+    /// Turns a driver error on statement `sql` into a [`DbError`], classified once here.
     fn error(&self, e: tokio_postgres::Error, sql: &str) -> DbError {
-        if e.is_closed() || self.client().is_closed() {
-            return DbError::ConnectionLost(format!("{}: {}", self.shown, error_text(&e)));
-        }
-        match e.code() {
-            Some(code) if *code == SqlState::QUERY_CANCELED => {
-                if let Some(timeout) = self.statement_timeout {
-                    return DbError::Timeout {
-                        timeout,
-                        sql: sql.to_string(),
-                    };
-                }
-            }
-            Some(code)
-                if *code == SqlState::ADMIN_SHUTDOWN
-                    || *code == SqlState::CRASH_SHUTDOWN
-                    || *code == SqlState::CANNOT_CONNECT_NOW =>
-            {
-                return DbError::ConnectionLost(format!("{}: {}", self.shown, error_text(&e)));
-            }
-            _ => {}
-        }
-        if e.as_db_error().is_none() {
-            // Serialising a parameter or reading a column failed.
+        let lost = || DbError::connection_lost(format!("{}: {}", self.shown, error_text(&e)));
+        let error = if e.is_closed() || self.client().is_closed() {
+            lost()
+        } else {
             let text = error_text(&e);
-            if text.starts_with("error serializing") || text.starts_with("error deserializing") {
-                return DbError::Conversion(format!("{text}\n  in statement: {sql}"));
+            match (e.code(), self.statement_timeout) {
+                (Some(code), Some(timeout)) if *code == SqlState::QUERY_CANCELED => {
+                    DbError::timeout(timeout, sql)
+                }
+                (Some(code), _)
+                    if *code == SqlState::ADMIN_SHUTDOWN
+                        || *code == SqlState::CRASH_SHUTDOWN
+                        || *code == SqlState::CANNOT_CONNECT_NOW =>
+                {
+                    lost()
+                }
+                // Serialising a parameter or reading a column failed: the driver tells
+                // these apart from other client-side failures only in its text.
+                (None, _)
+                    if text.starts_with("error serializing")
+                        || text.starts_with("error deserializing") =>
+                {
+                    DbError::conversion(format!("{text}\n  in statement: {sql}"))
+                }
+                _ => DbError::statement(text, sql),
             }
-        }
-        DbError::Statement {
-            message: error_text(&e),
-            sql: sql.to_string(),
-        }
+        };
+        classified(error, e)
     }
 
     /// The prepared statement for `sql` (with `?` placeholders), from the cache.
@@ -321,14 +334,14 @@ impl PgConnection {
     fn bound_statement(&mut self, sql: &str, params: &[Value]) -> Result<Statement, DbError> {
         let statement = self.statement(sql)?;
         if statement.params().len() != params.len() {
-            return Err(DbError::Statement {
-                message: format!(
+            return Err(DbError::statement(
+                format!(
                     "the statement has {} placeholders but {} values were given",
                     statement.params().len(),
                     params.len()
                 ),
-                sql: sql.to_string(),
-            });
+                sql.to_string(),
+            ));
         }
         Ok(statement)
     }
@@ -342,7 +355,7 @@ impl PgConnection {
                 if values::readable(c.type_()) {
                     Ok(c.name().to_string())
                 } else {
-                    Err(DbError::Conversion(values::unreadable(c.name(), c.type_())))
+                    Err(DbError::conversion(values::unreadable(c.name(), c.type_())))
                 }
             })
             .collect()
@@ -353,7 +366,7 @@ impl PgConnection {
             .map(|i| {
                 row.try_get::<_, Value>(i).map_err(|e| {
                     let column = &row.columns()[i];
-                    DbError::Conversion(format!(
+                    DbError::conversion(format!(
                         "cannot read column {:?} of type {}: {}",
                         column.name(),
                         column.type_(),
@@ -455,15 +468,12 @@ impl PgConnection {
                     if index % 1024 == 0 {
                         if let (Some(deadline), Some(timeout)) = (deadline, timeout) {
                             if std::time::Instant::now() > deadline {
-                                return Err(Ok(DbError::Timeout {
-                                    timeout,
-                                    sql: copy.clone(),
-                                }));
+                                return Err(Ok(DbError::timeout(timeout, copy.as_str())));
                             }
                         }
                     }
                     if row.len() != width {
-                        return Err(Ok(DbError::Conversion(format!(
+                        return Err(Ok(DbError::conversion(format!(
                             "bulk insert into {table}: row {index} has {} values for {width} columns",
                             row.len()
                         ))));
@@ -499,13 +509,7 @@ impl PgConnection {
         self.batch("SET LOCAL cursor_tuple_fraction = 1")?;
         let declared = self.execute(&declare, params);
         self.batch("SET LOCAL cursor_tuple_fraction TO DEFAULT")?;
-        declared.map_err(|e| match e {
-            DbError::Statement { message, .. } => DbError::Statement {
-                message,
-                sql: source.to_string(),
-            },
-            other => other,
-        })?;
+        declared.map_err(|e| e.in_statement(source))?;
         let fetch = format!("FETCH {} FROM {CURSOR}", chunk.max(1));
         let mut total = 0u64;
         let mut out = Vec::with_capacity(chunk);
@@ -568,144 +572,6 @@ impl Connection for PgConnection {
         format!("{} (schema {})", self.shown, self.schema)
     }
 
-    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        let statement = self.bound_statement(sql, params)?;
-        let start = std::time::Instant::now();
-        let result = self
-            .runtime
-            .block_on(
-                self.client()
-                    .execute_raw(&statement, params.iter().map(Param)),
-            )
-            .map_err(|e| self.error(e, sql));
-        tracing::debug!(elapsed = ?start.elapsed(), rows = ?result.as_ref().ok(), "{sql}");
-        if is_ddl(sql) {
-            // DDL can change what cached statements read ("cached plan must not change
-            // result type"); DDL is rare, so forgetting the cache costs nothing.
-            self.statements.clear();
-        }
-        result
-    }
-
-    fn execute_batch(&mut self, sql: &str) -> Result<(), DbError> {
-        // The batch may change tables that cached statements read.
-        self.statements.clear();
-        self.batch(sql)
-    }
-
-    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
-        let mut rows = Vec::new();
-        let mut columns = Vec::new();
-        self.query_each(sql, params, &mut |names, row| {
-            if columns.is_empty() {
-                columns = names.to_vec();
-            }
-            rows.push(row);
-            Ok(true)
-        })?;
-        if columns.is_empty() {
-            columns = Self::check_readable(&self.statement(sql)?)?;
-        }
-        Ok(Rows { columns, rows })
-    }
-
-    fn query_each(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-        each: &mut RowCallback<'_>,
-    ) -> Result<u64, DbError> {
-        let statement = self.bound_statement(sql, params)?;
-        let columns = Self::check_readable(&statement)?;
-        let client = self
-            .client
-            .as_ref()
-            .expect("the client lives as long as the connection");
-        let result: Result<u64, Result<DbError, tokio_postgres::Error>> =
-            self.runtime.block_on(async {
-                let stream = client
-                    .query_raw(&statement, params.iter().map(Param))
-                    .await
-                    .map_err(Err)?;
-                let mut stream = pin!(stream);
-                let mut count = 0u64;
-                while let Some(row) = stream.try_next().await.map_err(Err)? {
-                    count += 1;
-                    let values = Self::row_values(&row).map_err(Ok)?;
-                    if !each(&columns, values).map_err(Ok)? {
-                        break;
-                    }
-                }
-                Ok(count)
-            });
-        match result {
-            Ok(count) => Ok(count),
-            Err(Ok(error)) => Err(error),
-            Err(Err(error)) => Err(self.error(error, sql)),
-        }
-    }
-
-    fn bulk_insert(
-        &mut self,
-        table: &str,
-        columns: &[String],
-        rows: &mut dyn Iterator<Item = Vec<Value>>,
-    ) -> Result<u64, DbError> {
-        self.copy_in(table, columns, rows)
-    }
-
-    fn insert_derived(
-        &mut self,
-        source: &str,
-        params: &[Value],
-        table: &str,
-        columns: &[String],
-        chunk: usize,
-        deriver: &mut dyn RowDeriver,
-    ) -> Result<u64, DbError> {
-        super::in_own_transaction(self, |c| {
-            c.insert_derived_chunks(source, params, table, columns, chunk, deriver)
-        })
-    }
-
-    fn begin(&mut self) -> Result<(), DbError> {
-        // The session checked and set up again, the transaction marked as Ferry's
-        // (session.rs).
-        self.check_session_before_begin()?;
-        self.batch(&format!(
-            "{}; BEGIN; SET LOCAL ferry.transaction = 'on'",
-            self.session_setup()
-        ))?;
-        self.in_transaction = true;
-        Ok(())
-    }
-
-    fn commit(&mut self) -> Result<(), DbError> {
-        if self.in_transaction {
-            self.check_session()?;
-        }
-        // A failed COMMIT ends the transaction too.
-        self.in_transaction = false;
-        self.batch("COMMIT")
-    }
-
-    fn rollback(&mut self) -> Result<(), DbError> {
-        self.in_transaction = false;
-        self.batch("ROLLBACK")
-    }
-
-    fn in_transaction(&self) -> bool {
-        self.in_transaction
-    }
-
-    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {
-        let millis = timeout.map_or(0, |t| t.as_millis().clamp(1, i32::MAX as u128));
-        self.batch(&format!("SET statement_timeout = {millis}"))?;
-        self.statement_timeout = timeout;
-        self.timeout_set = true;
-        self.remember_session()
-    }
-
     fn superuser(&mut self) -> Result<Option<String>, DbError> {
         self.superuser_role()
     }
@@ -762,7 +628,185 @@ impl Connection for PgConnection {
             .clone()
             .map(|w| w as std::sync::Arc<dyn crate::backend::StepWorkers>))
     }
+}
 
+impl Sql for PgConnection {
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        let statement = self.bound_statement(sql, params)?;
+        let start = std::time::Instant::now();
+        let result = self
+            .runtime
+            .block_on(
+                self.client()
+                    .execute_raw(&statement, params.iter().map(Param)),
+            )
+            .map_err(|e| self.error(e, sql));
+        tracing::debug!(elapsed = ?start.elapsed(), rows = ?result.as_ref().ok(), "{sql}");
+        if is_ddl(sql) {
+            // DDL can change what cached statements read ("cached plan must not change
+            // result type"); DDL is rare, so forgetting the cache costs nothing.
+            self.statements.clear();
+        }
+        result
+    }
+
+    fn execute_batch(&mut self, sql: &str) -> Result<(), DbError> {
+        // The batch may change tables that cached statements read.
+        self.statements.clear();
+        self.batch(sql)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        let mut rows = Vec::new();
+        let mut columns = Vec::new();
+        self.query_each(sql, params, &mut |names, row| {
+            if columns.is_empty() {
+                columns = names.to_vec();
+            }
+            rows.push(row);
+            Ok(true)
+        })?;
+        if columns.is_empty() {
+            columns = Self::check_readable(&self.statement(sql)?)?;
+        }
+        Ok(Rows { columns, rows })
+    }
+
+    fn begin(&mut self) -> Result<(), DbError> {
+        // The session checked and set up again, the transaction marked as Ferry's
+        // (session.rs).
+        self.check_session_before_begin()?;
+        self.batch(&format!(
+            "{}; BEGIN; SET LOCAL ferry.transaction = 'on'",
+            self.session_setup()
+        ))?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), DbError> {
+        if self.in_transaction {
+            self.check_session()?;
+        }
+        // A failed COMMIT ends the transaction too.
+        self.in_transaction = false;
+        self.batch("COMMIT")
+    }
+
+    fn rollback(&mut self) -> Result<(), DbError> {
+        self.in_transaction = false;
+        self.batch("ROLLBACK")
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    fn set_statement_timeout(&mut self, timeout: Option<Duration>) -> Result<(), DbError> {
+        let millis = timeout.map_or(0, |t| t.as_millis().clamp(1, i32::MAX as u128));
+        self.batch(&format!("SET statement_timeout = {millis}"))?;
+        self.statement_timeout = timeout;
+        self.timeout_set = true;
+        self.remember_session()
+    }
+
+    fn begin_rehearsal(&mut self) -> Result<(), DbError> {
+        if !self.in_transaction {
+            self.begin()?;
+        }
+        let sequences = self.catalogue(
+            "SELECT c.relname, s.seqincrement, s.seqmin, s.seqmax FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_sequence s ON s.seqrelid = c.oid \
+             WHERE c.relkind = 'S' AND n.nspname = $1 ORDER BY c.relname",
+            &[&self.schema],
+        )?;
+        for row in sequences {
+            let name: String = row.get(0);
+            let increment: i64 = row.get(1);
+            let seq = format!("{}.{}", ddl::ident(&self.schema), ddl::ident(&name));
+            let state = self.catalogue(&format!("SELECT last_value, is_called FROM {seq}"), &[])?;
+            let Some(state) = state.first() else { continue };
+            let (last, called): (i64, bool) = (state.get(0), state.get(1));
+            let (min, max): (i64, i64) = (row.get(2), row.get(3));
+            let next = if called {
+                last.checked_add(increment)
+            } else {
+                Some(last)
+            };
+            // A sequence at its end draws nothing more (nextval fails), so it needs nothing.
+            if let Some(next) = next.filter(|n| (min..=max).contains(n)) {
+                self.batch(&format!("ALTER SEQUENCE {seq} RESTART WITH {next}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Streaming for PgConnection {
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        each: &mut RowCallback<'_>,
+    ) -> Result<u64, DbError> {
+        let statement = self.bound_statement(sql, params)?;
+        let columns = Self::check_readable(&statement)?;
+        let client = self
+            .client
+            .as_ref()
+            .expect("the client lives as long as the connection");
+        let result: Result<u64, Result<DbError, tokio_postgres::Error>> =
+            self.runtime.block_on(async {
+                let stream = client
+                    .query_raw(&statement, params.iter().map(Param))
+                    .await
+                    .map_err(Err)?;
+                let mut stream = pin!(stream);
+                let mut count = 0u64;
+                while let Some(row) = stream.try_next().await.map_err(Err)? {
+                    count += 1;
+                    let values = Self::row_values(&row).map_err(Ok)?;
+                    if !each(&columns, values).map_err(Ok)? {
+                        break;
+                    }
+                }
+                Ok(count)
+            });
+        match result {
+            Ok(count) => Ok(count),
+            Err(Ok(error)) => Err(error),
+            Err(Err(error)) => Err(self.error(error, sql)),
+        }
+    }
+}
+
+impl Bulk for PgConnection {
+    fn bulk_insert(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        rows: &mut dyn Iterator<Item = Vec<Value>>,
+    ) -> Result<u64, DbError> {
+        self.copy_in(table, columns, rows)
+    }
+
+    fn insert_derived(
+        &mut self,
+        source: &str,
+        params: &[Value],
+        table: &str,
+        columns: &[String],
+        chunk: usize,
+        deriver: &mut dyn RowDeriver,
+    ) -> Result<u64, DbError> {
+        super::in_own_transaction(self, |c| {
+            c.insert_derived_chunks(source, params, table, columns, chunk, deriver)
+        })
+    }
+}
+
+impl Introspect for PgConnection {
     fn tables(&mut self, like_pattern: &str) -> Result<Vec<String>, DbError> {
         Ok(self
             .catalogue(introspect::TABLES, &[&self.schema, &like_pattern])?
@@ -774,7 +818,7 @@ impl Connection for PgConnection {
     fn columns(&mut self, table: &str) -> Result<Vec<ColumnInfo>, DbError> {
         let rows = self.catalogue(introspect::COLUMNS, &[&self.schema, &table])?;
         if rows.is_empty() && !self.table_exists(table)? {
-            return Err(DbError::Other(format!(
+            return Err(DbError::other(format!(
                 "table {table} does not exist in schema {}",
                 self.schema
             )));
@@ -823,39 +867,9 @@ impl Connection for PgConnection {
             })
             .collect())
     }
+}
 
-    fn begin_rehearsal(&mut self) -> Result<(), DbError> {
-        if !self.in_transaction {
-            self.begin()?;
-        }
-        let sequences = self.catalogue(
-            "SELECT c.relname, s.seqincrement, s.seqmin, s.seqmax FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace \
-             JOIN pg_sequence s ON s.seqrelid = c.oid \
-             WHERE c.relkind = 'S' AND n.nspname = $1 ORDER BY c.relname",
-            &[&self.schema],
-        )?;
-        for row in sequences {
-            let name: String = row.get(0);
-            let increment: i64 = row.get(1);
-            let seq = format!("{}.{}", ddl::ident(&self.schema), ddl::ident(&name));
-            let state = self.catalogue(&format!("SELECT last_value, is_called FROM {seq}"), &[])?;
-            let Some(state) = state.first() else { continue };
-            let (last, called): (i64, bool) = (state.get(0), state.get(1));
-            let (min, max): (i64, i64) = (row.get(2), row.get(3));
-            let next = if called {
-                last.checked_add(increment)
-            } else {
-                Some(last)
-            };
-            // A sequence at its end draws nothing more (nextval fails), so it needs nothing.
-            if let Some(next) = next.filter(|n| (min..=max).contains(n)) {
-                self.batch(&format!("ALTER SEQUENCE {seq} RESTART WITH {next}"))?;
-            }
-        }
-        Ok(())
-    }
-
+impl Ddl for PgConnection {
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError> {
         let rewritten = match change {
             SchemaChange::RewriteTables(rewrites) => {
@@ -885,7 +899,9 @@ impl Connection for PgConnection {
         self.batch(&statements.join(";\n"))?;
         Ok(statements)
     }
+}
 
+impl Locking for PgConnection {
     fn try_lock(&mut self, _holder: &LockHolder) -> Result<LockAttempt, DbError> {
         if self.lock_held {
             return Ok(LockAttempt::Acquired);

@@ -178,11 +178,11 @@ pub fn prepare(
     }
     let columns = conn.columns(t)?;
     if columns.is_empty() {
-        return Err(DbError::Other(format!("no table named {t}")));
+        return Err(DbError::other(format!("no table named {t}")));
     }
     for c in &rw.columns {
         if !columns.iter().any(|col| col.name == c.column) {
-            return Err(DbError::Other(format!(
+            return Err(DbError::other(format!(
                 "table {t} has no column {}",
                 c.column
             )));
@@ -254,7 +254,7 @@ pub fn prepare(
         &mut ran,
     )? as i64;
     if copied != before {
-        return Err(DbError::Other(format!(
+        return Err(DbError::other(format!(
             "rewriting {t} would keep {copied} of its {before} rows: the join must match every row exactly once"
         )));
     }
@@ -372,14 +372,14 @@ fn swap_copies(
     for t in tables {
         let copy = staged_name(t);
         if !conn.table_exists(&copy)? {
-            return Err(DbError::Other(format!(
+            return Err(DbError::other(format!(
                 "table {t} has no rewritten copy {copy} to swap in: its rewrite has not run"
             )));
         }
         if recount {
             let (old, new) = (count(conn, t)?, count(conn, &copy)?);
             if old != new {
-                return Err(DbError::Other(format!(
+                return Err(DbError::other(format!(
                     "table {t} holds {old} rows but its rewritten copy {new}: the table was \
                      written after its rewrite ran; run that rewrite again"
                 )));

@@ -122,7 +122,7 @@ impl PgConnection {
     pub(super) fn check_session(&mut self) -> Result<(), DbError> {
         let problem = match self.session_problem(true) {
             Ok(None) => return Ok(()),
-            Ok(Some(problem)) => DbError::Other(format!(
+            Ok(Some(problem)) => DbError::other(format!(
                 "{problem}; the transaction was rolled back instead of committed"
             )),
             Err(e) => e,
@@ -140,7 +140,7 @@ impl PgConnection {
             return Ok(());
         };
         let _ = self.batch(&self.session_setup());
-        Err(DbError::Other(format!(
+        Err(DbError::other(format!(
             "{problem} (outside a transaction); Ferry set the session up again"
         )))
     }

@@ -10,9 +10,9 @@
 //! (the coordinating connection holds it while the steps run).
 
 use super::connect::{PgClient, Settings};
-use super::{error_text, PgConnection};
+use super::{classified, error_text, PgConnection};
 use crate::backend::pg_runtime::IoRuntime;
-use crate::backend::{Connection, DbError, StepWorkers};
+use crate::backend::{Connection, DbError, Sql, StepWorkers};
 use std::time::Duration;
 
 /// A pool of connections for parallel steps.
@@ -34,10 +34,7 @@ impl PgStepWorkers {
         shown: &str,
         statement_timeout: Option<Duration>,
     ) -> Result<PgStepWorkers, DbError> {
-        let failed = |message: String| DbError::Connect {
-            url: shown.into(),
-            message,
-        };
+        let failed = |message: String| DbError::connect(shown, message);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(jobs.clamp(1, 4))
             .thread_name("ferry-step-pool")
@@ -67,17 +64,14 @@ impl PgStepWorkers {
 
 impl StepWorkers for PgStepWorkers {
     fn connection(&self) -> Result<Box<dyn Connection + Send>, DbError> {
-        let failed = |message: String| DbError::Connect {
-            url: self.shown.clone(),
-            message,
-        };
+        let failed = |message: String| DbError::connect(self.shown.clone(), message);
         // Checked out (and, the first time, connected) on the pool's runtime, which
         // then runs the connection's task.
         let object = self
             .runtime
             .block_on(self.pool.get())
             .map_err(|e| match e {
-                deadpool_postgres::PoolError::Backend(e) => failed(error_text(&e)),
+                deadpool_postgres::PoolError::Backend(e) => classified(failed(error_text(&e)), e),
                 other => failed(other.to_string()),
             })?;
         let io =

@@ -113,14 +113,14 @@ fn foreign_key_sql(key: &ForeignKeyDef) -> String {
 pub fn create_table_sql(def: &TableDef, as_name: &str) -> Result<String, DbError> {
     let auto: Vec<&ColumnDef> = def.columns.iter().filter(|c| c.auto_increment).collect();
     if auto.len() > 1 {
-        return Err(DbError::Unsupported(format!(
+        return Err(DbError::unsupported(format!(
             "table {}: more than one auto-increment column",
             def.name
         )));
     }
     if let (Some(c), Some((_, cols))) = (auto.first(), &def.primary_key) {
         if cols.len() != 1 || cols[0] != c.name {
-            return Err(DbError::Unsupported(format!(
+            return Err(DbError::unsupported(format!(
                 "table {}: the auto-increment column {} must be the whole primary key",
                 def.name, c.name
             )));
@@ -305,7 +305,7 @@ pub(super) fn with_checks(create: String, checks: &[String]) -> String {
 /// The table's current definition as Ferry would write it.
 pub(super) fn current_definition(raw: &Raw, table: &str) -> Result<TableDef, DbError> {
     if introspect::create_sql(raw, table)?.is_none() {
-        return Err(DbError::Other(format!("no table named {table}")));
+        return Err(DbError::other(format!("no table named {table}")));
     }
     let auto = introspect::autoincrement_columns(raw, table)?;
     let columns = introspect::columns(raw, table)?
@@ -351,7 +351,7 @@ fn find_column<'a>(def: &'a mut TableDef, column: &str) -> Result<&'a mut Column
     def.columns
         .iter_mut()
         .find(|c| c.name.eq_ignore_ascii_case(column))
-        .ok_or_else(|| DbError::Other(format!("table {table} has no column {column}")))
+        .ok_or_else(|| DbError::other(format!("table {table} has no column {column}")))
 }
 
 /// Applies `change` to `def`; returns the expressions that fill each new column
@@ -407,7 +407,7 @@ fn reshape(def: &mut TableDef, change: &SchemaChange) -> Result<Vec<(String, Str
         }
         SchemaChange::AddPrimaryKey { name, columns, .. } => {
             if let Some((existing, _)) = &def.primary_key {
-                return Err(DbError::Other(format!(
+                return Err(DbError::other(format!(
                     "table {} already has a primary key {existing}",
                     def.name
                 )));
@@ -438,14 +438,14 @@ fn reshape(def: &mut TableDef, change: &SchemaChange) -> Result<Vec<(String, Str
                     def.foreign_keys.len(),
                 )
             {
-                return Err(DbError::Other(format!(
+                return Err(DbError::other(format!(
                     "table {} has no constraint named {name}",
                     def.name
                 )));
             }
         }
         other => {
-            return Err(DbError::Unsupported(format!(
+            return Err(DbError::unsupported(format!(
                 "the SQLite backend cannot apply {other:?}"
             )))
         }
@@ -464,7 +464,7 @@ fn rebuild(raw: &Raw, change: &SchemaChange) -> Result<Vec<String>, DbError> {
         | SchemaChange::AddPrimaryKey { table, .. }
         | SchemaChange::DropConstraint { table, .. } => table.clone(),
         other => {
-            return Err(DbError::Unsupported(format!(
+            return Err(DbError::unsupported(format!(
                 "the SQLite backend cannot apply {other:?}"
             )))
         }
@@ -529,7 +529,7 @@ fn rebuild(raw: &Raw, change: &SchemaChange) -> Result<Vec<String>, DbError> {
     if !own_transaction && fk_enforced {
         let children = referencing_tables(raw, &table)?;
         if !children.is_empty() {
-            return Err(DbError::Unsupported(format!(
+            return Err(DbError::unsupported(format!(
                 "cannot rebuild table {table} inside a transaction while {} reference it: SQLite cannot turn \
                  foreign keys off inside a transaction, and dropping the old table would apply their ON DELETE \
                  rules; run this change outside a transaction",
@@ -611,12 +611,13 @@ pub(super) fn check_foreign_keys(raw: &Raw) -> Result<(), DbError> {
             )
         })
         .collect();
-    Err(DbError::Statement {
-        message: format!(
+    Err(DbError::statement(
+        format!(
             "the rebuild left {} foreign key violation(s): {}",
             violations.len(),
             first.join("; ")
         ),
-        sql: sql.into(),
-    })
+        sql,
+    )
+    .with_kind(crate::backend::DbErrorKind::ForeignKeyViolation))
 }

@@ -133,13 +133,14 @@ impl DeferredKeys {
         if violations.is_empty() {
             Ok(())
         } else {
-            Err(DbError::Statement {
-                message: format!(
+            Err(DbError::statement(
+                format!(
                     "the step left foreign key violation(s): {}",
                     violations.join("; ")
                 ),
-                sql: "foreign key check at commit".into(),
-            })
+                "foreign key check at commit",
+            )
+            .with_kind(crate::backend::DbErrorKind::ForeignKeyViolation))
         }
     }
 }

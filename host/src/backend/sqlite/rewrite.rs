@@ -54,10 +54,9 @@ pub type Rewritten = (Vec<String>, Vec<OwedKey>);
 
 /// The refusal outside a transaction that checks foreign keys at commit.
 pub fn needs_keys_checked_at_commit() -> DbError {
-    DbError::Unsupported(
+    DbError::unsupported(
         "rewriting tables on SQLite needs a transaction that checks foreign keys at commit: \
-         run it in a step declared with #{ foreign_keys: \"at_commit\" }"
-            .into(),
+         run it in a step declared with #{ foreign_keys: \"at_commit\" }",
     )
 }
 
@@ -116,7 +115,7 @@ pub fn prepare(
             .iter_mut()
             .find(|d| d.name == c.column)
             .ok_or_else(|| {
-                DbError::Other(format!("table {} has no column {}", rw.table, c.column))
+                DbError::other(format!("table {} has no column {}", rw.table, c.column))
             })?;
         col.data_type = c.data_type.clone();
         // The old integer sequence goes with the old type.
@@ -166,7 +165,7 @@ pub fn prepare(
         &mut ran,
     )? as i64;
     if copied != before {
-        return Err(DbError::Other(format!(
+        return Err(DbError::other(format!(
             "rewriting {} would keep {copied} of its {before} rows: the join must match every row exactly once",
             rw.table
         )));
@@ -191,14 +190,14 @@ fn swap_copies(raw: &Raw, tables: &[String], recount: bool) -> Result<Rewritten,
     for t in tables {
         let copy = staged_name(t);
         if introspect::create_sql(raw, &copy)?.is_none() {
-            return Err(DbError::Other(format!(
+            return Err(DbError::other(format!(
                 "table {t} has no rewritten copy {copy} to swap in: its rewrite has not run"
             )));
         }
         if recount {
             let (old, new) = (count(raw, t)?, count(raw, &copy)?);
             if old != new {
-                return Err(DbError::Other(format!(
+                return Err(DbError::other(format!(
                     "table {t} holds {old} rows but its rewritten copy {new}: the table was \
                      written after its rewrite ran; run that rewrite again"
                 )));

@@ -36,7 +36,7 @@ struct Shape {
 /// statement) inside the open transaction; returns the statements run.
 pub fn replace(raw: &Raw, table: &str, sql: &str) -> Result<Vec<String>, DbError> {
     let refuse = |why: String| {
-        DbError::Other(format!(
+        DbError::other(format!(
             "cannot replace the stored definition of {table}: {why}"
         ))
     };
