@@ -219,3 +219,38 @@ fn universe_0_from_6_0_1() {
         assert_schema(&repo, &schema_601, "the hand-made 6.0.1 one");
     }
 }
+
+/// Universe 8 at 6.0.0: visit.day_obs is NULL-able there, which the dimensions-config
+/// probe takes for daf_butler_migrate's gap (`daf_butler-universe-8`); a plain `upgrade`
+/// then runs both that repair and 6.0.2, each adding only what is missing, and reaches
+/// a fresh universe-8 repository's schema. SQLite only (the two backends' steps are
+/// covered above).
+#[test]
+fn universe_8_with_the_day_obs_repair() {
+    let test = "universe_8_with_the_day_obs_repair";
+    let b = Backend::Sqlite;
+    let Some(repo) = RealRepo::make_with(test, b, 8, &["--dimensions-version", "6.0.0"]) else {
+        return;
+    };
+    let (schema_fresh, _) = fresh(test, b, 8);
+    repo.ferry_ok(&["adopt"]);
+    assert_eq!(
+        repo.current("dimensions-config"),
+        ["daf_butler-universe-8"],
+        "[{b:?}] the NULL-able visit.day_obs looks like the gap"
+    );
+    repo.ferry_ok(&["upgrade"]);
+    assert_eq!(
+        repo.current("dimensions"),
+        ["daf_butler-dimensions-6.0.2"],
+        "[{b:?}]"
+    );
+    assert_eq!(
+        repo.current("dimensions-config"),
+        ["daf_butler-universe-8-bugfix-1"],
+        "[{b:?}]"
+    );
+    repo.ferry_ok(&["check"]);
+    assert_eq!(repo.versions()["dimensions"], "6.0.2", "[{b:?}]");
+    assert_schema(&repo, &schema_fresh, "a fresh universe-8 repository");
+}
