@@ -81,6 +81,18 @@ fn real_revisions_declare_daf_butler_migrate_ids() {
             "0.2.1",
         ),
         (
+            "dimensions/daf_butler-dimensions-6.0.0.rhai",
+            "dimensions",
+            "StaticDimensionRecordStorageManager",
+            "6.0.0",
+        ),
+        (
+            "dimensions/daf_butler-dimensions-6.0.1.rhai",
+            "dimensions",
+            "StaticDimensionRecordStorageManager",
+            "6.0.1",
+        ),
+        (
             "dimensions/daf_butler-dimensions-6.0.2.rhai",
             "dimensions",
             "StaticDimensionRecordStorageManager",

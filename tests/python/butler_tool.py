@@ -34,6 +34,12 @@ text with only the key's column list changed, PostgreSQL: the constraint
 dataset_location_trash_pkey dropped and re-added) and sets the version row to 0.2.0
 (old_datastores).
 
+`make --dimensions-version 6.0.0` (or 6.0.1) makes the dimensions manager's older state
+by hand, since today's daf_butler creates 6.0.2 only: NOT NULL taken from every implied
+dimension column of the stored universe (the columns 6.0.2 made NOT NULL), the four
+skypix overlap indexes of 6.0.1 dropped (6.0.0 only), and the version row set
+(old_dimensions).
+
   versions  open a repository read-write with the real daf_butler and print the schema
             version of each of its managers as daf_butler reads it from
             butler_attributes.
@@ -41,6 +47,7 @@ dataset_location_trash_pkey dropped and re-added) and sets the version row to 0.
 Usage:
   python butler_tool.py make --universe U --root DIR [--pg URL --schema NAME] [--n N]
                              [--datasets-version 1.0.0] [--datastores-version 0.2.0]
+                             [--dimensions-version 6.0.0|6.0.1]
   python butler_tool.py describe (--sqlite FILE | --pg URL --schema NAME) [--defaults]
   python butler_tool.py diff FIRST.json SECOND.json
   python butler_tool.py judge --root DIR
@@ -226,6 +233,10 @@ def make(args) -> None:
         old_datastores(butler)
     elif args.datastores_version not in (None, "0.2.1"):
         raise SystemExit(f"butler_tool: --datastores-version {args.datastores_version}: only 0.2.0 (by hand) or 0.2.1")
+    if args.dimensions_version in ("6.0.0", "6.0.1"):
+        old_dimensions(butler, args.dimensions_version)
+    elif args.dimensions_version not in (None, "6.0.2"):
+        raise SystemExit(f"butler_tool: --dimensions-version {args.dimensions_version}: only 6.0.0 or 6.0.1 (by hand) or 6.0.2")
     json.dump({"universe": universe.version, "datasets": made}, sys.stdout)
     print()
 
@@ -297,6 +308,86 @@ def old_datastores(butler) -> None:
                 f"ALTER TABLE {trash} ADD CONSTRAINT dataset_location_trash_pkey PRIMARY KEY (datastore_name, dataset_id)"))
         c.execute(sqlalchemy.text(f"UPDATE {q('butler_attributes')} SET value = '0.2.0' WHERE name = :n"),
                   {"n": f"version:{DATASTORES_MANAGER}"})
+
+
+DIMENSIONS_MANAGER = "lsst.daf.butler.registry.dimensions.static.StaticDimensionRecordStorageManager"
+# The indexes StaticDimensionRecordStorageManager 6.0.1 added: table -> columns
+# (daf_butler names them {table}_idx_{columns}, shortened by its own rule on PostgreSQL).
+OVERLAP_INDEXES = {
+    "patch_skypix_overlap": ["skypix_system", "skypix_level", "skypix_index", "skymap", "tract", "patch"],
+    "tract_skypix_overlap": ["skypix_system", "skypix_level", "skypix_index", "skymap", "tract"],
+    "visit_detector_region_skypix_overlap": ["skypix_system", "skypix_level", "skypix_index", "instrument",
+                                             "detector", "visit"],
+    "visit_skypix_overlap": ["skypix_system", "skypix_level", "skypix_index", "instrument", "visit"],
+}
+
+
+def implied_columns(config: dict, tables: set[str]) -> list[tuple[str, str]]:
+    """(element, implied) of every element of the stored universe that implies another,
+    both having tables: the columns StaticDimensionRecordStorageManager 6.0.2 made NOT NULL."""
+    out = []
+    for element, spec in config["elements"].items():
+        for other in (spec or {}).get("implies") or []:
+            if element in tables and other in tables:
+                out.append((element, other))
+    return out
+
+
+def old_dimensions(butler, version: str) -> None:
+    """Turns the fresh 6.0.2 dimensions schema into 6.0.1 or 6.0.0 by hand: NOT NULL taken
+    from every implied dimension column (both), the four skypix overlap indexes dropped
+    (6.0.0), the version row set. SQLite: each table concerned rebuilt from its stored
+    CREATE TABLE text with " NOT NULL" taken off those columns' lines (foreign keys off,
+    rows copied through a temporary table, the table's indexes created again)."""
+    import sqlalchemy
+
+    db = butler._registry._db
+    q = (lambda name: f'"{db.namespace}".{name}') if db.namespace else (lambda name: name)
+    inspector = sqlalchemy.inspect(db._engine)
+    tables = set(inspector.get_table_names(schema=db.namespace))
+    with db._engine.begin() as c:
+        stored = c.execute(sqlalchemy.text(f"SELECT value FROM {q('butler_attributes')} WHERE name = :n"),
+                           {"n": "config:dimensions.json"}).scalar()
+    columns = implied_columns(json.loads(stored), tables)
+    if db._engine.dialect.name == "sqlite":
+        import sqlite3
+
+        by_table: dict[str, list[str]] = {}
+        for table, column in columns:
+            by_table.setdefault(table, []).append(column)
+        con = sqlite3.connect(db._engine.url.database, isolation_level=None)
+        con.execute("PRAGMA foreign_keys = OFF")
+        con.execute("BEGIN")
+        for table, cols in by_table.items():
+            sql = con.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()[0]
+            indexes = [r[0] for r in con.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,))]
+            for col in cols:
+                line = next((line for line in sql.split("\n")
+                             if line.strip().startswith((f"{col} ", f'"{col}" ')) and line.rstrip().endswith("NOT NULL,")),
+                            None)
+                if line is None:
+                    raise SystemExit(f"butler_tool: no NOT NULL line for {table}.{col} in {sql}")
+                sql = sql.replace(line, line.replace(" NOT NULL,", ","), 1)
+            con.execute(f'CREATE TEMP TABLE ferry_rows AS SELECT * FROM "{table}"')
+            con.execute(f'DROP TABLE "{table}"')
+            con.execute(sql)
+            con.execute(f'INSERT INTO "{table}" SELECT * FROM temp.ferry_rows')
+            con.execute("DROP TABLE temp.ferry_rows")
+            for index in indexes:
+                con.execute(index)
+        con.execute("COMMIT")
+        con.close()
+    with db._engine.begin() as c:
+        if db._engine.dialect.name != "sqlite":
+            for table, column in columns:
+                c.execute(sqlalchemy.text(f'ALTER TABLE {q(table)} ALTER COLUMN "{column}" DROP NOT NULL'))
+        if version == "6.0.0":
+            for table, cols in OVERLAP_INDEXES.items():
+                name = db.shrinkDatabaseEntityName("_".join([table, "idx"] + cols))
+                c.execute(sqlalchemy.text(f"DROP INDEX {q(name)}"))
+        c.execute(sqlalchemy.text(f"UPDATE {q('butler_attributes')} SET value = :v WHERE name = :n"),
+                  {"v": version, "n": f"version:{DIMENSIONS_MANAGER}"})
 
 
 # --- describe ---------------------------------------------------------------------
@@ -531,6 +622,7 @@ def main() -> None:
     m.add_argument("--schema")
     m.add_argument("--n", type=int, default=200, help="scale of the data set (exposures per instrument = N // 40, at least 2)")
     m.add_argument("--datasets-version", help="the datasets manager's schema version (1.0.0 or 2.0.0; default: daf_butler's)")
+    m.add_argument("--dimensions-version", help="the dimensions manager's schema version (6.0.0 or 6.0.1: made by hand; default: daf_butler's 6.0.2)")
     m.add_argument("--datastores-version", help="the datastores manager's schema version (0.2.0: made by hand; default: daf_butler's)")
     d = sub.add_parser("describe")
     d.add_argument("--sqlite")
