@@ -6,7 +6,6 @@ use super::status::{status_over, Status};
 use super::{changed_scripts, changes, upgrade_plan, Error, FileChange, Migrator};
 use crate::digest::{self, SchemaDigest};
 use crate::ledger::{self, HistoryEntry};
-use crate::source::Source;
 use crate::target;
 
 impl Migrator {

@@ -3,12 +3,10 @@
 
 use super::lockset::LockSet;
 use super::{Error, Migrator, UpgradeOptions};
-use crate::backend::DbUrl;
 use crate::metadata::RevisionMeta;
 use crate::observer::{Observer, Silent};
 use crate::runner::Report;
 use crate::source::Source;
-use std::path::PathBuf;
 use std::rc::Rc;
 
 /// How a dry run runs for a migrator: on a scratch copy (the migrator of the copy), and

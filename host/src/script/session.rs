@@ -148,7 +148,7 @@ impl Session {
     /// transaction that commits with the revision's ledger record.
     pub fn before_statement(&mut self, writes: bool) -> Result<(), Refused> {
         if self.poisoned {
-            return Err(Refused::Db(DbError::other(POISONED.into())));
+            return Err(Refused::Db(DbError::other(POISONED)));
         }
         if self.steps.before_statement(writes)? && !self.conn.in_transaction() {
             self.conn.begin()?;
@@ -181,7 +181,7 @@ impl Session {
             let rev = self
                 .revision
                 .clone()
-                .ok_or_else(|| DbError::other("no revision is running".into()))?;
+                .ok_or_else(|| DbError::other("no revision is running"))?;
             let value = f(self.conn.as_mut(), &rev, &self.actor)?;
             self.finish_transaction()?;
             Ok(value)
