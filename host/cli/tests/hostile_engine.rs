@@ -21,7 +21,7 @@ use common::TestDb;
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/hostile")
+        .join("../../tests/fixtures/hostile")
         .canonicalize()
         .expect("tests/fixtures/hostile exists")
 }

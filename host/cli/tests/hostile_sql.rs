@@ -49,7 +49,7 @@ fn downgrade(db) {
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/hostile")
+        .join("../../tests/fixtures/hostile")
         .canonicalize()
         .expect("tests/fixtures/hostile")
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 fn checkout() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
+        .join("../..")
         .canonicalize()
         .expect("the checkout")
 }

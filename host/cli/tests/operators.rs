@@ -7,11 +7,11 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_ferry");
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/operators/shop/scripts")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/operators/shop/scripts")
 }
 
 fn reference_scripts() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts")
 }
 
 struct Out {
@@ -494,7 +494,8 @@ fn show_plan_heads_graph() {
         "{graph}"
     );
     assert_eq!(ferry(dir.path(), db, &s, &["show", "nope"]).code, 2);
-    let merge = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/trees/merge/scripts");
+    let merge =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/trees/merge/scripts");
     let graph = ferry(dir.path(), db, &merge, &["graph"]).stdout;
     assert!(
         graph.contains("| \\\n") && graph.contains("| /\n"),

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 fn shop() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/operators/shop/scripts")
+        .join("../../tests/fixtures/operators/shop/scripts")
         .canonicalize()
         .expect("shop fixture")
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 fn trees() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/operators/reset/scripts")
+        .join("../../tests/fixtures/operators/reset/scripts")
         .canonicalize()
         .expect("reset fixture")
 }

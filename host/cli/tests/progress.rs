@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 fn trees() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/operators/progress/scripts")
+        .join("../../tests/fixtures/operators/progress/scripts")
         .canonicalize()
         .expect("progress fixture")
 }

@@ -1,5 +1,5 @@
 //! The real daf_butler trees on repositories that the real daf_butler made, judged by
-//! the real daf_butler (host/tests/real_butler_support, tests/python/butler_tool.py).
+//! the real daf_butler (host/cli/tests/real_butler_support, tests/python/butler_tool.py).
 //! Every test runs on SQLite and on PostgreSQL; without FERRY_TEST_PYTHON (or, for the
 //! PostgreSQL half, FERRY_TEST_PG_URL) it prints a skip line.
 

@@ -2,7 +2,7 @@
 //! to `butler_attributes`): `ferry adopt` maps its rows to Ferry's revisions and refuses
 //! a disagreement naming both records; every upgrade, downgrade and stamp keeps the
 //! table at the rows daf_butler_migrate would have. The repositories are made by the
-//! real daf_butler (host/tests/real_butler_support); the test writes `alembic_version`
+//! real daf_butler (host/cli/tests/real_butler_support); the test writes `alembic_version`
 //! as `butler migrate stamp` does: one row per manager of `butler_attributes` (and one
 //! for the dimension universe), each the Alembic id daf_butler_migrate derives from the
 //! manager's type, class and version.

@@ -1,7 +1,7 @@
 //! daf_butler universe 5 -> 6 (the group and day_obs dimensions, the `day_obs_offset`
 //! hook of the instrument plugins) and the repair of daf_butler_migrate's visit.day_obs
 //! gap, on repositories the real daf_butler made, judged by the real daf_butler
-//! (host/tests/real_butler_support). SQLite and PostgreSQL; without FERRY_TEST_PYTHON
+//! (host/cli/tests/real_butler_support). SQLite and PostgreSQL; without FERRY_TEST_PYTHON
 //! (or FERRY_TEST_PG_URL for the PostgreSQL half) a skip line is printed.
 
 mod real_butler_support;

@@ -1,6 +1,7 @@
 //! Steps, batches and non-transactional steps on both backends, and a real kill of the
 //! `ferry` binary between batches: a rerun resumes without repeating or skipping a row.
 
+#[path = "../../ferry/tests/script_support/mod.rs"]
 mod script_support;
 use ferry::backend::Value;
 

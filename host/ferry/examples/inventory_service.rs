@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The code is written for version 1.1 of the `app` tree and 1.0 of `install`
-//! (tests/fixtures/embed/base). `host/tests/example_app.rs` runs [`start`] against
+//! (tests/fixtures/embed/base). `host/ferry/tests/example_app.rs` runs [`start`] against
 //! every repository state, so this example cannot rot.
 
 use ferry::compat::Access;

@@ -8,7 +8,7 @@
 //! cargo run --example pool_service -- sqlite:inventory.sqlite - tests/fixtures/embed/base
 //! ```
 //!
-//! `host/tests/embed_async.rs` runs [`start`] on current-thread and multi-threaded
+//! `host/ferry/tests/embed_async.rs` runs [`start`] on current-thread and multi-threaded
 //! runtimes against PostgreSQL and SQLite, so this example cannot rot.
 
 use ferry::compat::Access;

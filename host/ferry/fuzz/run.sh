@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs one fuzz target for a while: `host/fuzz/run.sh metadata 600` (or `target`).
+# Runs one fuzz target for a while: `host/ferry/fuzz/run.sh metadata 600` (or `target`).
 #
 # Seeds the working corpus (corpus/TARGET, not committed) from the repository's own
 # scripts (metadata) or seeds/target (target), then runs libFuzzer in one process with
@@ -10,7 +10,7 @@ set -euo pipefail
 target=${1:?usage: run.sh metadata|target [SECONDS]}
 seconds=${2:-600}
 cd "$(dirname "$0")"
-repo=$(cd ../.. && pwd)
+repo=$(cd ../../.. && pwd)
 mkdir -p "corpus/$target"
 case "$target" in
 metadata)

@@ -76,12 +76,16 @@ impl fmt::Display for TreeVersion {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Access {
+    /// No use: the code cannot work with this tree's data.
     Refuse,
+    /// Reading only.
     Read,
+    /// Reading and writing.
     Write,
 }
 
 impl Access {
+    /// The lower-case name (`refuse`, `read`, `write`).
     pub fn as_str(self) -> &'static str {
         match self {
             Access::Refuse => "refuse",

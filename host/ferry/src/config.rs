@@ -7,27 +7,53 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Why the configuration (`ferry.toml`, `--set`) cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// The config file cannot be read.
     #[error("cannot read config file {path}: {message}")]
-    Read { path: PathBuf, message: String },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The config file is not valid TOML.
     #[error("config file {path} is not valid TOML: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A `--set` argument is not `KEY=VALUE`.
     #[error("--set {0:?} must look like KEY=VALUE")]
     Set(String),
+    /// A value has the wrong type.
     #[error("configuration key {key} must be {expected}, found {found}")]
     Type {
+        /// The key.
         key: String,
+        /// The type it must have.
         expected: &'static str,
+        /// What it has.
         found: String,
     },
     #[error("unknown configuration key {key} (did you mean {closest}?)")]
-    UnknownLimit { key: String, closest: &'static str },
+    /// A limit key no limit has.
+    UnknownLimit {
+        /// The key.
+        key: String,
+        /// The closest known key.
+        closest: &'static str,
+    },
     /// A [`ConfigError::Type`] with where the value came from (`--set`, or the file).
     #[error("{origin}: {error}")]
     From {
+        /// Where the value came from.
         origin: String,
+        /// What is wrong with it.
         error: Box<ConfigError>,
     },
 }
@@ -241,7 +267,7 @@ pub const MAX_JOBS: u64 = 64;
 /// `jobs`: how many steps that may run concurrently (the table steps of
 /// `schema::rewrite_tables(…, #{ steps: true })`) run at the same time, each on its own
 /// connection of a pool (PostgreSQL; SQLite runs steps one at a time). `None` when
-/// unset: the backend's default ([`crate::backend::Connection::default_jobs`]).
+/// unset: the backend's default (`backend::Connection::default_jobs`).
 pub fn jobs(config: &ConfigMap) -> Result<Option<usize>, ConfigError> {
     match config.get(JOBS_KEY) {
         None => Ok(None),

@@ -106,20 +106,35 @@ pub struct StepRecord {
 /// One row of `ferry_history`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct HistoryEntry {
+    /// The row's id (increasing).
     pub id: i64,
+    /// The revision run.
     pub revision: String,
+    /// The tree it belongs to.
     pub tree: String,
+    /// `upgrade`, `downgrade`, `stamp`, … (what was done).
     pub direction: String,
+    /// The script's checksum when it ran.
     pub checksum: String,
+    /// When it started (seconds since the Unix epoch).
     pub started_at: i64,
+    /// When it ended (seconds since the Unix epoch).
     pub finished_at: i64,
+    /// How long it took, in milliseconds.
     pub duration_ms: i64,
+    /// Rows the run reported.
     pub rows: i64,
+    /// How it ended (e.g. `applied`, `failed`).
     pub outcome: String,
+    /// The error, when it failed.
     pub error: Option<String>,
+    /// The host that ran it.
     pub host: String,
+    /// The user who ran it.
     pub username: String,
+    /// The process id that ran it.
     pub pid: i64,
+    /// An operator's note (e.g. the reason given to `accept`).
     pub note: Option<String>,
 }
 

@@ -695,6 +695,7 @@ pub fn read_revision(path: &Path, root: &Path) -> Result<RevisionMeta, Vec<Metad
 }
 
 /// Reads the metadata of a revision from its source text (`path` names it in messages).
+#[cfg(any(test, feature = "internals"))]
 pub fn revision_from_source(
     path: &Path,
     root: &Path,

@@ -8,7 +8,7 @@
 //! ```
 //! use ferry::migrator::{Migrator, UpgradeOptions};
 //! # let dir = tempfile::tempdir()?;
-//! # let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/trees/linear/scripts");
+//! # let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/trees/linear/scripts");
 //! let migrator = Migrator::builder()
 //!     .url(&format!("sqlite:{}", dir.path().join("repo.sqlite").display()))
 //!     .roots([scripts])
@@ -29,6 +29,7 @@
 
 mod builder;
 mod changes;
+mod drawing;
 mod moving;
 mod reports;
 mod resetting;
@@ -72,49 +73,69 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
+/// Why a [`Migrator`] call failed.
 pub enum Error {
     #[error(transparent)]
+    /// The database URL is not valid.
     Url(#[from] UrlError),
     #[error(transparent)]
+    /// The configuration is not valid.
     Config(#[from] ConfigError),
     #[error(transparent)]
+    /// The database placement (which tree lives in which database) is not valid.
     Databases(#[from] DatabasesError),
     #[error(transparent)]
+    /// The script roots cannot be read, or a script is not valid.
     Discovery(#[from] DiscoveryError),
     #[error(transparent)]
+    /// The revisions do not form a valid graph.
     Graph(#[from] GraphError),
     #[error(transparent)]
+    /// A target (e.g. `datasets@+1`) cannot be resolved.
     Target(#[from] TargetError),
     #[error(transparent)]
+    /// No plan reaches the targets.
     Plan(#[from] PlanError),
     #[error("{}", .0.join("\n"))]
+    /// Revisions call hooks that no script provides.
     Hooks(Vec<String>),
     #[error(transparent)]
+    /// The database failed.
     Db(#[from] DbError),
     #[error(transparent)]
+    /// Ferry's own tables cannot be read or written.
     Ledger(#[from] LedgerError),
     #[error(transparent)]
+    /// The run failed outside a script (lock, ledger, connection).
     Run(#[from] RunError),
     /// A preflight check of a planned revision refused; nothing ran.
     #[error("{0}")]
     Preflight(Box<ScriptError>),
     #[error("applied script(s) changed since they were applied:\n{}\n  {}\n  or rerun with --allow-changed to run anyway (recorded in the history)",
         .0.iter().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n"), changes::changed_hint(.0))]
+    /// Applied scripts changed since they were applied.
     Changed(Vec<ChangedScript>),
     #[error("revision(s) cannot be downgraded (no fn downgrade(db)): {}; nothing was run", .0.join(", "))]
+    /// Revisions in the plan cannot be downgraded.
     NoDowngrade(Vec<String>),
     /// The upgrade ran, but the schema is not the one the revision declares.
     #[error("the upgrade ran, but the schema digest after {revision} differs from its DIGEST\n  expected: {expected}\n  found:    {found}\n  (run `ferry digest --verbose` to see the schema as Ferry reads it)")]
     DigestAfterUpgrade {
+        /// The revision after which the digest was taken.
         revision: String,
+        /// The digest it declares.
         expected: String,
+        /// The digest found.
         found: String,
     },
     /// The schema is not the one the revisions to stamp or adopt declare.
     #[error("the schema digest does not match what {revision} declares\n  expected: {expected}\n  found:    {found}\n  nothing was recorded; check the repository, or pass --force to record anyway")]
     DigestMismatch {
+        /// The revision whose digest was checked.
         revision: String,
+        /// The digest it declares.
         expected: String,
+        /// The digest found.
         found: String,
     },
     /// `unlock` refused: the lock is really held.
@@ -193,6 +214,7 @@ impl Project {
 /// Options of an upgrade or downgrade.
 #[derive(Debug, Clone, Default)]
 pub struct UpgradeOptions {
+    /// Show what would run (a rolled-back run) instead of committing it.
     pub dry_run: bool,
     /// Run even if applied scripts changed since they were applied.
     pub allow_changed: bool,
@@ -233,6 +255,7 @@ struct Rehearsal {
 pub struct SqlScript {
     /// The script (empty when the dry run failed).
     pub sql: String,
+    /// The report of the dry run.
     pub report: Report,
 }
 
@@ -282,18 +305,20 @@ impl Migrator {
         }
     }
 
+    /// Sets the script roots.
     pub fn with_roots(mut self, roots: Vec<PathBuf>) -> Self {
         self.roots = roots;
         self
     }
 
+    /// Sets the stdlib directory (`None`: none).
     pub fn with_stdlib(mut self, stdlib: Option<PathBuf>) -> Self {
         self.stdlib = stdlib;
         self
     }
 
     /// The layered configuration; its `[databases]` section places trees in other
-    /// databases (see [`crate::databases`]).
+    /// databases (see `databases`).
     pub fn with_config(mut self, config: ConfigMap) -> Self {
         self.config = config;
         self
@@ -315,22 +340,25 @@ impl Migrator {
         self
     }
 
+    /// Sets the script engine's limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
     }
 
+    /// Sets how long to wait for the migration lock.
     pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = timeout;
         self
     }
 
+    /// Sets who hears of progress.
     pub fn with_observer(mut self, observer: Rc<dyn Observer>) -> Self {
         self.observer = observer;
         self
     }
 
-    /// Places `trees` in another database (see [`crate::databases`]).
+    /// Places `trees` in another database (see `databases`).
     pub fn with_database(
         mut self,
         name: &str,
@@ -450,7 +478,7 @@ impl Migrator {
 
     /// Opens the main database for reading only: a SQLite file read-only, and one that
     /// does not exist as an empty database, creating nothing (see
-    /// [`crate::source::Source::open_read_only`]).
+    /// `source::Source::open_read_only`).
     pub fn connect_read_only(&self) -> Result<Box<dyn Connection>, Error> {
         Ok(self.main.open_read_only()?)
     }
@@ -922,7 +950,9 @@ pub struct UnlockReport {
 /// What `adopt` did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AdoptReport {
+    /// What each probe of the schema found.
     pub probes: Vec<crate::stamp::ProbeResult>,
+    /// What was recorded.
     pub stamp: crate::stamp::StampReport,
 }
 
@@ -1094,7 +1124,7 @@ impl Migrator {
     }
 
     /// The SQL an upgrade to `targets` would run, as a script for `sqlite3` or `psql`
-    /// (see [`crate::offline_sql`]): the statements of a dry run with their values as
+    /// (see `offline_sql`): the statements of a dry run with their values as
     /// literals, and the ledger writes of each revision. The values are those the
     /// revisions read from the database now: the script is for this database as it is.
     pub fn upgrade_sql(&self, targets: &[String]) -> Result<SqlScript, Error> {
@@ -1198,7 +1228,7 @@ fn tempfile_path(path: &std::path::Path) -> PathBuf {
 }
 
 impl Migrator {
-    /// Writes a new revision of `tree` (see [`crate::newrev`]).
+    /// Writes a new revision of `tree` (see `newrev`).
     pub fn new_revision(
         &self,
         tree: &str,

@@ -42,6 +42,7 @@ impl SourceKind {
         }
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn parse(s: &str) -> Option<SourceKind> {
         match s {
             "revision" => Some(SourceKind::Revision),

@@ -67,7 +67,9 @@ pub struct RevisionOutcome {
 /// The result of a run: what completed, and what failed (if anything).
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Report {
+    /// The revisions completed, in order.
     pub completed: Vec<RevisionOutcome>,
+    /// The script failure that stopped the run, if any.
     pub failed: Option<ScriptError>,
     /// The revisions that were planned but not reached.
     pub not_run: Vec<String>,
@@ -76,6 +78,7 @@ pub struct Report {
 }
 
 impl Report {
+    /// Whether nothing failed.
     pub fn succeeded(&self) -> bool {
         self.failed.is_none()
     }

@@ -1,8 +1,9 @@
 //! Ferry called from inside a tokio runtime, as an async application does: the
-//! example service (host/examples/pool_service.rs) verifies and auto-migrates at
+//! example service (host/ferry/examples/pool_service.rs) verifies and auto-migrates at
 //! start-up on a current-thread and on a multi-threaded runtime, against PostgreSQL
 //! (through the application's own pool, and through a URL) and SQLite.
 
+#[path = "../../cli/tests/common/mod.rs"]
 mod common;
 
 #[allow(dead_code)]

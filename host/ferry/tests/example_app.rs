@@ -1,7 +1,8 @@
-//! Runs the embedding example (host/examples/inventory_service.rs) against repository
+//! Runs the embedding example (host/ferry/examples/inventory_service.rs) against repository
 //! states, so it cannot rot: it refuses to start on an incompatible or outdated
 //! repository, starts read-only on a newer minor version, and migrates when allowed.
 
+#[path = "../../cli/tests/common/mod.rs"]
 mod common;
 
 #[allow(dead_code)]

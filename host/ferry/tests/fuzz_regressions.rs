@@ -1,5 +1,5 @@
-//! Replays the fuzz inputs kept in `host/fuzz/` through the very checks the fuzz
-//! targets run (`host/fuzz/src/checks.rs`), in the normal `cargo test`: every crash
+//! Replays the fuzz inputs kept in `host/ferry/fuzz/` through the very checks the fuzz
+//! targets run (`host/ferry/fuzz/src/checks.rs`), in the normal `cargo test`: every crash
 //! input the fuzzers found (`regressions/`), the hand-written seeds, and, for the
 //! metadata reader, every script of the repository.
 
@@ -48,7 +48,7 @@ fn metadata_inputs_pass() {
         "the metadata fuzzer's findings are kept"
     );
     let mut scripts = Vec::new();
-    let repo = fuzz_dir().join("../..");
+    let repo = fuzz_dir().join("../../..");
     for dir in ["scripts", "plugins", "stdlib", "tests/fixtures"] {
         files_in(&repo.join(dir), &mut scripts, true);
     }

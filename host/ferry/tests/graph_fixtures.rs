@@ -11,7 +11,7 @@ use ferry::target::{resolve_target, Target};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/trees")
+        .join("../../tests/fixtures/trees")
         .join(name)
 }
 
@@ -236,7 +236,7 @@ fn rewrite_steps_tree() {
 #[test]
 fn every_fixture_folder_is_tested() {
     let tested = [
-        "before", // host/tests/plugin_ordering.rs
+        "before", // host/cli/tests/plugin_ordering.rs
         "broken_cycle",
         "broken_duplicate",
         "broken_missing_field",
@@ -246,13 +246,13 @@ fn every_fixture_folder_is_tested() {
         "broken_unknown_dep",
         "broken_unknown_parent",
         "cross_tree",
-        "downgrade_steps", // host/tests/downgrade_resume.rs
-        "endless",         // host/tests/statement_timeout.rs
+        "downgrade_steps", // host/cli/tests/downgrade_resume.rs
+        "endless",         // host/cli/tests/statement_timeout.rs
         "failing",
         "fixed",
         "linear",
         "merge",
-        "parallel_steps", // host/tests/parallel_steps.rs
+        "parallel_steps", // host/cli/tests/parallel_steps.rs
         "plugin",
         "rewrite_steps",
         "slow",

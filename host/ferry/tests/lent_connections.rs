@@ -2,6 +2,7 @@
 //! file, lent and given back) and a `tokio_postgres::Client` whose connection task the
 //! application drives on its own thread.
 
+#[path = "../../cli/tests/common/mod.rs"]
 mod common;
 
 use common::embed_root as root;

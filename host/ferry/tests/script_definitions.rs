@@ -5,10 +5,10 @@
 
 #[test]
 fn definitions_file_is_current() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/ferry.d.rhai");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ferry.d.rhai");
     let fresh = ferry::script::definitions().unwrap_or_else(|problems| {
         panic!(
-            "functions without a signature in host/src/script/signatures.rs, or entries \
+            "functions without a signature in host/ferry/src/script/signatures.rs, or entries \
              that match nothing:\n{}",
             problems.join("\n")
         )

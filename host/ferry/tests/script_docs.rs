@@ -17,7 +17,7 @@ fn run(db, args) {
 
 /// The ```rhai blocks of the document, with the line each starts on.
 fn examples() -> Vec<(usize, String)> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SCRIPTING.md");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/SCRIPTING.md");
     let text = std::fs::read_to_string(path).expect("docs/SCRIPTING.md");
     let mut out = Vec::new();
     let mut current: Option<(usize, String)> = None;
@@ -60,7 +60,7 @@ fn run_all(backend: Backend) {
         };
         r.write("scripts/t/example.rhai", &format!("{header}{body}"));
         // Examples may import the project's own stdlib/ modules.
-        let stdlib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../stdlib");
+        let stdlib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../stdlib");
         let report = r
             .migrator()
             .with_stdlib(Some(stdlib))

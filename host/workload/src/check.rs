@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use uuid::Uuid;
 
-use super::schema::{self, DATASET_ID_TABLES, INT_DATASETS_MANAGER};
-use crate::backend::{Connection, DbError, Dialect, Value};
+use ferry::backend::{Connection, DbError, Dialect, Value};
+use ferry::workload::schema::{self, DATASET_ID_TABLES, INT_DATASETS_MANAGER};
 
 /// The namespace of raw dataset UUID5s.
 pub const RAW_UUID_NAMESPACE: Uuid = Uuid::from_u128(0x840b31d9_05cd_5161_b2c8_00d32b280d0f);
@@ -159,7 +159,7 @@ fn read_table(
     Ok(out)
 }
 
-fn column_names(def: &crate::backend::TableDef) -> Vec<String> {
+fn column_names(def: &ferry::backend::TableDef) -> Vec<String> {
     def.columns.iter().map(|c| c.name.clone()).collect()
 }
 
@@ -319,7 +319,7 @@ pub fn check_v2(conn: &mut dyn Connection, before: &Snapshot) -> Result<(), Vec<
     if let Err(e) = check_no_sequence(conn, &mut problems) {
         problems.push(format!("sequence check failed: {e}"));
     }
-    match super::keys::check_keys_and_sequences(conn) {
+    match crate::keys::check_keys_and_sequences(conn) {
         Ok(found) => problems.extend(found),
         Err(e) => problems.push(format!("key and sequence check failed: {e}")),
     }

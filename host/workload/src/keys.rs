@@ -2,10 +2,10 @@
 //! column is NOT NULL, and each auto-increment default draws from a sequence that exists
 //! and is owned by that very column (no default left pointing at a sequence of a dropped
 //! or renamed table, no sequence left over that no column owns). Part of
-//! [`super::check_v2`]; usable on its own through [`check_keys_and_sequences`].
+//! [`crate::check_v2`]; usable on its own through [`check_keys_and_sequences`].
 
-use super::schema;
-use crate::backend::{Connection, DbError, Dialect, Value};
+use ferry::backend::{Connection, DbError, Dialect, Value};
+use ferry::workload::schema;
 
 /// Every problem found with primary-key nullability and auto-increment sequences in the
 /// whole repository (the connection's namespace on PostgreSQL); empty when none.

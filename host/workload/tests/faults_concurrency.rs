@@ -4,6 +4,7 @@
 //! ledger stays consistent; a migrator killed while it holds the lock does not block
 //! the next one, not even while its server session still runs a long statement.
 
+#[path = "../../cli/tests/common/mod.rs"]
 mod common;
 mod fault_support;
 mod reference_support;
@@ -13,7 +14,7 @@ use fault_support::invariants::{self, LedgerView};
 use fault_support::process::{self, KillAt, Outcome, Running};
 use fault_support::reference::{self, V1Maker, UUID_REVISION};
 use fault_support::settings::env_u64;
-use ferry::workload::Snapshot;
+use ferry_workload::Snapshot;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -102,7 +103,7 @@ fn each_revision_once(runs: &[Outcome], revisions: &[&str]) {
 
 fn v2_holds(db: &TestDb, before: &Snapshot) {
     let mut conn = db.connect();
-    if let Err(problems) = ferry::workload::check_v2(conn.as_mut(), before) {
+    if let Err(problems) = ferry_workload::check_v2(conn.as_mut(), before) {
         panic!("v2 rules violated:\n{}", problems.join("\n"));
     }
     let view = LedgerView::read(conn.as_mut()).unwrap();

@@ -6,6 +6,7 @@
 //! lets Ferry record one (and says so where it does not), and a clean resume to the
 //! WORKLOAD.md end state once the cause is gone.
 
+#[path = "../../cli/tests/common/mod.rs"]
 mod common;
 mod fault_support;
 mod reference_support;
@@ -16,7 +17,7 @@ use fault_support::process::{self, says, KillAt, Outcome, Running};
 use fault_support::reference::{self, V1Maker, UUID_REVISION};
 use ferry::backend::{Connection, Value};
 use ferry::ledger::RevisionState;
-use ferry::workload::Snapshot;
+use ferry_workload::Snapshot;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -154,7 +155,7 @@ fn resumes_to_v2(db: &TestDb, before: &Snapshot, cmd: Command, kept: i64) {
         }
     }
     let mut conn = db.connect();
-    if let Err(problems) = ferry::workload::check_v2(conn.as_mut(), before) {
+    if let Err(problems) = ferry_workload::check_v2(conn.as_mut(), before) {
         panic!(
             "v2 rules violated after the resume:\n{}",
             problems.join("\n")

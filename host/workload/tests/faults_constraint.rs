@@ -7,6 +7,7 @@
 //! the table and the duplicated key, and the failure is recorded; once the data is
 //! fixed the same revisions apply.
 
+#[path = "../../cli/tests/common/mod.rs"]
 mod common;
 mod fault_support;
 mod reference_support;
@@ -158,7 +159,7 @@ fn a_colliding_uuid_rule_stops_the_rewrite_naming_the_key() {
         assert!(reset.contains("create the id map"), "{reset}");
         run(&["upgrade", UUID_REVISION, "--progress", "none"]);
         let mut conn = db.connect();
-        if let Err(problems) = ferry::workload::check_v2(conn.as_mut(), &snapshot) {
+        if let Err(problems) = ferry_workload::check_v2(conn.as_mut(), &snapshot) {
             panic!(
                 "[{}] v2 rules violated after reset and rerun:\n{}",
                 db.name(),

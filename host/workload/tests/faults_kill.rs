@@ -7,7 +7,7 @@
 //!
 //! Each round starts from a fresh v1 repository and has two phases: `ferry upgrade
 //! datasets-uuid-1.0.0` (the int → UUID migration, with small batches so that it spans
-//! many of them), checked with `ferry::workload::check_v2`; then `ferry upgrade` to the
+//! many of them), checked with `ferry_workload::check_v2`; then `ferry upgrade` to the
 //! heads (with non-transactional `CREATE INDEX CONCURRENTLY` steps on PostgreSQL). A
 //! first round without kills measures each phase's duration and number of progress
 //! events; a kill then falls either at a random delay within the first half of that
@@ -18,6 +18,7 @@
 //! repository from Ferry's generator, and on one made without Ferry
 //! (`tests/fixtures/foreign_v1`, adopted), with FERRY_FOREIGN_KILLS kills (default 5).
 
+#[path = "../../cli/tests/common/mod.rs"]
 mod common;
 mod fault_support;
 mod reference_support;
@@ -28,7 +29,7 @@ use fault_support::process::{self, KillAt, Outcome};
 use fault_support::reference::{self, V1Maker, UUID_REVISION};
 use fault_support::settings::{self, Dice, KillSettings};
 use fault_support::tables::{self, Contents};
-use ferry::workload::Snapshot;
+use ferry_workload::Snapshot;
 use reference_support::foreign::Source;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -242,7 +243,7 @@ impl Harness {
 
         let to_v2 = self.phase(&db, &before, Phase::ToV2, cal(Phase::ToV2));
         let mut conn = db.connect();
-        if let Err(problems) = ferry::workload::check_v2(conn.as_mut(), &before) {
+        if let Err(problems) = ferry_workload::check_v2(conn.as_mut(), &before) {
             self.fail(
                 &format!("round {}: the v2 rules are violated", self.tally.rounds),
                 &problems,

@@ -1,12 +1,13 @@
 //! Rewrites keep primary keys NOT NULL and auto-increment sequences attached to their
 //! columns, on tables written as other tools write them (issue 13, items 1 and 2), and
-//! `ferry::workload::check_keys_and_sequences` (part of `check_v2`) finds every breach.
+//! `ferry_workload::check_keys_and_sequences` (part of `check_v2`) finds every breach.
 
+#[path = "../../cli/tests/common/mod.rs"]
 mod common;
 
 use common::{for_each_backend, Backend, TestDb};
 use ferry::backend::{ColumnRewrite, Connection, SchemaChange, TableRewrite, Value};
-use ferry::workload::check_keys_and_sequences;
+use ferry_workload::check_keys_and_sequences;
 
 fn int(conn: &mut dyn Connection, sql: &str) -> i64 {
     match conn.query(sql, &[]).unwrap().rows[0][0] {

@@ -6,6 +6,7 @@
 //! WORKLOAD.md v1 sample made by `ferry-sample --without-ferry`, with the project's own
 //! `scripts/` and `plugins/` after `ferry adopt`.
 
+#[path = "../../cli/tests/common/mod.rs"]
 mod common;
 
 use common::{pg_base_url, Backend, Ferry, TestDb};
@@ -22,7 +23,7 @@ fn each_pair(test: &str, f: impl Fn(&TestDb, &TestDb)) {
 }
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// `ferry` over the project's own scripts, plugins and stdlib.

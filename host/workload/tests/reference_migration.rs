@@ -9,7 +9,7 @@ mod reference_support;
 
 use ferry::backend::{self, DbUrl, Value};
 use ferry::migrator::UpgradeOptions;
-use ferry::workload::{self, Snapshot};
+use ferry_workload::{self as workload, Snapshot};
 use reference_support::foreign::{self, Source};
 use reference_support::migrator;
 

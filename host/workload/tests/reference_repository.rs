@@ -7,7 +7,7 @@ mod reference_support;
 
 use ferry::backend::{Connection, Value};
 use ferry::migrator::{Error, UpgradeOptions};
-use ferry::workload;
+use ferry_workload as workload;
 use reference_support::{connect, migrator, on_each_backend};
 
 fn upgrade(url: &str, targets: &[&str]) -> ferry::runner::Report {

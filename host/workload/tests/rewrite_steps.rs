@@ -12,6 +12,7 @@
 //!   the swap, a table left out that references a changed column, and a call inside a
 //!   step are refused, naming what to do.
 
+#[path = "../../cli/tests/common/mod.rs"]
 mod common;
 mod fault_support;
 mod reference_support;

@@ -4,6 +4,7 @@
 //! tree in the application's database (combined) and in its own (separate), on SQLite
 //! and PostgreSQL. Fixtures: tests/fixtures/embed/.
 
+#[path = "../../cli/tests/common/mod.rs"]
 mod common;
 
 use common::embed_root as root;
@@ -658,9 +659,9 @@ fn a_v1_repository_made_without_ferry_is_recognised_by_the_reference_probes() {
             Backend::Postgres => TestDb::postgres("verify_reference").unwrap(),
         };
         let mut conn = db.connect();
-        ferry::workload::create_v1_without_ferry(conn.as_mut()).unwrap();
+        ferry_workload::create_v1_without_ferry(conn.as_mut()).unwrap();
         drop(conn);
-        let repo_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let repo_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
         let mut roots = vec![repo_root.join("scripts")];
         for p in std::fs::read_dir(repo_root.join("plugins")).unwrap() {
             roots.push(p.unwrap().path());

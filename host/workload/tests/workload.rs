@@ -6,7 +6,7 @@
 //! dropped at the end) and are skipped otherwise.
 
 use ferry::backend::{self, Connection, DbUrl, Value};
-use ferry::workload::{self, Scale, Snapshot};
+use ferry_workload::{self as workload, Scale, Snapshot};
 
 const N: u64 = 20_000;
 

@@ -7,8 +7,8 @@ pub mod render;
 mod verify;
 
 use args::{Cli, Command, Global};
-use ferry::migrator::{Error, Migrator, UpgradeOptions};
-use ferry::runner::Report;
+use ferry::Report;
+use ferry::{Error, Migrator, UpgradeOptions};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ fn migrator(g: &Global) -> Result<Migrator, Error> {
     let config = ferry::config::load(g.config.as_deref(), &cwd, &sets)?;
     let limits = ferry::config::limits(&config)?;
     let default_file = cwd.join("ferry.toml");
-    let sources = ferry::lint::ConfigSources {
+    let sources = ferry::ConfigSources {
         file: g
             .config
             .clone()
@@ -183,7 +183,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             let problems = m.lint()?;
             let errors = problems
                 .iter()
-                .filter(|p| p.severity == ferry::lint::Severity::Error)
+                .filter(|p| p.severity == ferry::Severity::Error)
                 .count();
             if g.json {
                 println!("{}", json(&problems));
@@ -290,29 +290,11 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             Ok(if p.problems.is_empty() { 0 } else { EXIT_USAGE })
         }
         Command::Graph => {
-            let p = m.load()?;
-            // The graph needs no database; mark applied revisions when one is reachable.
-            let applied = m
-                .connect_read_only()
-                .ok()
-                .and_then(|mut c| ferry::ledger::revisions(c.as_mut()).ok())
-                .map(|r| ferry::ledger::applied(&r))
-                .unwrap_or_default();
+            // The graph needs no database; applied revisions are marked when one is reachable.
             if g.json {
-                let trees: serde_json::Map<String, serde_json::Value> = p
-                    .graph
-                    .trees()
-                    .into_iter()
-                    .map(|t| {
-                        (
-                            t.to_string(),
-                            serde_json::json!(ferry::graph_text::draw_tree(&p.graph, t, &applied)),
-                        )
-                    })
-                    .collect();
-                println!("{}", json(&trees));
+                println!("{}", json(&m.tree_graph_texts()?));
             } else {
-                print!("{}", ferry::graph_text::draw(&p.graph, &applied));
+                print!("{}", m.graph_text()?);
             }
             Ok(0)
         }

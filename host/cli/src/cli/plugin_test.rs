@@ -2,7 +2,7 @@
 
 use super::args::Global;
 use super::{render, EXIT_FAILED, EXIT_USAGE};
-use ferry::plugin_test::{self, PhaseOutcome, PhaseReport, PluginTestOptions};
+use ferry::{PhaseOutcome, PhaseReport, PluginTestOptions};
 use std::path::{Path, PathBuf};
 
 /// The roots the other commands would use: `--scripts`, else `FERRY_PATH`, else
@@ -18,7 +18,7 @@ fn roots(g: &Global, cwd: &Path) -> Vec<PathBuf> {
             .map(PathBuf::from)
             .collect();
     }
-    ferry::discovery::default_roots(cwd)
+    ferry::default_roots(cwd)
 }
 
 pub fn run(g: &Global, plugin: &Path, postgres: Option<&str>) -> i32 {
@@ -74,7 +74,7 @@ pub fn run(g: &Global, plugin: &Path, postgres: Option<&str>) -> i32 {
             }
         }
     };
-    match plugin_test::run(&options, &mut print) {
+    match ferry::run_plugin_test(&options, &mut print) {
         Ok(true) => {
             let ran = backends_run.join(" and ");
             let skipped = if postgres.is_none() {
@@ -92,7 +92,7 @@ pub fn run(g: &Global, plugin: &Path, postgres: Option<&str>) -> i32 {
         Err(e) => {
             eprintln!("error: {e}");
             match e {
-                plugin_test::PluginTestError::Migrator(e) => e.exit_code(),
+                ferry::PluginTestError::Migrator(e) => e.exit_code(),
                 _ => EXIT_USAGE,
             }
         }

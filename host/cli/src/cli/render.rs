@@ -1,9 +1,9 @@
 //! Text for people: tables, and error reports with the script's source line.
 
-use ferry::clock::format_utc;
-use ferry::ledger::HistoryEntry;
-use ferry::migrator::Status;
-use ferry::script::ScriptError;
+use ferry::format_utc;
+use ferry::HistoryEntry;
+use ferry::ScriptError;
+use ferry::Status;
 use miette::{Diagnostic, NamedSource, SourceSpan};
 
 /// A table with left-aligned columns.
@@ -126,10 +126,7 @@ pub fn status(s: &Status) -> String {
         for c in &s.changed_files {
             out.push_str(&format!("  {c}\n"));
         }
-        out.push_str(&format!(
-            "  {}\n",
-            ferry::migrator::changed_hint(&s.changed_files)
-        ));
+        out.push_str(&format!("  {}\n", ferry::changed_hint(&s.changed_files)));
     }
     if !s.unknown.is_empty() {
         out.push_str(&format!(
@@ -245,7 +242,7 @@ fn yes_no(b: bool, yes: &str, no: &str) -> String {
     if b { yes } else { no }.to_string()
 }
 
-fn hooks_text(hooks: &[ferry::migrator::HookUse]) -> String {
+fn hooks_text(hooks: &[ferry::HookUse]) -> String {
     hooks
         .iter()
         .map(|h| {
@@ -267,7 +264,7 @@ fn hooks_text(hooks: &[ferry::migrator::HookUse]) -> String {
         .join("; ")
 }
 
-pub fn show(i: &ferry::migrator::RevisionInfo) -> String {
+pub fn show(i: &ferry::RevisionInfo) -> String {
     let list = |v: &[String]| {
         if v.is_empty() {
             "-".to_string()
@@ -340,7 +337,7 @@ pub fn show(i: &ferry::migrator::RevisionInfo) -> String {
     out
 }
 
-pub fn accepted(r: &ferry::migrator::AcceptReport) -> String {
+pub fn accepted(r: &ferry::AcceptReport) -> String {
     let mut out = String::new();
     if r.files.is_empty() {
         out.push_str(&format!(
@@ -360,7 +357,7 @@ pub fn accepted(r: &ferry::migrator::AcceptReport) -> String {
     out
 }
 
-pub fn plan(p: &ferry::migrator::PlanReport) -> String {
+pub fn plan(p: &ferry::PlanReport) -> String {
     if p.revisions.is_empty() {
         return "nothing to do: every target is applied\n".into();
     }
@@ -424,7 +421,7 @@ pub fn plan(p: &ferry::migrator::PlanReport) -> String {
     out
 }
 
-pub fn moved(r: &ferry::migrator::MoveReport) -> String {
+pub fn moved(r: &ferry::MoveReport) -> String {
     let mut out = format!(
         "moved tree(s) {} from database {} to database {}: {} revision record(s), {} history row(s)\n",
         r.trees.join(", "),

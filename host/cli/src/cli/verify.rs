@@ -3,8 +3,8 @@
 use super::args::Global;
 use super::render::{script_error, table};
 use super::{json, EXIT_FAILED, EXIT_NOT_CURRENT};
-use ferry::compat::Access;
-use ferry::migrator::{Error, Migrator, Verification, VerifyOptions};
+use ferry::Access;
+use ferry::{Error, Migrator, Verification, VerifyOptions};
 
 pub fn run(
     m: &Migrator,

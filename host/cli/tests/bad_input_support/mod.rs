@@ -21,7 +21,7 @@ use crate::common::{Backend, TestDb};
 /// The corpus folder.
 pub fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/bad_input")
+        .join("../../tests/fixtures/bad_input")
         .canonicalize()
         .expect("tests/fixtures/bad_input exists")
 }

@@ -29,7 +29,7 @@ use ferry::backend::{connect, Connection, DbUrl, Value};
 /// The folder of one fixture scenario, `tests/fixtures/trees/<name>`.
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/trees")
+        .join("../../tests/fixtures/trees")
         .join(name)
         .canonicalize()
         .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
@@ -325,7 +325,7 @@ impl<'a> Ferry<'a> {
     /// The `ferry` binary with the environment and global options put together so far,
     /// for the caller to add the command and run as it likes.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        let mut cmd = Command::new(ferry_binary());
         cmd.current_dir(self.db.dir())
             .env_remove("FERRY_DB")
             .env_remove("FERRY_PATH")
@@ -511,9 +511,32 @@ impl Run {
     }
 }
 
+/// The `ferry` binary. Cargo names it to the tests of its own package (ferry-cli);
+/// the tests of ferry and ferry-workload, which share this module, find it in the
+/// target directory next to their own executable (target/debug/deps/..), where
+/// `cargo test --workspace` and `cargo build -p ferry-cli` put it.
+pub fn ferry_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_ferry") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(format!("ferry{}", std::env::consts::EXE_SUFFIX)))
+        .expect("the target directory above the test executable");
+    assert!(
+        path.is_file(),
+        "no ferry binary at {}: this test runs it; build it first with \
+         `cargo build -p ferry-cli` (or run `cargo test --workspace`)",
+        path.display()
+    );
+    path
+}
+
 /// A root of the embedding fixtures, `tests/fixtures/embed/<name>` (see its README).
 pub fn embed_root(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/embed")
+        .join("../../tests/fixtures/embed")
         .join(name)
 }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// The project's root (the parent of `host/`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
+        .join("../..")
         .canonicalize()
         .expect("repository root")
 }

@@ -1,4 +1,4 @@
-//! What the fuzz targets check, shared with `host/tests/fuzz_regressions.rs` (which
+//! What the fuzz targets check, shared with `host/ferry/tests/fuzz_regressions.rs` (which
 //! includes this file with `#[path]`), so a saved input replays through the very same
 //! function in the normal `cargo test`.
 //!

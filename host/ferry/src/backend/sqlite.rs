@@ -35,6 +35,7 @@ use super::{
     LockAttempt, LockHolder, RowCallback, RowDeriver, Rows, SchemaChange, Value,
 };
 
+#[cfg(any(test, feature = "internals"))]
 pub use ddl::sqlite_type;
 
 /// How long a statement waits for another process's write lock.

@@ -40,7 +40,9 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Stops `plan` and `upgrade`.
     Error,
+    /// Printed only.
     Warning,
 }
 
@@ -51,8 +53,11 @@ pub struct Problem {
     pub path: PathBuf,
     /// 1-based line and column; 0 when not known.
     pub line: usize,
+    /// 1-based column; 0 when not known.
     pub column: usize,
+    /// How bad it is.
     pub severity: Severity,
+    /// What is wrong, and what to do.
     pub message: String,
 }
 

@@ -33,7 +33,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use ferry::migrator::{Migrator, UpgradeOptions};
-/// # let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/trees/linear/scripts");
+/// # let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/trees/linear/scripts");
 /// let conn = rusqlite::Connection::open_in_memory()?;
 /// let migrator = Migrator::builder()
 ///     .sqlite_connection(conn)?
@@ -123,7 +123,7 @@ impl Builder {
         self
     }
 
-    /// Places `trees` in another database at `url` (see [`crate::databases`]).
+    /// Places `trees` in another database at `url` (see `databases`).
     pub fn database<I, S>(mut self, name: &str, url: &str, trees: I) -> Self
     where
         I: IntoIterator<Item = S>,

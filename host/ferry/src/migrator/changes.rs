@@ -26,7 +26,9 @@ pub struct FileChange {
 /// An applied revision that changed, and how.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChangedScript {
+    /// The revision whose script changed.
     pub revision: String,
+    /// Its files that changed.
     pub files: Vec<FileChange>,
 }
 
@@ -188,10 +190,13 @@ pub fn diffs(
 /// What `accept` recorded.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AcceptReport {
+    /// The revision accepted.
     pub revision: String,
     /// The files that differed from the record (empty: nothing had changed).
     pub files: Vec<FileChange>,
+    /// Who accepted it.
     pub by: String,
+    /// Why.
     pub reason: String,
 }
 

@@ -16,9 +16,11 @@ use std::collections::BTreeSet;
 /// What `move_trees` did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MoveReport {
+    /// The trees moved.
     pub trees: Vec<String>,
     /// The database the trees were recorded in, and the one they are placed in now.
     pub from: String,
+    /// The database the trees are placed in now.
     pub to: String,
     /// Revision records moved.
     pub revisions: Vec<String>,

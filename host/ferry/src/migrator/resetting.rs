@@ -9,6 +9,7 @@ use crate::target;
 /// What `reset` forgot.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ResetReport {
+    /// The revision reset.
     pub revision: String,
     /// The steps whose records were removed, in the order they were committed.
     pub forgotten: Vec<String>,

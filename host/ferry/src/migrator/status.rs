@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// One tree's state.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TreeStatus {
+    /// The tree's name.
     pub tree: String,
     /// The database the tree lives in, when trees live in several (`None`: one database).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -20,6 +21,7 @@ pub struct TreeStatus {
     pub current: Vec<String>,
     /// The tree's human version after its current revision.
     pub version: Option<String>,
+    /// The tree's heads (its newest revisions).
     pub heads: Vec<String>,
     /// Revisions of the tree not yet applied, in order.
     pub pending: Vec<String>,
@@ -30,9 +32,13 @@ pub struct TreeStatus {
 /// A revision left mid-way: failed at a step, or interrupted (killed) while running.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Unfinished {
+    /// The revision.
     pub revision: String,
+    /// Its recorded state.
     pub state: RevisionState,
+    /// The step it failed at, if it failed.
     pub failed_step: Option<String>,
+    /// The error it failed with, if any.
     pub error: Option<String>,
     /// Steps already committed (a rerun skips them).
     pub steps_done: Vec<String>,
@@ -46,8 +52,11 @@ pub struct Unfinished {
 /// One database of a repository whose trees live in several.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DatabaseStatus {
+    /// The database's name (`main` for the one given by the URL).
     pub name: String,
+    /// Its URL, as shown (without a password).
     pub database: String,
+    /// Whether it holds Ferry's ledger tables.
     pub ledger: bool,
     /// The trees that live in it.
     pub trees: Vec<String>,
@@ -60,6 +69,7 @@ pub struct Status {
     pub database: String,
     /// Whether a ledger exists (in any database).
     pub ledger: bool,
+    /// One entry per tree.
     pub trees: Vec<TreeStatus>,
     /// The recorded lock holder, if a migrator holds the lock now.
     pub locked_by: Option<LockHolder>,
@@ -97,6 +107,7 @@ impl Status {
 /// A tree whose ledger records are in another database than the configured one.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Misplaced {
+    /// The tree.
     pub tree: String,
     /// Where the records are.
     pub recorded_in: String,

@@ -29,16 +29,18 @@ pub struct VerifyOptions {
     pub adopt: bool,
     /// Upgrade targets for `auto_migrate` (default: every head).
     pub targets: Vec<String>,
-    /// Tree → the versions this code supports (see [`crate::compat`]).
+    /// Tree → the versions this code supports (see `compat`).
     pub supported: BTreeMap<String, Vec<String>>,
 }
 
 impl VerifyOptions {
+    /// Upgrades the trees the code is ahead of, when the database allows it.
     pub fn auto_migrate(mut self, on: bool) -> Self {
         self.auto_migrate = on;
         self
     }
 
+    /// Adopts an unmanaged repository whose schema is recognised.
     pub fn adopt(mut self, on: bool) -> Self {
         self.adopt = on;
         self
@@ -53,6 +55,7 @@ impl VerifyOptions {
         self
     }
 
+    /// The targets to verify against (default: the heads).
     pub fn targets(mut self, targets: Vec<String>) -> Self {
         self.targets = targets;
         self
@@ -84,6 +87,7 @@ pub enum TreeState {
 }
 
 impl TreeState {
+    /// The lower-case name of the state.
     pub fn as_str(self) -> &'static str {
         match self {
             TreeState::NoDatabase => "no database",
@@ -119,19 +123,25 @@ pub struct Recognition {
 /// One tree's verdict.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TreeVerdict {
+    /// The tree's name.
     pub tree: String,
     /// The database it lives in (`main` unless placed elsewhere).
     pub database: String,
+    /// Where the database stands against the code.
     pub state: TreeState,
+    /// The revisions the database is at.
     pub current: Vec<String>,
     /// The tree's version in the database (from the ledger, or the recognised revision).
     pub version: Option<String>,
+    /// The tree's heads in the code.
     pub heads: Vec<String>,
     /// The revisions of this tree an upgrade to its heads would run, in order.
     pub pending: Vec<String>,
     /// Revisions the ledger records for this tree that no script defines (ahead).
     pub unknown: Vec<String>,
+    /// The revision an unmanaged schema was recognised as, if any.
     pub recognised: Option<Recognition>,
+    /// Revisions left mid-way.
     pub unfinished: Vec<Unfinished>,
     /// What the code may do with this tree, and why.
     pub access: Decision,
@@ -142,9 +152,13 @@ pub struct TreeVerdict {
 /// One database's verdict.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DatabaseVerdict {
+    /// The database's name.
     pub name: String,
+    /// Its URL, as shown (without a password).
     pub database: String,
+    /// Whether the database exists.
     pub exists: bool,
+    /// Whether it holds Ferry's ledger tables.
     pub ledger: bool,
     /// Tables other than Ferry's own.
     pub tables: usize,
@@ -153,7 +167,9 @@ pub struct DatabaseVerdict {
 /// What `verify` found (after `auto_migrate`, if it ran).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Verification {
+    /// One entry per database.
     pub databases: Vec<DatabaseVerdict>,
+    /// One entry per tree.
     pub trees: Vec<TreeVerdict>,
     /// The revisions an upgrade to the targets (default: heads) would run now, in
     /// order, across trees and databases (empty when nothing is pending or no plan can
@@ -179,6 +195,7 @@ impl Verification {
         self.access.access >= Access::Read
     }
 
+    /// The verdict for `tree`, if the code knows it.
     pub fn tree(&self, tree: &str) -> Option<&TreeVerdict> {
         self.trees.iter().find(|t| t.tree == tree)
     }

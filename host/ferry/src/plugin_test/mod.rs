@@ -36,8 +36,11 @@ pub struct PluginTestOptions {
     pub plugin: PathBuf,
     /// Every other root (the core `scripts/`, other plugins the plugin needs).
     pub roots: Vec<PathBuf>,
+    /// The stdlib directory, if any.
     pub stdlib: Option<PathBuf>,
+    /// The configuration the plugin's scripts see.
     pub config: ConfigMap,
+    /// The script engine's limits.
     pub limits: Limits,
     /// A PostgreSQL URL: the test also runs there, in fresh schemas it drops after.
     pub postgres: Option<String>,
@@ -50,6 +53,7 @@ pub struct PhaseReport {
     pub backend: &'static str,
     /// The phase's name (`start`, `upgrade`, `expect after upgrade`, ...).
     pub phase: String,
+    /// How the phase ended.
     pub outcome: PhaseOutcome,
 }
 
@@ -69,11 +73,19 @@ pub enum PhaseOutcome {
 #[non_exhaustive]
 pub enum PluginTestError {
     #[error("{0}")]
+    /// The plugin's `ferry-test.toml` is not valid.
     Spec(#[from] spec::SpecError),
     #[error(transparent)]
+    /// The migrator failed.
     Migrator(#[from] Error),
+    /// The plugin folder cannot be used.
     #[error("plugin folder {}: {message}", path.display())]
-    Plugin { path: PathBuf, message: String },
+    Plugin {
+        /// The plugin directory.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
 }
 
 /// Runs the test on every backend; `Ok(true)` when every phase passed.

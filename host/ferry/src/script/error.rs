@@ -38,14 +38,19 @@ impl fmt::Display for FailureKind {
 /// A failure inside a script, with where it happened.
 #[derive(Debug, Clone, thiserror::Error, serde::Serialize)]
 pub struct ScriptError {
+    /// What kind of failure it is.
     pub kind: FailureKind,
+    /// What went wrong.
     pub message: String,
+    /// The revision that failed.
     pub revision: String,
     /// (`step`, `file` and `source_line` are boxed to keep `Result<_, ScriptError>` small.)
     pub step: Option<Box<str>>,
+    /// The script file.
     pub file: Box<Path>,
     /// 1-based; 0 when unknown.
     pub line: usize,
+    /// 1-based column; 0 when unknown.
     pub column: usize,
     /// The offending source line, when the file could be read.
     pub source_line: Option<Box<str>>,

@@ -26,6 +26,7 @@ mod resolver;
 pub mod rewrite_steps;
 pub mod schema;
 pub mod session;
+#[cfg(any(test, feature = "internals"))]
 mod signatures;
 pub mod uuids;
 pub mod values;
@@ -55,9 +56,13 @@ pub struct Limits {
     pub max_operations: u64,
     /// Wall-clock time per call into a script.
     pub max_duration: Duration,
+    /// Deepest nesting of function calls.
     pub max_call_depth: usize,
+    /// Longest string, in bytes.
     pub max_string_size: usize,
+    /// Largest array.
     pub max_array_size: usize,
+    /// Largest object map.
     pub max_map_size: usize,
     /// Longest any single SQL statement may run.
     pub statement_timeout: Option<Duration>,
@@ -91,6 +96,7 @@ pub struct ModulePaths {
 /// can reach, as Rhai's `metadata` feature describes them, with Ferry's own functions
 /// given names, real types and a line of documentation (the `signatures` module); `Err` lists
 /// the functions that have none and the entries that match nothing.
+#[cfg(any(test, feature = "internals"))]
 pub fn definitions() -> Result<String, Vec<String>> {
     let host = detached_host(ModulePaths::default());
     let text = signatures::apply(&host.definitions())?;
@@ -302,6 +308,7 @@ impl ScriptHost {
         &self.session
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -433,6 +440,7 @@ impl ScriptHost {
     }
 
     /// Rhai definitions of everything a script can call, for editors (`docs/ferry.d.rhai`).
+    #[cfg(any(test, feature = "internals"))]
     pub fn definitions(&self) -> String {
         self.engine.definitions().single_file()
     }

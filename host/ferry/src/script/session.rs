@@ -29,6 +29,8 @@ pub struct RevisionCtx {
     pub tree: String,
     pub version: String,
     pub checksum: String,
+    // Read by the tests (through the `internals` feature), not by the library.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub file: String,
     /// `upgrade` or `downgrade`.
     pub direction: &'static str,

@@ -112,6 +112,7 @@ impl Scale {
     }
 
     /// The largest registry dataset id.
+    #[cfg(any(test, feature = "internals"))]
     pub fn max_id(&self) -> i64 {
         self.n as i64
     }
@@ -345,6 +346,7 @@ impl FillReport {
     }
 
     /// Rows per second over the whole fill.
+    #[cfg(any(test, feature = "internals"))]
     pub fn rows_per_second(&self) -> f64 {
         self.total_rows() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }

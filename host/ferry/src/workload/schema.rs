@@ -4,8 +4,10 @@
 //! constraint `{table}_unq`, foreign key `{table}_fkey_{referenced table}`, index
 //! `{table}_idx_{column}`.
 
+#[cfg(any(test, feature = "internals"))]
+use crate::backend::Value;
 use crate::backend::{
-    ColumnDef, Connection, DbError, ForeignKeyDef, IndexDef, SchemaChange, TableDef, Value,
+    ColumnDef, Connection, DbError, ForeignKeyDef, IndexDef, SchemaChange, TableDef,
 };
 
 /// The tag table of raw datasets (instrument, exposure, detector).
@@ -19,6 +21,7 @@ pub const CALIBS_DETECTOR: &str = "dataset_calibs_00000003";
 
 /// Every table holding a `dataset_id` column, with that column's nullability rules
 /// identical (NOT NULL) in v1 and v2.
+#[cfg(any(test, feature = "internals"))]
 pub const DATASET_ID_TABLES: [&str; 7] = [
     TAGS_EXPOSURE,
     TAGS_VISIT,
@@ -329,15 +332,18 @@ pub fn v1_indexes() -> Vec<IndexDef> {
 }
 
 /// The integer datasets manager, whose version row the migration removes.
+#[cfg(any(test, feature = "internals"))]
 pub const INT_DATASETS_MANAGER: &str =
     "lsst.daf.butler.registry.datasets.byDimensions.ByDimensionsDatasetRecordStorageManager";
 
 /// The UUID datasets manager that replaces it.
+#[cfg(any(test, feature = "internals"))]
 pub const UUID_DATASETS_MANAGER: &str =
     "lsst.daf.butler.registry.datasets.byDimensions.ByDimensionsDatasetRecordStorageManagerUUID";
 
 /// Every column that holds a dataset id, with its table: `dataset.id`, then
 /// `dataset_id` of each table in [`DATASET_ID_TABLES`].
+#[cfg(any(test, feature = "internals"))]
 pub fn dataset_id_columns() -> Vec<(&'static str, &'static str)> {
     std::iter::once(("dataset", "id"))
         .chain(DATASET_ID_TABLES.iter().map(|t| (*t, "dataset_id")))
@@ -345,6 +351,7 @@ pub fn dataset_id_columns() -> Vec<(&'static str, &'static str)> {
 }
 
 /// The `butler_attributes` rows of a v1 repository.
+#[cfg(any(test, feature = "internals"))]
 pub fn v1_attributes() -> Vec<(String, String)> {
     let managers = [
         (
@@ -388,6 +395,7 @@ pub fn v1_attributes() -> Vec<(String, String)> {
 /// Creates an empty v1 repository as another tool would: the tables and indexes
 /// through [`Connection::apply_schema_change`] and the `butler_attributes` rows,
 /// in one transaction, with nothing that names a migration tool.
+#[cfg(any(test, feature = "internals"))]
 pub fn create_v1_without_ferry(conn: &mut dyn Connection) -> Result<(), DbError> {
     conn.begin()?;
     let result = create_v1_tables(conn);
@@ -400,6 +408,7 @@ pub fn create_v1_without_ferry(conn: &mut dyn Connection) -> Result<(), DbError>
     }
 }
 
+#[cfg(any(test, feature = "internals"))]
 fn create_v1_tables(conn: &mut dyn Connection) -> Result<(), DbError> {
     for table in v1_tables() {
         conn.apply_schema_change(&SchemaChange::CreateTable(table))?;

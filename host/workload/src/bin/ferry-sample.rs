@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use ferry::backend::{self, DbUrl};
-use ferry::workload;
+use ferry_workload as workload;
 
 #[derive(Parser)]
 #[command(

@@ -15,8 +15,8 @@ use super::tables::{scalar, text};
 use crate::common::TestDb;
 use ferry::backend::{Connection, Dialect, Value};
 use ferry::ledger::{self, HistoryEntry, RevisionRecord, RevisionState, StepRecord};
-use ferry::workload::schema::{CALIBS_DETECTOR, TAGS_DETECTOR, TAGS_EXPOSURE, TAGS_VISIT};
-use ferry::workload::Snapshot;
+use ferry_workload::schema::{CALIBS_DETECTOR, TAGS_DETECTOR, TAGS_EXPOSURE, TAGS_VISIT};
+use ferry_workload::Snapshot;
 use std::collections::BTreeMap;
 use std::process::Command;
 

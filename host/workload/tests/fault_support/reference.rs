@@ -4,7 +4,7 @@
 use crate::common::{Backend, Ferry, TestDb};
 use crate::reference_support;
 use crate::reference_support::foreign::{self, Source};
-use ferry::workload::Snapshot;
+use ferry_workload::Snapshot;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -29,7 +29,7 @@ pub const UUID_RECORD_STEP: &str = "record the UUID manager";
 /// then every table with a `dataset_id` column, sorted by name as `tables::with_column`
 /// returns them.
 pub fn rewritten_tables() -> Vec<(&'static str, &'static str)> {
-    let mut children = ferry::workload::schema::DATASET_ID_TABLES.to_vec();
+    let mut children = ferry_workload::schema::DATASET_ID_TABLES.to_vec();
     children.sort();
     std::iter::once(("dataset", "id"))
         .chain(children.into_iter().map(|t| (t, "dataset_id")))

@@ -11,7 +11,7 @@ use std::process::Command;
 /// Which generator made a v1 repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// Ferry's root revisions and `ferry::workload::fill_v1`.
+    /// Ferry's root revisions and `ferry_workload::fill_v1`.
     Ferry,
     /// `tests/fixtures/foreign_v1` through `sqlite3` / `psql`, then `ferry adopt`.
     Foreign,

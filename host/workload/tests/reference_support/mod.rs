@@ -8,11 +8,11 @@ pub mod foreign;
 
 use ferry::backend::{self, Connection, DbUrl};
 use ferry::migrator::{Migrator, UpgradeOptions};
-use ferry::workload;
+use ferry_workload as workload;
 use std::path::PathBuf;
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// A migrator over the reference trees and every plugin.

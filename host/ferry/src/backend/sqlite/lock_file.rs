@@ -67,7 +67,9 @@ pub fn open(path: &Path, db: &Path) -> io::Result<File> {
                 meta.nlink()
             )));
         }
-        // SAFETY: geteuid has no preconditions and cannot fail.
+        // SAFETY: geteuid has no preconditions and cannot fail. The library's one
+        // unsafe block (lib.rs denies unsafe code elsewhere).
+        #[allow(unsafe_code)]
         let me = unsafe { libc::geteuid() };
         // The user's own, or the database file's owner's (a repository shared by a
         // group: whoever made the database made the lock file too).

@@ -39,7 +39,7 @@ struct Cli {
 /// Which generator makes the migration benchmark's registry v1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Source {
-    /// `ferry-sample`: Ferry's root revisions and `ferry::workload::fill_v1`.
+    /// `ferry-sample`: Ferry's root revisions and `ferry_workload::fill_v1`.
     Ferry,
     /// `tests/fixtures/foreign_v1/make_v1.sh` (SQL through `sqlite3` / `psql`, no Ferry
     /// code), then `ferry adopt`.

@@ -13,13 +13,13 @@
 //!   (`--set datasets.uuid_batch_size=` more than N), for the cost of batch checkpoints;
 //!
 //! each in its own process, timed and measured from outside, each end state checked with
-//! `ferry::workload::check_v2`.
+//! `ferry_workload::check_v2`.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use ferry::workload::{check_v2, Scale, Snapshot};
+use ferry_workload::{check_v2, Scale, Snapshot};
 
 use crate::process::{self, Measured};
 use crate::report::{self, megabytes, rate, ratio, seconds, Table};

@@ -121,7 +121,7 @@ pub fn repo(env: &Env) -> Result<PathBuf, String> {
         .clone()
         .into_iter()
         .chain(std::env::current_dir().ok())
-        .chain(Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("..")));
+        .chain(Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")));
     for dir in candidates {
         if dir.join("scripts").is_dir() && dir.join("plugins").is_dir() {
             return dir

@@ -18,7 +18,7 @@ mod sqlite;
 use std::time::{Duration, Instant};
 
 use ferry::backend::DbUrl;
-use ferry::workload::schema::{INT_DATASETS_MANAGER, UUID_DATASETS_MANAGER};
+use ferry_workload::schema::{INT_DATASETS_MANAGER, UUID_DATASETS_MANAGER};
 use uuid::Uuid;
 
 use crate::Backend;
@@ -28,7 +28,7 @@ pub fn raw_uuid(run: &str, detector: i64, exposure: i64, instrument: &str) -> Uu
     let name = format!(
         "dataset_type=raw,run={run},detector={detector},exposure={exposure},instrument={instrument}"
     );
-    Uuid::new_v5(&ferry::workload::RAW_UUID_NAMESPACE, name.as_bytes())
+    Uuid::new_v5(&ferry_workload::RAW_UUID_NAMESPACE, name.as_bytes())
 }
 
 /// `butler_attributes` as v2 has it, and the map dropped (the same SQL on both backends).

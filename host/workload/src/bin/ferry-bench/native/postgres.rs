@@ -17,7 +17,7 @@ use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
 use super::{finish_sql, raw_uuid, Phases};
-use ferry::workload::schema::dataset_id_columns;
+use ferry_workload::schema::dataset_id_columns;
 
 const MAP: &str = "ferry_native_map";
 /// Rows per FETCH from a cursor (and per COPY): memory stays bounded.

@@ -10,8 +10,8 @@
 
 use super::postgres::connect;
 use super::{finish_sql, Phases};
-use ferry::workload::schema::dataset_id_columns;
-use ferry::workload::RAW_UUID_NAMESPACE;
+use ferry_workload::schema::dataset_id_columns;
+use ferry_workload::RAW_UUID_NAMESPACE;
 use tokio_postgres::Client;
 
 const MAP: &str = "ferry_sql_map";

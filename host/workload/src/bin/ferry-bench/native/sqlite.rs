@@ -15,7 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
 use super::{finish_sql, raw_uuid, Phases};
-use ferry::workload::schema::dataset_id_columns;
+use ferry_workload::schema::dataset_id_columns;
 
 const MAP: &str = "ferry_native_map";
 
