@@ -11,8 +11,8 @@
 //! (tests/fixtures/embed/base). `host/ferry/tests/example_app.rs` runs [`start`] against
 //! every repository state, so this example cannot rot.
 
-use ferry::compat::Access;
-use ferry::migrator::{Migrator, Verification, VerifyOptions};
+use ferry::Access;
+use ferry::{Migrator, Verification, VerifyOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -38,7 +38,7 @@ pub enum Refusal {
     /// The repository is not usable by this code; the reasons say why.
     Incompatible(String),
     /// Ferry itself failed (bad URL, unreachable database, locked, …).
-    Ferry(ferry::migrator::Error),
+    Ferry(ferry::Error),
 }
 
 /// Verifies the repository (migrating it if allowed) and decides whether to start.

@@ -11,8 +11,8 @@
 //! `host/ferry/tests/embed_async.rs` runs [`start`] on current-thread and multi-threaded
 //! runtimes against PostgreSQL and SQLite, so this example cannot rot.
 
-use ferry::compat::Access;
-use ferry::migrator::{Migrator, Verification, VerifyOptions};
+use ferry::Access;
+use ferry::{Migrator, Verification, VerifyOptions};
 use std::path::PathBuf;
 
 /// Where the service keeps its data.

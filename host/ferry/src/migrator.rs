@@ -6,7 +6,7 @@
 //! start-up. A whole run on a SQLite file:
 //!
 //! ```
-//! use ferry::migrator::{Migrator, UpgradeOptions};
+//! use ferry::{Migrator, UpgradeOptions};
 //! # let dir = tempfile::tempdir()?;
 //! # let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/trees/linear/scripts");
 //! let migrator = Migrator::builder()

@@ -18,21 +18,21 @@ use std::time::Duration;
 /// From a URL, with the configuration of a `ferry.toml`:
 ///
 /// ```no_run
-/// use ferry::migrator::Migrator;
+/// use ferry::Migrator;
 /// let migrator = Migrator::builder()
 ///     .url("postgresql://butler@db.example.org/registry?schema=main")
 ///     .roots(["scripts", "plugins/obs_base"])
 ///     .config_file("ferry.toml")?
 ///     .set("datasets.uuid_batch_size", 50_000)
 ///     .build()?;
-/// # Ok::<(), ferry::migrator::Error>(())
+/// # Ok::<(), ferry::Error>(())
 /// ```
 ///
 /// From the application's own SQLite connection, here in memory (SQLite needs no
 /// lock file then: nobody else can see the database), given back afterwards:
 ///
 /// ```
-/// use ferry::migrator::{Migrator, UpgradeOptions};
+/// use ferry::{Migrator, UpgradeOptions};
 /// # let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/trees/linear/scripts");
 /// let conn = rusqlite::Connection::open_in_memory()?;
 /// let migrator = Migrator::builder()
@@ -52,11 +52,11 @@ use std::time::Duration;
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// use ferry::migrator::Migrator;
+/// use ferry::Migrator;
 /// let (client, connection) =
 ///     tokio_postgres::connect("host=127.0.0.1 user=postgres dbname=test", tokio_postgres::NoTls).await?;
 /// tokio::spawn(connection);
-/// let report = tokio::task::spawn_blocking(move || -> Result<_, ferry::migrator::Error> {
+/// let report = tokio::task::spawn_blocking(move || -> Result<_, ferry::Error> {
 ///     let migrator = Migrator::builder()
 ///         .postgres_client(client, "registry")?
 ///         .roots(["scripts"])
