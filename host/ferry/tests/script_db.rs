@@ -1,0 +1,437 @@
+//! The `db` capability on both backends: statements with bound parameters, queries,
+//! streaming, bulk insert, derived inserts, introspection, quoting and the dialect.
+//! Each test writes a small revision, upgrades through `Migrator`, and checks the
+//! database afterwards (scripts also check what they read and `throw` on a mismatch).
+
+#[path = "../../cli/tests/common/mod.rs"]
+mod common;
+mod script_support;
+use ferry::backend::Value;
+use script_support::Repo;
+
+/// A helper every test script gets: `check(actual, expected, what)`.
+const CHECK: &str = r#"
+fn check(actual, expected, what) {
+    if actual != expected {
+        throw `${what}: expected ${expected} (${type_of(expected)}), found ${actual} (${type_of(actual)})`;
+    }
+}
+"#;
+
+fn rev(r: &Repo, id: &str, body: &str) {
+    r.revision(id, &format!("{CHECK}\n{body}"));
+}
+
+both!(execute_binds_parameters_verbatim, |r| {
+    rev(
+        r,
+        "r1",
+        r#"
+fn upgrade(db) {
+    let blob = if db.dialect == "postgres" { "BYTEA" } else { "BLOB" };
+    db.execute(`CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE PRECISION, flag BOOLEAN, payload ${blob})`);
+    let evil = "'); DROP TABLE t; --";
+    let n = db.execute("INSERT INTO t (id, name, score, flag) VALUES (?, ?, ?, ?)", [1, evil, 2.5, true]);
+    check(n, 1, "rows inserted");
+    db.execute("INSERT INTO t (id, name) VALUES (?, ?)", [2, ()]);
+    db.execute("INSERT INTO t (id, name) VALUES (?, ?)", [3, "Robert\"; DELETE FROM t; --"]);
+    check(db.execute("UPDATE t SET score = ? WHERE id > ?", [1.0, 1]), 2, "rows updated");
+}
+"#,
+    );
+    r.upgrade_ok();
+    assert_eq!(
+        r.text("SELECT name FROM t WHERE id = 1"),
+        "'); DROP TABLE t; --"
+    );
+    assert_eq!(r.value("SELECT name FROM t WHERE id = 2"), Value::Null);
+    assert_eq!(
+        r.text("SELECT name FROM t WHERE id = 3"),
+        "Robert\"; DELETE FROM t; --"
+    );
+    assert_eq!(r.int("SELECT COUNT(*) FROM t"), 3);
+    assert_eq!(
+        r.value("SELECT score FROM t WHERE id = 1"),
+        Value::Float(2.5)
+    );
+});
+
+both!(query_query_row_and_query_value, |r| {
+    rev(
+        r,
+        "r1",
+        r#"
+fn upgrade(db) {
+    db.execute("CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT)");
+    for i in 1..=5 { db.execute("INSERT INTO t VALUES (?, ?)", [i, `n${i}`]); }
+    let rows = db.query("SELECT id, name FROM t WHERE id >= ? ORDER BY id", [3]);
+    check(rows.len(), 3, "rows");
+    check(rows[0].id, 3, "first id");
+    check(rows[2].name, "n5", "last name");
+    check(db.query("SELECT id FROM t").len(), 5, "all rows");
+    let row = db.query_row("SELECT id, name FROM t WHERE name = ?", ["n2"]);
+    check(row.id, 2, "query_row id");
+    check(db.query_row("SELECT id FROM t WHERE id = ?", [99]), (), "query_row of nothing");
+    check(db.query_value("SELECT COUNT(*) FROM t"), 5, "count");
+    check(db.query_value("SELECT name FROM t WHERE id = ?", [4]), "n4", "query_value");
+    check(db.query_value("SELECT name FROM t WHERE id = ?", [99]), (), "query_value of nothing");
+    // The sum of what was read is recorded, so the test can see the script ran this far.
+    db.execute("CREATE TABLE seen (total BIGINT)");
+    let total = 0;
+    for row in rows { total += row.id; }
+    db.execute("INSERT INTO seen VALUES (?)", [total]);
+}
+"#,
+    );
+    r.upgrade_ok();
+    assert_eq!(r.int("SELECT total FROM seen"), 12);
+});
+
+both!(each_streams_and_stops_early, |r| {
+    rev(
+        r,
+        "r1",
+        r#"
+fn upgrade(db) {
+    db.execute("CREATE TABLE t (id BIGINT PRIMARY KEY)");
+    let rows = [];
+    for i in 1..=1000 { rows.push([i]); }
+    db.bulk_insert("t", ["id"], rows);
+    let sum = 0;
+    let n = db.each("SELECT id FROM t ORDER BY id", [], |row| { sum += row.id; true });
+    check(n, 1000, "rows streamed");
+    check(sum, 500500, "sum");
+    let seen = [];
+    let n = db.each("SELECT id FROM t WHERE id > ? ORDER BY id", [10], |row| {
+        seen.push(row.id);
+        seen.len() < 3
+    });
+    check(seen, [11, 12, 13], "rows seen before stopping");
+    db.execute("CREATE TABLE out (n BIGINT, total BIGINT)");
+    db.execute("INSERT INTO out VALUES (?, ?)", [seen.len(), sum]);
+}
+"#,
+    );
+    r.upgrade_ok();
+    assert_eq!(r.int("SELECT n FROM out"), 3);
+    assert_eq!(r.int("SELECT total FROM out"), 500500);
+});
+
+both!(each_callback_cannot_use_db, |r| {
+    rev(
+        r,
+        "r1",
+        r#"
+fn upgrade(db) {
+    db.execute("CREATE TABLE t (id BIGINT PRIMARY KEY)");
+    db.execute("INSERT INTO t VALUES (1)");
+    db.each("SELECT id FROM t", [], |row| { db.execute("DELETE FROM t"); true });
+}
+"#,
+    );
+    let e = r.upgrade_fails();
+    assert!(e.message.contains("inside the callback of db.each"), "{e}");
+    assert_eq!(e.kind, ferry::script::FailureKind::Script);
+    assert!(
+        !r.conn().table_exists("t").unwrap(),
+        "the revision rolled back"
+    );
+});
+
+both!(bulk_insert_arrays_and_maps, |r| {
+    rev(
+        r,
+        "r1",
+        r#"
+fn upgrade(db) {
+    let uuid_type = if db.dialect == "postgres" { "UUID" } else { "CHAR(32)" };
+    db.execute(`CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT, u ${uuid_type})`);
+    let n = db.bulk_insert("t", ["id", "name", "u"], [
+        [1, "one", uuid::parse("840b31d9-05cd-5161-b2c8-00d32b280d0f")],
+        [2, "'); DROP TABLE t; --", ()],
+    ]);
+    check(n, 2, "array rows");
+    let n = db.bulk_insert("t", ["id", "name"], [
+        #{ id: 3, name: "three" },
+        #{ name: "four", id: 4 },
+        #{ id: 5 },
+    ]);
+    check(n, 3, "map rows");
+    check(uuid::parse(db.query_value("SELECT u FROM t WHERE id = 1")).canonical, "840b31d9-05cd-5161-b2c8-00d32b280d0f", "uuid read back");
+}
+"#,
+    );
+    r.upgrade_ok();
+    assert_eq!(r.int("SELECT COUNT(*) FROM t"), 5);
+    assert_eq!(
+        r.text("SELECT name FROM t WHERE id = 2"),
+        "'); DROP TABLE t; --"
+    );
+    assert_eq!(r.text("SELECT name FROM t WHERE id = 4"), "four");
+    assert_eq!(r.value("SELECT name FROM t WHERE id = 5"), Value::Null);
+});
+
+both!(bulk_insert_rejects_bad_rows, |r| {
+    rev(
+        r,
+        "r1",
+        r#"
+fn upgrade(db) {
+    db.execute("CREATE TABLE t (id BIGINT, name TEXT)");
+    db.bulk_insert("t", ["id", "name"], [[1, "a"], [2]]);
+}
+"#,
+    );
+    let e = r.upgrade_fails();
+    assert!(
+        e.message.contains("row 2 has 1 values for 2 columns"),
+        "{e}"
+    );
+});
+
+both!(insert_derived_uuid4_uuid5_template, |r| {
+    rev(
+        r,
+        "r1",
+        r#"
+fn upgrade(db) {
+    let uuid_type = if db.dialect == "postgres" { "UUID" } else { "CHAR(32)" };
+    db.execute("CREATE TABLE raw (id BIGINT PRIMARY KEY, run TEXT, detector BIGINT, exposure BIGINT)");
+    db.execute(`CREATE TABLE id_map (old_id BIGINT PRIMARY KEY, det_uuid ${uuid_type}, rand ${uuid_type}, label TEXT)`);
+    let rows = [];
+    for i in 1..=250 { rows.push([i, "HSC/raw/all", i % 100, 903334]); }
+    db.bulk_insert("raw", ["id", "run", "detector", "exposure"], rows);
+    let n = db.insert_derived(#{
+        source: "SELECT id, run, detector, exposure FROM raw WHERE id <= ?",
+        params: [200],
+        key: "id",
+        into: "id_map",
+        chunk: 64,
+        columns: ["old_id", "det_uuid", "rand", "label"],
+        values: [
+            "id",
+            #{ uuid5: "840b31d9-05cd-5161-b2c8-00d32b280d0f",
+               name: "dataset_type=raw,run={run},detector={detector},exposure={exposure},instrument=HSC" },
+            #{ uuid4: true },
+            #{ template: "{run}#{id}" },
+        ],
+    });
+    check(n, 200, "derived rows");
+}
+"#,
+    );
+    r.upgrade_ok();
+    assert_eq!(r.int("SELECT COUNT(*) FROM id_map"), 200);
+    let expected = uuid::Uuid::new_v5(
+        &uuid::Uuid::parse_str("840b31d9-05cd-5161-b2c8-00d32b280d0f").unwrap(),
+        b"dataset_type=raw,run=HSC/raw/all,detector=42,exposure=903334,instrument=HSC",
+    );
+    assert_eq!(
+        expected.to_string(),
+        "2f5ee4b8-756e-5705-96b4-3c7b66c7dab5",
+        "the WORKLOAD example"
+    );
+    let stored = r.value("SELECT det_uuid FROM id_map WHERE old_id = 42");
+    let stored = match stored {
+        Value::Uuid(u) => u,
+        Value::Text(t) => uuid::Uuid::parse_str(&t).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(stored, expected);
+    assert_eq!(
+        r.text("SELECT label FROM id_map WHERE old_id = 7"),
+        "HSC/raw/all#7"
+    );
+    // uuid4 values are random: all distinct, and version 4.
+    assert_eq!(r.int("SELECT COUNT(DISTINCT rand) FROM id_map"), 200);
+    let rand = match r.value("SELECT rand FROM id_map WHERE old_id = 1") {
+        Value::Uuid(u) => u,
+        Value::Text(t) => uuid::Uuid::parse_str(&t).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(rand.get_version_num(), 4);
+});
+
+both!(insert_derived_names_the_key_it_violates, |r| {
+    rev(
+        r,
+        "r1",
+        r#"
+fn upgrade(db) {
+    db.execute("CREATE TABLE raw (id BIGINT PRIMARY KEY, run TEXT)");
+    db.execute("CREATE TABLE by_run (run TEXT PRIMARY KEY, first_id BIGINT)");
+    db.bulk_insert("raw", ["id", "run"], [[1, "HSC/a"], [2, "HSC/b"], [3, "HSC/a"]]);
+    db.insert_derived(#{
+        source: "SELECT id, run FROM raw",
+        key: "id",
+        into: "by_run",
+        columns: ["run", "first_id"],
+        values: [#{ template: "{run}" }, "id"],
+    });
+}
+"#,
+    );
+    let e = r.upgrade_fails().to_string();
+    let named = match r.backend {
+        script_support::Backend::Sqlite => "table by_run, key (run) = ('HSC/a')",
+        script_support::Backend::Postgres => "Key (run)=(HSC/a) already exists",
+    };
+    assert!(e.contains(named), "{named:?} in {e}");
+});
+
+both!(introspection, |r| {
+    rev(
+        r,
+        "r1",
+        r#"
+fn upgrade(db) {
+    db.execute("CREATE TABLE parent (id BIGINT PRIMARY KEY, code TEXT NOT NULL)");
+    db.execute("CREATE TABLE dataset_tags_1 (dataset_id BIGINT NOT NULL, tag TEXT DEFAULT 'x', CONSTRAINT dataset_tags_1_pkey PRIMARY KEY (dataset_id), CONSTRAINT dataset_tags_1_unq UNIQUE (tag), CONSTRAINT dataset_tags_1_fkey FOREIGN KEY (dataset_id) REFERENCES parent (id) ON DELETE CASCADE)");
+    db.execute("CREATE TABLE dataset_tags_22 (id BIGINT)");
+    db.execute("CREATE INDEX parent_code_idx ON parent (code)");
+
+    check(db.tables("dataset_tags_%"), ["dataset_tags_1", "dataset_tags_22"], "tables");
+    check(db.table_exists("parent"), true, "parent exists");
+    check(db.table_exists("nope"), false, "nope exists");
+
+    let cols = db.columns("dataset_tags_1");
+    check(cols.len(), 2, "column count");
+    check(cols[0].name, "dataset_id", "first column");
+    check(cols[0].type, "bigint", "first column type");
+    check(cols[0].nullable, false, "dataset_id nullable");
+    check(cols[1].nullable, true, "tag nullable");
+    if !cols[1].default_value.contains("'x'") { throw `default: ${cols[1].default_value}`; }
+
+    let pk = db.primary_key("dataset_tags_1");
+    check(pk.columns, ["dataset_id"], "pk columns");
+    check(db.primary_key("dataset_tags_22"), (), "no pk");
+
+    let fks = db.foreign_keys("dataset_tags_1");
+    check(fks.len(), 1, "fk count");
+    check(fks[0].references, "parent", "fk table");
+    check(fks[0].columns, ["dataset_id"], "fk columns");
+    check(fks[0].referenced_columns, ["id"], "fk referenced columns");
+    check(fks[0].on_delete, "CASCADE", "on delete");
+
+    let uq = db.unique_constraints("dataset_tags_1");
+    check(uq.len(), 1, "unique count");
+    check(uq[0].columns, ["tag"], "unique columns");
+
+    let idx = db.indexes("parent");
+    check(idx.len(), 1, "index count");
+    check(idx[0].name, "parent_code_idx", "index name");
+    check(idx[0].columns, ["code"], "index columns");
+    check(idx[0].unique, false, "index unique");
+
+    check(db.quote("we\"ird"), "\"we\"\"ird\"", "quote");
+    if db.dialect != "sqlite" && db.dialect != "postgres" { throw db.dialect; }
+    db.execute("CREATE TABLE out (dialect TEXT, fk_name TEXT, pk_name TEXT, uq_name TEXT)");
+    db.execute("INSERT INTO out VALUES (?, ?, ?, ?)", [db.dialect, fks[0].name, pk.name, uq[0].name]);
+}
+"#,
+    );
+    r.upgrade_ok();
+    let dialect = match r.backend {
+        script_support::Backend::Sqlite => "sqlite",
+        script_support::Backend::Postgres => "postgres",
+    };
+    assert_eq!(r.text("SELECT dialect FROM out"), dialect);
+    assert_eq!(r.text("SELECT fk_name FROM out"), "dataset_tags_1_fkey");
+    assert_eq!(r.text("SELECT pk_name FROM out"), "dataset_tags_1_pkey");
+    assert_eq!(r.text("SELECT uq_name FROM out"), "dataset_tags_1_unq");
+});
+
+both!(schema_namespace_keeps_names, |r| {
+    rev(
+        r,
+        "r1",
+        r#"
+fn upgrade(db) {
+    schema::create_table("parent", #{
+        columns: [#{ name: "id", type: "BIGINT", nullable: false }, #{ name: "code", type: "TEXT" }],
+        primary_key: ["id"],
+    });
+    schema::create_table("child", #{
+        columns: [#{ name: "id", type: "BIGINT", nullable: false }, #{ name: "parent_id", type: "BIGINT" }],
+        primary_key: #{ name: "child_pk", columns: ["id"] },
+        foreign_keys: [#{ name: "child_parent_fk", columns: ["parent_id"], references: "parent", referenced_columns: ["id"], on_delete: "CASCADE" }],
+    });
+    db.execute("INSERT INTO parent VALUES (1, 'a')");
+    db.execute("INSERT INTO child VALUES (10, 1)");
+    schema::add_column("child", #{ name: "note", type: "TEXT", default_value: "'n'" });
+    schema::rename_column("child", "note", "remark");
+    schema::add_index("child", "child_remark_idx", ["remark"]);
+    schema::add_unique("child", "child_remark_unq", ["remark"]);
+    schema::alter_column_type("child", "remark", "VARCHAR(20)");
+    check(db.foreign_keys("child")[0].name, "child_parent_fk", "fk kept");
+    check(db.primary_key("child").name, "child_pk", "pk kept");
+    check(db.indexes("child")[0].name, "child_remark_idx", "index kept");
+    schema::drop_index("child", "child_remark_idx");
+    schema::create_table("scratch", #{ columns: [#{ name: "x", type: "BIGINT" }] });
+    schema::rename_table("scratch", "scratch2");
+    schema::drop_table("scratch2");
+    schema::drop_table_if_exists("scratch2");
+}
+"#,
+    );
+    r.upgrade_ok();
+    assert_eq!(r.text("SELECT remark FROM child WHERE id = 10"), "n");
+    let mut c = r.conn();
+    assert!(!c.table_exists("scratch2").unwrap());
+    assert!(c.indexes("child").unwrap().is_empty());
+    assert_eq!(
+        c.unique_constraints("child").unwrap()[0].name,
+        "child_remark_unq"
+    );
+    assert_eq!(c.foreign_keys("child").unwrap()[0].name, "child_parent_fk");
+});
+
+both!(bulk_insert_generates_rows_from_a_description, |r| {
+    rev(
+        r,
+        "r1",
+        r#"
+fn upgrade(db) {
+    db.execute("CREATE TABLE amplifier (detector BIGINT, name TEXT, gain DOUBLE PRECISION, k TEXT)");
+    let n = db.bulk_insert("amplifier", ["detector", "name", "gain", "k"], #{
+        each: #{ detector: 0..=2, amp: ["A", "B"] },
+        values: ["detector", #{ template: "{amp}-{detector}" }, 2.5, ()],
+    });
+    check(n, 6, "generated rows");
+    check(db.bulk_insert("amplifier", ["detector"], #{ each: #{ d: 5..5 }, values: ["d"] }), 0, "empty range");
+}
+"#,
+    );
+    r.upgrade_ok();
+    assert_eq!(
+        r.int("SELECT COUNT(*) FROM amplifier WHERE gain = 2.5 AND k IS NULL"),
+        6
+    );
+    assert_eq!(
+        r.text("SELECT name FROM amplifier WHERE detector = 2 AND name LIKE 'B%'"),
+        "B-2"
+    );
+});
+
+both!(bulk_insert_generator_errors_name_the_cause, |r| {
+    rev(
+        r,
+        "r1",
+        r#"
+fn upgrade(db) {
+    db.execute("CREATE TABLE amplifier (detector BIGINT, name TEXT)");
+    db.bulk_insert("amplifier", ["detector", "name"], #{
+        each: #{ detector: 0..10 },
+        values: ["detector", #{ template: "{amp}" }],
+    });
+}
+"#,
+    );
+    let e = r.upgrade_fails();
+    assert!(
+        e.message.contains("bulk_insert into amplifier") && e.message.contains("{amp}"),
+        "{e}"
+    );
+    assert_eq!(e.kind, ferry::script::FailureKind::Script, "{e}");
+    assert!(e.line > 0, "{e:?}");
+});
