@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 pub(crate) mod alembic;
+pub mod analysis;
 pub mod backend;
 pub mod clock;
 pub mod compat;

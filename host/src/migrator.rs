@@ -883,7 +883,7 @@ impl Migrator {
                 hooks: project.hook_uses(m),
                 online_safe: m.online_safe,
                 downgradable: m.has_downgrade,
-                steps: crate::offline::steps_of_file(&m.path),
+                steps: m.script.declared_steps(),
                 steps_done,
                 state: state_text(records.get(id)),
             });
@@ -1175,14 +1175,9 @@ impl Migrator {
 }
 
 /// Whether a revision's statements depend on what the database holds (see
-/// [`crate::offline::data_dependent_calls`]); a file that cannot be read or compiled
-/// counts as reading.
+/// [`crate::offline::data_dependent_calls`]), in the tree discovery compiled.
 fn reads_the_database(m: &RevisionMeta) -> bool {
-    let engine = crate::metadata::parse_engine();
-    std::fs::read_to_string(&m.path)
-        .ok()
-        .and_then(|text| engine.compile(&text).ok())
-        .is_none_or(|ast| !crate::offline::data_dependent_calls(&ast).is_empty())
+    !crate::offline::data_dependent_calls(m.script.ast()).is_empty()
 }
 
 fn tempfile_path(path: &std::path::Path) -> PathBuf {
