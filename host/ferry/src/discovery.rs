@@ -9,6 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use walkdir::WalkDir;
 
+use crate::analysis::ScriptFile;
 use crate::metadata::{self, HookMeta, MetadataError, ModuleFile, RevisionMeta};
 
 /// Everything found under the roots.
@@ -103,7 +104,8 @@ fn kind_of(relative: &Path) -> Kind {
     Kind::Revision
 }
 
-/// Walks every root and reads the metadata of every script. A root that does not exist
+/// Walks every root and reads every script once (see [`crate::analysis`]), with the
+/// metadata of revisions and hooks. A root that does not exist
 /// is an error naming it; metadata faults of all files are collected and returned together.
 pub fn discover(roots: &[PathBuf]) -> Result<Discovered, DiscoveryError> {
     for root in roots {
@@ -132,10 +134,12 @@ pub fn discover(roots: &[PathBuf]) -> Result<Discovered, DiscoveryError> {
                 Kind::Module => found.modules.push(ModuleFile {
                     path: path.to_path_buf(),
                     root: root.clone(),
+                    script: crate::analysis::module(path),
                 }),
                 Kind::Probe => found.probes.push(ModuleFile {
                     path: path.to_path_buf(),
                     root: root.clone(),
+                    script: ScriptFile::read(path),
                 }),
                 Kind::Hook => match metadata::read_hook(path, root) {
                     Ok(h) => found.hooks.push(h),
@@ -156,23 +160,6 @@ pub fn discover(roots: &[PathBuf]) -> Result<Discovered, DiscoveryError> {
     }
 }
 
-/// The `import "name"` lines of a module (line number, name), read as text: a module
-/// imports at its top level, one statement to a line.
-fn imports_of(path: &Path) -> Vec<(usize, String)> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    text.lines()
-        .enumerate()
-        .filter_map(|(i, line)| {
-            let rest = line.trim_start().strip_prefix("import")?;
-            let rest = rest.trim_start().strip_prefix('"')?;
-            let name = &rest[..rest.find('"')?];
-            Some((i + 1, name.to_string()))
-        })
-        .collect()
-}
-
 /// `lib/` modules that import themselves, directly or through others: each cycle once,
 /// at the import line of its first module, naming every file on the way round.
 fn import_cycles(modules: &[metadata::ModuleFile]) -> Vec<MetadataError> {
@@ -184,8 +171,14 @@ fn import_cycles(modules: &[metadata::ModuleFile]) -> Vec<MetadataError> {
         if !m.path.starts_with(&lib) {
             continue;
         }
-        let targets = imports_of(&m.path)
+        let imports = m
+            .script
+            .as_ref()
+            .map(ScriptFile::imports)
+            .unwrap_or_default();
+        let targets = imports
             .into_iter()
+            .map(|i| (i.pos.line, i.name))
             .filter_map(|(line, name)| {
                 let file = if name.ends_with(".rhai") {
                     name

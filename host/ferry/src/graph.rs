@@ -656,6 +656,12 @@ pub(crate) mod tests {
             path: PathBuf::from(format!("{tree}/{id}.rhai")),
             root: PathBuf::from(tree),
             checksum: String::new(),
+            script: crate::analysis::ScriptFile::from_source(
+                &PathBuf::from(format!("{tree}/{id}.rhai")),
+                "fn upgrade(db) {}\nfn downgrade(db) {}",
+            )
+            .expect("compiles"),
+            defaults: Default::default(),
             revision_pos: Position { line: 1, column: 1 },
             parents_pos: Position { line: 3, column: 1 },
             depends_on_pos: Position { line: 5, column: 1 },

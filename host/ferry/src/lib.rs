@@ -38,6 +38,7 @@ macro_rules! stages {
 }
 
 stages!(
+    analysis,
     backend,
     builder,
     checkpoint,

@@ -8,16 +8,18 @@
 //! revision's state corresponds to; see the `alembic` module), `BEFORE` (revisions of
 //! other trees to run before; see the `graph` module), `OPEN_TO_PLUGINS` (bool, a tree's
 //! root revision: other roots may add revisions to the tree), `STATEMENT_TIMEOUT_SECONDS`
-//! (the longest one SQL statement of the revision may run). Hook files (under a
+//! (the longest one SQL statement of the revision may run), `DEFAULTS` (an object map:
+//! the revision's configuration defaults, see [`Defaults`]). Hook files (under a
 //! `hooks/` folder) declare `HOOK` and optionally
 //! `KEY` (for hooks provided once per key, e.g. per instrument).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use rhai::{ASTFlags, Dynamic, Engine, OptimizationLevel, Stmt};
-use sha2::{Digest, Sha256};
+use rhai::{ASTFlags, Dynamic, Stmt};
+
+pub(crate) use crate::analysis::parse_engine;
+pub use crate::analysis::{checksum, ScriptFile, MAX_SCRIPT_BYTES};
 
 /// Where in a file a field (or an error) is: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,8 +50,13 @@ pub struct RevisionMeta {
     /// The file and the root it was found under.
     pub path: PathBuf,
     pub root: PathBuf,
-    /// sha256 of the file bytes, lowercase hex.
+    /// sha256 of the file bytes, lowercase hex (the checksum of [`Self::script`]).
     pub checksum: String,
+    /// The file as read once by discovery: the tree the runner runs and `ferry lint`
+    /// walks, compiled from the bytes whose checksum this is.
+    pub script: ScriptFile,
+    /// `DEFAULTS`: the revision's configuration defaults (below `ferry.toml` and `--set`).
+    pub defaults: Defaults,
     /// Position of the `REVISION` constant (for messages about the revision as a whole),
     /// and of `PARENTS` / `DEPENDS_ON` (for unknown references).
     pub revision_pos: Position,
@@ -66,6 +73,23 @@ pub struct RevisionMeta {
     /// run, over `limits.statement_timeout_seconds`.
     pub statement_timeout_seconds: Option<u64>,
     pub statement_timeout_pos: Position,
+}
+
+/// A revision's `DEFAULTS` (`const DEFAULTS = #{ "tree.key": value, ... };`): the
+/// configuration values `config::get` falls back to while the revision runs. Read and
+/// type-checked at discovery, like every metadata constant.
+#[derive(Debug, Clone, Default)]
+pub struct Defaults(pub BTreeMap<String, Dynamic>);
+
+impl PartialEq for Defaults {
+    /// Same keys holding values of the same type that print the same (`Dynamic` has no
+    /// equality of its own; the values are literals).
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self.0.iter().zip(&other.0).all(|((ka, va), (kb, vb))| {
+                ka == kb && va.type_name() == vb.type_name() && va.to_string() == vb.to_string()
+            })
+    }
 }
 
 /// A revision's `DIGEST`: the schema digest expected after it.
@@ -115,13 +139,19 @@ pub struct HookMeta {
     pub path: PathBuf,
     pub root: PathBuf,
     pub pos: Position,
+    /// The file as read once by discovery (what `hooks::run` runs).
+    pub script: ScriptFile,
 }
 
-/// A module file under a `lib/` folder, importable by scripts of the same root.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A module file under a `lib/` folder, importable by scripts of the same root (or a
+/// probe under `probes/`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModuleFile {
     pub path: PathBuf,
     pub root: PathBuf,
+    /// The file as read once by discovery, or why it could not be read or compiled (a
+    /// module is not run until imported, so its faults are `ferry lint`'s to report).
+    pub script: Result<ScriptFile, MetadataError>,
 }
 
 /// A fault in one script's metadata. Every message starts with `file:line:`.
@@ -233,12 +263,9 @@ const REVISION_FIELDS: &[&str] = &[
     "BEFORE",
     "OPEN_TO_PLUGINS",
     "STATEMENT_TIMEOUT_SECONDS",
+    "DEFAULTS",
 ];
 const HOOK_FIELDS: &[&str] = &["HOOK", "KEY"];
-
-/// The largest script file Ferry reads (revision, hook or module): larger files would
-/// take seconds to compile at every `status`.
-pub const MAX_SCRIPT_BYTES: u64 = 1024 * 1024;
 
 /// The most functions one script file may define.
 pub const MAX_FUNCTIONS: usize = 1000;
@@ -279,34 +306,11 @@ struct Parsed {
     functions: Vec<(String, usize)>,
 }
 
-/// The engine that reads scripts without running them (headers, probes' `TREE`, imports,
-/// declared steps): every such reader uses this one, so that a file one of them can
-/// parse the others can too.
-pub(crate) fn parse_engine() -> Engine {
-    // A raw engine registers no packages; compiling never resolves `import`s (they are
-    // resolved when the script runs), and no optimisation may fold or drop constants.
-    let mut engine = Engine::new_raw();
-    engine.set_optimization_level(OptimizationLevel::None);
-    // Scripts nest maps in arrays in calls (table definitions) and loops in conditions
-    // in functions (probes); debug builds of Rhai default to a depth of 16 inside
-    // functions, far too little for that.
-    engine.set_max_expr_depths(256, 256);
-    engine
-}
-
-/// Compiles `source` without running it and collects the top-level constants named in
-/// `fields`. Constants with other names are the script's own business and are ignored.
-fn parse(path: &Path, source: &str, fields: &[&'static str]) -> Result<Parsed, Vec<MetadataError>> {
-    let engine = parse_engine();
-    let ast = engine.compile(source).map_err(|e| {
-        let pos = e.position();
-        vec![MetadataError::Syntax {
-            path: path.to_path_buf(),
-            line: pos.line().unwrap_or(1),
-            column: pos.position().unwrap_or(1),
-            message: e.err_type().to_string(),
-        }]
-    })?;
+/// Collects the top-level constants named in `fields` from the file's tree (nothing is
+/// run). Constants with other names are the script's own business and are ignored.
+fn parse(file: &ScriptFile, fields: &[&'static str]) -> Result<Parsed, Vec<MetadataError>> {
+    let path = file.path();
+    let ast = file.ast();
     let mut consts = HashMap::new();
     let mut errors = Vec::new();
     for stmt in ast.statements() {
@@ -352,12 +356,7 @@ fn parse(path: &Path, source: &str, fields: &[&'static str]) -> Result<Parsed, V
     Ok(Parsed { consts, functions })
 }
 
-fn to_position(pos: rhai::Position) -> Position {
-    Position {
-        line: pos.line().unwrap_or(1),
-        column: pos.position().unwrap_or(1),
-    }
-}
+use crate::analysis::to_position;
 
 /// A readable name for a value's type, for "found ..." in messages.
 fn type_name(value: &Dynamic) -> String {
@@ -544,6 +543,24 @@ impl Reader<'_> {
         Some(DeclaredDigest::PerBackend(out))
     }
 
+    /// `DEFAULTS`: an object map (any literal values); absent is empty.
+    fn defaults(&mut self) -> Option<Defaults> {
+        const FIELD: &str = "DEFAULTS";
+        let Some((value, pos)) = self.literal(FIELD)? else {
+            return Some(Defaults::default());
+        };
+        let found = type_name(&value);
+        match value.try_cast::<rhai::Map>() {
+            Some(map) => Some(Defaults(
+                map.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            )),
+            None => {
+                self.wrong_type(FIELD, pos.line, "an object map", found);
+                None
+            }
+        }
+    }
+
     fn opt_bool(&mut self, field: &'static str) -> Option<bool> {
         let (value, pos) = self.literal(field)??;
         match value.as_bool() {
@@ -631,67 +648,11 @@ fn truncated(v: &str) -> String {
     }
 }
 
-fn read_file(path: &Path) -> Result<(Vec<u8>, String), Vec<MetadataError>> {
-    let io = |message: String| {
-        vec![MetadataError::Io {
-            path: path.to_path_buf(),
-            message,
-        }]
-    };
-    let size = std::fs::metadata(path)
-        .map_err(|e| io(e.to_string()))?
-        .len();
-    if size > MAX_SCRIPT_BYTES {
-        return Err(vec![MetadataError::TooLarge {
-            path: path.to_path_buf(),
-            why: format!(
-                "the file has {size} bytes, more than the {MAX_SCRIPT_BYTES} a script file may \
-                 have (split it, or move data out of the script)"
-            ),
-        }]);
-    }
-    let bytes = std::fs::read(path).map_err(|e| io(e.to_string()))?;
-    let source = String::from_utf8(bytes.clone())
-        .map_err(|e| vec![not_utf8(path, &bytes, e.utf8_error().valid_up_to())])?;
-    Ok((bytes, source))
-}
-
-/// The error for a file whose bytes stop being UTF-8 at `valid` (line and column of
-/// the offending byte, so that an editor can find it).
-fn not_utf8(path: &Path, bytes: &[u8], valid: usize) -> MetadataError {
-    let before = &bytes[..valid];
-    let line_start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
-    // Columns count characters, as Rhai's do; everything before `valid` is UTF-8.
-    let column = String::from_utf8_lossy(&before[line_start..])
-        .chars()
-        .count()
-        + 1;
-    MetadataError::NotUtf8 {
-        path: path.to_path_buf(),
-        line: before.iter().filter(|&&b| b == b'\n').count() + 1,
-        column,
-        byte: bytes.get(valid).copied().unwrap_or_default(),
-    }
-}
-
-/// sha256 of `bytes`, lowercase hex.
-pub fn checksum(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
-
 /// Reads the metadata of the revision file at `path`, found under `root`.
 /// Returns every fault found in the file, not only the first.
 pub fn read_revision(path: &Path, root: &Path) -> Result<RevisionMeta, Vec<MetadataError>> {
-    let (bytes, source) = read_file(path)?;
-    parse_revision(path, root, &source, checksum(&bytes))
+    let file = ScriptFile::read(path).map_err(|e| vec![e])?;
+    revision_of_file(root, file)
 }
 
 /// Reads the metadata of a revision from its source text (`path` names it in messages).
@@ -701,16 +662,15 @@ pub fn revision_from_source(
     root: &Path,
     source: &str,
 ) -> Result<RevisionMeta, Vec<MetadataError>> {
-    parse_revision(path, root, source, checksum(source.as_bytes()))
+    let file = ScriptFile::from_source(path, source).map_err(|e| vec![e])?;
+    revision_of_file(root, file)
 }
 
-fn parse_revision(
-    path: &Path,
-    root: &Path,
-    source: &str,
-    checksum: String,
-) -> Result<RevisionMeta, Vec<MetadataError>> {
-    let parsed = parse(path, source, REVISION_FIELDS)?;
+/// The metadata of a revision read from its file (found under `root`).
+pub fn revision_of_file(root: &Path, file: ScriptFile) -> Result<RevisionMeta, Vec<MetadataError>> {
+    let path = file.path().to_path_buf();
+    let path = path.as_path();
+    let parsed = parse(&file, REVISION_FIELDS)?;
     let mut r = Reader {
         path,
         parsed,
@@ -729,6 +689,7 @@ fn parse_revision(
     let before = r.strings("BEFORE", false);
     let open_to_plugins = r.opt_bool("OPEN_TO_PLUGINS");
     let statement_timeout_seconds = r.opt_seconds("STATEMENT_TIMEOUT_SECONDS");
+    let defaults = r.defaults();
     let has_upgrade = r.has_function("upgrade", Some(1));
     let has_downgrade = r.has_function("downgrade", Some(1));
     let (revision_pos, parents_pos, depends_on_pos) =
@@ -794,7 +755,9 @@ fn parse_revision(
             has_upgrade,
             path: path.to_path_buf(),
             root: root.to_path_buf(),
-            checksum,
+            checksum: file.checksum().to_string(),
+            script: file,
+            defaults: defaults.unwrap_or_default(),
             revision_pos,
             parents_pos,
             depends_on_pos,
@@ -814,17 +777,26 @@ fn parse_revision(
 
 /// Reads the metadata of the hook file at `path`, found under `root`.
 pub fn read_hook(path: &Path, root: &Path) -> Result<HookMeta, Vec<MetadataError>> {
-    let (_, source) = read_file(path)?;
-    hook_from_source(path, root, &source)
+    let file = ScriptFile::read(path).map_err(|e| vec![e])?;
+    hook_of_file(root, file)
 }
 
 /// Reads the metadata of a hook from its source text (`path` names it in messages).
+#[cfg(any(test, feature = "internals"))]
 pub fn hook_from_source(
     path: &Path,
     root: &Path,
     source: &str,
 ) -> Result<HookMeta, Vec<MetadataError>> {
-    let parsed = parse(path, source, HOOK_FIELDS)?;
+    let file = ScriptFile::from_source(path, source).map_err(|e| vec![e])?;
+    hook_of_file(root, file)
+}
+
+/// The metadata of a hook read from its file (found under `root`).
+pub fn hook_of_file(root: &Path, file: ScriptFile) -> Result<HookMeta, Vec<MetadataError>> {
+    let path = file.path().to_path_buf();
+    let path = path.as_path();
+    let parsed = parse(&file, HOOK_FIELDS)?;
     let mut r = Reader {
         path,
         parsed,
@@ -846,6 +818,7 @@ pub fn hook_from_source(
             path: path.to_path_buf(),
             root: root.to_path_buf(),
             pos,
+            script: file,
         }),
         _ => Err(r.errors),
     }
@@ -1017,6 +990,32 @@ fn downgrade(db) { db.execute("ALTER TABLE t1 DROP COLUMN name", []); }
     }
 
     #[test]
+    fn defaults_are_read_and_type_checked() {
+        let with = GOOD.replace(
+            "const DIGEST",
+            "const DEFAULTS = #{ \"alpha.batch\": 1000, \"alpha.mode\": \"fast\" };\nconst DIGEST",
+        );
+        let m = rev(&with).expect("valid");
+        let keys: Vec<&str> = m.defaults.0.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["alpha.batch", "alpha.mode"]);
+        assert_eq!(m.defaults.0["alpha.batch"].as_int(), Ok(1000));
+        assert!(rev(GOOD).expect("valid").defaults.0.is_empty());
+        for (bad, says) in [
+            ("[1, 2]", ":10: DEFAULTS must be an object map, found array"),
+            ("\"x\"", ":10: DEFAULTS must be an object map, found string"),
+            ("make()", ":10: DEFAULTS is not a literal"),
+        ] {
+            let src = GOOD.replace(
+                "const DIGEST",
+                &format!("const DEFAULTS = {bad};\nconst DIGEST"),
+            );
+            let text = messages(&rev(&src).unwrap_err());
+            assert!(text.starts_with("scripts/x.rhai"), "{text}");
+            assert!(text.contains(says), "{bad}: {text}");
+        }
+    }
+
+    #[test]
     fn optional_fields_default() {
         let src = r#"const REVISION = "a-1"; const TREE = "a"; const PARENTS = [];
 const VERSION = "1"; const DEPENDS_ON = []; const MESSAGE = "m";
@@ -1054,7 +1053,7 @@ fn upgrade(db) {}"#;
     #[test]
     fn a_file_that_is_not_utf8_is_located() {
         let bytes = b"const REVISION = \"a-1\";\n// caf\xe9\nfn upgrade(db) {}\n";
-        let err = not_utf8(Path::new("scripts/x.rhai"), bytes, 30);
+        let err = crate::analysis::not_utf8(Path::new("scripts/x.rhai"), bytes, 30);
         assert_eq!(
             err.to_string(),
             "scripts/x.rhai:2:7: the file is not UTF-8 (byte 0xE9 cannot start or continue a character); save it as UTF-8"

@@ -123,18 +123,6 @@ pub fn declared_steps(ast: &AST) -> Vec<String> {
     steps
 }
 
-/// The steps of a revision file, or nothing if it cannot be read or compiled (the
-/// metadata reader has already reported such files).
-pub fn steps_of_file(path: &std::path::Path) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return vec![];
-    };
-    crate::metadata::parse_engine()
-        .compile(&text)
-        .map(|ast| declared_steps(&ast))
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,15 +5,16 @@
 //! dependencies in `ferry_revisions.deps_checksum`), so that an edit of any of them
 //! after the revision was applied is detected, named by path, and shown as a diff.
 //!
-//! Imports are found by compiling each file (without running it) and walking its syntax
-//! tree for `import "name"` statements, including those inside functions; they resolve
+//! Imports are found in each file's syntax tree (see [`crate::analysis`]: the revision
+//! and hook files as discovery read them, modules compiled once per content), as
+//! `import "name"` statements, including those inside functions; they resolve
 //! as the sandbox resolves them: the importing file's own root's `lib/`. Modules of
 //! `stdlib/` are not counted: they ship with Ferry and change only with it, and a Ferry
 //! upgrade must not make every applied revision "changed".
 
+use crate::analysis::ScriptFile;
 use crate::metadata::{checksum, RevisionMeta};
 use crate::script::hooks::HookSet;
-use rhai::{ASTNode, Expr, Stmt};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -106,6 +107,27 @@ pub fn label(path: &Path, root: &Path) -> String {
     }
 }
 
+/// A file as read once (its bytes are the ones hashed and compiled).
+fn of_file(file: &ScriptFile, root: &Path, kind: SourceKind) -> SourceFile {
+    let text = file.text();
+    SourceFile {
+        label: label(file.path(), root),
+        path: file.path().to_path_buf(),
+        kind,
+        checksum: file.checksum().to_string(),
+        text: (text.len() <= MAX_STORED_BYTES).then(|| text.to_string()),
+    }
+}
+
+/// A module file as it is on disk now, and its tree when it reads and compiles.
+fn read_module(path: &Path, root: &Path) -> (SourceFile, Option<ScriptFile>) {
+    match crate::analysis::module(path) {
+        Ok(file) => (of_file(&file, root, SourceKind::Module), Some(file)),
+        // Not UTF-8, too large or not compiling: recorded by the checksum of its bytes.
+        Err(_) => (read(path, root, SourceKind::Module), None),
+    }
+}
+
 fn read(path: &Path, root: &Path, kind: SourceKind) -> SourceFile {
     let bytes = std::fs::read(path).ok();
     let checksum = bytes.as_deref().map(checksum).unwrap_or_default();
@@ -122,34 +144,19 @@ fn read(path: &Path, root: &Path, kind: SourceKind) -> SourceFile {
 }
 
 /// The names a script imports (`import "name"`, anywhere in the file), in order.
-/// A file that does not compile imports nothing here (running it fails anyway).
-fn imported_names(text: &str) -> Vec<String> {
-    let Ok(ast) = crate::metadata::parse_engine().compile(text) else {
-        return Vec::new();
-    };
-    let mut names = Vec::new();
-    ast.walk(&mut |path: &[ASTNode]| {
-        if let Some(ASTNode::Stmt(Stmt::Import(x, _))) = path.last() {
-            if let Expr::StringConstant(name, _) = &x.0 {
-                names.push(name.to_string());
-            }
-        }
-        true
-    });
-    names
+fn imported_names(file: &ScriptFile) -> Vec<String> {
+    file.imports().into_iter().map(|i| i.name).collect()
 }
 
-/// Every file `revision` runs, as the files are on disk now: its own, the providers of
-/// the hooks it declares (in every root), and the `lib/` modules these import.
+/// Every file `revision` runs: its own and the providers of the hooks it declares (in
+/// every root) as discovery read them, and the `lib/` modules these import as they are
+/// on disk now.
 pub fn of_revision(revision: &RevisionMeta, hooks: &HookSet) -> RevisionSources {
-    let own = read(&revision.path, &revision.root, SourceKind::Revision);
+    let own = of_file(&revision.script, &revision.root, SourceKind::Revision);
     let mut found: BTreeMap<PathBuf, SourceFile> = BTreeMap::new();
-    // (file, the root it imports from, its text)
-    let mut queue: Vec<(PathBuf, PathBuf, Option<String>)> = vec![(
-        revision.path.clone(),
-        revision.root.clone(),
-        own.text.clone(),
-    )];
+    // (the file, the root it imports from)
+    let mut queue: Vec<(ScriptFile, PathBuf)> =
+        vec![(revision.script.clone(), revision.root.clone())];
     for (hook_id, providers) in &hooks.providers {
         if !revision.hooks.contains(&hook_id.0) {
             continue;
@@ -158,17 +165,15 @@ pub fn of_revision(revision: &RevisionMeta, hooks: &HookSet) -> RevisionSources 
             if found.contains_key(&h.path) {
                 continue;
             }
-            let f = read(&h.path, &h.root, SourceKind::Hook);
-            queue.push((h.path.clone(), h.root.clone(), f.text.clone()));
+            let f = of_file(&h.script, &h.root, SourceKind::Hook);
+            queue.push((h.script.clone(), h.root.clone()));
             found.insert(h.path.clone(), f);
         }
     }
     // Follow imports; a module already found is not read again (which also ends
     // import cycles).
-    while let Some((file, root, text)) = queue.pop() {
-        let text = text.or_else(|| std::fs::read_to_string(&file).ok());
-        let Some(text) = text else { continue };
-        for name in imported_names(&text) {
+    while let Some((file, root)) = queue.pop() {
+        for name in imported_names(&file) {
             let file_name = if name.ends_with(".rhai") {
                 name
             } else {
@@ -178,8 +183,10 @@ pub fn of_revision(revision: &RevisionMeta, hooks: &HookSet) -> RevisionSources 
             if !module.is_file() || found.contains_key(&module) {
                 continue;
             }
-            let f = read(&module, &root, SourceKind::Module);
-            queue.push((module.clone(), root.clone(), f.text.clone()));
+            let (f, script) = read_module(&module, &root);
+            if let Some(script) = script {
+                queue.push((script, root.clone()));
+            }
             found.insert(module, f);
         }
     }
@@ -197,9 +204,12 @@ mod tests {
 
     #[test]
     fn imports_are_found_in_functions_and_followed_through_modules() {
-        let names = imported_names(
+        let file = ScriptFile::from_source(
+            Path::new("x.rhai"),
             "import \"a\" as a;\nfn upgrade(db) { import \"b\" as b; b::f(); }\n// import \"c\"\n",
-        );
+        )
+        .unwrap();
+        let names = imported_names(&file);
         assert_eq!(names, ["a", "b"]);
     }
 

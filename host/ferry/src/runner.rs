@@ -203,7 +203,7 @@ impl Runner {
             }
         }
         for rev in revisions {
-            let ast = self.host.compile(&rev.path, &rev.id)?;
+            let ast = rev.script.ast_for(self.host.engine());
             if !ScriptHost::defines(&ast, "upgrade", 1) {
                 return Err(ScriptError {
                     kind: crate::script::FailureKind::Script,
@@ -302,10 +302,9 @@ impl Runner {
         direction: Direction,
     ) -> Result<Result<RevisionOutcome, ScriptError>, RunError> {
         let fn_name = direction.as_str();
-        let ast = match self.host.compile(&rev.path, &rev.id) {
-            Ok(a) => a,
-            Err(e) => return Ok(Err(e)),
-        };
+        // The tree discovery compiled from the bytes it hashed (the checksum the ledger
+        // records): a file edited since runs as it was planned, never half and half.
+        let ast = rev.script.ast_for(self.host.engine());
         if !ScriptHost::defines(&ast, fn_name, 1) {
             return Err(RunError::MissingFunction {
                 revision: rev.id.clone(),
@@ -336,16 +335,7 @@ impl Runner {
             s.statement_timeout = timeout;
             let recorded = checkpoint::recorded_steps(s.conn(), &rev.id, direction)?;
             s.steps = StepBook::resuming(recorded);
-            s.defaults = ast
-                .iter_literal_variables(true, false)
-                .filter(|(name, _, _)| *name == "DEFAULTS")
-                .filter_map(|(_, _, v)| v.try_cast::<rhai::Map>())
-                .flat_map(|m| {
-                    m.into_iter()
-                        .map(|(k, v)| (k.to_string(), v))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
+            s.defaults = rev.defaults.0.clone();
             s.rows = 0;
             s.revision = Some(ctx.clone());
             s.emit(Event::RevisionStarted {

@@ -214,9 +214,14 @@ pub(crate) fn declared_tree(ast: &rhai::AST) -> Option<String> {
 fn run_probe(host: &ScriptHost, graph: &Graph, probe: &ModuleFile) -> Result<ProbeResult, Error> {
     let file = probe.path.display().to_string();
     let name = format!("probe {file}");
-    let ast = host
-        .compile(&probe.path, &name)
-        .map_err(|e| Error::Preflight(Box::new(e)))?;
+    // The tree discovery compiled; a probe that did not read or compile is compiled
+    // here again only for the host's report of why.
+    let ast = match &probe.script {
+        Ok(script) => script.ast_for(host.engine()),
+        Err(_) => host
+            .compile(&probe.path, &name)
+            .map_err(|e| Error::Preflight(Box::new(e)))?,
+    };
     let tree = declared_tree(&ast)
         .ok_or_else(|| Error::Refused(format!("probe {file} declares no const TREE")))?;
     if !graph.has_tree(&tree) {

@@ -202,6 +202,13 @@ fn revision((n, line): (usize, &str)) -> Option<RevisionMeta> {
         path: PathBuf::from(format!("fuzz/{tree}/{id}.rhai")),
         root: PathBuf::from("fuzz"),
         checksum: String::new(),
+        // The graph never reads the script; an empty one compiles in no time.
+        script: ferry::analysis::ScriptFile::from_source(
+            &PathBuf::from(format!("fuzz/{tree}/{id}.rhai")),
+            "",
+        )
+        .ok()?,
+        defaults: Default::default(),
         revision_pos: pos,
         parents_pos: pos,
         depends_on_pos: pos,

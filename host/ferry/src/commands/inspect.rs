@@ -127,7 +127,7 @@ impl Migrator {
                 hooks: project.hook_uses(m),
                 online_safe: m.online_safe,
                 downgradable: m.has_downgrade,
-                steps: crate::offline::steps_of_file(&m.path),
+                steps: m.script.declared_steps(),
                 steps_done,
                 state: state_text(records.get(id)),
             });

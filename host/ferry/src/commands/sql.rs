@@ -172,12 +172,7 @@ impl Migrator {
 }
 
 /// Whether a revision's statements depend on what the database holds (see
-/// [`crate::offline::data_dependent_calls`]); a file that cannot be read or compiled
-/// counts as reading.
+/// [`crate::offline::data_dependent_calls`]), in the tree discovery compiled.
 fn reads_the_database(m: &RevisionMeta) -> bool {
-    let engine = crate::metadata::parse_engine();
-    std::fs::read_to_string(&m.path)
-        .ok()
-        .and_then(|text| engine.compile(&text).ok())
-        .is_none_or(|ast| !crate::offline::data_dependent_calls(&ast).is_empty())
+    !crate::offline::data_dependent_calls(m.script.ast()).is_empty()
 }

@@ -2,8 +2,9 @@
 //! anything runs. `plan`, `upgrade` (also `--dry-run` and `--sql`) run them first and
 //! refuse to start on an error, before they open the repository.
 //!
-//! Every script (revisions, hooks, `lib/` modules, `stdlib/`) is compiled with the
-//! engine that runs it and read as a syntax tree; nothing is executed. The checks:
+//! Every script (revisions, hooks, `lib/` modules, `stdlib/`) is read as the syntax
+//! tree discovery compiled (see [`crate::analysis`]; `stdlib/` modules are compiled
+//! here, with the same parser); nothing is executed. The checks:
 //!
 //! * syntax errors in `lib/` and `stdlib/` modules (`scripts.rs`; revisions and hooks
 //!   are compiled by discovery already);
@@ -107,11 +108,10 @@ pub struct Inputs<'a> {
 
 /// Runs every check; problems sorted by file and position, errors and warnings mixed.
 pub fn check(inputs: &Inputs) -> Vec<Problem> {
-    let mut host = crate::script::detached_host(inputs.paths.clone());
-    // The syntax tree as written: no constant folding (which also costs time).
-    host.engine_mut()
-        .set_optimization_level(rhai::OptimizationLevel::None);
-    let set = scripts::ScriptSet::compile(host.engine(), inputs.found, inputs.paths);
+    // The trees discovery compiled (as written: no constant folding); the engine that
+    // runs scripts only tells which functions exist.
+    let host = crate::script::detached_host(inputs.paths.clone());
+    let set = scripts::ScriptSet::collect(inputs.found, inputs.paths);
     let mut problems = set.syntax_errors();
     let api = calls::Api::of_engine(host.engine());
     problems.extend(calls::check(&set, &api));

@@ -1,11 +1,16 @@
-//! Every script the checks read, compiled once, and how an `import` resolves.
+//! Every script the checks read, as discovery read it (no file is read or compiled
+//! again, except `stdlib/` modules, which discovery does not walk), and how an `import`
+//! resolves.
 
 use super::{Problem, Severity};
+use crate::analysis::ScriptFile;
 use crate::discovery::Discovered;
+use crate::metadata::MetadataError;
 use crate::script::ModulePaths;
-use rhai::{Engine, AST};
+use rhai::AST;
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 /// What a script file is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +31,7 @@ pub struct Script {
     /// The root it was found under (`None` for `stdlib/`).
     pub root: Option<PathBuf>,
     pub kind: Kind,
-    pub ast: Option<AST>,
+    pub ast: Option<Rc<AST>>,
 }
 
 /// Every script under the roots and `stdlib/`.
@@ -45,6 +50,43 @@ pub enum Import<'a> {
     Missing(Vec<PathBuf>),
     /// The path is not one the sandbox accepts (reported at run time as such).
     Refused,
+}
+
+/// The problem of a module that could not be read or compiled.
+fn unreadable(path: &Path, e: &MetadataError) -> Problem {
+    let (line, column, message) = match e {
+        MetadataError::Syntax {
+            line,
+            column,
+            message,
+            ..
+        } => (*line, *column, format!("syntax error: {message}")),
+        MetadataError::Io { message, .. } => (0, 0, format!("cannot read the script: {message}")),
+        other => {
+            // The message starts with the path (and the line), which the problem names.
+            let text = other.to_string();
+            let prefix = format!("{}:", path.display());
+            let rest = text.strip_prefix(&prefix).unwrap_or(&text);
+            let (line, rest) = match rest.split_once(": ") {
+                Some((n, rest)) if n.split(':').all(|p| p.parse::<usize>().is_ok()) => (
+                    n.split(':')
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0),
+                    rest,
+                ),
+                _ => (0, rest.trim_start()),
+            };
+            (line, 0, rest.to_string())
+        }
+    };
+    Problem {
+        path: path.into(),
+        line,
+        column,
+        severity: Severity::Error,
+        message,
+    }
 }
 
 fn canonical(p: &Path) -> PathBuf {
@@ -66,7 +108,8 @@ fn rhai_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 impl ScriptSet {
-    pub fn compile(engine: &Engine, found: &Discovered, paths: &ModulePaths) -> ScriptSet {
+    /// The scripts of `found`, and the `stdlib/` modules of `paths` (read here).
+    pub fn collect(found: &Discovered, paths: &ModulePaths) -> ScriptSet {
         let mut set = ScriptSet {
             scripts: Vec::new(),
             paths: paths.clone(),
@@ -74,62 +117,47 @@ impl ScriptSet {
             syntax: Vec::new(),
         };
         for r in &found.revisions {
-            set.add(
-                engine,
-                &r.path,
-                Some(&r.root),
-                Kind::Revision {
-                    id: r.id.clone(),
-                    hooks: r.hooks.clone(),
-                },
-            );
+            let kind = Kind::Revision {
+                id: r.id.clone(),
+                hooks: r.hooks.clone(),
+            };
+            set.add(&r.path, Some(&r.root), kind, Ok(&r.script));
         }
         for h in &found.hooks {
-            set.add(engine, &h.path, Some(&h.root), Kind::Hook);
+            set.add(&h.path, Some(&h.root), Kind::Hook, Ok(&h.script));
         }
         for m in &found.modules {
-            set.add(engine, &m.path, Some(&m.root), Kind::Module);
+            set.add(&m.path, Some(&m.root), Kind::Module, m.script.as_ref());
         }
         if let Some(std) = paths.stdlib.as_ref().filter(|d| d.is_dir()) {
             for path in rhai_files(std) {
-                set.add(engine, &path, None, Kind::Module);
+                if set.by_path.contains_key(&canonical(&path)) {
+                    continue; // a stdlib folder that is also under a root
+                }
+                let file = crate::analysis::module(&path);
+                set.add(&path, None, Kind::Module, file.as_ref());
             }
         }
         set
     }
 
-    fn add(&mut self, engine: &Engine, path: &Path, root: Option<&Path>, kind: Kind) {
+    fn add(
+        &mut self,
+        path: &Path,
+        root: Option<&Path>,
+        kind: Kind,
+        file: Result<&ScriptFile, &MetadataError>,
+    ) {
         let key = canonical(path);
         if self.by_path.contains_key(&key) {
             return; // a stdlib folder that is also under a root
         }
-        let ast = match std::fs::read_to_string(path) {
-            Ok(text) => match engine.compile(&text) {
-                Ok(mut ast) => {
-                    ast.set_source(path.to_string_lossy().to_string());
-                    Some(ast)
-                }
-                Err(e) => {
-                    // Revisions and hooks are compiled by discovery, which reports
-                    // their syntax errors; modules are compiled by nobody before
-                    // the import that runs them.
-                    self.syntax.push(Problem::at(
-                        path,
-                        e.position(),
-                        Severity::Error,
-                        format!("syntax error: {}", e.err_type()),
-                    ));
-                    None
-                }
-            },
+        // Revisions and hooks that do not compile stop discovery, which reports them;
+        // modules are run by nobody before the import that runs them.
+        let ast = match file {
+            Ok(file) => Some(file.shared_ast()),
             Err(e) => {
-                self.syntax.push(Problem {
-                    path: path.into(),
-                    line: 0,
-                    column: 0,
-                    severity: Severity::Error,
-                    message: format!("cannot read the script: {e}"),
-                });
+                self.syntax.push(unreadable(path, e));
                 None
             }
         };
@@ -142,6 +170,7 @@ impl ScriptSet {
         });
     }
 
+    /// Modules that could not be read or compiled.
     pub fn syntax_errors(&self) -> Vec<Problem> {
         self.syntax.clone()
     }

@@ -54,11 +54,11 @@ impl HookSet {
         self.providers.iter().filter(|(_, v)| v.len() > 1).collect()
     }
 
-    fn path(&self, name: &str, key: Option<&str>) -> Option<PathBuf> {
+    /// The provider of `name` for `key`, as discovery read it.
+    fn provider(&self, name: &str, key: Option<&str>) -> Option<&HookMeta> {
         self.providers
             .get(&(name.to_string(), key.map(str::to_string)))
             .and_then(|v| v.first())
-            .map(|h| h.path.clone())
     }
 }
 
@@ -96,7 +96,7 @@ impl Hooks {
                 "hook {name:?} is called but not declared: add it to the revision's HOOKS constant"
             )));
         }
-        let path = self.set.path(name, key).ok_or_else(|| {
+        let provider = self.set.provider(name, key).ok_or_else(|| {
             let provided = self.set.keys(name);
             script_failure(match key {
                 Some(k) => format!(
@@ -110,25 +110,13 @@ impl Hooks {
                 None => format!("no plugin provides hook {name:?}"),
             })
         })?;
+        let path = provider.path.clone();
         let ast = self.compiled.borrow().get(&path).cloned();
         let ast = match ast {
             Some(a) => a,
             None => {
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    script_failure(format!("cannot read hook {}: {e}", path.display()))
-                })?;
-                let mut ast = ctx.engine().compile(&text).map_err(|e| {
-                    Box::new(EvalAltResult::ErrorInModule(
-                        path.to_string_lossy().to_string(),
-                        Box::new(EvalAltResult::ErrorParsing(
-                            e.err_type().clone(),
-                            e.position(),
-                        )),
-                        ctx.call_position(),
-                    ))
-                })?;
-                ast.set_source(path.to_string_lossy().to_string());
-                let ast = Rc::new(ast);
+                // The tree discovery compiled from the bytes it hashed.
+                let ast = Rc::new(provider.script.ast_for(ctx.engine()));
                 self.compiled.borrow_mut().insert(path.clone(), ast.clone());
                 ast
             }
@@ -189,7 +177,7 @@ pub fn module(session: SharedSession, set: HookSet) -> Module {
     );
     let h = hooks.clone();
     m.set_native_fn("has", move |name: &str, key: &str| {
-        Ok(h.set.path(name, Some(key)).is_some())
+        Ok(h.set.provider(name, Some(key)).is_some())
     });
     let h = hooks.clone();
     m.set_native_fn("has", move |name: &str| Ok(h.set.provided(name)));

@@ -318,10 +318,6 @@ impl ScriptHost {
         &self.engine
     }
 
-    pub(crate) fn engine_mut(&mut self) -> &mut Engine {
-        &mut self.engine
-    }
-
     /// Compiles a script file; its source is the path, so errors inside name it.
     pub fn compile(&self, path: &Path, revision: &str) -> Result<AST, ScriptError> {
         let text = std::fs::read_to_string(path).map_err(|e| ScriptError {

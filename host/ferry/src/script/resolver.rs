@@ -117,24 +117,37 @@ impl ModuleResolver for SandboxResolver {
                     pos,
                 ));
             }
-            let text = std::fs::read_to_string(&candidate).map_err(|e| {
-                refuse(
-                    path,
-                    &format!("cannot read {}: {e}", candidate.display()),
-                    pos,
-                )
-            })?;
-            let mut ast = engine.compile(&text).map_err(|e| {
-                Box::new(EvalAltResult::ErrorInModule(
-                    candidate.to_string_lossy().to_string(),
-                    Box::new(EvalAltResult::ErrorParsing(
-                        e.err_type().clone(),
-                        e.position(),
-                    )),
-                    pos,
-                ))
-            })?;
-            ast.set_source(candidate.to_string_lossy().to_string());
+            // Read and compiled once per content (see `crate::analysis::module`), with
+            // the one parser configuration; run as this engine would have compiled it.
+            let ast = match crate::analysis::module(&candidate) {
+                Ok(file) => file.ast_for(engine),
+                Err(crate::metadata::MetadataError::Syntax { .. }) => {
+                    // Rhai's own parse error, with its type, for the report.
+                    let text = std::fs::read_to_string(&candidate).unwrap_or_default();
+                    let e = match engine.compile(&text) {
+                        Err(e) => EvalAltResult::ErrorParsing(e.err_type().clone(), e.position()),
+                        Ok(_) => EvalAltResult::ErrorRuntime(
+                            format!("{} does not compile", candidate.display()).into(),
+                            pos,
+                        ),
+                    };
+                    return Err(Box::new(EvalAltResult::ErrorInModule(
+                        candidate.to_string_lossy().to_string(),
+                        Box::new(e),
+                        pos,
+                    )));
+                }
+                Err(crate::metadata::MetadataError::Io { message, .. }) => {
+                    return Err(refuse(
+                        path,
+                        &format!("cannot read {}: {message}", candidate.display()),
+                        pos,
+                    ));
+                }
+                Err(other) => {
+                    return Err(refuse(path, &format!("cannot read {other}"), pos));
+                }
+            };
             self.loading.borrow_mut().push(candidate.clone());
             let module = Module::eval_ast_as_new(Scope::new(), &ast, engine);
             self.loading.borrow_mut().pop();
