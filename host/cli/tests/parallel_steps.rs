@@ -269,3 +269,200 @@ fn a_bad_jobs_value_is_refused_before_anything_runs() {
         .stderr_has("--jobs");
     assert!(db.ferry_tables().is_empty(), "nothing ran");
 }
+
+/// The first value of the first row of `sql` on `conn`, as text.
+fn first_value(conn: &mut dyn ferry::backend::Connection, sql: &str) -> String {
+    let rows = conn
+        .query(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.rows
+        .first()
+        .and_then(|r| r.first())
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| panic!("{sql}: no row"))
+}
+
+/// Polls `sql` (a count) on `conn` until it reaches `want`; a barrier on what the
+/// server says, with a deadline so that a wrong guess fails instead of hanging.
+fn wait_until_count(conn: &mut dyn ferry::backend::Connection, sql: &str, want: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let n: i64 = first_value(conn, sql).parse().unwrap();
+        if n == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{sql}: still {n}, not {want}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn pooled_steps_do_not_commit_once_the_coordinating_connection_lost_the_lock() {
+    let Some(db) = TestDb::postgres("parallel_steps_lock_lost") else {
+        eprintln!("PostgreSQL skipped: FERRY_TEST_PG_URL is not set");
+        return;
+    };
+    let schema = db.schema().unwrap().to_string();
+    ferry(&db, &[]).run(["upgrade", "registry-1"]).success();
+    // The migration lock's key (`postgres::lock_key`), computed by the server.
+    let key = format!(
+        "('x' || substr(encode(sha256(convert_to('ferry:{schema}', 'UTF8')), 'hex'), 1, 16))\
+         ::bit(64)::bigint"
+    );
+    // Holding both children's tables makes their steps wait, each on its pooled
+    // connection, inside its transaction: the barrier the test lifts when it likes.
+    let mut tables = db.connect();
+    tables
+        .execute_batch("BEGIN; LOCK TABLE child_a, child_b IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let running = ferry(&db, &["--jobs", "2"]).spawn(["upgrade"]);
+    let ours = format!("application_name LIKE 'ferry % {}'", running.pid());
+    let mut watch = db.connect();
+    // The coordinating connection: the one of this ferry holding the migration lock.
+    let holder = format!(
+        "SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
+         WHERE a.{ours} AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+         AND ((l.classid::bigint << 32) | l.objid::bigint) = {key}"
+    );
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE {ours} AND wait_event_type = 'Lock' \
+         AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)"
+    );
+    wait_until_count(watch.as_mut(), &waiting, 2);
+    wait_until_count(watch.as_mut(), &holder, 1);
+    assert_eq!(
+        committed_steps(&db),
+        ["map parent ids", "rewrite parent"],
+        "both children's steps are waiting"
+    );
+    // The coordinating connection dies; the server releases its lock, and another
+    // migrator (this test) takes it.
+    let coordinator = first_value(watch.as_mut(), &holder.replace("count(*)", "min(a.pid)"));
+    first_value(
+        watch.as_mut(),
+        &format!("SELECT pg_terminate_backend({coordinator})"),
+    );
+    wait_until_count(
+        watch.as_mut(),
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {coordinator}"),
+        0,
+    );
+    let mut other = db.connect();
+    assert_eq!(
+        first_value(
+            other.as_mut(),
+            &format!("SELECT pg_try_advisory_lock({key})::int")
+        ),
+        "1",
+        "the lock is free once the coordinating connection is gone"
+    );
+    tables.execute_batch("COMMIT").unwrap();
+    let failed = running.finish();
+    assert_ne!(failed.code, 0, "{}", failed.describe());
+    assert!(
+        failed.stderr.contains("the migration lock is lost")
+            && failed.stderr.contains("rolled back instead of committed"),
+        "the failure names the lost lock: {}",
+        failed.describe()
+    );
+    // Neither step committed: no step record, no copy; the old tables are untouched.
+    let committed = committed_steps(&db);
+    for step in ["rewrite child_a", "rewrite child_b"] {
+        assert!(!committed.contains(&step.to_string()), "{committed:?}");
+    }
+    assert!(!db.has_table("ferry_new_child_a") && !db.has_table("ferry_new_child_b"));
+    assert_eq!(db.count("child_a"), 2 * N);
+    assert_eq!(db.count("child_b"), N);
+
+    // The other migrator goes away; a rerun resumes and completes.
+    drop(other);
+    let rerun = ferry(&db, &["--jobs", "2"]).run(["upgrade"]).success();
+    let steps = table_step_events(&events(&rerun));
+    position(&steps, "skipped", "rewrite parent");
+    position(&steps, "finished", "rewrite child_a");
+    position(&steps, "finished", "rewrite child_b");
+    assert_migrated(&db);
+}
+
+/// A login role made for one test, dropped with what it owns at the end.
+struct TestRole {
+    base: String,
+    name: String,
+}
+
+impl Drop for TestRole {
+    fn drop(&mut self) {
+        let mut admin = common::fresh::pg_admin(&self.base);
+        let _ = admin.execute_batch(&format!(
+            "DROP OWNED BY {0}; DROP ROLE IF EXISTS {0}",
+            self.name
+        ));
+    }
+}
+
+#[test]
+fn steps_run_on_the_migration_connection_when_the_pool_gets_none() {
+    let (Some(one), Some(limited)) = (
+        TestDb::postgres("parallel_steps_limit_jobs_1"),
+        TestDb::postgres("parallel_steps_limit"),
+    ) else {
+        eprintln!("PostgreSQL skipped: FERRY_TEST_PG_URL is not set");
+        return;
+    };
+    let base = common::pg_base_url().unwrap();
+    let schema = limited.schema().unwrap().to_string();
+    // A role that may hold one connection: the migration's own; the pool gets none.
+    let role = TestRole {
+        base: base.clone(),
+        name: format!("{schema}_one"),
+    };
+    limited.execute(&format!(
+        "CREATE ROLE {} LOGIN CONNECTION LIMIT 1",
+        role.name
+    ));
+    limited.execute(&format!(
+        "GRANT USAGE, CREATE ON SCHEMA {schema} TO {}",
+        role.name
+    ));
+    let url = common::fresh::schema_url(
+        &base.replacen("postgres@", &format!("{}@", role.name), 1),
+        &schema,
+    );
+    assert_ne!(url, limited.url(), "the role's URL: {base}");
+    let as_role = |options: &[&str]| ferry(&limited, options).db_url(&url);
+    as_role(&[]).run(["upgrade", "registry-1"]).success();
+    let run = as_role(&["--jobs", "2"]).run(["upgrade"]).success();
+    let events = events(&run);
+    let warnings: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "log" && e["level"] == "warn")
+        .collect();
+    assert!(
+        warnings.len() == 1
+            && warnings[0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no pooled connection")),
+        "one warning says the steps run on the migration's connection: {}",
+        run.describe()
+    );
+    let steps = table_step_events(&events);
+    assert_eq!(most_at_once(&steps), 1, "one after another: {steps:?}");
+    assert_migrated(&limited);
+
+    ferry(&one, &[]).run(["upgrade", "registry-1"]).success();
+    ferry(&one, &["--jobs", "1"]).run(["upgrade"]).success();
+    assert_eq!(
+        end_state(&one),
+        end_state(&limited),
+        "--jobs 1 and the fallback differ"
+    );
+    let digest = |db: &TestDb| {
+        let mut conn = db.connect();
+        ferry::digest::digest(conn.as_mut()).unwrap().sha256
+    };
+    assert_eq!(digest(&one), digest(&limited));
+    drop(role);
+}

@@ -366,10 +366,13 @@ pub const MAX_DEFAULT_JOBS: usize = 4;
 /// Hands out connections for parallel steps ([`Connection::step_workers`]). Each
 /// connection is set up as the coordinating one is (namespace, statement timeout,
 /// session checks before each commit) but never takes the migration lock: the
-/// coordinating connection holds it for all of them.
+/// coordinating connection holds it for all of them, and each step checks before its
+/// commit that it still does.
 pub trait StepWorkers: Send + Sync {
-    /// A connection of the pool, waiting for one to be free.
-    fn connection(&self) -> Result<Box<dyn Connection + Send>, DbError>;
+    /// A connection of the pool, waiting for one to be free; `None` when the server
+    /// gives none within a short wait (its or the role's connection limit is reached),
+    /// so that the step runs on the coordinating connection instead.
+    fn connection(&self) -> Result<Option<Box<dyn Connection + Send>>, DbError>;
 }
 
 /// Runs `f` in the connection's open transaction, or else in one of its own that commits

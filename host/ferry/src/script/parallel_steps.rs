@@ -16,6 +16,17 @@
 //! stand, and the failure is the step's: a rerun skips every committed step. A kill
 //! loses the uncommitted work of the steps running at that moment, at most `jobs`.
 //! Dry runs, `--sql` and SQLite run the steps one at a time (`rewrite_steps.rs`).
+//!
+//! Each pooled step checks, before its commit, that the coordinating connection still
+//! holds the migration lock (`postgres/session.rs`). If that connection died, the server
+//! released the lock and another migrator may have taken it: the step rolls back and
+//! fails as a lost connection, no further step starts, and those running fail the same
+//! check, so none commits after the lock was lost.
+//!
+//! When the pool gets no connection within a short wait (the server's `max_connections`
+//! or the role's `CONNECTION LIMIT` reached), that step and every later one run on the
+//! coordinating connection, one after another as on SQLite, with a warning to the
+//! observer; the steps already running on pooled connections go on beside them.
 
 use super::error::{host_failure, script_failure};
 use super::rewrite_steps::table_step;
@@ -23,7 +34,7 @@ use super::session::{Mode, Session};
 use crate::backend::rewrite_plan::staged_name;
 use crate::backend::{Connection, DbError, SchemaChange, StepWorkers, TableRewrite};
 use crate::checkpoint::{Begin, Progress, StepKey, StepTx};
-use crate::observer::Event;
+use crate::observer::{Event, Level};
 use rhai::EvalAltResult;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{mpsc, Arc};
@@ -98,11 +109,13 @@ pub(super) fn run(
         }
     }
 
-    let (done_tx, done_rx) = mpsc::channel::<(String, Result<(), DbError>)>();
+    let (done_tx, done_rx) = mpsc::channel::<(TableRewrite, Outcome)>();
     let mut running = 0usize;
     let mut failure: Option<(String, DbError)> = None;
+    // Whether the pool ran out of connections: the steps left run on this connection.
+    let mut alone = false;
     std::thread::scope(|scope| loop {
-        while failure.is_none() && running < jobs {
+        while failure.is_none() && (alone || running < jobs) {
             let Some(next) = waiting
                 .iter()
                 .position(|rw| parents[&rw.table].iter().all(|p| committed.contains(p)))
@@ -115,35 +128,52 @@ pub(super) fn run(
                 step: table_step(&rw.table),
                 total: None,
             });
+            let key = s.step_key(&table_step(&rw.table));
+            if alone {
+                let result = table_step_in(s.conn(), key, &rw, set);
+                ended(s, &mut committed, &mut failure, rw.table, result);
+                continue;
+            }
             running += 1;
             let (done_tx, pool) = (done_tx.clone(), pool.clone());
-            let key = s.step_key(&table_step(&rw.table));
             scope.spawn(move || {
-                let result = table_step_on(pool.as_ref(), key, &rw, set);
-                let _ = done_tx.send((rw.table, result));
+                let outcome = match pool.connection() {
+                    Ok(Some(mut conn)) => Outcome::Ran(table_step_in(conn.as_mut(), key, &rw, set)),
+                    Ok(None) => Outcome::NoConnection(key),
+                    Err(e) => Outcome::Ran(Err(e)),
+                };
+                let _ = done_tx.send((rw, outcome));
             });
         }
         if running == 0 {
             break;
         }
-        let Ok((table, result)) = done_rx.recv() else {
+        let Ok((rw, outcome)) = done_rx.recv() else {
             break;
         };
         running -= 1;
-        match result {
-            Ok(()) => {
-                let step = table_step(&table);
-                committed.insert(table);
-                s.steps.completed(&step);
-                s.emit(Event::StepFinished {
-                    revision: revision.clone(),
-                    step,
-                    rows: 0,
-                });
-            }
-            Err(e) => {
+        match outcome {
+            Outcome::Ran(result) => ended(s, &mut committed, &mut failure, rw.table, result),
+            Outcome::NoConnection(key) => {
+                if !alone {
+                    alone = true;
+                    s.emit(Event::Log {
+                        revision: revision.clone(),
+                        level: Level::Warn,
+                        message: format!(
+                            "step {:?} got no pooled connection (the server's \
+                             max_connections or the role's CONNECTION LIMIT is reached): it \
+                             and the steps after it run on the migration's own connection, \
+                             one after another",
+                            table_step(&rw.table),
+                        ),
+                    });
+                }
+                // Its start was told already; it runs now, here (unless another step
+                // failed meanwhile: then it does not run at all).
                 if failure.is_none() {
-                    failure = Some((table, e));
+                    let result = table_step_in(s.conn(), key, &rw, set);
+                    ended(s, &mut committed, &mut failure, rw.table, result);
                 }
             }
         }
@@ -162,6 +192,43 @@ pub(super) fn run(
         ));
     }
     Ok(())
+}
+
+/// What became of a step sent to the pool.
+enum Outcome {
+    /// It ran on a pooled connection: committed, or failed (and rolled back).
+    Ran(Result<(), DbError>),
+    /// The pool gave no connection; the step, not begun, is to run on the coordinating
+    /// connection.
+    NoConnection(StepKey),
+}
+
+/// Takes note of a step's end: a commit is recorded and told; the first failure is kept.
+fn ended(
+    s: &mut Session,
+    committed: &mut BTreeSet<String>,
+    failure: &mut Option<(String, DbError)>,
+    table: String,
+    result: Result<(), DbError>,
+) {
+    match result {
+        Ok(()) => {
+            let step = table_step(&table);
+            committed.insert(table);
+            s.steps.completed(&step);
+            let revision = s.revision_id();
+            s.emit(Event::StepFinished {
+                revision,
+                step,
+                rows: 0,
+            });
+        }
+        Err(e) => {
+            if failure.is_none() {
+                *failure = Some((table, e));
+            }
+        }
+    }
 }
 
 /// For each table of the rewrite, the other tables of the rewrite it references.
@@ -184,15 +251,15 @@ fn parents_in_set(
     Ok(parents)
 }
 
-/// One table's step on a pooled connection: its copy and its ledger row, committed
-/// together in one [`StepTx`] (or neither).
-fn table_step_on(
-    pool: &dyn StepWorkers,
+/// One table's step on `conn` (a pooled connection, or the coordinating one when the
+/// pool has none to give): its copy and its ledger row, committed together in one
+/// [`StepTx`] (or neither).
+fn table_step_in(
+    conn: &mut dyn Connection,
     key: StepKey,
     rw: &TableRewrite,
     set: &[String],
 ) -> Result<(), DbError> {
-    let mut conn = pool.connection()?;
     let change = SchemaChange::PrepareRewrite {
         rewrite: rw.clone(),
         set: set.to_vec(),
@@ -200,7 +267,6 @@ fn table_step_on(
     };
     crate::sql_guard::check_schema_change(&change, conn.dialect())
         .map_err(|r| DbError::other(r.to_string()))?;
-    let conn: &mut dyn Connection = conn.as_mut();
     let mut tx = StepTx::begin(conn, key, Begin::ForeignKeysAtCommit)?;
     tx.run(|c| c.apply_schema_change(&change))?;
     tx.commit(Progress::Done {

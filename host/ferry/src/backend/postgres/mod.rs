@@ -76,6 +76,9 @@ pub struct PgConnection {
     settings: Option<connect::Settings>,
     /// The pool of parallel steps, once asked for (`workers.rs`).
     workers: Option<std::sync::Arc<workers::PgStepWorkers>>,
+    /// On a connection of that pool: the backend pid of the coordinating connection,
+    /// which must still hold the migration lock when this one commits (`session.rs`).
+    lock_holder: Option<i32>,
 }
 
 /// The text of a driver error, with the server's message, detail and hint.
@@ -270,6 +273,7 @@ impl PgConnection {
             session: None,
             settings: None,
             workers: None,
+            lock_holder: None,
         };
         conn.remember_session()?;
         Ok(conn)
@@ -615,12 +619,20 @@ impl Connection for PgConnection {
             } else {
                 None
             };
+            // The steps check before each commit that this backend still holds the lock.
+            let lock_holder = if self.lock_held {
+                let rows = self.catalogue("SELECT pg_backend_pid()", &[])?;
+                rows.first().map(|r| r.get::<_, i32>(0))
+            } else {
+                None
+            };
             self.workers = Some(std::sync::Arc::new(workers::PgStepWorkers::new(
                 settings,
                 jobs,
                 &self.schema,
                 &self.shown,
                 timeout,
+                lock_holder,
             )?));
         }
         Ok(self

@@ -11,9 +11,16 @@
 //! migration lock. Otherwise the transaction is rolled back (or not begun) and the
 //! call fails, naming what changed; a lost lock is taken back if it is free, so that
 //! the failure can be recorded.
+//!
+//! A connection of the step pool (`workers.rs`) holds no lock of its own: before each
+//! commit it checks that the coordinating connection's backend still holds it, in the
+//! same statement as the other checks and inside the transaction, right before its
+//! `COMMIT`. If not, the coordinating connection was lost (the server released its
+//! lock) or the lock released, and another migrator may be running: the transaction is
+//! rolled back and the call fails as a lost connection, naming the lock.
 
 use super::{ddl, lock_key, PgConnection};
-use crate::backend::DbError;
+use crate::backend::{DbError, DbErrorKind};
 
 /// What the session looks like, as one comparable text.
 const SNAPSHOT: &str = "SELECT concat_ws(', ', \
@@ -56,26 +63,45 @@ impl PgConnection {
     }
 
     /// What is wrong with the session, if anything: the transaction mark (when
-    /// `in_transaction`), the lock, the settings. A failure to ask keeps its kind (a
-    /// lost connection stays one, so that the failure is recorded through a new one).
-    fn session_problem(&mut self, in_transaction: bool) -> Result<Option<String>, DbError> {
+    /// `in_transaction`), the lock (this session's, or on a pooled connection the
+    /// coordinating one's), the settings, with the kind of error it makes. A failure to
+    /// ask keeps its kind (a lost connection stays one, so that the failure is recorded
+    /// through a new one).
+    fn session_problem(
+        &mut self,
+        in_transaction: bool,
+    ) -> Result<Option<(String, DbErrorKind)>, DbError> {
         let key = lock_key(&self.schema);
+        let held_by = |pid: &str| {
+            format!(
+                "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                 AND pid = {pid} AND objsubid = 1 \
+                 AND ((classid::bigint << 32) | objid::bigint) = $1)"
+            )
+        };
         let sql = format!(
             "SELECT coalesce(current_setting('ferry.transaction', true), ''), ({SNAPSHOT}), \
-             EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
-             AND pid = pg_backend_pid() AND objsubid = 1 \
-             AND ((classid::bigint << 32) | objid::bigint) = $1)"
+             {}, {}",
+            held_by("pg_backend_pid()"),
+            held_by("$2"),
         );
-        let found = self.catalogue(&sql, &[&key])?.first().map(|r| {
-            (
-                r.get::<_, String>(0),
-                r.get::<_, Option<String>>(1),
-                r.get::<_, bool>(2),
-            )
-        });
-        Ok(match found {
+        let found = self
+            .catalogue(&sql, &[&key, &self.lock_holder])?
+            .first()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    r.get::<_, Option<String>>(1),
+                    r.get::<_, bool>(2),
+                    r.get::<_, bool>(3),
+                )
+            });
+        let problem = match found {
             None => Some("the session could not be checked".into()),
-            Some((mark, settings, locked)) => {
+            Some((_, _, _, false)) if self.lock_holder.is_some() => {
+                return Ok(Some((self.holder_lost(), DbErrorKind::ConnectionLost)));
+            }
+            Some((mark, settings, locked, _)) => {
                 if in_transaction && mark != "on" {
                     Some(
                         "the transaction Ferry began is no longer open (a statement ended it \
@@ -94,7 +120,19 @@ impl PgConnection {
                     None
                 }
             }
-        })
+        };
+        Ok(problem.map(|p| (p, DbErrorKind::Other)))
+    }
+
+    /// What a pooled connection says when the coordinating connection no longer holds
+    /// the migration lock.
+    fn holder_lost(&self) -> String {
+        format!(
+            "the migration lock is lost: the coordinating connection (server process {}) \
+             no longer holds it (that connection was lost or the lock released), so another \
+             migrator may be running",
+            self.lock_holder.unwrap_or_default()
+        )
     }
 
     /// The lock is gone: take it back if it is free, so that the failure can still be
@@ -122,9 +160,10 @@ impl PgConnection {
     pub(super) fn check_session(&mut self) -> Result<(), DbError> {
         let problem = match self.session_problem(true) {
             Ok(None) => return Ok(()),
-            Ok(Some(problem)) => DbError::other(format!(
+            Ok(Some((problem, kind))) => DbError::other(format!(
                 "{problem}; the transaction was rolled back instead of committed"
-            )),
+            ))
+            .with_kind(kind),
             Err(e) => e,
         };
         self.in_transaction = false;
@@ -136,13 +175,14 @@ impl PgConnection {
     /// non-transactional step runs outside Ferry's transactions). On failure the
     /// session is set up again, so that the failure itself can be recorded.
     pub(super) fn check_session_before_begin(&mut self) -> Result<(), DbError> {
-        let Some(problem) = self.session_problem(false)? else {
+        let Some((problem, kind)) = self.session_problem(false)? else {
             return Ok(());
         };
         let _ = self.batch(&self.session_setup());
         Err(DbError::other(format!(
             "{problem} (outside a transaction); Ferry set the session up again"
-        )))
+        ))
+        .with_kind(kind))
     }
 
     /// The superuser role of this session, if it is one's.
