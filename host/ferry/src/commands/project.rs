@@ -162,7 +162,7 @@ mod tests {
     /// A copy of the `linear` fixture (alpha-1, alpha-2, alpha-3) to edit.
     fn linear_copy(dir: &Path) -> std::path::PathBuf {
         let from =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/trees/linear/scripts");
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/trees/linear/scripts");
         let to = dir.join("scripts");
         std::fs::create_dir_all(to.join("alpha")).unwrap();
         for entry in std::fs::read_dir(from.join("alpha")).unwrap() {
