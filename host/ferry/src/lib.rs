@@ -25,6 +25,20 @@
 //! `internals` feature makes them public for Ferry's own workload crate and tests: it is
 //! not a stable API.
 
+/// Declares methods that name the stages' types (a connection, the loaded project):
+/// crate-private, or public under the `internals` feature, so that the default API
+/// names only types it documents.
+macro_rules! internal_fn {
+    ($(#[$meta:meta])* fn $name:ident $($rest:tt)*) => {
+        #[cfg(feature = "internals")]
+        $(#[$meta])*
+        pub fn $name $($rest)*
+        #[cfg(not(feature = "internals"))]
+        $(#[$meta])*
+        pub(crate) fn $name $($rest)*
+    };
+}
+
 /// Declares the stage modules: crate-private, or public under the `internals` feature.
 macro_rules! stages {
     ($($name:ident),* $(,)?) => {
@@ -77,6 +91,7 @@ pub(crate) mod sql_guard;
 
 pub use clock::format_utc;
 pub use compat::Access;
+pub use digest::SchemaDigest;
 pub use discovery::default_roots;
 pub use ledger::HistoryEntry;
 pub use lint::{ConfigSources, Problem as LintProblem, Severity};

@@ -38,6 +38,7 @@ pub struct Plan {
 }
 
 impl Plan {
+    #[cfg(any(test, feature = "internals"))]
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.revisions.is_empty()

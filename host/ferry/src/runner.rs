@@ -67,10 +67,12 @@ pub struct RevisionOutcome {
 
 /// The result of a run: what completed, and what failed (if anything).
 #[derive(Debug, Clone, Default, serde::Serialize)]
+#[must_use = "a report says what ran; a dry run's statements are only in it"]
 pub struct Report {
     /// The revisions completed, in order.
     pub completed: Vec<RevisionOutcome>,
-    /// The script failure that stopped the run, if any.
+    /// The script failure that stopped the run: always `None` in the report of a run
+    /// that returned `Ok`; a failed run is an `Error::Failed` whose report has it.
     pub failed: Option<ScriptError>,
     /// The revisions that were planned but not reached.
     pub not_run: Vec<String>,

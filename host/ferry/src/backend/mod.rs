@@ -162,6 +162,16 @@ pub enum LockAttempt {
     HeldBy(Option<LockHolder>),
 }
 
+/// Who holds the migration lock, as a look that takes nothing finds it
+/// ([`Locking::lock_state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockState {
+    /// No session holds it.
+    Free,
+    /// A session holds it (this one or another); its holder, if the backend can name it.
+    Held(Option<LockHolder>),
+}
+
 /// Called once per streamed row; return `Ok(false)` to stop early.
 pub type RowCallback<'a> = dyn FnMut(&[String], Vec<Value>) -> Result<bool, DbError> + 'a;
 
@@ -358,6 +368,13 @@ pub trait Locking {
 
     /// Releases the lock if this connection holds it.
     fn unlock(&mut self) -> Result<(), DbError>;
+
+    /// Who holds the lock now, without taking it or waiting: a holder is not disturbed,
+    /// and a migrator starting meanwhile does not find the lock taken by the look.
+    /// (PostgreSQL reads `pg_locks`; SQLite can only ask its lock file for a shared
+    /// lock, which never conflicts with another look and fails while a migrator holds
+    /// the exclusive one.)
+    fn lock_state(&mut self) -> Result<LockState, DbError>;
 }
 
 /// The largest number of parallel steps Ferry picks by itself (`--jobs` may ask for more).

@@ -120,12 +120,6 @@ impl Migrator {
         let report = self
             .rehearsing(self.main.clone(), rehearsal, Rc::new(Silent))
             .upgrade(targets, &options)?;
-        if report.failed.is_some() {
-            return Ok(SqlScript {
-                sql: String::new(),
-                report,
-            });
-        }
         if report.completed.is_empty() {
             return Ok(SqlScript {
                 sql: "-- nothing to do\n".into(),
