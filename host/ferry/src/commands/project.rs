@@ -58,7 +58,7 @@ impl Migrator {
         /// The project: the scripts under the roots, discovered and validated into a graph
         /// on first use, then kept. Every command of this migrator uses it, so a command
         /// that runs others (`verify` with `auto_migrate`, a dry run) reads the scripts
-        /// once. Call [`Migrator::reload`] after editing the scripts.
+        /// once. Call [`Migrator::reload_scripts`] after editing the scripts.
         fn load(&self) -> Result<Rc<Project>, Error> {
             if let Some(project) = self.project.borrow().as_ref() {
                 return Ok(project.clone());
@@ -186,7 +186,7 @@ mod tests {
     /// A copy of the `linear` fixture (alpha-1, alpha-2, alpha-3) to edit.
     fn linear_copy(dir: &Path) -> std::path::PathBuf {
         let from =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/trees/linear/scripts");
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/trees/linear/scripts");
         let to = dir.join("scripts");
         std::fs::create_dir_all(to.join("alpha")).unwrap();
         for entry in std::fs::read_dir(from.join("alpha")).unwrap() {
@@ -216,5 +216,10 @@ mod tests {
         assert!(!Rc::ptr_eq(&first, &again));
         assert_eq!(again.graph.len(), 2);
         assert_eq!(migrator.status().unwrap().trees[0].pending.len(), 2);
+        // The public spelling: the scripts read again, the kept project replaced.
+        std::fs::remove_file(roots.join("alpha/002_label.rhai")).unwrap();
+        migrator.reload_scripts().unwrap();
+        assert_eq!(migrator.load().unwrap().graph.len(), 1);
+        assert_eq!(migrator.heads().unwrap(), [("alpha".to_string(), vec!["alpha-1".to_string()])]);
     }
 }
