@@ -89,8 +89,10 @@ pub mod crash;
 pub mod observer;
 pub(crate) mod sql_guard;
 
+pub use backend::LockHolder;
 pub use clock::format_utc;
 pub use compat::Access;
+pub use compat::Decision;
 pub use digest::SchemaDigest;
 pub use discovery::default_roots;
 pub use ledger::HistoryEntry;
@@ -101,9 +103,15 @@ pub use migrator::{
     PlanEntry, PlanReport, Recognition, ResetReport, RevisionInfo, SqlScript, Status, TreeState,
     TreeStatus, TreeVerdict, Unfinished, UnlockReport, UpgradeOptions, Verification, VerifyOptions,
 };
+pub use newrev::NewRevision;
 pub use observer::Observer;
+pub use plan::Direction;
 pub use plugin_test::{
     run as run_plugin_test, PhaseOutcome, PhaseReport, PluginTestError, PluginTestOptions,
 };
 pub use runner::Report;
+pub use runner::RevisionOutcome;
+pub use script::session::StatementRecord;
+pub use script::FailureKind;
 pub use script::{Limits, ScriptError};
+pub use stamp::{ProbeResult, StampReport};

@@ -286,7 +286,7 @@ impl Migrator {
     }
 
     /// The layered configuration; its `[databases]` section places trees in other
-    /// databases (see [`crate::databases`]).
+    /// databases (docs/OPERATIONS.md).
     pub fn with_config(mut self, config: ConfigMap) -> Self {
         self.config = config;
         self.forget_project();

@@ -56,12 +56,17 @@ impl Default for RunOptions {
 /// What happened to one revision in a run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RevisionOutcome {
+    /// The revision's id.
     pub revision: String,
+    /// Which way it ran.
     pub direction: Direction,
+    /// How long it ran, in milliseconds.
     pub duration_ms: i64,
+    /// The rows its statements touched.
     pub rows: u64,
-    /// Steps completed by this run; steps skipped because an earlier run completed them.
+    /// Steps completed by this run.
     pub steps_run: Vec<String>,
+    /// Steps skipped because an earlier run completed them.
     pub steps_skipped: Vec<String>,
 }
 

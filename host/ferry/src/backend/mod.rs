@@ -134,8 +134,12 @@ pub struct IndexInfo {
 /// Who holds (or wants) the migration lock.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LockHolder {
+    /// The holder's host name (on PostgreSQL, the client address of a session that is
+    /// not a migrator).
     pub host: String,
+    /// The holder's process id (or the server process of a session that is not one).
     pub pid: u32,
+    /// The user (the database role, on PostgreSQL, for a session that is not one).
     pub user: String,
     /// Seconds since the Unix epoch when the lock was taken.
     pub since: i64,
