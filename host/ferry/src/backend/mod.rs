@@ -373,11 +373,11 @@ pub trait Locking {
     /// Releases the lock if this connection holds it.
     fn unlock(&mut self) -> Result<(), DbError>;
 
-    /// Who holds the lock now, without taking it or waiting: a holder is not disturbed,
-    /// and a migrator starting meanwhile does not find the lock taken by the look.
-    /// (PostgreSQL reads `pg_locks`; SQLite can only ask its lock file for a shared
-    /// lock, which never conflicts with another look and fails while a migrator holds
-    /// the exclusive one.)
+    /// Who holds the lock now, without taking it or waiting, so that a holder is not
+    /// disturbed. PostgreSQL reads `pg_locks` and takes nothing. SQLite's lock file can
+    /// only be asked by trying it: the look tries for a *shared* lock, released at once,
+    /// which fails while a migrator holds the exclusive one; a migrator starting in
+    /// that instant finds the lock busy and waits it out as it does any held lock.
     fn lock_state(&mut self) -> Result<LockState, DbError>;
 }
 

@@ -851,8 +851,8 @@ impl Locking for SqliteConnection {
 
     /// A lock file can only be asked by trying to lock it, so this tries for a *shared*
     /// lock, released at once: it fails while a migrator holds the exclusive one, and
-    /// never takes what a migrator asks for. A lock file that does not exist (nothing
-    /// ever locked this database) is not created.
+    /// never takes the exclusive lock a migrator holds. A lock file that does not exist
+    /// (nothing ever locked this database) is not created.
     fn lock_state(&mut self) -> Result<LockState, DbError> {
         if self.is_private() {
             return Ok(LockState::Free);
