@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::fresh::FreshDb;
 use ferry::backend::prelude::*;
-use ferry::backend::{DbErrorKind, LockAttempt, LockHolder, Value};
+use ferry::backend::{DbErrorKind, LockAttempt, LockHolder, LockState, Value};
 
 /// Runs each case on a fresh SQLite file and on a fresh PostgreSQL schema.
 macro_rules! conformance {
@@ -42,6 +42,7 @@ conformance!(
     bulk_insert_and_streaming_over_100k_rows,
     statement_timeout_interrupts_a_slow_query,
     the_lock_is_exclusive_and_reentrant,
+    the_lock_state_is_read_without_taking_the_lock,
     a_failing_statement_names_its_sql,
 );
 
@@ -198,6 +199,44 @@ fn the_lock_is_exclusive_and_reentrant(fresh: &FreshDb) {
     second.unlock().unwrap();
     assert_eq!(first.try_lock(&holder).unwrap(), LockAttempt::Acquired);
     first.unlock().unwrap();
+}
+
+/// `lock_state` names the holder without taking the lock: the holder keeps it, and a
+/// free lock stays free for a migrator starting after the look.
+fn the_lock_state_is_read_without_taking_the_lock(fresh: &FreshDb) {
+    let holder = LockHolder {
+        host: "h".into(),
+        pid: 42,
+        user: "u".into(),
+        since: 1_700_000_000,
+    };
+    let mut first = fresh.connect();
+    let mut looker = fresh.connect();
+    let mut third = fresh.connect();
+    let name = fresh.backend.name();
+    assert_eq!(looker.lock_state().unwrap(), LockState::Free, "[{name}]");
+    // The look took nothing: another connection takes the lock at once.
+    assert_eq!(first.try_lock(&holder).unwrap(), LockAttempt::Acquired);
+    for _ in 0..2 {
+        match looker.lock_state().unwrap() {
+            LockState::Held(Some(_)) => {}
+            other => panic!("[{name}] expected the lock seen held, got {other:?}"),
+        }
+    }
+    // The holder still holds it: a third connection cannot take it...
+    match third.try_lock(&holder).unwrap() {
+        LockAttempt::HeldBy(_) => {}
+        other => panic!("[{name}] the look disturbed the holder: {other:?}"),
+    }
+    // ...and the holder sees it held too.
+    assert!(
+        matches!(first.lock_state().unwrap(), LockState::Held(_)),
+        "[{name}]"
+    );
+    first.unlock().unwrap();
+    assert_eq!(looker.lock_state().unwrap(), LockState::Free, "[{name}]");
+    assert_eq!(third.try_lock(&holder).unwrap(), LockAttempt::Acquired);
+    third.unlock().unwrap();
 }
 
 /// The part both value tests share (`sqlite_backend::values_round_trip_and_errors_name_

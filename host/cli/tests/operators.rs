@@ -321,6 +321,82 @@ fn unlock_frees_only_a_dead_holders_lock() {
     });
 }
 
+#[test]
+fn status_names_a_live_holder_and_leaves_it_the_lock() {
+    each_backend("status_holder", |dir, db| {
+        let s = fixture();
+        assert_eq!(ferry(dir, db, &s, &["upgrade", "shop-1"]).code, 0);
+        // A live holder (this test process), with its record as a migrator writes it.
+        let url = ferry::backend::DbUrl::parse(db).unwrap();
+        let mut holder = ferry::backend::connect(&url).unwrap();
+        let me = ferry::backend::LockHolder {
+            host: "here".into(),
+            pid: std::process::id(),
+            user: "test".into(),
+            since: 0,
+        };
+        assert_eq!(
+            holder.try_lock(&me).unwrap(),
+            ferry::backend::LockAttempt::Acquired
+        );
+        let record = format!(
+            "INSERT INTO ferry_lock (id, host, pid, username, since, heartbeat) \
+             VALUES (1, 'here', {}, 'test', 0, 0)",
+            std::process::id()
+        );
+        sql(db, &[&record]);
+        // PostgreSQL: the holder's advisory lock, as pg_locks shows it.
+        let advisory = |c: &mut dyn ferry::backend::Connection, pid: i64| {
+            let sql = format!(
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                 AND pid = {pid}"
+            );
+            match c.query(&sql, &[]).unwrap().rows[0][0] {
+                ferry::backend::Value::Int(n) => n,
+                ref v => panic!("{v:?}"),
+            }
+        };
+        let pg = holder.dialect() == ferry::backend::Dialect::Postgres;
+        let holder_pid = if pg {
+            match holder.query("SELECT pg_backend_pid()", &[]).unwrap().rows[0][0] {
+                ferry::backend::Value::Int(n) => n,
+                ref v => panic!("{v:?}"),
+            }
+        } else {
+            0
+        };
+        let mut watcher = ferry::backend::connect(&url).unwrap();
+        if pg {
+            assert_eq!(advisory(watcher.as_mut(), holder_pid), 1);
+        }
+        for _ in 0..2 {
+            let out = ferry(dir, db, &s, &["status"]);
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            assert!(
+                out.stdout
+                    .contains(&format!("locked by test@here pid {}", std::process::id())),
+                "{}",
+                out.stdout
+            );
+        }
+        // The holder still holds the lock: pg_locks shows it, and nobody else can take it.
+        if pg {
+            assert_eq!(advisory(watcher.as_mut(), holder_pid), 1);
+        }
+        match watcher.try_lock(&me).unwrap() {
+            ferry::backend::LockAttempt::HeldBy(_) => {}
+            other => panic!("status disturbed the holder: {other:?}"),
+        }
+        let out = ferry(dir, db, &s, &["upgrade"]);
+        assert_eq!(out.code, 3, "{}", out.stderr);
+        // Released, the same record is stale: status names no holder.
+        holder.unlock().unwrap();
+        let out = ferry(dir, db, &s, &["status"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(!out.stdout.contains("locked by"), "{}", out.stdout);
+    });
+}
+
 fn v1_attributes(db: &str, datasets_version: &str) {
     let p = "lsst.daf.butler.registry";
     let rows = [

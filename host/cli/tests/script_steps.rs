@@ -44,7 +44,7 @@ both!(completed_steps_are_skipped_on_rerun, |r| {
     assert_eq!(unfinished.steps_done, ["one"]);
 
     r.rewrite("r1", &body(false));
-    let report = r.upgrade_ok();
+    let report = r.upgrade_with(r.migrator());
     assert_eq!(report.completed[0].steps_run, ["two"]);
     assert_eq!(report.completed[0].steps_skipped, ["one"]);
     assert_eq!(

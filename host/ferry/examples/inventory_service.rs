@@ -53,16 +53,13 @@ pub fn start(settings: &Settings) -> Result<Service, Refusal> {
     for (tree, version) in SUPPORTED {
         options = options.supports(tree, version);
     }
-    let verification = migrator.verify(&options).map_err(Refusal::Ferry)?;
-    if let Some(failed) = verification
-        .migrated
-        .as_ref()
-        .and_then(|r| r.failed.as_ref())
-    {
-        return Err(Refusal::Incompatible(format!(
-            "the migration failed: {failed}"
-        )));
-    }
+    let verification = migrator
+        .verify(&options)
+        .map_err(|e| match e.script_failure() {
+            // What completed stays applied; the failed revision waits for a person.
+            Some(failed) => Refusal::Incompatible(format!("the migration failed: {failed}")),
+            None => Refusal::Ferry(e),
+        })?;
     match verification.access.access {
         Access::Write => Ok(Service {
             verification,

@@ -98,11 +98,14 @@ impl Access {
 /// An access decision and the reason for it, in words an operator can act on.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Decision {
+    /// What the code may do.
     pub access: Access,
+    /// Why, in words an operator can act on.
     pub reason: String,
 }
 
 impl Decision {
+    /// A decision and its reason.
     pub fn new(access: Access, reason: impl Into<String>) -> Decision {
         Decision {
             access,

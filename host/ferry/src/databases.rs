@@ -127,6 +127,7 @@ impl Databases {
         &self.list
     }
 
+    #[cfg(any(test, feature = "internals"))]
     pub fn main(&self) -> &Database {
         &self.list[0]
     }

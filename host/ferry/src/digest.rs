@@ -30,7 +30,9 @@ use std::collections::BTreeSet;
 /// A computed digest and the canonical text it is the hash of.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SchemaDigest {
+    /// The sha256 of `text`, in lowercase hex: what a revision's `DIGEST` declares.
     pub sha256: String,
+    /// The canonical text of the schema (tables, columns, keys, indexes), one line each.
     pub text: String,
 }
 
@@ -45,10 +47,12 @@ impl SchemaDigest {
             .unwrap_or_default()
     }
 
-    /// What a revision's `DIGEST` declares for this digest's backend (`None`: a
-    /// per-backend `DIGEST` that does not name it, so there is nothing to compare).
-    pub fn declared<'a>(&self, declared: &'a crate::metadata::DeclaredDigest) -> Option<&'a str> {
-        declared.for_dialect(self.dialect())
+    internal_fn! {
+        /// What a revision's `DIGEST` declares for this digest's backend (`None`: a
+        /// per-backend `DIGEST` that does not name it, so there is nothing to compare).
+        fn declared<'a>(&self, declared: &'a crate::metadata::DeclaredDigest) -> Option<&'a str> {
+            declared.for_dialect(self.dialect())
+        }
     }
 
     /// Whether a revision's declared `DIGEST` matches (a declared digest may be an

@@ -351,11 +351,13 @@ impl Graph {
         })
     }
 
+    #[cfg(any(test, feature = "internals"))]
     /// The number of revisions.
     pub fn len(&self) -> usize {
         self.revs.len()
     }
 
+    #[cfg(any(test, feature = "internals"))]
     /// Whether the graph has no revision.
     pub fn is_empty(&self) -> bool {
         self.revs.is_empty()

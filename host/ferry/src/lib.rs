@@ -25,6 +25,20 @@
 //! `internals` feature makes them public for Ferry's own workload crate and tests: it is
 //! not a stable API.
 
+/// Declares methods that name the stages' types (a connection, the loaded project):
+/// crate-private, or public under the `internals` feature, so that the default API
+/// names only types it documents.
+macro_rules! internal_fn {
+    ($(#[$meta:meta])* fn $name:ident $($rest:tt)*) => {
+        #[cfg(feature = "internals")]
+        $(#[$meta])*
+        pub fn $name $($rest)*
+        #[cfg(not(feature = "internals"))]
+        $(#[$meta])*
+        pub(crate) fn $name $($rest)*
+    };
+}
+
 /// Declares the stage modules: crate-private, or public under the `internals` feature.
 macro_rules! stages {
     ($($name:ident),* $(,)?) => {
@@ -76,8 +90,11 @@ pub mod crash;
 pub mod observer;
 pub(crate) mod sql_guard;
 
+pub use backend::LockHolder;
 pub use clock::format_utc;
 pub use compat::Access;
+pub use compat::Decision;
+pub use digest::SchemaDigest;
 pub use discovery::default_roots;
 pub use ledger::HistoryEntry;
 pub use lint::{ConfigSources, Problem as LintProblem, Severity};
@@ -87,9 +104,15 @@ pub use migrator::{
     PlanEntry, PlanReport, Recognition, ResetReport, RevisionInfo, SqlScript, Status, TreeState,
     TreeStatus, TreeVerdict, Unfinished, UnlockReport, UpgradeOptions, Verification, VerifyOptions,
 };
+pub use newrev::NewRevision;
 pub use observer::Observer;
+pub use plan::Direction;
 pub use plugin_test::{
     run as run_plugin_test, PhaseOutcome, PhaseReport, PluginTestError, PluginTestOptions,
 };
 pub use runner::Report;
+pub use runner::RevisionOutcome;
+pub use script::session::StatementRecord;
+pub use script::FailureKind;
 pub use script::{Limits, ScriptError};
+pub use stamp::{ProbeResult, StampReport};

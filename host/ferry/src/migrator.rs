@@ -109,6 +109,15 @@ pub enum Error {
     #[error(transparent)]
     /// The run failed outside a script (lock, ledger, connection).
     Run(#[from] RunError),
+    /// A revision failed and the run stopped there: what completed before it stays
+    /// applied and recorded (a dry run's rehearsal changed nothing). The message is the
+    /// failure's (the script's file, line and step); the report says what completed,
+    /// the failure (its `failed`) and what was not run.
+    #[error("{}", failure_text(report))]
+    Failed {
+        /// What the run did before it stopped; its `failed` is the failure.
+        report: Box<Report>,
+    },
     /// A preflight check of a planned revision refused; nothing ran.
     #[error("{0}")]
     Preflight(Box<ScriptError>),
@@ -152,6 +161,13 @@ pub enum Error {
     Lint(Vec<crate::lint::Problem>),
 }
 
+fn failure_text(report: &Report) -> String {
+    match &report.failed {
+        Some(e) => e.to_string(),
+        None => "a revision failed".into(),
+    }
+}
+
 fn lint_lines(problems: &[crate::lint::Problem]) -> String {
     problems
         .iter()
@@ -166,8 +182,25 @@ impl Error {
         match self {
             Error::Run(RunError::Lock(crate::lock::LockError::Held { .. })) => 3,
             Error::LockHeld(_) => 3,
-            Error::DigestAfterUpgrade { .. } => 1,
+            Error::DigestAfterUpgrade { .. } | Error::Failed { .. } => 1,
             _ => 2,
+        }
+    }
+
+    /// What a run did before this error, when it ran at all: the partial report of a
+    /// [`Error::Failed`] run, or the full one of an [`Error::DigestAfterUpgrade`].
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            Error::Failed { report } | Error::DigestAfterUpgrade { report, .. } => Some(report),
+            _ => None,
+        }
+    }
+
+    /// The script failure that stopped a run ([`Error::Failed`]).
+    pub fn script_failure(&self) -> Option<&ScriptError> {
+        match self {
+            Error::Failed { report } => report.failed.as_ref(),
+            _ => None,
         }
     }
 }
@@ -253,7 +286,7 @@ impl Migrator {
     }
 
     /// The layered configuration; its `[databases]` section places trees in other
-    /// databases (see [`crate::databases`]).
+    /// databases (docs/OPERATIONS.md).
     pub fn with_config(mut self, config: ConfigMap) -> Self {
         self.config = config;
         self.forget_project();
@@ -296,16 +329,18 @@ impl Migrator {
         self
     }
 
-    /// Places `trees` in another database (see [`crate::databases`]).
-    pub fn with_database(
-        mut self,
-        name: &str,
-        source: Source,
-        trees: impl IntoIterator<Item = String>,
-    ) -> Self {
-        self.placed
-            .push((name.to_string(), source, trees.into_iter().collect()));
-        self
+    internal_fn! {
+        /// Places `trees` in another database (see [`crate::databases`]).
+        fn with_database(
+            mut self,
+            name: &str,
+            source: Source,
+            trees: impl IntoIterator<Item = String>,
+        ) -> Self {
+            self.placed
+                .push((name.to_string(), source, trees.into_iter().collect()));
+            self
+        }
     }
 
     /// Drops the loaded project: what it was loaded (and checked) with has changed.
@@ -315,34 +350,52 @@ impl Migrator {
     }
 
     /// The main database's URL (`None` for a lent connection).
+    #[cfg(any(test, feature = "internals"))]
     pub fn url(&self) -> Option<&DbUrl> {
         self.main.url()
     }
 
-    /// Every database and the trees placed in it: the main one, those placed by
-    /// [`Self::with_database`], then those the configuration declares.
-    pub fn databases(&self) -> Result<Databases, Error> {
-        let mut dbs = Databases::single(self.main.clone());
-        for (name, source, trees) in &self.placed {
-            dbs.place(name, source.clone(), trees.iter().cloned())?;
+    internal_fn! {
+        /// Every database and the trees placed in it: the main one, those placed by
+        /// [`Self::with_database`], then those the configuration declares.
+        fn databases(&self) -> Result<Databases, Error> {
+            let mut dbs = Databases::single(self.main.clone());
+            for (name, source, trees) in &self.placed {
+                dbs.place(name, source.clone(), trees.iter().cloned())?;
+            }
+            for d in databases::declared(&self.config)? {
+                let url = DbUrl::parse(&d.url)?;
+                dbs.place(&d.name, Source::Url(url), d.trees)?;
+            }
+            Ok(dbs)
         }
-        for d in databases::declared(&self.config)? {
-            let url = DbUrl::parse(&d.url)?;
-            dbs.place(&d.name, Source::Url(url), d.trees)?;
-        }
-        Ok(dbs)
     }
 
-    /// Opens the main database.
-    pub fn connect(&self) -> Result<Box<dyn Connection>, Error> {
-        Ok(self.main.open()?)
+    internal_fn! {
+        /// Opens the main database.
+        fn connect(&self) -> Result<Box<dyn Connection>, Error> {
+            Ok(self.main.open()?)
+        }
     }
 
-    /// Opens the main database for reading only: a SQLite file read-only, and one that
-    /// does not exist as an empty database, creating nothing (see
-    /// [`crate::source::Source::open_read_only`]).
-    pub fn connect_read_only(&self) -> Result<Box<dyn Connection>, Error> {
-        Ok(self.main.open_read_only()?)
+    internal_fn! {
+        /// Opens the main database for reading only: a SQLite file read-only, and one that
+        /// does not exist as an empty database, creating nothing (see
+        /// [`crate::source::Source::open_read_only`]).
+        fn connect_read_only(&self) -> Result<Box<dyn Connection>, Error> {
+            Ok(self.main.open_read_only()?)
+        }
+    }
+
+    /// The SQLite files of the repository's databases, in database order (none for a
+    /// PostgreSQL database or a lent connection), whether or not they exist yet.
+    pub fn database_files(&self) -> Result<Vec<PathBuf>, Error> {
+        Ok(self
+            .databases()?
+            .list()
+            .iter()
+            .filter_map(|d| d.source.file_path())
+            .collect())
     }
 
     /// Opens every database for reading only, in [`Databases::list`] order.

@@ -30,8 +30,11 @@ pub enum NewError {
 /// What `new` wrote.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct NewRevision {
+    /// The new revision's id.
     pub revision: String,
+    /// Its parents (the tree's head before it; none for a new tree).
     pub parents: Vec<String>,
+    /// The script file written.
     pub file: PathBuf,
 }
 

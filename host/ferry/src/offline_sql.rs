@@ -29,7 +29,7 @@
 
 use crate::backend::{
     replace_placeholders, ColumnInfo, Connection, DbError, Dialect, ForeignKeyInfo, IndexInfo,
-    KeyInfo, LockAttempt, LockHolder, RowCallback, RowDeriver, Rows, SchemaChange, Value,
+    KeyInfo, LockAttempt, LockState, LockHolder, RowCallback, RowDeriver, Rows, SchemaChange, Value,
 };
 use crate::backend::{Bulk, Ddl, Introspect, Locking, Sql, Streaming};
 use std::cell::RefCell;
@@ -506,6 +506,10 @@ impl Locking for Recording {
 
     fn unlock(&mut self) -> Result<(), DbError> {
         self.inner.unlock()
+    }
+
+    fn lock_state(&mut self) -> Result<LockState, DbError> {
+        self.inner.lock_state()
     }
 }
 

@@ -16,7 +16,9 @@ use crate::target::Target;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
+    /// Revisions run their `upgrade`, oldest first.
     Upgrade,
+    /// Revisions run their `downgrade`, newest first.
     Downgrade,
 }
 
@@ -38,6 +40,7 @@ pub struct Plan {
 }
 
 impl Plan {
+    #[cfg(any(test, feature = "internals"))]
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.revisions.is_empty()

@@ -56,21 +56,28 @@ impl Default for RunOptions {
 /// What happened to one revision in a run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RevisionOutcome {
+    /// The revision's id.
     pub revision: String,
+    /// Which way it ran.
     pub direction: Direction,
+    /// How long it ran, in milliseconds.
     pub duration_ms: i64,
+    /// The rows its statements touched.
     pub rows: u64,
-    /// Steps completed by this run; steps skipped because an earlier run completed them.
+    /// Steps completed by this run.
     pub steps_run: Vec<String>,
+    /// Steps skipped because an earlier run completed them.
     pub steps_skipped: Vec<String>,
 }
 
 /// The result of a run: what completed, and what failed (if anything).
 #[derive(Debug, Clone, Default, serde::Serialize)]
+#[must_use = "a report says what ran; a dry run's statements are only in it"]
 pub struct Report {
     /// The revisions completed, in order.
     pub completed: Vec<RevisionOutcome>,
-    /// The script failure that stopped the run, if any.
+    /// The script failure that stopped the run: always `None` in the report of a run
+    /// that returned `Ok`; a failed run is an `Error::Failed` whose report has it.
     pub failed: Option<ScriptError>,
     /// The revisions that were planned but not reached.
     pub not_run: Vec<String>,

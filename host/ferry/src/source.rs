@@ -46,6 +46,7 @@ impl Source {
         }
     }
 
+    #[cfg(any(test, feature = "internals"))]
     /// Whether the database exists at all. Only a URL or a pool can name a database that
     /// is not there: a SQLite file that does not exist yet, or a PostgreSQL schema (or
     /// database) that does not exist. A lent connection is always to something.

@@ -156,7 +156,9 @@ pub fn record(
 /// One probe's answer.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProbeResult {
+    /// The tree the probe recognises.
     pub tree: String,
+    /// The probe script.
     pub file: String,
     /// The revision the probe names; `None` when the tree is absent from the repository.
     pub revision: Option<String>,

@@ -36,7 +36,7 @@ fn the_example_refuses_incompatible_repositories_and_migrates_when_allowed() {
         assert!(service.verification.migrated.is_none() && !service.read_only);
 
         // Newer code migrated the repository to app 1.2.0: this code may only read it.
-        Migrator::builder()
+        let _newer = Migrator::builder()
             .url(db.url())
             .roots([root("base"), root("next")])
             .stdlib(None)
@@ -53,7 +53,7 @@ fn the_example_refuses_incompatible_repositories_and_migrates_when_allowed() {
 #[test]
 fn the_example_refuses_a_new_major_version() {
     for_each_backend("example_app_major", |db| {
-        Migrator::builder()
+        let _newer = Migrator::builder()
             .url(db.url())
             .roots([root("base"), root("major")])
             .stdlib(None)

@@ -435,3 +435,45 @@ fn upgrade(db) {
     assert_eq!(e.kind, ferry::script::FailureKind::Script, "{e}");
     assert!(e.line > 0, "{e:?}");
 });
+
+both!(a_failed_run_is_an_error_that_keeps_what_completed, |r| {
+    r.revision(
+        "r1",
+        r#"fn upgrade(db) { db.execute("CREATE TABLE one (id BIGINT)"); }"#,
+    );
+    let r2 = r.revision("r2", "fn upgrade(db) {\n    throw \"r2 refuses\";\n}");
+    let throw_line = 1 + std::fs::read_to_string(&r2)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("throw"))
+        .unwrap();
+    r.revision("r3", "fn upgrade(db) {}");
+    let err = r
+        .migrator()
+        .upgrade(&[], &ferry::migrator::UpgradeOptions::default())
+        .expect_err("r2 throws");
+    assert_eq!(err.exit_code(), 1);
+    // The message is the failure's own: the script, its line, the thrown text.
+    let text = err.to_string();
+    assert!(text.contains("r2 refuses"), "{text}");
+    let failure = err.script_failure().expect("a script failure");
+    assert_eq!(
+        (failure.revision.as_str(), failure.line),
+        ("r2", throw_line)
+    );
+    assert_eq!(text, failure.to_string());
+    // The partial report: r1 completed (and stays applied), r3 was not run.
+    let report = err.report().expect("the partial report");
+    let completed: Vec<&str> = report
+        .completed
+        .iter()
+        .map(|c| c.revision.as_str())
+        .collect();
+    assert_eq!(completed, ["r1"]);
+    assert_eq!(report.not_run, ["r3"]);
+    assert!(r.conn().table_exists("one").unwrap());
+    match err {
+        ferry::migrator::Error::Failed { report } => assert!(report.failed.is_some()),
+        other => panic!("{other:?}"),
+    }
+});

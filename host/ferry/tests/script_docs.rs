@@ -63,15 +63,16 @@ fn run_all(backend: Backend) {
         r.write("scripts/t/example.rhai", &format!("{header}{body}"));
         // Examples may import the project's own stdlib/ modules.
         let stdlib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../stdlib");
-        let report = r
+        match r
             .migrator()
             .with_stdlib(Some(stdlib))
             .upgrade(&[], &ferry::migrator::UpgradeOptions::default())
-            .unwrap_or_else(|e| {
-                panic!("docs/SCRIPTING.md:{line}: the example does not run: {e}\n{body}")
-            });
-        if let Some(e) = report.failed {
-            panic!("docs/SCRIPTING.md:{line}: the example failed on {backend:?}:\n{e}\n{body}");
+        {
+            Ok(_) => {}
+            Err(e @ ferry::migrator::Error::Failed { .. }) => {
+                panic!("docs/SCRIPTING.md:{line}: the example failed on {backend:?}:\n{e}\n{body}")
+            }
+            Err(e) => panic!("docs/SCRIPTING.md:{line}: the example does not run: {e}\n{body}"),
         }
     }
 }

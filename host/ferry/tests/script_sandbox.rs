@@ -170,8 +170,7 @@ fn no_clock_file_or_process_functions() {
                 other => panic!("{call}: expected the static checks to refuse: {other:?}"),
             }
         }
-        let report = r.upgrade_with(r.migrator().with_static_checks(false));
-        let e = report.failed.unwrap_or_else(|| panic!("{call} ran"));
+        let e = r.upgrade_fails_with(r.migrator().with_static_checks(false));
         assert_eq!(e.kind, FailureKind::Script, "{call}: {e}");
         assert!(
             e.message.contains("Function not found") || e.message.contains("not available"),

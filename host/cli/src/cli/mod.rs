@@ -59,6 +59,15 @@ fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
+/// The report of a run, whether it succeeded or failed ([`Error::Failed`] keeps what
+/// completed): [`report`] prints both alike and picks the exit code from it.
+fn ran(result: Result<Report, Error>) -> Result<Report, Error> {
+    match result {
+        Err(Error::Failed { report }) => Ok(*report),
+        other => other,
+    }
+}
+
 fn report(r: &Report, g: &Global, dry_run: bool) -> i32 {
     if g.json {
         println!("{}", json(r));
@@ -134,10 +143,12 @@ fn reads_only(command: &Command) -> bool {
 /// Says which SQLite files of the repository do not exist, so that a mistyped path is
 /// not mistaken for a new, empty repository.
 fn note_missing_files(m: &Migrator) {
-    let Ok(dbs) = m.databases() else { return };
-    for d in dbs.list() {
-        let missing = |p: &&std::path::Path| !p.exists() && p.parent().is_none_or(|d| d.is_dir());
-        if let Some(path) = d.source.file_path().as_deref().filter(missing) {
+    let Ok(files) = m.database_files() else {
+        return;
+    };
+    for path in &files {
+        let missing = |p: &&PathBuf| !p.exists() && p.parent().is_none_or(|d| d.is_dir());
+        if let Some(path) = Some(path).filter(missing) {
             eprintln!(
                 "note: the SQLite file {} does not exist: read as an empty repository, \
                  nothing created (`ferry upgrade` creates a new repository)",
@@ -205,18 +216,7 @@ fn run(cli: &Cli) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Heads => {
-            let p = m.load()?;
-            let heads: Vec<(String, Vec<String>)> = p
-                .graph
-                .trees()
-                .into_iter()
-                .map(|t| {
-                    (
-                        t.to_string(),
-                        p.graph.heads(t).into_iter().map(String::from).collect(),
-                    )
-                })
-                .collect();
+            let heads = m.heads()?;
             if g.json {
                 let map: serde_json::Map<String, serde_json::Value> = heads
                     .into_iter()
@@ -232,27 +232,27 @@ fn run(cli: &Cli) -> Result<i32, Error> {
         }
         Command::Upgrade {
             targets, sql: true, ..
-        } => {
-            let script = m.upgrade_sql(targets)?;
-            match &script.report.failed {
-                Some(e) => {
+        } => match m.upgrade_sql(targets) {
+            Err(Error::Failed { report }) => {
+                if let Some(e) = &report.failed {
                     eprintln!("{}", render::script_error(e));
-                    eprintln!(
-                        "upgrade --sql: the dry run failed here, so no script was written; \
+                }
+                eprintln!(
+                    "upgrade --sql: the dry run failed here, so no script was written; \
                          nothing was changed in the repository"
-                    );
-                    Ok(EXIT_FAILED)
-                }
-                None => {
-                    if g.json {
-                        println!("{}", json(&script));
-                    } else {
-                        print!("{}", script.sql);
-                    }
-                    Ok(0)
-                }
+                );
+                Ok(EXIT_FAILED)
             }
-        }
+            Err(e) => Err(e),
+            Ok(script) => {
+                if g.json {
+                    println!("{}", json(&script));
+                } else {
+                    print!("{}", script.sql);
+                }
+                Ok(0)
+            }
+        },
         Command::Upgrade {
             targets,
             dry_run,
@@ -268,8 +268,8 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                     allow_late: *allow_late,
                     note: None,
                 },
-            )?;
-            Ok(report(&r, g, *dry_run))
+            );
+            Ok(report(&ran(r)?, g, *dry_run))
         }
         Command::Show { revision } => {
             let info = m.show(revision)?;
@@ -421,8 +421,8 @@ fn run(cli: &Cli) -> Result<i32, Error> {
                     allow_late: false,
                     note: None,
                 },
-            )?;
-            Ok(report(&r, g, *dry_run))
+            );
+            Ok(report(&ran(r)?, g, *dry_run))
         }
         Command::Verify {
             auto_migrate,

@@ -27,14 +27,28 @@ pub fn run(
             })?;
         options = options.supports(tree.trim(), version.trim());
     }
-    let v = m.verify(&options)?;
+    let (v, failure) = match m.verify(&options) {
+        Ok(v) => (v, None),
+        // The auto-migration failed: show the state it left (classified again, without
+        // migrating), with the failed run's report, then the failure.
+        Err(Error::Failed { report }) => {
+            let after = m.verify(&options.clone().auto_migrate(false))?;
+            let failure = report.failed.clone();
+            let v = Verification {
+                migrated: Some(*report),
+                ..after
+            };
+            (v, failure)
+        }
+        Err(e) => return Err(e),
+    };
     if g.json {
         println!("{}", json(&v));
     } else {
         print!("{}", render(&v));
     }
-    if let Some(e) = v.migrated.as_ref().and_then(|r| r.failed.as_ref()) {
-        eprintln!("{}", script_error(e));
+    if let Some(e) = failure {
+        eprintln!("{}", script_error(&e));
         return Ok(EXIT_FAILED);
     }
     Ok(if v.writable() { 0 } else { EXIT_NOT_CURRENT })

@@ -9,7 +9,7 @@
 use super::postgres::PgConnection;
 use super::sqlite::SqliteConnection;
 use super::{
-    ColumnInfo, Connection, DbError, Dialect, ForeignKeyInfo, IndexInfo, KeyInfo, LockAttempt,
+    ColumnInfo, Connection, DbError, Dialect, ForeignKeyInfo, IndexInfo, KeyInfo, LockAttempt, LockState,
     LockHolder, RowCallback, Rows, SchemaChange, Value,
 };
 use crate::backend::{Bulk, Ddl, Introspect, Locking, Sql, Streaming};
@@ -241,5 +241,9 @@ impl<C: Connection> Locking for Lent<C> {
 
     fn unlock(&mut self) -> Result<(), DbError> {
         self.inner.borrow_mut().unlock()
+    }
+
+    fn lock_state(&mut self) -> Result<LockState, DbError> {
+        self.inner.borrow_mut().lock_state()
     }
 }

@@ -134,8 +134,12 @@ pub struct IndexInfo {
 /// Who holds (or wants) the migration lock.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LockHolder {
+    /// The holder's host name (on PostgreSQL, the client address of a session that is
+    /// not a migrator).
     pub host: String,
+    /// The holder's process id (or the server process of a session that is not one).
     pub pid: u32,
+    /// The user (the database role, on PostgreSQL, for a session that is not one).
     pub user: String,
     /// Seconds since the Unix epoch when the lock was taken.
     pub since: i64,
@@ -160,6 +164,16 @@ pub enum LockAttempt {
     Acquired,
     /// Someone else holds it; the holder as recorded, if it could be read.
     HeldBy(Option<LockHolder>),
+}
+
+/// Who holds the migration lock, as a look that takes nothing finds it
+/// ([`Locking::lock_state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockState {
+    /// No session holds it.
+    Free,
+    /// A session holds it (this one or another); its holder, if the backend can name it.
+    Held(Option<LockHolder>),
 }
 
 /// Called once per streamed row; return `Ok(false)` to stop early.
@@ -358,6 +372,13 @@ pub trait Locking {
 
     /// Releases the lock if this connection holds it.
     fn unlock(&mut self) -> Result<(), DbError>;
+
+    /// Who holds the lock now, without taking it or waiting, so that a holder is not
+    /// disturbed. PostgreSQL reads `pg_locks` and takes nothing. SQLite's lock file can
+    /// only be asked by trying it: the look tries for a *shared* lock, released at once,
+    /// which fails while a migrator holds the exclusive one; a migrator starting in
+    /// that instant finds the lock busy and waits it out as it does any held lock.
+    fn lock_state(&mut self) -> Result<LockState, DbError>;
 }
 
 /// The largest number of parallel steps Ferry picks by itself (`--jobs` may ask for more).

@@ -33,7 +33,7 @@ use rusqlite::{ErrorCode, OpenFlags, ToSql};
 
 use super::{
     ColumnInfo, Connection, DbError, DbErrorKind, DbUrl, Dialect, ForeignKeyInfo, IndexInfo,
-    KeyInfo, LockAttempt, LockHolder, RowCallback, RowDeriver, Rows, SchemaChange, Value,
+    KeyInfo, LockAttempt, LockHolder, LockState, RowCallback, RowDeriver, Rows, SchemaChange, Value,
 };
 
 #[cfg(any(test, feature = "internals"))]
@@ -368,11 +368,13 @@ impl SqliteConnection {
         Ok(())
     }
 
+    #[cfg(any(test, feature = "internals"))]
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    #[cfg(any(test, feature = "internals"))]
     /// The rusqlite connection underneath (for benchmarks and tests).
     pub fn raw(&self) -> &rusqlite::Connection {
         &self.raw
@@ -802,6 +804,25 @@ impl Ddl for SqliteConnection {
     }
 }
 
+/// The holder a locked lock file names. The holder writes its name just after taking
+/// the lock: a reader that comes in between finds the file empty or half written, so it
+/// looks again for a moment before giving up on naming the holder.
+fn recorded_holder(file: &mut std::fs::File) -> Option<LockHolder> {
+    for _ in 0..50 {
+        let mut text = String::new();
+        let holder = file
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| file.read_to_string(&mut text))
+            .ok()
+            .and_then(|_| serde_json::from_str(&text).ok());
+        if holder.is_some() {
+            return holder;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    None
+}
+
 impl Locking for SqliteConnection {
     fn try_lock(&mut self, holder: &LockHolder) -> Result<LockAttempt, DbError> {
         if self.lock.is_some() || self.is_private() {
@@ -822,23 +843,35 @@ impl Locking for SqliteConnection {
                 Ok(LockAttempt::Acquired)
             }
             Err(std::fs::TryLockError::WouldBlock) => {
-                // The holder writes its name just after taking the lock: a reader that
-                // comes in between finds the file empty or half written, so it looks
-                // again for a moment before giving up on naming the holder.
-                let mut holder = None;
-                for _ in 0..50 {
-                    let mut text = String::new();
-                    holder = file
-                        .seek(SeekFrom::Start(0))
-                        .and_then(|_| file.read_to_string(&mut text))
-                        .ok()
-                        .and_then(|_| serde_json::from_str(&text).ok());
-                    if holder.is_some() {
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
-                Ok(LockAttempt::HeldBy(holder))
+                Ok(LockAttempt::HeldBy(recorded_holder(&mut file)))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+
+    /// A lock file can only be asked by trying to lock it, so this tries for a *shared*
+    /// lock, released at once: it fails while a migrator holds the exclusive one, and
+    /// never takes the exclusive lock a migrator holds. A lock file that does not exist
+    /// (nothing ever locked this database) is not created.
+    fn lock_state(&mut self) -> Result<LockState, DbError> {
+        if self.is_private() {
+            return Ok(LockState::Free);
+        }
+        if let Some(file) = self.lock.as_mut() {
+            return Ok(LockState::Held(recorded_holder(file)));
+        }
+        let path = lock_path(&self.path);
+        let io = |e: std::io::Error| DbError::other(format!("lock file {}: {e}", path.display()));
+        let Some(mut file) = lock_file::open_to_read(&path).map_err(io)? else {
+            return Ok(LockState::Free);
+        };
+        match file.try_lock_shared() {
+            Ok(()) => {
+                file.unlock().map_err(io)?;
+                Ok(LockState::Free)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Ok(LockState::Held(recorded_holder(&mut file)))
             }
             Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
         }

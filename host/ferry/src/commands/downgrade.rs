@@ -7,6 +7,7 @@ use crate::target;
 
 impl Migrator {
     /// Downgrades to `target` (`base`, `TREE@base`, a revision, `-N`) under the lock.
+    /// A revision that fails stops the run: [`Error::Failed`], with what completed.
     pub fn downgrade(&self, target: &str, options: &UpgradeOptions) -> Result<Report, Error> {
         if options.dry_run && !self.rehearsal.scratch {
             if let Some(report) = self.rehearse_on_copy(|copy| copy.downgrade(target, options))? {

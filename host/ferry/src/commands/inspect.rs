@@ -155,7 +155,7 @@ impl Migrator {
         Ok(digest::digest(conn.as_mut())?)
     }
 
-    /// Writes a new revision of `tree` (see [`crate::newrev`]).
+    /// Writes a new revision of `tree` (what `ferry new` writes).
     pub fn new_revision(
         &self,
         tree: &str,

@@ -54,31 +54,55 @@ impl Project {
 }
 
 impl Migrator {
-    /// The project: the scripts under the roots, discovered and validated into a graph
-    /// on first use, then kept. Every command of this migrator uses it, so a command
-    /// that runs others (`verify` with `auto_migrate`, a dry run) reads the scripts
-    /// once. Call [`Migrator::reload`] after editing the scripts.
-    pub fn load(&self) -> Result<Rc<Project>, Error> {
-        if let Some(project) = self.project.borrow().as_ref() {
-            return Ok(project.clone());
+    internal_fn! {
+        /// The project: the scripts under the roots, discovered and validated into a graph
+        /// on first use, then kept. Every command of this migrator uses it, so a command
+        /// that runs others (`verify` with `auto_migrate`, a dry run) reads the scripts
+        /// once. Call [`Migrator::reload_scripts`] after editing the scripts.
+        fn load(&self) -> Result<Rc<Project>, Error> {
+            if let Some(project) = self.project.borrow().as_ref() {
+                return Ok(project.clone());
+            }
+            self.reload()
         }
-        self.reload()
     }
 
-    /// Discovers the scripts again and keeps the new project (the static checks of
-    /// `plan` and `upgrade` then run again too).
-    pub fn reload(&self) -> Result<Rc<Project>, Error> {
-        let found = discovery::discover(&self.roots)?;
-        let graph = Graph::build(found.revisions.clone())?;
-        let project = Rc::new(Project {
-            graph,
-            hooks: HookSet::new(&found.hooks),
-            probes: found.probes.clone(),
-            found,
-        });
-        *self.project.borrow_mut() = Some(project.clone());
-        self.checked.set(false);
-        Ok(project)
+    internal_fn! {
+        /// Discovers the scripts again and keeps the new project (the static checks of
+        /// `plan` and `upgrade` then run again too).
+        fn reload(&self) -> Result<Rc<Project>, Error> {
+            let found = discovery::discover(&self.roots)?;
+            let graph = Graph::build(found.revisions.clone())?;
+            let project = Rc::new(Project {
+                graph,
+                hooks: HookSet::new(&found.hooks),
+                probes: found.probes.clone(),
+                found,
+            });
+            *self.project.borrow_mut() = Some(project.clone());
+            self.checked.set(false);
+            Ok(project)
+        }
+    }
+
+    /// Reads the scripts again, for a migrator kept while they are edited: the next
+    /// command uses them (and the static checks of `plan` and `upgrade` run again).
+    pub fn reload_scripts(&self) -> Result<(), Error> {
+        self.reload().map(drop)
+    }
+
+    /// Each tree and its heads (the revisions nothing builds on), in tree order.
+    pub fn heads(&self) -> Result<Vec<(String, Vec<String>)>, Error> {
+        let project = self.load()?;
+        let graph = &project.graph;
+        Ok(graph
+            .trees()
+            .into_iter()
+            .map(|t| {
+                let heads = graph.heads(t).into_iter().map(String::from).collect();
+                (t.to_string(), heads)
+            })
+            .collect())
     }
 
     /// The static checks of `ferry lint` over the roots and the configuration (no
@@ -192,5 +216,10 @@ mod tests {
         assert!(!Rc::ptr_eq(&first, &again));
         assert_eq!(again.graph.len(), 2);
         assert_eq!(migrator.status().unwrap().trees[0].pending.len(), 2);
+        // The public spelling: the scripts read again, the kept project replaced.
+        std::fs::remove_file(roots.join("alpha/002_label.rhai")).unwrap();
+        migrator.reload_scripts().unwrap();
+        assert_eq!(migrator.load().unwrap().graph.len(), 1);
+        assert_eq!(migrator.heads().unwrap(), [("alpha".to_string(), vec!["alpha-1".to_string()])]);
     }
 }

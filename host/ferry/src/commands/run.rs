@@ -17,7 +17,8 @@ impl Migrator {
     /// plans with `make_plan` (under the locks, so the plan sees what a migrator that
     /// finished meanwhile did), checks hooks and preflights, and runs the plan: each
     /// revision in its tree's database, in plan order. The run stops at the first
-    /// failure; what completed in any database stays applied and recorded there.
+    /// failure, an [`Error::Failed`] with the partial report; what completed in any
+    /// database stays applied and recorded there.
     pub(super) fn run(
         &self,
         project: &Project,
@@ -99,7 +100,9 @@ impl Migrator {
                 for (_, later) in &segments[k + 1..] {
                     report.not_run.extend(later.iter().map(|m| m.id.clone()));
                 }
-                break;
+                return Err(Error::Failed {
+                    report: Box::new(report),
+                });
             }
         }
         Ok(report)

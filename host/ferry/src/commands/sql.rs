@@ -97,7 +97,7 @@ impl Migrator {
     }
 
     /// The SQL an upgrade to `targets` would run, as a script for `sqlite3` or `psql`
-    /// (see [`crate::offline_sql`]): the statements of a dry run with their values as
+    /// (`ferry upgrade --sql`): the statements of a dry run with their values as
     /// literals, and the ledger writes of each revision. The values are those the
     /// revisions read from the database now: the script is for this database as it is.
     pub fn upgrade_sql(&self, targets: &[String]) -> Result<SqlScript, Error> {
@@ -120,12 +120,6 @@ impl Migrator {
         let report = self
             .rehearsing(self.main.clone(), rehearsal, Rc::new(Silent))
             .upgrade(targets, &options)?;
-        if report.failed.is_some() {
-            return Ok(SqlScript {
-                sql: String::new(),
-                report,
-            });
-        }
         if report.completed.is_empty() {
             return Ok(SqlScript {
                 sql: "-- nothing to do\n".into(),

@@ -195,7 +195,9 @@ impl Ledgers {
 }
 
 /// Whether a migrator holds the lock of this database now: the ledger's record, if the
-/// backend's lock (the truth) cannot be taken.
+/// backend's lock (the truth) is held. The backend is asked without taking its lock
+/// ([`backend::Locking::lock_state`]), so `status` neither disturbs a holder nor makes
+/// a migrator starting meanwhile find the lock taken.
 fn live_lock_holder(
     conn: &mut dyn Connection,
     has_ledger: bool,
@@ -207,21 +209,10 @@ fn live_lock_holder(
     };
     // The record may be stale (a killed holder): the backend's lock is the truth.
     match recorded {
-        Some(h) => {
-            let probe = LockHolder {
-                host: String::new(),
-                pid: 0,
-                user: String::new(),
-                since: 0,
-            };
-            match conn.try_lock(&probe)? {
-                backend::LockAttempt::Acquired => {
-                    conn.unlock()?;
-                    Ok(None)
-                }
-                backend::LockAttempt::HeldBy(_) => Ok(Some(h)),
-            }
-        }
+        Some(h) => match conn.lock_state()? {
+            backend::LockState::Free => Ok(None),
+            backend::LockState::Held(_) => Ok(Some(h)),
+        },
         None => Ok(None),
     }
 }

@@ -1,9 +1,7 @@
 //! `upgrade` and `plan`: bring trees up to targets (default: every head), then check
 //! each tree's schema against the `DIGEST` its last applied revision declares.
 
-use super::status::Ledgers;
 use super::{changed_scripts, Error, Migrator, Project, UpgradeOptions};
-use crate::backend::Connection;
 use crate::databases::Databases;
 use crate::digest::{self, SchemaDigest};
 use crate::metadata::RevisionMeta;
@@ -11,26 +9,33 @@ use crate::plan::{self, Plan, PlanError};
 use crate::runner::Report;
 use crate::target::{self, Target};
 use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
 
 impl Migrator {
+    #[cfg(any(test, feature = "internals"))]
     /// Every database's ledger, read now.
-    fn ledgers(&self, dbs: &Databases) -> Result<(Vec<Box<dyn Connection>>, Ledgers), Error> {
+    fn ledgers(
+        &self,
+        dbs: &Databases,
+    ) -> Result<(Vec<Box<dyn crate::backend::Connection>>, super::status::Ledgers), Error> {
         let mut conns = self.connect_all(dbs)?;
-        let ledgers = Ledgers::read(&mut conns)?;
+        let ledgers = super::status::Ledgers::read(&mut conns)?;
         Ok((conns, ledgers))
     }
 
-    /// The revisions an upgrade to `targets` (default: every head) would run.
-    pub fn plan_upgrade(&self, targets: &[String]) -> Result<(Rc<Project>, Plan), Error> {
-        let (project, dbs) = self.setup_with(self.load_checked()?)?;
-        let (_conns, ledgers) = self.ledgers(&dbs)?;
-        ledgers.refuse_misplaced(&dbs, &project.graph)?;
-        let plan = upgrade_plan(&project, &ledgers.applied(), targets, false)?;
-        Ok((project, plan))
+    #[cfg(any(test, feature = "internals"))]
+    internal_fn! {
+        /// The revisions an upgrade to `targets` (default: every head) would run.
+        fn plan_upgrade(&self, targets: &[String]) -> Result<(std::rc::Rc<Project>, Plan), Error> {
+            let (project, dbs) = self.setup_with(self.load_checked()?)?;
+            let (_conns, ledgers) = self.ledgers(&dbs)?;
+            ledgers.refuse_misplaced(&dbs, &project.graph)?;
+            let plan = upgrade_plan(&project, &ledgers.applied(), targets, false)?;
+            Ok((project, plan))
+        }
     }
 
     /// Upgrades to `targets` (default: every head) under the lock (every database's).
+    /// A revision that fails stops the run: [`Error::Failed`], with what completed.
     pub fn upgrade(&self, targets: &[String], options: &UpgradeOptions) -> Result<Report, Error> {
         // Before the repository is opened (or copied for a dry run): a script that
         // cannot run is refused before an earlier revision commits. (A dry run's
@@ -67,7 +72,7 @@ impl Migrator {
             }
             upgrade_plan(project, &ledgers.applied(), targets, options.allow_late)
         })?;
-        if !options.dry_run && report.succeeded() {
+        if !options.dry_run {
             if let Some(m) = self.digest_mismatch(&project, &dbs, &report)? {
                 return Err(Error::DigestAfterUpgrade {
                     revision: m.revision,

@@ -188,7 +188,8 @@ pub struct Verification {
     pub plan_error: Option<String>,
     /// The decision for the whole repository: the most restrictive of its trees'.
     pub access: Decision,
-    /// What `auto_migrate` ran, if it ran.
+    /// What `auto_migrate` ran, if it ran and succeeded (a failed auto-migration is
+    /// an [`Error::Failed`] from [`Migrator::verify`]).
     pub migrated: Option<Report>,
     /// Why `auto_migrate` did nothing although it was asked (`None`: it ran, or
     /// there was nothing to do, or it was not asked).
@@ -216,7 +217,9 @@ impl Migrator {
     /// Classifies every tree of the repository, decides what this code may do with it,
     /// and with `auto_migrate` upgrades (or creates) it when that is safe, then
     /// classifies again. Nothing is changed without `auto_migrate`. With
-    /// `auto_migrate`, a plan that cannot be made (a bad target) is an error.
+    /// `auto_migrate`, a plan that cannot be made (a bad target) is an error, and so
+    /// is a migration that fails ([`Error::Failed`], with what completed): verify again
+    /// without `auto_migrate` to see the state it left.
     pub fn verify(&self, options: &VerifyOptions) -> Result<Verification, Error> {
         let (project, dbs) = self.setup()?;
         let (first, plan_error) = classify(

@@ -323,12 +323,12 @@ fn start(m: &Migrator, start: &Start) -> Result<String, PhaseOutcome> {
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-            let report = m
+            let _v1 = m
                 .upgrade(&targets, &UpgradeOptions::default())
-                .map_err(failed)?;
-            if let Some(e) = report.failed {
-                return Err(PhaseOutcome::Script(Box::new(e)));
-            }
+                .map_err(|e| match script_failure(e) {
+                    Ok(e) => PhaseOutcome::Script(e),
+                    Err(e) => failed(e),
+                })?;
             let mut conn = m.connect().map_err(failed)?;
             crate::workload::schema::create_missing_tables(conn.as_mut()).map_err(failed)?;
             let filled = crate::workload::fill_v1(conn.as_mut(), *n, *seed).map_err(failed)?;
@@ -342,11 +342,22 @@ fn start(m: &Migrator, start: &Start) -> Result<String, PhaseOutcome> {
 
 fn upgrade(m: &Migrator) -> PhaseOutcome {
     match m.upgrade(&[], &UpgradeOptions::default()) {
-        Ok(r) => match r.failed {
-            Some(e) => PhaseOutcome::Script(Box::new(e)),
-            None => PhaseOutcome::Passed(format!("{} revision(s) applied", r.completed.len())),
+        Ok(r) => PhaseOutcome::Passed(format!("{} revision(s) applied", r.completed.len())),
+        Err(e) => match script_failure(e) {
+            Ok(e) => PhaseOutcome::Script(e),
+            Err(e) => PhaseOutcome::Failed(e.to_string()),
         },
-        Err(e) => PhaseOutcome::Failed(e.to_string()),
+    }
+}
+
+/// The script failure of a failed run; any other error as it is.
+fn script_failure(e: Error) -> Result<Box<ScriptError>, Error> {
+    match e {
+        Error::Failed { report } => match report.failed {
+            Some(f) => Ok(Box::new(f)),
+            None => Err(Error::Failed { report }),
+        },
+        e => Err(e),
     }
 }
 
@@ -357,11 +368,13 @@ fn downgrade(m: &Migrator, trees: &[String]) -> PhaseOutcome {
     let mut undone = 0;
     for tree in trees {
         match m.downgrade(&format!("{tree}@base"), &UpgradeOptions::default()) {
-            Ok(r) => match r.failed {
-                Some(e) => return PhaseOutcome::Script(Box::new(e)),
-                None => undone += r.completed.len(),
-            },
-            Err(e) => return PhaseOutcome::Failed(e.to_string()),
+            Ok(r) => undone += r.completed.len(),
+            Err(e) => {
+                return match script_failure(e) {
+                    Ok(e) => PhaseOutcome::Script(e),
+                    Err(e) => PhaseOutcome::Failed(e.to_string()),
+                }
+            }
         }
     }
     PhaseOutcome::Passed(format!(

@@ -53,9 +53,13 @@ impl RevisionCtx {
 /// A statement a dry run carried out, and the rows it touched.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StatementRecord {
+    /// The revision that ran it.
     pub revision: String,
+    /// The step it ran in, if any.
     pub step: Option<String>,
+    /// The statement.
     pub sql: String,
+    /// The rows it touched.
     pub rows: u64,
 }
 

@@ -159,10 +159,10 @@ impl Repo {
             .with_stdlib(stdlib.is_dir().then_some(stdlib))
     }
 
-    /// Upgrades to the heads with `m`; panics on a planning error.
+    /// Upgrades to the heads with `m`; panics on any error, a failed revision included.
     pub fn upgrade_with(&self, m: Migrator) -> Report {
         m.upgrade(&[], &UpgradeOptions::default())
-            .unwrap_or_else(|e| panic!("upgrade did not run: {e}"))
+            .unwrap_or_else(|e| panic!("upgrade failed or did not run:\n{e}"))
     }
 
     pub fn try_upgrade(&self) -> Result<Report, Error> {
@@ -170,12 +170,8 @@ impl Repo {
     }
 
     /// Upgrades to the heads and asserts that every revision applied.
-    pub fn upgrade_ok(&self) -> Report {
-        let report = self.upgrade_with(self.migrator());
-        if let Some(e) = &report.failed {
-            panic!("upgrade failed:\n{e}");
-        }
-        report
+    pub fn upgrade_ok(&self) {
+        let _report = self.upgrade_with(self.migrator());
     }
 
     /// Upgrades and returns the failure (panics if the upgrade succeeded).
@@ -183,10 +179,22 @@ impl Repo {
         self.upgrade_fails_with(self.migrator())
     }
 
+    /// Upgrades with `m` and returns the failure, read from the partial report of the
+    /// `Error::Failed` (whose message must be the failure's own).
     pub fn upgrade_fails_with(&self, m: Migrator) -> ferry::script::ScriptError {
-        self.upgrade_with(m)
-            .failed
-            .expect("the upgrade was expected to fail")
+        match m.upgrade(&[], &UpgradeOptions::default()) {
+            Err(Error::Failed { report }) => {
+                let failure = report
+                    .failed
+                    .clone()
+                    .expect("a failed run's report names its failure");
+                let err = Error::Failed { report };
+                assert_eq!(err.to_string(), failure.to_string());
+                failure
+            }
+            Err(e) => panic!("the upgrade was expected to fail in a revision, not: {e}"),
+            Ok(report) => panic!("the upgrade was expected to fail: {report:?}"),
+        }
     }
 
     pub fn conn(&self) -> Box<dyn Connection> {

@@ -77,8 +77,9 @@ WHERE n.nspname = $1 AND c.relname = $2
                     AND con.contype IN ('p', 'u', 'x'))
 ORDER BY ic.relname COLLATE \"C\"";
 
-/// The session holding advisory lock `$1` (a bigint key) in this database:
-/// application name, client address, pid, role, backend start (Unix seconds).
+/// The session holding advisory lock `$1` (a bigint key) in this database, this one
+/// included (read-only: the lock is not taken): application name, client address, pid,
+/// role, backend start (Unix seconds).
 pub(crate) const LOCK_HOLDER: &str = "
 SELECT a.application_name, host(a.client_addr), a.pid, a.usename::text,
        extract(epoch FROM a.backend_start)::bigint
@@ -88,7 +89,6 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND l.classid = (($1::bigint >> 32) & 4294967295)::oid
   AND l.objid = ($1::bigint & 4294967295)::oid
-  AND l.pid <> pg_backend_pid()
 LIMIT 1";
 
 /// An index of that name in the schema that is not valid (`$1` schema, `$2` name).

@@ -40,7 +40,7 @@ use tokio_postgres::{Client, Row, Statement};
 use super::url::mask_password;
 use super::{
     rewrite_placeholders, ColumnInfo, Connection, DbError, DbErrorKind, DbUrl, Dialect,
-    ForeignKeyInfo, IndexInfo, KeyInfo, LockAttempt, LockHolder, RowCallback, RowDeriver, Rows,
+    ForeignKeyInfo, IndexInfo, KeyInfo, LockAttempt, LockHolder, LockState, RowCallback, RowDeriver, Rows,
     SchemaChange, Value,
 };
 use connect::PgClient;
@@ -928,37 +928,17 @@ impl Locking for PgConnection {
         let holder = self
             .catalogue(introspect::LOCK_HOLDER, &[&key])?
             .first()
-            .map(|row| {
-                let application: Option<String> = row.get(0);
-                let address: Option<String> = row.get(1);
-                let pid: i32 = row.get(2);
-                let user: Option<String> = row.get(3);
-                let since: Option<i64> = row.get(4);
-                // `ferry HOST PID` names the holder's own process; otherwise report the
-                // server backend.
-                let named = application.as_deref().and_then(|a| {
-                    let mut parts = a.split(' ');
-                    match (parts.next(), parts.next(), parts.next()) {
-                        (Some("ferry"), Some(host), Some(pid)) => {
-                            pid.parse::<u32>().ok().map(|pid| (host.to_string(), pid))
-                        }
-                        _ => None,
-                    }
-                });
-                let (host, pid) = named.unwrap_or_else(|| {
-                    (
-                        address.unwrap_or_else(|| "local socket".into()),
-                        pid.max(0) as u32,
-                    )
-                });
-                LockHolder {
-                    host,
-                    pid,
-                    user: user.unwrap_or_default(),
-                    since: since.unwrap_or(0),
-                }
-            });
+            .map(holder_of_row);
         Ok(LockAttempt::HeldBy(holder))
+    }
+
+    fn lock_state(&mut self) -> Result<LockState, DbError> {
+        let key = lock_key(&self.schema);
+        let rows = self.catalogue(introspect::LOCK_HOLDER, &[&key])?;
+        Ok(match rows.first() {
+            Some(row) => LockState::Held(Some(holder_of_row(row))),
+            None => LockState::Free,
+        })
     }
 
     fn unlock(&mut self) -> Result<(), DbError> {
@@ -969,6 +949,38 @@ impl Locking for PgConnection {
         self.catalogue("SELECT pg_advisory_unlock($1)", &[&key])?;
         self.lock_held = false;
         Ok(())
+    }
+}
+
+/// The holder of the advisory lock, from a row of [`introspect::LOCK_HOLDER`].
+fn holder_of_row(row: &tokio_postgres::Row) -> LockHolder {
+    let application: Option<String> = row.get(0);
+    let address: Option<String> = row.get(1);
+    let pid: i32 = row.get(2);
+    let user: Option<String> = row.get(3);
+    let since: Option<i64> = row.get(4);
+    // `ferry HOST PID` names the holder's own process; otherwise report the
+    // server backend.
+    let named = application.as_deref().and_then(|a| {
+        let mut parts = a.split(' ');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("ferry"), Some(host), Some(pid)) => {
+                pid.parse::<u32>().ok().map(|pid| (host.to_string(), pid))
+            }
+            _ => None,
+        }
+    });
+    let (host, pid) = named.unwrap_or_else(|| {
+        (
+            address.unwrap_or_else(|| "local socket".into()),
+            pid.max(0) as u32,
+        )
+    });
+    LockHolder {
+        host,
+        pid,
+        user: user.unwrap_or_default(),
+        since: since.unwrap_or(0),
     }
 }
 

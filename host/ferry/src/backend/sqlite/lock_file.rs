@@ -34,6 +34,35 @@ pub fn path_for(db: &Path) -> PathBuf {
 
 const NOT_A_FILE: &str = "it is not a regular file; remove it (Ferry creates its lock file itself)";
 
+/// Opens the lock file at `path` for reading only, to look at who holds it (`None`: it
+/// does not exist). Never follows a symbolic link, and refuses anything but a regular
+/// file; nothing is written through it, so a hard link or another owner does no harm.
+pub fn open_to_read(path: &Path) -> io::Result<Option<File>> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(match e.raw_os_error() {
+                Some(libc::ELOOP) => io::Error::other(
+                    "it is a symbolic link; Ferry does not follow one to a lock file",
+                ),
+                _ => e,
+            })
+        }
+    };
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(NOT_A_FILE));
+    }
+    Ok(Some(file))
+}
+
 /// Opens (creating it if needed) the lock file of database `db` for reading and
 /// writing, refusing a symbolic link, anything but a regular file, a file with other
 /// hard links, and a file owned by neither the user nor the database file's owner.
