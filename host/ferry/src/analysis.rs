@@ -153,6 +153,7 @@ impl ScriptFile {
     }
 
     /// Whether the file defines `name` with `arity` parameters.
+    #[cfg(test)]
     pub fn defines(&self, name: &str, arity: usize) -> bool {
         self.ast
             .iter_functions()
