@@ -1,4 +1,4 @@
-//! The `ferry` command line: a thin layer over [`ferry::migrator`].
+//! The `ferry` command line: a thin layer over the library's root API ([`ferry::Migrator`]).
 
 pub mod args;
 mod plugin_test;

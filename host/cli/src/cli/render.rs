@@ -446,12 +446,12 @@ pub fn moved(r: &ferry::MoveReport) -> String {
 
 /// What the command line adds to a library error's message: the command or option
 /// that acts on it (the library's messages name none). Appended as is.
-pub fn error_hint(e: &ferry::migrator::Error) -> String {
+pub fn error_hint(e: &ferry::Error) -> String {
     use ferry::Error;
     match e {
         Error::Changed(changed) => format!(
             "\n  {}\n  or rerun with --allow-changed to run anyway (recorded in the history)",
-            ferry::migrator::changed_hint(changed)
+            ferry::changed_hint(changed)
         ),
         Error::DigestAfterUpgrade { .. } => {
             "\n  (run `ferry digest --verbose` to see the schema as Ferry reads it)".into()
