@@ -143,18 +143,22 @@ impl ScriptFile {
     /// After [`ScriptFile::drop_tree`], compiled again from the kept text (the bytes
     /// that were hashed), once for this file and its clones.
     pub fn ast(&self) -> &AST {
-        self.ast.get_or_init(|| {
-            // The same text compiled with the same engine when the file was read.
-            let ast = compile(&self.path, &self.text)
-                .unwrap_or_else(|e| panic!("a text that compiled once compiles again: {e}"));
-            Rc::new(ast)
-        })
+        self.tree()
     }
 
     /// The syntax tree, shared.
     pub fn shared_ast(&self) -> Rc<AST> {
-        self.ast();
-        self.ast.get().expect("compiled just above").clone()
+        self.tree().clone()
+    }
+
+    fn tree(&self) -> &Rc<AST> {
+        self.ast.get_or_init(|| {
+            // The same text compiled with the same engine when the file was read, so it
+            // cannot fail now.
+            let ast = compile(&self.path, &self.text)
+                .unwrap_or_else(|e| panic!("a text that compiled once compiles again: {e}"));
+            Rc::new(ast)
+        })
     }
 
     /// The tree to run on `engine`: optimised at the engine's own level, as the engine
