@@ -9,8 +9,15 @@
 //! the one compiled from the bytes that were hashed, and no stage reads or compiles the
 //! file again. A file edited after discovery is not seen until the next discovery: the
 //! plan, the checks and the run all describe the version discovered.
+//!
+//! Commands that neither run nor check scripts (`status`, `show`) need only the
+//! metadata: discovery then drops each tree once the metadata and the imports are read
+//! from it ([`ScriptFile::drop_tree`]), since keeping a thousand trees costs more
+//! memory (and time spent growing and freeing the heap) than the command's own work. A
+//! tree asked for after that is compiled again from the kept text, the bytes that were
+//! hashed, once per file for all its copies.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -26,14 +33,19 @@ pub const MAX_SCRIPT_BYTES: u64 = 1024 * 1024;
 
 /// One script file as read: checksum, text and syntax tree, from one read of its bytes.
 ///
-/// Cloning shares the text and the tree. Two are equal when they are the same file with
-/// the same bytes (the tree is a function of the bytes).
+/// Cloning shares the text, the tree and the imports. Two are equal when they are the
+/// same file with the same bytes (the tree is a function of the bytes).
 #[derive(Clone)]
 pub struct ScriptFile {
     path: PathBuf,
     checksum: String,
     text: Rc<str>,
-    ast: Rc<AST>,
+    /// The tree compiled from `text`; empty after [`ScriptFile::drop_tree`] until asked
+    /// for again. Shared by the clones, so that they compile it at most once.
+    ast: Rc<OnceCell<Rc<AST>>>,
+    /// The file's literal imports, read from the tree on first use (or before the tree
+    /// is dropped).
+    imports: Rc<OnceCell<Vec<Import>>>,
 }
 
 impl PartialEq for ScriptFile {
@@ -71,14 +83,30 @@ impl ScriptFile {
     /// Compiles `source` as the text of the file `path` (which names it in messages and
     /// in run-time errors; nothing is read from it).
     pub fn from_source(path: &Path, source: &str) -> Result<ScriptFile, MetadataError> {
-        let mut ast = compile(path, source)?;
-        ast.set_source(path.to_string_lossy().to_string());
+        let ast = compile(path, source)?;
         Ok(ScriptFile {
             path: path.to_path_buf(),
             checksum: checksum(source.as_bytes()),
             text: source.into(),
-            ast: Rc::new(ast),
+            ast: Rc::new(OnceCell::from(Rc::new(ast))),
+            imports: Rc::new(OnceCell::new()),
         })
+    }
+
+    /// The same file without its syntax tree (its imports read first): for commands
+    /// that need only what discovery read from the tree. [`ScriptFile::ast`] compiles
+    /// the kept text again if the tree is asked for after all.
+    pub fn drop_tree(self) -> ScriptFile {
+        self.imports();
+        ScriptFile {
+            ast: Rc::new(OnceCell::new()),
+            ..self
+        }
+    }
+
+    /// Whether the syntax tree is held (not dropped, or compiled again since).
+    pub fn has_tree(&self) -> bool {
+        self.ast.get().is_some()
     }
 
     /// The same file named by another path (another spelling of it): messages and
@@ -87,11 +115,11 @@ impl ScriptFile {
         if self.path == path {
             return self;
         }
-        let mut ast = (*self.ast).clone();
+        let mut ast = self.ast().clone();
         ast.set_source(path.to_string_lossy().to_string());
         ScriptFile {
             path: path.to_path_buf(),
-            ast: Rc::new(ast),
+            ast: Rc::new(OnceCell::from(Rc::new(ast))),
             ..self
         }
     }
@@ -112,13 +140,25 @@ impl ScriptFile {
     }
 
     /// The syntax tree as written (no optimisation; its source is the file's path).
+    /// After [`ScriptFile::drop_tree`], compiled again from the kept text (the bytes
+    /// that were hashed), once for this file and its clones.
     pub fn ast(&self) -> &AST {
-        &self.ast
+        self.tree()
     }
 
     /// The syntax tree, shared.
     pub fn shared_ast(&self) -> Rc<AST> {
-        self.ast.clone()
+        self.tree().clone()
+    }
+
+    fn tree(&self) -> &Rc<AST> {
+        self.ast.get_or_init(|| {
+            // The same text compiled with the same engine when the file was read, so it
+            // cannot fail now.
+            let ast = compile(&self.path, &self.text)
+                .unwrap_or_else(|e| panic!("a text that compiled once compiles again: {e}"));
+            Rc::new(ast)
+        })
     }
 
     /// The tree to run on `engine`: optimised at the engine's own level, as the engine
@@ -126,9 +166,9 @@ impl ScriptFile {
     pub fn ast_for(&self, engine: &Engine) -> AST {
         let level = engine.optimization_level();
         if level == OptimizationLevel::None {
-            return (*self.ast).clone();
+            return self.ast().clone();
         }
-        let mut ast = engine.optimize_ast(&rhai::Scope::new(), (*self.ast).clone(), level);
+        let mut ast = engine.optimize_ast(&rhai::Scope::new(), self.ast().clone(), level);
         ast.set_source(self.path.to_string_lossy().to_string());
         ast
     }
@@ -136,8 +176,28 @@ impl ScriptFile {
     /// Every `import "name"` of the file with a literal name, in file order (at the top
     /// level and inside functions).
     pub fn imports(&self) -> Vec<Import> {
+        self.imports.get_or_init(|| imports_of(self.ast())).clone()
+    }
+
+    /// Whether the file defines `name` with `arity` parameters.
+    #[cfg(test)]
+    pub fn defines(&self, name: &str, arity: usize) -> bool {
+        self.ast()
+            .iter_functions()
+            .any(|f| f.name == name && f.params.len() == arity)
+    }
+
+    /// The steps the file declares (`db.step` / `db.batches`), in order (see
+    /// [`crate::offline::declared_steps`]).
+    pub fn declared_steps(&self) -> Vec<String> {
+        crate::offline::declared_steps(self.ast())
+    }
+}
+
+/// Every `import "name"` of `ast` with a literal name, in file order.
+fn imports_of(ast: &AST) -> Vec<Import> {
         let mut out = Vec::new();
-        self.ast.walk(&mut |path: &[ASTNode]| {
+        ast.walk(&mut |path: &[ASTNode]| {
             if let Some(ASTNode::Stmt(Stmt::Import(x, pos))) = path.last() {
                 if let Expr::StringConstant(name, _) = &x.0 {
                     out.push(Import {
@@ -150,21 +210,6 @@ impl ScriptFile {
         });
         out.sort_by_key(|i| (i.pos.line, i.pos.column));
         out
-    }
-
-    /// Whether the file defines `name` with `arity` parameters.
-    #[cfg(test)]
-    pub fn defines(&self, name: &str, arity: usize) -> bool {
-        self.ast
-            .iter_functions()
-            .any(|f| f.name == name && f.params.len() == arity)
-    }
-
-    /// The steps the file declares (`db.step` / `db.batches`), in order (see
-    /// [`crate::offline::declared_steps`]).
-    pub fn declared_steps(&self) -> Vec<String> {
-        crate::offline::declared_steps(&self.ast)
-    }
 }
 
 /// The engine that reads scripts without running them (headers, probes' `TREE`, imports,
@@ -223,10 +268,11 @@ pub fn parses_on_this_thread() -> u64 {
     PARSES.with(Cell::get)
 }
 
-/// Compiles `source` (the text of `path`) with the parse engine.
+/// Compiles `source` (the text of `path`) with the parse engine; the tree's source is
+/// the path.
 fn compile(path: &Path, source: &str) -> Result<AST, MetadataError> {
     PARSES.with(|n| n.set(n.get() + 1));
-    ENGINE.with(|engine| engine.compile(source)).map_err(|e| {
+    let mut ast = ENGINE.with(|engine| engine.compile(source)).map_err(|e| {
         let pos = e.position();
         MetadataError::Syntax {
             path: path.to_path_buf(),
@@ -234,7 +280,9 @@ fn compile(path: &Path, source: &str) -> Result<AST, MetadataError> {
             column: pos.position().unwrap_or(1),
             message: e.err_type().to_string(),
         }
-    })
+    })?;
+    ast.set_source(path.to_string_lossy().to_string());
+    Ok(ast)
 }
 
 pub(crate) fn to_position(pos: rhai::Position) -> Position {
@@ -396,6 +444,55 @@ mod tests {
             let _ = r.script.declared_steps();
         }
         assert_eq!(parses_on_this_thread() - before, files);
+    }
+
+    /// `status` and `show` discover without keeping trees: the metadata and the
+    /// checksums of what each revision runs come from the one compilation of each
+    /// file; a tree asked for afterwards is compiled again from the kept text, once for
+    /// all copies of the file.
+    #[test]
+    fn a_discovery_that_drops_the_trees_still_compiles_each_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("scripts");
+        let write = |rel: &Path, text: &str| {
+            std::fs::create_dir_all(rel.parent().unwrap()).unwrap();
+            std::fs::write(rel, text).unwrap();
+        };
+        write(&root.join("lib/util.rhai"), "fn size() { 2 }");
+        write(
+            &root.join("hooks/h.rhai"),
+            "const HOOK = \"h\";\nimport \"util\" as u;\nfn run(db, args) { 1 }",
+        );
+        let text = "const REVISION = \"t-1\";\nconst TREE = \"t\";\nconst PARENTS = [];\n\
+                    const VERSION = \"1\";\nconst DEPENDS_ON = [];\nconst MESSAGE = \"m\";\n\
+                    const HOOKS = [\"h\"];\nfn upgrade(db) {\n    import \"util\" as u;\n    \
+                    db.step(\"s\", |db| {});\n}\n";
+        write(&root.join("t/a.rhai"), text);
+        let files = 3;
+        let before = parses_on_this_thread();
+        let found =
+            crate::discovery::discover_with(std::slice::from_ref(&root), crate::discovery::Trees::Drop)
+                .expect("discovered");
+        assert_eq!(parses_on_this_thread() - before, files);
+        let rev = &found.revisions[0];
+        assert!(!rev.script.has_tree() && !found.hooks[0].script.has_tree());
+        assert!(rev.has_upgrade, "the metadata was read from the tree before it was dropped");
+        assert_eq!(rev.script.checksum(), checksum(text.as_bytes()));
+        let hooks = crate::script::hooks::HookSet::new(&found.hooks);
+        let sources = crate::revision_sources::of_revision(rev, &hooks);
+        assert_eq!(sources.files.len(), 3, "own file, hook, lib/ module");
+        assert_eq!(
+            parses_on_this_thread() - before,
+            files,
+            "the imports were kept; the module is compiled once per content"
+        );
+        // A command that needs the tree after all compiles the kept text once.
+        let copy = rev.script.clone();
+        assert_eq!(copy.declared_steps(), ["s"]);
+        assert_eq!(rev.script.declared_steps(), ["s"]);
+        assert!(rev.script.has_tree());
+        assert_eq!(rev.script.ast().source(), Some(rev.path.to_string_lossy().as_ref()));
+        assert_eq!(parses_on_this_thread() - before, files + 1);
     }
 
     #[test]

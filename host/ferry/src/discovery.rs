@@ -104,10 +104,27 @@ fn kind_of(relative: &Path) -> Kind {
     Kind::Revision
 }
 
+/// What discovery keeps of the syntax trees of revisions and hooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trees {
+    /// Every tree, for commands that check or run scripts.
+    Keep,
+    /// None: for commands that need only the metadata and the imports (`status`,
+    /// `show`); see [`crate::analysis::ScriptFile::drop_tree`].
+    Drop,
+}
+
 /// Walks every root and reads every script once (see [`crate::analysis`]), with the
-/// metadata of revisions and hooks. A root that does not exist
-/// is an error naming it; metadata faults of all files are collected and returned together.
+/// metadata of revisions and hooks, keeping their syntax trees. A root that does not
+/// exist is an error naming it; metadata faults of all files are collected and returned
+/// together.
 pub fn discover(roots: &[PathBuf]) -> Result<Discovered, DiscoveryError> {
+    discover_with(roots, Trees::Keep)
+}
+
+/// [`discover`], keeping the syntax trees of revisions and hooks or not (`lib/`
+/// modules are kept by [`crate::analysis::module`] anyway; probes are few).
+pub fn discover_with(roots: &[PathBuf], trees: Trees) -> Result<Discovered, DiscoveryError> {
     for root in roots {
         if !root.exists() {
             return Err(DiscoveryError::MissingRoot(root.clone()));
@@ -142,11 +159,21 @@ pub fn discover(roots: &[PathBuf]) -> Result<Discovered, DiscoveryError> {
                     script: ScriptFile::read(path),
                 }),
                 Kind::Hook => match metadata::read_hook(path, root) {
-                    Ok(h) => found.hooks.push(h),
+                    Ok(mut h) => {
+                        if trees == Trees::Drop {
+                            h.script = h.script.drop_tree();
+                        }
+                        found.hooks.push(h)
+                    }
                     Err(e) => errors.extend(e),
                 },
                 Kind::Revision => match metadata::read_revision(path, root) {
-                    Ok(r) => found.revisions.push(r),
+                    Ok(mut r) => {
+                        if trees == Trees::Drop {
+                            r.script = r.script.drop_tree();
+                        }
+                        found.revisions.push(r)
+                    }
                     Err(e) => errors.extend(e),
                 },
             }

@@ -151,6 +151,19 @@ fn an_upgrade_compiles_every_script_file_once() {
         parses, 4,
         "{parses} compilations after editing lib/util.rhai"
     );
+    // `status` and `show` keep no syntax trees, but still compile each revision and
+    // hook once: the edit of the module r1 imports is found from that one compilation.
+    let m = r.migrator();
+    let before = ferry::analysis::parses_on_this_thread();
+    let status = m.status().expect("status");
+    let shown = m.show("r1").expect("show");
+    let parses = ferry::analysis::parses_on_this_thread() - before;
+    assert_eq!(status.changed, ["r1"]);
+    assert!(shown.changed, "show names the changed module too");
+    assert_eq!(
+        parses, 3,
+        "{parses} compilations by status and show of 2 revisions and 1 hook"
+    );
 }
 
 #[test]

@@ -26,7 +26,7 @@ impl Migrator {
 
     /// Each tree's state, unfinished revisions, the lock holder and changed scripts.
     pub fn status(&self) -> Result<Status, Error> {
-        let (project, dbs) = self.setup()?;
+        let (project, dbs) = self.setup_metadata()?;
         let mut conns = self.read_all(&dbs)?;
         let mut status = status_over(&project, &dbs, &mut conns)?;
         status.statement_timeout_seconds = self.limits.statement_timeout.map(|t| t.as_secs());
@@ -54,7 +54,7 @@ impl Migrator {
 
     /// Everything known about one revision (full or unique partial id).
     pub fn show(&self, rev: &str) -> Result<RevisionInfo, Error> {
-        let (project, dbs) = self.setup()?;
+        let (project, dbs) = self.setup_metadata()?;
         let id = target::resolve_id(&project.graph, rev)?.to_string();
         let (mut conns, ledgers) = self.read_ledgers(&dbs)?;
         let records = ledgers.all();

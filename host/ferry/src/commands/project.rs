@@ -67,22 +67,37 @@ impl Migrator {
         }
     }
 
+    /// [`Migrator::load`] for commands that neither check nor run scripts (`status`,
+    /// `show`): a project discovered here keeps no syntax trees (see
+    /// [`crate::analysis`]); a later command of this migrator that runs a revision
+    /// compiles its kept text again.
+    pub(crate) fn load_metadata(&self) -> Result<Rc<Project>, Error> {
+        if let Some(project) = self.project.borrow().as_ref() {
+            return Ok(project.clone());
+        }
+        self.reload_with(discovery::Trees::Drop)
+    }
+
     internal_fn! {
         /// Discovers the scripts again and keeps the new project (the static checks of
         /// `plan` and `upgrade` then run again too).
         fn reload(&self) -> Result<Rc<Project>, Error> {
-            let found = discovery::discover(&self.roots)?;
-            let graph = Graph::build(found.revisions.clone())?;
-            let project = Rc::new(Project {
-                graph,
-                hooks: HookSet::new(&found.hooks),
-                probes: found.probes.clone(),
-                found,
-            });
-            *self.project.borrow_mut() = Some(project.clone());
-            self.checked.set(false);
-            Ok(project)
+            self.reload_with(discovery::Trees::Keep)
         }
+    }
+
+    fn reload_with(&self, trees: discovery::Trees) -> Result<Rc<Project>, Error> {
+        let found = discovery::discover_with(&self.roots, trees)?;
+        let graph = Graph::build(found.revisions.clone())?;
+        let project = Rc::new(Project {
+            graph,
+            hooks: HookSet::new(&found.hooks),
+            probes: found.probes.clone(),
+            found,
+        });
+        *self.project.borrow_mut() = Some(project.clone());
+        self.checked.set(false);
+        Ok(project)
     }
 
     /// Reads the scripts again, for a migrator kept while they are edited: the next
@@ -164,6 +179,11 @@ impl Migrator {
     /// The project and the databases, with every placed tree checked against the graph.
     pub(crate) fn setup(&self) -> Result<(Rc<Project>, Databases), Error> {
         self.setup_with(self.load()?)
+    }
+
+    /// [`Migrator::setup`] with [`Migrator::load_metadata`].
+    pub(crate) fn setup_metadata(&self) -> Result<(Rc<Project>, Databases), Error> {
+        self.setup_with(self.load_metadata()?)
     }
 
     /// [`Migrator::setup`] for a project already loaded.
