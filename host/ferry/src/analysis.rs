@@ -105,6 +105,7 @@ impl ScriptFile {
     }
 
     /// Whether the syntax tree is held (not dropped, or compiled again since).
+    #[cfg(test)]
     pub fn has_tree(&self) -> bool {
         self.ast.get().is_some()
     }

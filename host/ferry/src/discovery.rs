@@ -118,6 +118,7 @@ pub enum Trees {
 /// metadata of revisions and hooks, keeping their syntax trees. A root that does not
 /// exist is an error naming it; metadata faults of all files are collected and returned
 /// together.
+#[cfg(any(test, feature = "internals"))]
 pub fn discover(roots: &[PathBuf]) -> Result<Discovered, DiscoveryError> {
     discover_with(roots, Trees::Keep)
 }
