@@ -380,23 +380,14 @@ pub fn fill_v1(conn: &mut dyn Connection, n: u64, seed: u64) -> Result<FillRepor
     let scale = Scale::new(n)?;
     let layout = Layout::new(scale, seed);
     let start = Instant::now();
-    conn.begin()?;
     let mut rows = Vec::new();
-    let loaded = suspend_foreign_keys(conn).and_then(|suspended| {
+    crate::checkpoint::with_transaction(conn, |conn| {
+        let suspended = suspend_foreign_keys(conn)?;
         insert_all(conn, &layout, &mut rows)?;
         restore_foreign_keys(conn, suspended)?;
         advance_sequences(conn)
-    });
-    match loaded {
-        Ok(()) => {
-            conn.commit()?;
-            analyze(conn)?;
-        }
-        Err(e) => {
-            let _ = conn.rollback();
-            return Err(e);
-        }
-    }
+    })?;
+    analyze(conn)?;
     Ok(FillReport {
         scale,
         seed,

@@ -397,15 +397,7 @@ pub fn v1_attributes() -> Vec<(String, String)> {
 /// in one transaction, with nothing that names a migration tool.
 #[cfg(any(test, feature = "internals"))]
 pub fn create_v1_without_ferry(conn: &mut dyn Connection) -> Result<(), DbError> {
-    conn.begin()?;
-    let result = create_v1_tables(conn);
-    match result {
-        Ok(()) => conn.commit(),
-        Err(e) => {
-            let _ = conn.rollback();
-            Err(e)
-        }
-    }
+    crate::checkpoint::with_transaction(conn, create_v1_tables)
 }
 
 #[cfg(any(test, feature = "internals"))]
@@ -428,8 +420,7 @@ fn create_v1_tables(conn: &mut dyn Connection) -> Result<(), DbError> {
 /// when it registers dataset types (the dynamic `dataset_tags_*` / `dataset_calibs_*`
 /// tables), after Ferry's root revisions have created the static ones.
 pub fn create_missing_tables(conn: &mut dyn Connection) -> Result<Vec<String>, DbError> {
-    conn.begin()?;
-    let result = (|| {
+    crate::checkpoint::with_transaction(conn, |conn| {
         let mut created = Vec::new();
         for table in v1_tables() {
             if !conn.table_exists(&table.name)? {
@@ -443,14 +434,7 @@ pub fn create_missing_tables(conn: &mut dyn Connection) -> Result<Vec<String>, D
             }
         }
         Ok(created)
-    })();
-    match result {
-        Ok(created) => conn.commit().map(|_| created),
-        Err(e) => {
-            let _ = conn.rollback();
-            Err(e)
-        }
-    }
+    })
 }
 
 /// The root revisions of the reference trees: upgrading to them gives registry v1.
