@@ -41,7 +41,7 @@ use super::url::mask_password;
 use super::{
     rewrite_placeholders, ColumnInfo, Connection, DbError, DbErrorKind, DbUrl, Dialect,
     ForeignKeyInfo, IndexInfo, KeyInfo, LockAttempt, LockHolder, LockState, RowCallback, RowDeriver, Rows,
-    SchemaChange, Value,
+    SchemaChange, ServerValue, Value,
 };
 use connect::PgClient;
 use values::Param;
@@ -69,6 +69,8 @@ pub struct PgConnection {
     timeout_set: bool,
     /// Whether the server knows `client_connection_check_interval` (PostgreSQL 14+).
     client_check: bool,
+    /// Whether the server makes random UUIDs itself (`gen_random_uuid`, PostgreSQL 13+).
+    random_uuids: bool,
     /// The session as Ferry set it up (see `session.rs`), checked before each commit.
     session: Option<String>,
     /// How this connection was made, for the pool of parallel steps (`None` for a
@@ -229,7 +231,8 @@ impl PgConnection {
         let connect_error = |message: String| DbError::connect(shown, message);
         let found = runtime
             .block_on(client.query_opt(
-                "SELECT current_user::text, has_schema_privilege(oid, 'USAGE') \
+                "SELECT current_user::text, has_schema_privilege(oid, 'USAGE'), \
+                        to_regproc('pg_catalog.gen_random_uuid') IS NOT NULL \
                  FROM pg_namespace WHERE nspname = $1",
                 &[&schema],
             ))
@@ -258,6 +261,7 @@ impl PgConnection {
         // gone: the server checks every second instead (PostgreSQL 14 and later; older
         // servers reject the setting, and keep the old behaviour).
         let client_check = runtime.block_on(client.batch_execute(CLIENT_CHECK)).is_ok();
+        let random_uuids = found.get::<_, bool>(2);
         let mut conn = PgConnection {
             client: Some(client),
             task,
@@ -270,6 +274,7 @@ impl PgConnection {
             lock_held: false,
             timeout_set: false,
             client_check,
+            random_uuids,
             session: None,
             settings: None,
             workers: None,
@@ -495,6 +500,46 @@ impl PgConnection {
 
     /// `insert_derived` inside a transaction: a cursor over `source`, read `chunk` rows at
     /// a time; each chunk derived and sent with [`Self::copy_in`].
+    /// The select list that makes `values` on the server from the source's columns
+    /// `names` (aliased `ferry_derived`), or `None` when the server cannot: no
+    /// `gen_random_uuid`, or a copied column whose name the source returns twice.
+    fn server_select(&self, names: &[String], values: &[ServerValue]) -> Option<String> {
+        let mut select = Vec::with_capacity(values.len());
+        for value in values {
+            select.push(match value {
+                ServerValue::Column(i) => {
+                    let name = names.get(*i)?;
+                    if names.iter().filter(|n| *n == name).count() > 1 {
+                        return None;
+                    }
+                    format!("ferry_derived.{}", self.quote_ident(name))
+                }
+                ServerValue::RandomUuid if self.random_uuids => "gen_random_uuid()".to_string(),
+                ServerValue::RandomUuid => return None,
+            });
+        }
+        Some(select.join(", "))
+    }
+
+    /// Inserts the rows `select` makes from each row of `source` with one
+    /// `INSERT … SELECT`: no row travels to the host and back.
+    fn insert_selected(
+        &mut self,
+        source: &str,
+        params: &[Value],
+        table: &str,
+        columns: &[String],
+        select: &str,
+    ) -> Result<u64, DbError> {
+        let targets: Vec<String> = columns.iter().map(|c| self.quote_ident(c)).collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) SELECT {select} FROM ({source}) AS ferry_derived",
+            self.quote_ident(table),
+            targets.join(", ")
+        );
+        self.execute(&sql, params)
+    }
+
     fn insert_derived_chunks(
         &mut self,
         source: &str,
@@ -507,6 +552,11 @@ impl PgConnection {
         const CURSOR: &str = "ferry_derived_source";
         let names = Self::check_readable(&self.bound_statement(source, params)?)?;
         deriver.columns(&names)?;
+        if let Some(values) = deriver.server_side() {
+            if let Some(select) = self.server_select(&names, &values) {
+                return self.insert_selected(source, params, table, columns, &select);
+            }
+        }
         let declare = format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR {source}");
         // The planner would otherwise plan a cursor for its first 10 % of rows (nested
         // loops); all of them will be read, so plan for all of them.
