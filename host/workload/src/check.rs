@@ -359,13 +359,13 @@ fn check_columns(conn: &mut dyn Connection, problems: &mut Vec<String>) -> Resul
                 if c.nullable {
                     problems.push(format!("{table}.{column} is nullable"));
                 }
+                let bad = conn.non_uuid_values(table, column)?;
+                if bad != 0 {
+                    problems.push(format!(
+                        "{table}.{column}: {bad} values are not UUIDs as this database stores them"
+                    ));
+                }
             }
-        }
-        let bad = conn.non_uuid_values(table, column)?;
-        if bad != 0 {
-            problems.push(format!(
-                "{table}.{column}: {bad} values are not UUIDs as this database stores them"
-            ));
         }
     }
     Ok(())
