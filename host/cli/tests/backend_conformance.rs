@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use common::fresh::FreshDb;
 use ferry::backend::prelude::*;
-use ferry::backend::{DbErrorKind, LockAttempt, LockHolder, LockState, Value};
+use ferry::backend::{
+    ColumnDef, DbErrorKind, ForeignKeyDef, KeyGenerator, LockAttempt, LockHolder, LockState,
+    SchemaChange, TableDef, Value,
+};
 
 /// Runs each case on a fresh SQLite file and on a fresh PostgreSQL schema.
 macro_rules! conformance {
@@ -44,6 +47,10 @@ conformance!(
     the_lock_is_exclusive_and_reentrant,
     the_lock_state_is_read_without_taking_the_lock,
     a_failing_statement_names_its_sql,
+    key_generators_are_reported_and_advanced_past_a_load,
+    a_reported_key_generator_predicts_the_next_key,
+    uuid_columns_have_the_backend_type_and_stored_form,
+    foreign_keys_refuse_an_orphan_whenever_a_bulk_load_checks_them,
 );
 
 fn strings(names: &[&str]) -> Vec<String> {
@@ -255,4 +262,286 @@ fn a_failing_statement_names_its_sql(fresh: &FreshDb) {
     // The connection is still usable, and no transaction was left open.
     assert!(!db.in_transaction());
     assert_eq!(count(db.as_mut(), "SELECT 5"), 5);
+}
+
+fn column(name: &str, data_type: &str, nullable: bool) -> ColumnDef {
+    ColumnDef {
+        name: name.into(),
+        data_type: data_type.into(),
+        nullable,
+        default: None,
+        auto_increment: false,
+    }
+}
+
+fn table(name: &str, columns: Vec<ColumnDef>, foreign_keys: Vec<ForeignKeyDef>) -> TableDef {
+    TableDef {
+        name: name.into(),
+        primary_key: Some((format!("{name}_pkey"), vec![columns[0].name.clone()])),
+        columns,
+        unique: Vec::new(),
+        foreign_keys,
+    }
+}
+
+/// The largest `id` of `table`.
+fn max_id(db: &mut dyn Connection, table: &str) -> i64 {
+    count(db, &format!("SELECT MAX(id) FROM {table}"))
+}
+
+/// A portable auto-increment key is reported as a generator that never reuses an id (an
+/// identity with its sequence, owned by the column; an AUTOINCREMENT counter), a plain
+/// key as none. After rows are loaded with explicit ids, advancing the generator makes
+/// the next insert get one past the largest id, and a second advance after the last
+/// rows are deleted does not move it back. This is what the workload generator relies on
+/// after its bulk load.
+fn key_generators_are_reported_and_advanced_past_a_load(fresh: &FreshDb) {
+    let mut db = fresh.connect();
+    let mut id = column("id", "BIGINT", false);
+    id.auto_increment = true;
+    db.apply_schema_change(&SchemaChange::CreateTable(table(
+        "parent",
+        vec![id, column("v", "TEXT", true)],
+        Vec::new(),
+    )))
+    .unwrap();
+    db.apply_schema_change(&SchemaChange::CreateTable(table(
+        "plain",
+        vec![column("id", "BIGINT", false), column("v", "TEXT", true)],
+        Vec::new(),
+    )))
+    .unwrap();
+
+    assert_eq!(db.key_generators("plain").unwrap(), vec![]);
+    let generators = db.key_generators("parent").unwrap();
+    assert_eq!(generators.len(), 1, "{generators:?}");
+    let (name, generator) = &generators[0];
+    assert_eq!(name, "id");
+    let sequences = db.sequences().unwrap();
+    match generator {
+        KeyGenerator::Identity { sequence } => {
+            let owned = sequences.iter().find(|s| &s.name == sequence);
+            assert_eq!(
+                owned.and_then(|s| s.owner.clone()),
+                Some(("parent".to_string(), "id".to_string())),
+                "{sequences:?}"
+            );
+        }
+        KeyGenerator::Autoincrement { last } => assert_eq!(*last, None),
+        other => panic!("an auto-increment key reported as {other:?}"),
+    }
+    assert!(sequences.iter().all(|s| s.owner.is_some()), "{sequences:?}");
+
+    db.begin().unwrap();
+    let mut rows = (1..=100i64).map(|i| vec![Value::Int(i), Value::Text(format!("v{i}"))]);
+    db.bulk_insert("parent", &strings(&["id", "v"]), &mut rows)
+        .unwrap();
+    db.advance_key_generator("parent", "id").unwrap();
+    db.advance_key_generator("plain", "id").unwrap();
+    db.commit().unwrap();
+    db.refresh_statistics("parent").unwrap();
+    db.execute("INSERT INTO parent (v) VALUES ('next')", &[])
+        .unwrap();
+    assert_eq!(max_id(db.as_mut(), "parent"), 101);
+    if let [(_, KeyGenerator::Autoincrement { last })] =
+        db.key_generators("parent").unwrap().as_slice()
+    {
+        assert_eq!(*last, Some(101));
+    }
+
+    // Never back: the ids of deleted rows are not handed out again.
+    db.execute("DELETE FROM parent WHERE id > 50", &[]).unwrap();
+    db.advance_key_generator("parent", "id").unwrap();
+    db.execute("INSERT INTO parent (v) VALUES ('after')", &[])
+        .unwrap();
+    assert_eq!(max_id(db.as_mut(), "parent"), 102);
+    assert_eq!(count(db.as_mut(), "SELECT COUNT(*) FROM parent"), 51);
+}
+
+/// `id INTEGER PRIMARY KEY` means a row id on one database and a plain key on another;
+/// whatever generator the backend reports must predict what an insert leaving the key
+/// out (or setting it to NULL) does.
+fn a_reported_key_generator_predicts_the_next_key(fresh: &FreshDb) {
+    let mut db = fresh.connect();
+    db.execute_batch("CREATE TABLE r (id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    for i in 1..=3 {
+        db.execute("INSERT INTO r (id, v) VALUES (?, 'x')", &[Value::Int(i)])
+            .unwrap();
+    }
+    db.execute("DELETE FROM r WHERE id = 3", &[]).unwrap();
+    let generators = db.key_generators("r").unwrap();
+    let generator = generators
+        .iter()
+        .find(|(c, _)| c == "id")
+        .map(|(_, g)| g.clone());
+    let left_out = db.execute("INSERT INTO r (v) VALUES ('left out')", &[]);
+    let null = db.execute("INSERT INTO r (id, v) VALUES (NULL, 'null')", &[]);
+    match generator {
+        None => {
+            assert!(left_out.is_err() && null.is_err(), "{left_out:?} {null:?}");
+            assert_eq!(max_id(db.as_mut(), "r"), 2);
+        }
+        Some(KeyGenerator::RowId) => {
+            left_out.unwrap();
+            null.unwrap();
+            // The id of the deleted last row is handed out again, then the next one.
+            let ids = db.query("SELECT id FROM r ORDER BY id", &[]).unwrap();
+            assert_eq!(
+                ids.rows,
+                (1..=4).map(|i| vec![Value::Int(i)]).collect::<Vec<_>>()
+            );
+            assert!(KeyGenerator::RowId.replaces_null());
+        }
+        Some(other) => panic!("INTEGER PRIMARY KEY reported as {other:?}"),
+    }
+}
+
+/// A portable `UUID` column is declared with the type the backend names for it, and
+/// every value bound as a UUID is stored in the backend's form; NULL, and whatever
+/// else the column accepts, is counted as not a UUID.
+fn uuid_columns_have_the_backend_type_and_stored_form(fresh: &FreshDb) {
+    let mut db = fresh.connect();
+    db.apply_schema_change(&SchemaChange::CreateTable(table(
+        "u",
+        vec![column("id", "BIGINT", false), column("u", "UUID", true)],
+        Vec::new(),
+    )))
+    .unwrap();
+    let squeezed = |t: &str| t.replace(' ', "").to_lowercase();
+    let declared = db.columns("u").unwrap()[1].data_type.clone();
+    assert_eq!(squeezed(&declared), squeezed(&db.column_type("UUID")));
+    assert_ne!(squeezed(&db.column_type("UUID")), "bigint");
+    assert_eq!(squeezed(&db.column_type("BIGINT")), "bigint");
+
+    for i in 1..=3u128 {
+        db.execute(
+            "INSERT INTO u (id, u) VALUES (?, ?)",
+            &[
+                Value::Int(i as i64),
+                Value::Uuid(uuid::Uuid::from_u128(i << 100 | 0xabc)),
+            ],
+        )
+        .unwrap();
+    }
+    assert_eq!(db.non_uuid_values("u", "u").unwrap(), 0);
+    db.execute("INSERT INTO u (id, u) VALUES (4, NULL)", &[])
+        .unwrap();
+    assert_eq!(db.non_uuid_values("u", "u").unwrap(), 1);
+    // Text the column may accept (or refuse, or take as a UUID): lowercase 32-hex is
+    // the stored form on a database without a UUID type; uppercase and prose are not.
+    for (id, text) in [
+        (5, "not a uuid"),
+        (6, "0000000000000000000000000000ABCD"),
+        (7, "0000000000000000000000000000abcd"),
+    ] {
+        let _ = db.execute(
+            "INSERT INTO u (id, u) VALUES (?, ?)",
+            &[Value::Int(id), Value::Text(text.into())],
+        );
+    }
+    let stored = db.query("SELECT u FROM u", &[]).unwrap();
+    let not_uuids = stored
+        .rows
+        .iter()
+        .filter(|r| match &r[0] {
+            Value::Uuid(_) => false,
+            Value::Text(t) => {
+                uuid::Uuid::try_parse(t)
+                    .ok()
+                    .map(|u| u.simple().to_string())
+                    != Some(t.clone())
+            }
+            _ => true,
+        })
+        .count() as u64;
+    assert!(not_uuids >= 1, "{stored:?}");
+    assert_eq!(
+        db.non_uuid_values("u", "u").unwrap(),
+        not_uuids,
+        "{stored:?}"
+    );
+    // No integer is a UUID.
+    let rows = count(db.as_mut(), "SELECT COUNT(*) FROM u") as u64;
+    assert_eq!(db.non_uuid_values("u", "id").unwrap(), rows);
+    let read = db.query("SELECT u FROM u WHERE id = 1", &[]).unwrap();
+    let expected = uuid::Uuid::from_u128(1 << 100 | 0xabc);
+    assert!(
+        matches!(&read.rows[0][0], Value::Uuid(u) if *u == expected)
+            || read.rows[0][0] == Value::Text(expected.simple().to_string()),
+        "{:?}",
+        read.rows[0][0]
+    );
+}
+
+/// However a backend prefers to load rows under foreign keys (checked row by row, or
+/// the keys dropped and added back after the load), an orphan row is refused, and the
+/// keys afterwards are the keys before.
+fn foreign_keys_refuse_an_orphan_whenever_a_bulk_load_checks_them(fresh: &FreshDb) {
+    let mut db = fresh.connect();
+    let key = ForeignKeyDef {
+        name: "child_fkey_parent".into(),
+        columns: strings(&["parent_id"]),
+        referenced_table: "parent".into(),
+        referenced_columns: strings(&["id"]),
+        on_delete: Some("CASCADE".into()),
+    };
+    db.apply_schema_change(&SchemaChange::CreateTable(table(
+        "parent",
+        vec![column("id", "BIGINT", false)],
+        Vec::new(),
+    )))
+    .unwrap();
+    db.apply_schema_change(&SchemaChange::CreateTable(table(
+        "child",
+        vec![
+            column("id", "BIGINT", false),
+            column("parent_id", "BIGINT", false),
+        ],
+        vec![key.clone()],
+    )))
+    .unwrap();
+    let before = db.foreign_keys("child").unwrap();
+    let columns = strings(&["id", "parent_id"]);
+
+    let load = |db: &mut dyn Connection, orphan: bool| -> Result<(), ferry::backend::DbError> {
+        db.begin()?;
+        let result = (|| {
+            let suspend = db.add_foreign_keys_after_bulk_load();
+            if suspend {
+                db.apply_schema_change(&SchemaChange::DropConstraint {
+                    table: "child".into(),
+                    name: key.name.clone(),
+                })?;
+            }
+            let mut parents = (1..=10i64).map(|i| vec![Value::Int(i)]);
+            db.bulk_insert("parent", &strings(&["id"]), &mut parents)?;
+            let last = if orphan { 99 } else { 10 };
+            let mut children = (1..=10i64)
+                .map(|i| vec![Value::Int(i), Value::Int(if i == 10 { last } else { i })]);
+            db.bulk_insert("child", &columns, &mut children)?;
+            if suspend {
+                db.apply_schema_change(&SchemaChange::AddForeignKey {
+                    table: "child".into(),
+                    key: key.clone(),
+                })?;
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => db.commit(),
+            Err(e) => {
+                db.rollback()?;
+                Err(e)
+            }
+        }
+    };
+
+    let err = load(db.as_mut(), true).unwrap_err();
+    assert_eq!(err.kind(), DbErrorKind::ForeignKeyViolation, "{err}");
+    assert_eq!(count(db.as_mut(), "SELECT COUNT(*) FROM child"), 0);
+    assert_eq!(db.foreign_keys("child").unwrap(), before);
+    load(db.as_mut(), false).unwrap();
+    assert_eq!(count(db.as_mut(), "SELECT COUNT(*) FROM child"), 10);
+    assert_eq!(db.foreign_keys("child").unwrap(), before);
 }

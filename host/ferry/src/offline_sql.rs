@@ -28,7 +28,7 @@
 //! converts them as it does a bound value.
 
 use crate::backend::{
-    replace_placeholders, ColumnInfo, Connection, DbError, Dialect, ForeignKeyInfo, IndexInfo,
+    replace_placeholders, ColumnInfo, Connection, DbError, Dialect, ForeignKeyInfo, IndexInfo, KeyGenerator,
     KeyInfo, LockAttempt, LockState, LockHolder, RowCallback, RowDeriver, Rows, SchemaChange, Value,
 };
 use crate::backend::{Bulk, Ddl, Introspect, Locking, Sql, Streaming};
@@ -456,6 +456,23 @@ impl Bulk for Recording {
         self.note_rows(table, columns, &rows)?;
         Ok(n)
     }
+
+    fn add_foreign_keys_after_bulk_load(&self) -> bool {
+        self.inner.add_foreign_keys_after_bulk_load()
+    }
+
+    /// Not recorded: the statement a backend runs is its own, so a script could not
+    /// show it (nothing a revision runs calls this).
+    fn advance_key_generator(&mut self, table: &str, column: &str) -> Result<(), DbError> {
+        Err(DbError::unsupported(format!(
+            "advancing the key generator of {table}.{column} cannot be written to an offline SQL script"
+        )))
+    }
+
+    /// Statistics change no data: an offline script does without them.
+    fn refresh_statistics(&mut self, table: &str) -> Result<(), DbError> {
+        self.inner.refresh_statistics(table)
+    }
 }
 
 impl Introspect for Recording {
@@ -486,6 +503,20 @@ impl Introspect for Recording {
     fn indexes(&mut self, table: &str) -> Result<Vec<IndexInfo>, DbError> {
         self.inner.indexes(table)
     }
+
+    fn key_generators(&mut self, table: &str) -> Result<Vec<(String, KeyGenerator)>, DbError> {
+        self.inner.key_generators(table)
+    }
+
+    #[cfg(any(test, feature = "internals"))]
+    fn sequences(&mut self) -> Result<Vec<crate::backend::SequenceInfo>, DbError> {
+        self.inner.sequences()
+    }
+
+    #[cfg(any(test, feature = "internals"))]
+    fn non_uuid_values(&mut self, table: &str, column: &str) -> Result<u64, DbError> {
+        self.inner.non_uuid_values(table, column)
+    }
 }
 
 impl Ddl for Recording {
@@ -496,6 +527,11 @@ impl Ddl for Recording {
             self.note(sql.clone());
         }
         Ok(ran)
+    }
+
+    #[cfg(any(test, feature = "internals"))]
+    fn column_type(&self, portable: &str) -> String {
+        self.inner.column_type(portable)
     }
 }
 

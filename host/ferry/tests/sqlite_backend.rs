@@ -7,8 +7,8 @@ use std::time::Duration;
 use ferry::backend::prelude::*;
 use ferry::backend::sqlite::SqliteConnection;
 use ferry::backend::{
-    ColumnDef, DbError, DbErrorKind, DbUrl, ForeignKeyDef, IndexDef, LockAttempt, LockHolder,
-    SchemaChange, TableDef, Value,
+    ColumnDef, DbError, DbErrorKind, DbUrl, ForeignKeyDef, IndexDef, KeyGenerator, LockAttempt,
+    LockHolder, SchemaChange, TableDef, Value,
 };
 
 fn open(dir: &tempfile::TempDir) -> SqliteConnection {
@@ -667,4 +667,52 @@ fn checks_at_commit_leave_untouched_tables_alone() {
         .unwrap();
     let err = db.commit().unwrap_err();
     assert!(err.to_string().contains("1 rows of tags"), "{err}");
+}
+
+/// SQLite's row ids as key generators: `INTEGER PRIMARY KEY` is the row id,
+/// `AUTOINCREMENT` adds the counter of the largest id handed out; a `BIGINT` key, a
+/// two-column key or a table without row ids has none. Refreshing statistics leaves the
+/// file without a `sqlite_stat1` table.
+#[test]
+fn row_ids_are_the_key_generators() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = open(&dir);
+    db.execute_batch(
+        "CREATE TABLE counted (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT);
+         CREATE TABLE rowid (Id integer PRIMARY KEY, v TEXT);
+         CREATE TABLE wide (id BIGINT PRIMARY KEY, v TEXT);
+         CREATE TABLE pair (a INTEGER, b INTEGER, PRIMARY KEY (a, b));
+         CREATE TABLE no_rowid (id INTEGER PRIMARY KEY, v TEXT) WITHOUT ROWID;",
+    )
+    .unwrap();
+    assert_eq!(
+        db.key_generators("counted").unwrap(),
+        vec![("id".to_string(), KeyGenerator::Autoincrement { last: None })]
+    );
+    db.execute("INSERT INTO counted (id, v) VALUES (7, 'x')", &[])
+        .unwrap();
+    db.execute("DELETE FROM counted", &[]).unwrap();
+    assert_eq!(
+        db.key_generators("counted").unwrap(),
+        vec![(
+            "id".to_string(),
+            KeyGenerator::Autoincrement { last: Some(7) }
+        )]
+    );
+    assert_eq!(
+        db.key_generators("rowid").unwrap(),
+        vec![("Id".to_string(), KeyGenerator::RowId)]
+    );
+    for table in ["wide", "pair", "no_rowid"] {
+        assert_eq!(db.key_generators(table).unwrap(), vec![], "{table}");
+    }
+    assert_eq!(db.sequences().unwrap(), vec![]);
+    db.refresh_statistics("counted").unwrap();
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'sqlite_stat%'"
+        ),
+        0
+    );
 }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use uuid::Uuid;
 
-use ferry::backend::{Connection, DbError, Dialect, Value};
+use ferry::backend::{Connection, DbError, KeyGenerator, Value};
 use ferry::workload::schema::{self, DATASET_ID_TABLES, INT_DATASETS_MANAGER};
 
 /// The namespace of raw dataset UUID5s.
@@ -334,25 +334,23 @@ pub fn check_v2(conn: &mut dyn Connection, before: &Snapshot) -> Result<(), Vec<
     }
 }
 
-/// Declared types and stored forms of every dataset id column.
+/// Declared types and stored forms of every dataset id column: the type this backend
+/// gives a portable `UUID` column, NOT NULL, and every value a UUID as the backend stores
+/// one.
 fn check_columns(conn: &mut dyn Connection, problems: &mut Vec<String>) -> Result<(), DbError> {
-    let dialect = conn.dialect();
+    let squeezed = |t: &str| -> String {
+        t.chars()
+            .filter(|ch| !ch.is_whitespace())
+            .collect::<String>()
+            .to_lowercase()
+    };
+    let expected = squeezed(&conn.column_type("UUID"));
     for (table, column) in schema::dataset_id_columns() {
         let info = conn.columns(table)?;
         match info.iter().find(|c| c.name == column) {
             None => problems.push(format!("{table}.{column} is missing")),
             Some(c) => {
-                let declared: String = c
-                    .data_type
-                    .chars()
-                    .filter(|ch| !ch.is_whitespace())
-                    .collect();
-                let declared = declared.to_lowercase();
-                let expected = match dialect {
-                    Dialect::Postgres => "uuid",
-                    Dialect::Sqlite => "char(32)",
-                };
-                if declared != expected {
+                if squeezed(&c.data_type) != expected {
                     problems.push(format!(
                         "{table}.{column} is declared {:?}, expected {expected}",
                         c.data_type
@@ -361,22 +359,12 @@ fn check_columns(conn: &mut dyn Connection, problems: &mut Vec<String>) -> Resul
                 if c.nullable {
                     problems.push(format!("{table}.{column} is nullable"));
                 }
-            }
-        }
-        if dialect == Dialect::Sqlite {
-            let q = conn.quote_ident(column);
-            let sql = format!(
-                "SELECT COUNT(*) FROM {} WHERE typeof({q}) <> 'text' OR length({q}) <> 32 \
-                 OR {q} GLOB '*[^0-9a-f]*'",
-                conn.quote_ident(table)
-            );
-            let rows = conn.query(&sql, &[])?;
-            let bad = rows.rows.first().and_then(|r| r.first()).cloned();
-            if bad != Some(Value::Int(0)) {
-                problems.push(format!(
-                    "{table}.{column}: {} values are not 32 lowercase hex characters",
-                    bad.map(|v| v.to_string()).unwrap_or_default()
-                ));
+                let bad = conn.non_uuid_values(table, column)?;
+                if bad != 0 {
+                    problems.push(format!(
+                        "{table}.{column}: {bad} values are not UUIDs as this database stores them"
+                    ));
+                }
             }
         }
     }
@@ -456,45 +444,25 @@ fn check_no_sequence(conn: &mut dyn Connection, problems: &mut Vec<String>) -> R
     {
         problems.push(format!("dataset.id still has a default: {default}"));
     }
-    match conn.dialect() {
-        Dialect::Postgres => {
-            let namespace = conn.namespace().unwrap_or("public").to_string();
-            let rows = conn.query(
-                "SELECT is_identity FROM information_schema.columns \
-                 WHERE table_schema = ? AND table_name = 'dataset' AND column_name = 'id'",
-                &[Value::Text(namespace.clone())],
-            )?;
-            if rows
-                .rows
-                .iter()
-                .flatten()
-                .any(|v| v == &Value::Text("YES".into()))
-            {
-                problems.push("dataset.id is still an identity column".into());
-            }
-            let rows = conn.query(
-                "SELECT c.relname FROM pg_catalog.pg_class c \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind = 'S' AND n.nspname = ? AND c.relname LIKE 'dataset\\_id%'",
-                &[Value::Text(namespace)],
-            )?;
-            for row in rows.rows {
-                problems.push(format!("sequence {} is still present", row[0]));
-            }
+    match conn
+        .key_generators("dataset")?
+        .into_iter()
+        .find(|(c, _)| c == "id")
+        .map(|(_, g)| g)
+    {
+        Some(KeyGenerator::Identity { .. }) => {
+            problems.push("dataset.id is still an identity column".into())
         }
-        Dialect::Sqlite => {
-            let rows = conn.query(
-                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'dataset'",
-                &[],
-            )?;
-            let sql = rows
-                .rows
-                .first()
-                .and_then(|r| render(r[0].clone()))
-                .unwrap_or_default();
-            if sql.to_uppercase().contains("AUTOINCREMENT") {
-                problems.push("dataset.id is still AUTOINCREMENT".into());
-            }
+        Some(KeyGenerator::Autoincrement { .. }) => {
+            problems.push("dataset.id is still AUTOINCREMENT".into())
+        }
+        // A sequence default is reported above; a row id is an integer column, which
+        // `check_columns` reports.
+        Some(KeyGenerator::Sequence { .. } | KeyGenerator::RowId) | None => {}
+    }
+    for sequence in conn.sequences()? {
+        if sequence.name.starts_with("dataset_id") {
+            problems.push(format!("sequence {} is still present", sequence.name));
         }
     }
     Ok(())

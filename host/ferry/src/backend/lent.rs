@@ -9,7 +9,8 @@
 use super::postgres::PgConnection;
 use super::sqlite::SqliteConnection;
 use super::{
-    ColumnInfo, Connection, DbError, Dialect, ForeignKeyInfo, IndexInfo, KeyInfo, LockAttempt, LockState,
+    ColumnInfo, Connection, DbError, Dialect, ForeignKeyInfo, IndexInfo, KeyGenerator, KeyInfo,
+    LockAttempt, LockState,
     LockHolder, RowCallback, Rows, SchemaChange, Value,
 };
 use crate::backend::{Bulk, Ddl, Introspect, Locking, Sql, Streaming};
@@ -196,6 +197,18 @@ impl<C: Connection> Bulk for Lent<C> {
             .borrow_mut()
             .insert_derived(source, params, table, columns, chunk, deriver)
     }
+
+    fn add_foreign_keys_after_bulk_load(&self) -> bool {
+        self.inner.borrow().add_foreign_keys_after_bulk_load()
+    }
+
+    fn advance_key_generator(&mut self, table: &str, column: &str) -> Result<(), DbError> {
+        self.inner.borrow_mut().advance_key_generator(table, column)
+    }
+
+    fn refresh_statistics(&mut self, table: &str) -> Result<(), DbError> {
+        self.inner.borrow_mut().refresh_statistics(table)
+    }
 }
 
 impl<C: Connection> Introspect for Lent<C> {
@@ -226,11 +239,30 @@ impl<C: Connection> Introspect for Lent<C> {
     fn indexes(&mut self, table: &str) -> Result<Vec<IndexInfo>, DbError> {
         self.inner.borrow_mut().indexes(table)
     }
+
+    fn key_generators(&mut self, table: &str) -> Result<Vec<(String, KeyGenerator)>, DbError> {
+        self.inner.borrow_mut().key_generators(table)
+    }
+
+    #[cfg(any(test, feature = "internals"))]
+    fn sequences(&mut self) -> Result<Vec<crate::backend::SequenceInfo>, DbError> {
+        self.inner.borrow_mut().sequences()
+    }
+
+    #[cfg(any(test, feature = "internals"))]
+    fn non_uuid_values(&mut self, table: &str, column: &str) -> Result<u64, DbError> {
+        self.inner.borrow_mut().non_uuid_values(table, column)
+    }
 }
 
 impl<C: Connection> Ddl for Lent<C> {
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError> {
         self.inner.borrow_mut().apply_schema_change(change)
+    }
+
+    #[cfg(any(test, feature = "internals"))]
+    fn column_type(&self, portable: &str) -> String {
+        self.inner.borrow().column_type(portable)
     }
 }
 

@@ -131,6 +131,44 @@ pub struct IndexInfo {
     pub unique: bool,
 }
 
+/// What gives a column its value when an insert leaves it out (or, for a row id, sets
+/// it to NULL): [`Introspect::key_generators`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyGenerator {
+    /// The column's default draws from the sequence `name` (`nextval`, as `serial`
+    /// declares it); `owned`: the sequence belongs to this column and goes with it.
+    Sequence { name: String, owned: bool },
+    /// An identity column, generated from the sequence it owns.
+    Identity { sequence: String },
+    /// The table's row id, never reused: a new row gets one more than the largest id ever
+    /// handed out, which the database records (`last`; `None` before the first row).
+    /// SQLite's `INTEGER PRIMARY KEY AUTOINCREMENT`.
+    Autoincrement { last: Option<i64> },
+    /// The table's row id: a new row gets one more than the largest id present, so the
+    /// ids of the last rows deleted are handed out again. SQLite's `INTEGER PRIMARY KEY`.
+    RowId,
+}
+
+impl KeyGenerator {
+    /// Whether an inserted NULL becomes a fresh key, so that the column never holds NULL
+    /// whatever it declares (a row id).
+    #[cfg(any(test, feature = "internals"))]
+    pub fn replaces_null(&self) -> bool {
+        matches!(self, KeyGenerator::RowId | KeyGenerator::Autoincrement { .. })
+    }
+}
+
+/// A sequence in the namespace and the column that owns it, if any
+/// ([`Introspect::sequences`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg(any(test, feature = "internals"))]
+pub struct SequenceInfo {
+    pub name: String,
+    /// `(table, column)`: the column the sequence belongs to (a `serial` column's or an
+    /// identity's); `None` for a sequence no column owns.
+    pub owner: Option<(String, String)>,
+}
+
 /// Who holds (or wants) the migration lock.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LockHolder {
@@ -352,6 +390,30 @@ pub trait Bulk {
         chunk: usize,
         deriver: &mut dyn RowDeriver,
     ) -> Result<u64, DbError>;
+
+    /// Whether a bulk load into tables with foreign keys goes faster with the keys
+    /// dropped before it and added back after, each then checked in one join as a dump
+    /// restore does, than checked row by row. PostgreSQL: yes (each row's check is a
+    /// trigger that locks the parent row). SQLite: no (its checks are index lookups,
+    /// and dropping a key rebuilds the table).
+    fn add_foreign_keys_after_bulk_load(&self) -> bool;
+
+    /// Moves the key generator of `table.column` ([`Introspect::key_generators`]) past
+    /// the largest value the column holds, never back, so that the next insert leaving
+    /// the column out gets a fresh key after rows were loaded with explicit keys.
+    /// PostgreSQL sets the sequence (`setval`, which a rollback does not take back);
+    /// SQLite's row ids follow the largest key by themselves (an `AUTOINCREMENT`
+    /// counter records every larger id inserted), so there is nothing to do. Nothing is
+    /// done for a column without a generator.
+    fn advance_key_generator(&mut self, table: &str, column: &str) -> Result<(), DbError>;
+
+    /// Brings the query planner's statistics of `table` up to date after a bulk load,
+    /// as a restore's `vacuumdb --analyze` would: PostgreSQL plans joins over a freshly
+    /// loaded table as if it held a few hundred rows until autovacuum comes by, so it
+    /// runs `ANALYZE`. SQLite does nothing: its `ANALYZE` would add a `sqlite_stat1`
+    /// table to the repository, and without statistics its planner assumes indexes are
+    /// selective, which suits a repository's keys.
+    fn refresh_statistics(&mut self, table: &str) -> Result<(), DbError>;
 }
 
 /// What the schema holds. Names are unqualified; the namespace is implied.
@@ -376,6 +438,23 @@ pub trait Introspect {
     fn unique_constraints(&mut self, table: &str) -> Result<Vec<KeyInfo>, DbError>;
 
     fn indexes(&mut self, table: &str) -> Result<Vec<IndexInfo>, DbError>;
+
+    /// The columns of `table` that get a value from a key generator when an insert
+    /// leaves them out, with that generator, in column order (a column whose default
+    /// draws from two sequences is listed twice).
+    fn key_generators(&mut self, table: &str) -> Result<Vec<(String, KeyGenerator)>, DbError>;
+
+    /// Every sequence of the namespace with the column owning it, sorted by name. SQLite
+    /// has none: an `AUTOINCREMENT` counter belongs to its table
+    /// ([`KeyGenerator::Autoincrement`]).
+    #[cfg(any(test, feature = "internals"))]
+    fn sequences(&mut self) -> Result<Vec<SequenceInfo>, DbError>;
+
+    /// How many rows of `table` hold in `column` anything but a UUID in the form this
+    /// backend stores one ([`Value::Uuid`]: native `uuid` on PostgreSQL, 32 lowercase hex
+    /// characters on SQLite); NULL counts.
+    #[cfg(any(test, feature = "internals"))]
+    fn non_uuid_values(&mut self, table: &str, column: &str) -> Result<u64, DbError>;
 }
 
 /// Portable schema changes.
@@ -383,6 +462,12 @@ pub trait Ddl {
     /// Applies one schema change, preserving names; returns the statements it ran.
     /// SQLite rebuilds the table where `ALTER TABLE` cannot do the change.
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError>;
+
+    /// The type this backend declares for a column of the portable type `portable`
+    /// ([`schema_change`]): `UUID` is `uuid` on PostgreSQL and `CHAR(32)` on SQLite;
+    /// types it does not map pass through.
+    #[cfg(any(test, feature = "internals"))]
+    fn column_type(&self, portable: &str) -> String;
 }
 
 /// The migration lock (see ledger.rs for the recorded holder).

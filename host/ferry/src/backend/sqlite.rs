@@ -33,7 +33,7 @@ use rusqlite::{ErrorCode, OpenFlags, ToSql};
 
 use super::{
     ColumnInfo, Connection, DbError, DbErrorKind, DbUrl, Dialect, ForeignKeyInfo, IndexInfo,
-    KeyInfo, LockAttempt, LockHolder, LockState, RowCallback, RowDeriver, Rows, SchemaChange, Value,
+    KeyGenerator, KeyInfo, LockAttempt, LockHolder, LockState, RowCallback, RowDeriver, Rows, SchemaChange, Value,
 };
 
 #[cfg(any(test, feature = "internals"))]
@@ -368,14 +368,14 @@ impl SqliteConnection {
         Ok(())
     }
 
-    #[cfg(any(test, feature = "internals"))]
     /// The database file.
+    #[cfg(any(test, feature = "internals"))]
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    #[cfg(any(test, feature = "internals"))]
     /// The rusqlite connection underneath (for benchmarks and tests).
+    #[cfg(any(test, feature = "internals"))]
     pub fn raw(&self) -> &rusqlite::Connection {
         &self.raw
     }
@@ -733,6 +733,18 @@ impl Bulk for SqliteConnection {
             c.insert_derived_rows(source, params, &insert, columns, deriver)
         })
     }
+
+    fn add_foreign_keys_after_bulk_load(&self) -> bool {
+        false
+    }
+
+    fn advance_key_generator(&mut self, _table: &str, _column: &str) -> Result<(), DbError> {
+        Ok(())
+    }
+
+    fn refresh_statistics(&mut self, _table: &str) -> Result<(), DbError> {
+        Ok(())
+    }
 }
 
 impl Introspect for SqliteConnection {
@@ -758,6 +770,20 @@ impl Introspect for SqliteConnection {
 
     fn indexes(&mut self, table: &str) -> Result<Vec<IndexInfo>, DbError> {
         introspect::indexes(&self.raw, table)
+    }
+
+    fn key_generators(&mut self, table: &str) -> Result<Vec<(String, KeyGenerator)>, DbError> {
+        introspect::key_generators(&self.raw, table)
+    }
+
+    #[cfg(any(test, feature = "internals"))]
+    fn sequences(&mut self) -> Result<Vec<crate::backend::SequenceInfo>, DbError> {
+        Ok(Vec::new())
+    }
+
+    #[cfg(any(test, feature = "internals"))]
+    fn non_uuid_values(&mut self, table: &str, column: &str) -> Result<u64, DbError> {
+        introspect::non_uuid_values(&self.raw, table, column)
     }
 }
 
@@ -801,6 +827,11 @@ impl Ddl for SqliteConnection {
             keys.check_everything();
         }
         ddl::apply(&self.raw, change)
+    }
+
+    #[cfg(any(test, feature = "internals"))]
+    fn column_type(&self, portable: &str) -> String {
+        ddl::sqlite_type(portable)
     }
 }
 

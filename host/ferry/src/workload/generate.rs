@@ -396,31 +396,27 @@ pub fn fill_v1(conn: &mut dyn Connection, n: u64, seed: u64) -> Result<FillRepor
     })
 }
 
-/// A live PostgreSQL repository has planner statistics (autovacuum keeps them); a
-/// freshly loaded one has none until autovacuum comes by, and plans joins over
-/// millions of rows as if they held a few hundred. Give it what a restore's
-/// `vacuumdb --analyze` would.
+/// A live repository has planner statistics (PostgreSQL's autovacuum keeps them); a
+/// freshly loaded one may have none, and plan joins over millions of rows as if they
+/// held a few hundred. Give it what a restore's `vacuumdb --analyze` would
+/// ([`crate::backend::Bulk::refresh_statistics`]).
 fn analyze(conn: &mut dyn Connection) -> Result<(), DbError> {
-    if conn.dialect() == crate::backend::Dialect::Postgres {
-        for table in super::schema::v1_tables() {
-            let sql = format!("ANALYZE {}", conn.quote_ident(&table.name));
-            conn.execute_batch(&sql)?;
-        }
+    for table in super::schema::v1_tables() {
+        conn.refresh_statistics(&table.name)?;
     }
     Ok(())
 }
 
-/// PostgreSQL checks a foreign key row by row with a trigger that locks the parent row
-/// (about 10 µs a row, a minute for N = 1,000,000); adding the key after the data checks
-/// it in one join instead. So on PostgreSQL the workload's foreign keys are dropped for
-/// the load and added back, under the same names, in the same transaction (a dump restore
-/// does the same). SQLite's checks are plain index lookups, and dropping a key there would
-/// rebuild the table, so it keeps them.
+/// Where the backend checks foreign keys faster after a load than row by row
+/// ([`crate::backend::Bulk::add_foreign_keys_after_bulk_load`]; PostgreSQL's per-row
+/// trigger costs about 10 µs a row, a minute for N = 1,000,000), the workload's foreign
+/// keys are dropped for the load and added back, under the same names, in the same
+/// transaction (a dump restore does the same). Elsewhere (SQLite) they are kept.
 fn suspend_foreign_keys(
     conn: &mut dyn Connection,
 ) -> Result<Vec<(String, crate::backend::ForeignKeyDef)>, DbError> {
     let mut suspended = Vec::new();
-    if conn.dialect() != crate::backend::Dialect::Postgres {
+    if !conn.add_foreign_keys_after_bulk_load() {
         return Ok(suspended);
     }
     for table in super::schema::v1_tables() {
@@ -453,22 +449,16 @@ fn restore_foreign_keys(
 }
 
 /// The generator writes explicit ids, as a dump restore would; the application's next
-/// insert must still get a fresh one. SQLite's AUTOINCREMENT follows the largest id
-/// by itself; a PostgreSQL identity sequence must be moved past it.
+/// insert must still get a fresh one, so each key generator is moved past the largest id
+/// ([`crate::backend::Bulk::advance_key_generator`]: a PostgreSQL identity sequence is
+/// set; SQLite's AUTOINCREMENT follows the largest id by itself).
 fn advance_sequences(conn: &mut dyn Connection) -> Result<(), DbError> {
-    if conn.dialect() != crate::backend::Dialect::Postgres {
-        return Ok(());
-    }
     for (table, column) in [
         ("collection", "collection_id"),
         ("dataset", "id"),
         (CALIBS_DETECTOR, "id"),
     ] {
-        let (t, c) = (conn.quote_ident(table), conn.quote_ident(column));
-        conn.query(
-            &format!("SELECT setval(pg_get_serial_sequence(?, ?), GREATEST(COALESCE(MAX({c}), 0), 1)) FROM {t}"),
-            &[Value::Text(t.clone()), Value::Text(column.to_string())],
-        )?;
+        conn.advance_key_generator(table, column)?;
     }
     Ok(())
 }

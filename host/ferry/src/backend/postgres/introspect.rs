@@ -97,3 +97,46 @@ SELECT 1 FROM pg_index i
 JOIN pg_class c ON c.oid = i.indexrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2 AND NOT i.indisvalid";
+
+/// Columns of table `$2` that a sequence generates, in column order: name, identity,
+/// sequence, whether the column owns the sequence. An identity column's sequence depends
+/// on it internally (`i`); a default drawing from a sequence depends on that sequence,
+/// which `serial` makes the column own (`a`).
+pub(crate) const KEY_GENERATORS: &str = "
+SELECT a.attnum, a.attname::text, true, s.relname::text, true
+FROM pg_class t
+JOIN pg_namespace n ON n.oid = t.relnamespace
+JOIN pg_attribute a ON a.attrelid = t.oid AND a.attidentity <> ''
+JOIN pg_depend o ON o.classid = 'pg_class'::regclass AND o.refclassid = 'pg_class'::regclass
+                AND o.refobjid = t.oid AND o.refobjsubid = a.attnum AND o.deptype = 'i'
+JOIN pg_class s ON s.oid = o.objid AND s.relkind = 'S'
+WHERE n.nspname = $1 AND t.relname = $2 AND t.relkind IN ('r', 'p')
+UNION ALL
+SELECT a.attnum, a.attname::text, false, s.relname::text,
+       EXISTS (SELECT 1 FROM pg_depend o
+               WHERE o.classid = 'pg_class'::regclass AND o.objid = s.oid
+                 AND o.refclassid = 'pg_class'::regclass AND o.refobjid = t.oid
+                 AND o.refobjsubid = a.attnum AND o.deptype IN ('a', 'i'))
+FROM pg_attrdef ad
+JOIN pg_class t ON t.oid = ad.adrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace
+JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ad.adnum
+JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+                AND d.refclassid = 'pg_class'::regclass
+JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+WHERE n.nspname = $1 AND t.relname = $2 AND t.relkind IN ('r', 'p')
+ORDER BY 1, 4";
+
+/// Sequences of the namespace, sorted bytewise: name, and the table and column that own
+/// it (a `serial` column, `a`, or an identity, `i`), if any.
+#[cfg(any(test, feature = "internals"))]
+pub(crate) const SEQUENCES: &str = "
+SELECT s.relname::text, t.relname::text, a.attname::text
+FROM pg_class s
+JOIN pg_namespace n ON n.oid = s.relnamespace
+LEFT JOIN pg_depend o ON o.classid = 'pg_class'::regclass AND o.objid = s.oid
+                     AND o.refclassid = 'pg_class'::regclass AND o.deptype IN ('a', 'i')
+LEFT JOIN pg_class t ON t.oid = o.refobjid
+LEFT JOIN pg_attribute a ON a.attrelid = o.refobjid AND a.attnum = o.refobjsubid
+WHERE n.nspname = $1 AND s.relkind = 'S'
+ORDER BY s.relname COLLATE \"C\"";

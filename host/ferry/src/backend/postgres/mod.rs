@@ -40,7 +40,7 @@ use tokio_postgres::{Client, Row, Statement};
 use super::url::mask_password;
 use super::{
     rewrite_placeholders, ColumnInfo, Connection, DbError, DbErrorKind, DbUrl, Dialect,
-    ForeignKeyInfo, IndexInfo, KeyInfo, LockAttempt, LockHolder, LockState, RowCallback, RowDeriver, Rows,
+    ForeignKeyInfo, IndexInfo, KeyGenerator, KeyInfo, LockAttempt, LockHolder, LockState, RowCallback, RowDeriver, Rows,
     SchemaChange, ServerValue, Value,
 };
 use connect::PgClient;
@@ -866,6 +866,48 @@ impl Bulk for PgConnection {
             c.insert_derived_chunks(source, params, table, columns, chunk, deriver)
         })
     }
+
+    fn add_foreign_keys_after_bulk_load(&self) -> bool {
+        true
+    }
+
+    fn advance_key_generator(&mut self, table: &str, column: &str) -> Result<(), DbError> {
+        let sequence = self
+            .key_generators(table)?
+            .into_iter()
+            .find_map(|(c, generator)| match generator {
+                KeyGenerator::Identity { sequence } | KeyGenerator::Sequence { name: sequence, .. }
+                    if c == column =>
+                {
+                    Some(sequence)
+                }
+                _ => None,
+            });
+        let Some(sequence) = sequence else {
+            return Ok(());
+        };
+        let schema = ddl::ident(&self.schema);
+        let sequence = format!("{schema}.{}", ddl::ident(&sequence));
+        // The next value is one past the largest key, or the sequence's own next value
+        // if that is larger already.
+        let sql = format!(
+            "SELECT setval($1::text::regclass, GREATEST( \
+               COALESCE((SELECT MAX({c}) FROM {schema}.{t}), 0) + 1, \
+               (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM {sequence})), \
+             false)",
+            c = ddl::ident(column),
+            t = ddl::ident(table),
+        );
+        self.catalogue(&sql, &[&sequence]).map(|_| ())
+    }
+
+    fn refresh_statistics(&mut self, table: &str) -> Result<(), DbError> {
+        self.batch(&format!(
+            "ANALYZE {}.{}",
+            ddl::ident(&self.schema),
+            ddl::ident(table)
+        ))
+    }
 }
 
 impl Introspect for PgConnection {
@@ -929,6 +971,64 @@ impl Introspect for PgConnection {
             })
             .collect())
     }
+
+    fn key_generators(&mut self, table: &str) -> Result<Vec<(String, KeyGenerator)>, DbError> {
+        Ok(self
+            .catalogue(introspect::KEY_GENERATORS, &[&self.schema, &table])?
+            .iter()
+            .map(|row| {
+                let sequence: String = row.get(3);
+                let generator = if row.get::<_, bool>(2) {
+                    KeyGenerator::Identity { sequence }
+                } else {
+                    KeyGenerator::Sequence {
+                        name: sequence,
+                        owned: row.get(4),
+                    }
+                };
+                (row.get(1), generator)
+            })
+            .collect())
+    }
+
+    #[cfg(any(test, feature = "internals"))]
+    fn sequences(&mut self) -> Result<Vec<crate::backend::SequenceInfo>, DbError> {
+        Ok(self
+            .catalogue(introspect::SEQUENCES, &[&self.schema])?
+            .iter()
+            .map(|row| crate::backend::SequenceInfo {
+                name: row.get(0),
+                owner: row
+                    .get::<_, Option<String>>(1)
+                    .zip(row.get::<_, Option<String>>(2)),
+            })
+            .collect())
+    }
+
+    /// A `uuid` column holds nothing else, so only its NULLs are counted (none, without
+    /// reading the table, when it is NOT NULL); every row of a column of another type
+    /// counts.
+    #[cfg(any(test, feature = "internals"))]
+    fn non_uuid_values(&mut self, table: &str, column: &str) -> Result<u64, DbError> {
+        let columns = self.columns(table)?;
+        let Some(info) = columns.iter().find(|c| c.name == column) else {
+            return Err(DbError::other(format!(
+                "column {column} does not exist in table {table}"
+            )));
+        };
+        let condition = match (info.data_type.as_str(), info.nullable) {
+            ("uuid", false) => return Ok(0),
+            ("uuid", true) => format!(" WHERE {} IS NULL", ddl::ident(column)),
+            _ => String::new(),
+        };
+        let sql = format!(
+            "SELECT COUNT(*) FROM {}.{}{condition}",
+            ddl::ident(&self.schema),
+            ddl::ident(table)
+        );
+        let rows = self.catalogue(&sql, &[])?;
+        Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u64)
+    }
 }
 
 impl Ddl for PgConnection {
@@ -960,6 +1060,11 @@ impl Ddl for PgConnection {
         // Several statements run as one simple query: one implicit transaction.
         self.batch(&statements.join(";\n"))?;
         Ok(statements)
+    }
+
+    #[cfg(any(test, feature = "internals"))]
+    fn column_type(&self, portable: &str) -> String {
+        ddl::pg_type(portable)
     }
 }
 

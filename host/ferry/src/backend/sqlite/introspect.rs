@@ -5,7 +5,7 @@ use rusqlite::Connection as Raw;
 
 use super::statement_error;
 use super::table_sql::{parse_create_table, ConstraintKind, ParsedTable};
-use crate::backend::{ColumnInfo, DbError, ForeignKeyInfo, IndexInfo, KeyInfo};
+use crate::backend::{ColumnInfo, DbError, ForeignKeyInfo, IndexInfo, KeyGenerator, KeyInfo};
 
 fn query_strings(raw: &Raw, sql: &str, param: &str) -> Result<Vec<String>, DbError> {
     let mut stmt = raw
@@ -85,6 +85,64 @@ pub fn primary_key(raw: &Raw, table: &str) -> Result<Option<KeyInfo>, DbError> {
 /// Columns whose declaration says `AUTOINCREMENT`.
 pub fn autoincrement_columns(raw: &Raw, table: &str) -> Result<Vec<String>, DbError> {
     Ok(parsed(raw, table)?.autoincrement)
+}
+
+/// The row id's generator, on the column that is the row id: the sole column of the
+/// primary key of a table with row ids, declared exactly `INTEGER`
+/// (<https://sqlite.org/lang_createtable.html#rowid>). `AUTOINCREMENT` keeps the largest
+/// id handed out in `sqlite_sequence`.
+pub fn key_generators(raw: &Raw, table: &str) -> Result<Vec<(String, KeyGenerator)>, DbError> {
+    let key: Vec<ColumnInfo> = columns_with_pk(raw, table)?
+        .into_iter()
+        .filter(|(_, pk)| *pk > 0)
+        .map(|(c, _)| c)
+        .collect();
+    let [column] = key.as_slice() else {
+        return Ok(Vec::new());
+    };
+    let sql = "SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?1";
+    let without_rowid = raw
+        .query_row(sql, [table], |r| r.get::<_, i64>(0))
+        .map_err(|e| statement_error(e, sql))?
+        != 0;
+    if without_rowid || !column.data_type.trim().eq_ignore_ascii_case("integer") {
+        return Ok(Vec::new());
+    }
+    let autoincrement = parsed(raw, table)?
+        .autoincrement
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(&column.name));
+    let generator = if autoincrement {
+        let sql = "SELECT seq FROM sqlite_sequence WHERE name = ?1";
+        let mut stmt = raw
+            .prepare_cached(sql)
+            .map_err(|e| statement_error(e, sql))?;
+        let last = stmt
+            .query_map([table], |r| r.get::<_, i64>(0))
+            .map_err(|e| statement_error(e, sql))?
+            .next()
+            .transpose()
+            .map_err(|e| statement_error(e, sql))?;
+        KeyGenerator::Autoincrement { last }
+    } else {
+        KeyGenerator::RowId
+    };
+    Ok(vec![(column.name.clone(), generator)])
+}
+
+/// Rows whose `column` is not 32 lowercase hex characters stored as text, the form a
+/// bound [`crate::backend::Value::Uuid`] takes.
+#[cfg(any(test, feature = "internals"))]
+pub fn non_uuid_values(raw: &Raw, table: &str, column: &str) -> Result<u64, DbError> {
+    let q = super::ddl::quote(column);
+    let sql = format!(
+        "SELECT COUNT(*) FROM {} WHERE {q} IS NULL OR typeof({q}) <> 'text' \
+         OR length({q}) <> 32 OR {q} GLOB '*[^0-9a-f]*'",
+        super::ddl::quote(table)
+    );
+    raw.query_row(&sql, [], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(|e| statement_error(e, &sql))
 }
 
 /// `(name, unique, origin)` of every index on `table`.
