@@ -23,23 +23,40 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The name of the database every tree not placed elsewhere lives in.
 pub const MAIN: &str = "main";
 
+/// Why the placement of trees in databases (`[databases.NAME]` in `ferry.toml`, or
+/// [`Builder::database`](crate::Builder::database)) cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DatabasesError {
+    /// A `databases` configuration key is not valid.
     #[error("configuration key {key}: {reason}")]
-    Config { key: String, reason: String },
+    Config {
+        /// The key (`databases.NAME.url`, ...).
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// One tree is placed in two different databases.
     #[error("tree {tree:?} is placed in two databases: {first} and {second}")]
     TwoPlaces {
+        /// The tree.
         tree: String,
+        /// The database it was placed in first.
         first: String,
+        /// The other database.
         second: String,
     },
+    /// A database places trees that no script defines.
     #[error("database {name:?} places tree(s) {} that no script defines (known trees: {})", .trees.join(", "), .known.join(", "))]
     UnknownTrees {
+        /// The database's name.
         name: String,
+        /// The trees no script defines.
         trees: Vec<String>,
+        /// The trees the scripts define.
         known: Vec<String>,
     },
+    /// A database is named `main`, the name of the main database.
     #[error("database name {0:?} is taken by the main database (--db)")]
     MainName(String),
 }

@@ -26,12 +26,20 @@ pub struct Discovered {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DiscoveryError {
+    /// A script root does not exist (the root).
     #[error("script root {} does not exist", .0.display())]
     MissingRoot(PathBuf),
+    /// A script root is not a directory (the root).
     #[error("script root {} is not a directory", .0.display())]
     NotADirectory(PathBuf),
+    /// A directory or file under a root cannot be read.
     #[error("cannot walk {}: {message}", path.display())]
-    Walk { path: PathBuf, message: String },
+    Walk {
+        /// The directory or file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
     /// Every broken file, not only the first.
     #[error("{} script file(s) have broken metadata:\n{}", count_files(.0), join_lines(.0))]
     Metadata(Vec<MetadataError>),

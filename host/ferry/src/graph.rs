@@ -20,7 +20,9 @@ use crate::metadata::RevisionMeta;
 /// A place in a script file, printed as `path:line`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Location {
+    /// The script file.
     pub path: PathBuf,
+    /// The 1-based line of the declaration (`REVISION`, `PARENTS`, ...).
     pub line: usize,
 }
 
@@ -34,44 +36,72 @@ impl fmt::Display for Location {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GraphError {
+    /// Two script files declare the same `REVISION`.
     #[error("{second}: revision {id} is declared twice: first in {first}")]
     DuplicateRevision {
+        /// The revision id.
         id: String,
+        /// The first declaration.
         first: Location,
+        /// The second one.
         second: Location,
     },
+    /// A revision's `PARENTS` names a revision no script declares.
     #[error("{at}: revision {id} has unknown parent {parent}{}", hint(.close))]
     UnknownParent {
+        /// The revision.
         id: String,
+        /// The unknown parent.
         parent: String,
+        /// Its `PARENTS`.
         at: Location,
+        /// Known revision ids close to `parent` ("did you mean"), at most five.
         close: Vec<String>,
     },
+    /// A revision's `DEPENDS_ON` names a revision no script declares.
     #[error("{at}: revision {id} depends on unknown revision {dependency}{}", hint(.close))]
     UnknownDependency {
+        /// The revision.
         id: String,
+        /// The unknown dependency.
         dependency: String,
+        /// Its `DEPENDS_ON`.
         at: Location,
+        /// Known revision ids close to `dependency`, at most five.
         close: Vec<String>,
     },
+    /// A revision's parent is in another tree (links across trees are `DEPENDS_ON`).
     #[error("{at}: revision {id} has parent {parent} in another tree ({parent_tree}); a parent must be in the same tree, use DEPENDS_ON for links across trees")]
     ParentInOtherTree {
+        /// The revision.
         id: String,
+        /// The parent.
         parent: String,
+        /// The parent's tree.
         parent_tree: String,
+        /// The revision's `PARENTS`.
         at: Location,
     },
+    /// A revision's `BEFORE` names a revision no script declares.
     #[error("{at}: revision {id} asks to run before unknown revision {target}{}", hint(.close))]
     UnknownBefore {
+        /// The revision.
         id: String,
+        /// The unknown revision it names.
         target: String,
+        /// Its `BEFORE`.
         at: Location,
+        /// Known revision ids close to `target`, at most five.
         close: Vec<String>,
     },
+    /// A revision's `BEFORE` names a revision of its own tree (`PARENTS` orders those).
     #[error("{at}: revision {id} asks to run before {target} of its own tree; order revisions of one tree with PARENTS (BEFORE is for another tree's revision)")]
     BeforeInSameTree {
+        /// The revision.
         id: String,
+        /// The revision of the same tree it names.
         target: String,
+        /// Its `BEFORE`.
         at: Location,
     },
     /// A revision joins a tree whose root revision lives in another root.
@@ -82,9 +112,12 @@ pub enum GraphError {
     /// the first is repeated at the end.
     #[error("cycle in the revision graph: {} (in {})", .cycle.join(" -> "), join(.files))]
     Cycle {
+        /// The revision ids of the cycle, the first repeated at the end.
         cycle: Vec<String>,
+        /// Where each revision of the cycle is declared (its `REVISION`), sorted.
         files: Vec<Location>,
     },
+    /// Several faults, each one of the other variants.
     #[error("{} faults in the revision graph:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
     Several(Vec<GraphError>),
 }
@@ -153,12 +186,19 @@ pub(crate) fn close_names<'a>(wanted: &str, names: impl Iterator<Item = &'a str>
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{at}: revision {id} (root {root}) joins tree {tree}, which belongs to root {owner} (its root revision {owner_revision} is {owner_at}); a root owns its trees: give the revision a tree of its own (and DEPENDS_ON or BEFORE for the order), or the tree's root revision must declare `const OPEN_TO_PLUGINS = true;`", root = .root.display(), owner = .owner.display())]
 pub struct TreeOwned {
+    /// The revision that joins the tree.
     pub id: String,
+    /// The tree.
     pub tree: String,
+    /// Where the revision is declared (its `REVISION`).
     pub at: Location,
+    /// The script root the revision is in.
     pub root: PathBuf,
+    /// The script root that owns the tree (holds its root revision).
     pub owner: PathBuf,
+    /// The tree's root revision.
     pub owner_revision: String,
+    /// Where the root revision is declared.
     pub owner_at: Location,
 }
 

@@ -30,7 +30,7 @@ pub const LEDGER_VERSION: i64 = 2;
 /// `ferry_revisions.deps_checksum`).
 const SOURCES_SINCE: i64 = 2;
 
-/// What a revision's ledger record says.
+/// What a revision's ledger record says (a revision without a record is pending).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RevisionState {
@@ -38,10 +38,12 @@ pub enum RevisionState {
     Running,
     /// The last run failed; `failed_step` and `error` say where and why.
     Failed,
+    /// Applied: by a run of its `fn upgrade`, `stamp` or `adopt`.
     Applied,
 }
 
 impl RevisionState {
+    /// The stored text: `running`, `failed` or `applied`.
     pub fn as_str(self) -> &'static str {
         match self {
             RevisionState::Running => "running",
@@ -123,18 +125,26 @@ impl Status<'_> {
     }
 }
 
-/// One row of `ferry_revisions`.
+/// One row of `ferry_revisions`: a revision's ledger record.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RevisionRecord {
+    /// The revision id.
     pub revision: String,
+    /// Its tree.
     pub tree: String,
+    /// Its `VERSION`, the tree's human version after it.
     pub version: String,
+    /// Running, failed or applied.
     pub state: RevisionState,
+    /// The sha256 of its script file when it ran (or was stamped), in hex.
     pub checksum: String,
+    /// The step the last run failed in, when it failed inside one.
     pub failed_step: Option<String>,
+    /// The error the last run failed with.
     pub error: Option<String>,
     /// How it became applied: `upgrade`, `stamp`, `stamp --force`, `adopt`.
     pub how: String,
+    /// When the record last changed (seconds since the Unix epoch).
     pub updated_at: i64,
     /// The digest of the `lib/` modules and hook files the revision used when it was
     /// applied (`None`: applied before Ferry recorded them, or stamped without them).
@@ -150,6 +160,7 @@ pub struct SourceRecord {
     pub path: String,
     /// `revision`, `module` or `hook`.
     pub kind: String,
+    /// The sha256 of the file as it ran, in hex.
     pub checksum: String,
     /// The text as it ran (`None` in listings, or when it was too large to keep).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -241,16 +252,27 @@ impl Actor {
     }
 }
 
-/// A ledger failure.
+/// A ledger failure: Ferry's own tables (`ferry_*`) cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LedgerError {
+    /// The database failed reading or writing them.
     #[error("ledger: {0}")]
     Db(#[from] DbError),
+    /// A newer Ferry wrote them: this one does not understand them.
     #[error("the ledger in this database has version {found}, newer than this Ferry understands ({LEDGER_VERSION}); upgrade Ferry")]
-    TooNew { found: i64 },
+    TooNew {
+        /// The ledger version found (`ferry_meta`).
+        found: i64,
+    },
+    /// A revision's record holds a value Ferry never writes.
     #[error("the ledger row for revision {revision} is corrupt: {reason}")]
-    Corrupt { revision: String, reason: String },
+    Corrupt {
+        /// The revision.
+        revision: String,
+        /// What is wrong with the row.
+        reason: String,
+    },
 }
 
 const TABLES: [&str; 6] = [

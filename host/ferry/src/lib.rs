@@ -20,6 +20,14 @@
 //! script's own failure is a [`ScriptError`] naming its file, line and step. Progress is
 //! reported to an [`Observer`].
 //!
+//! Every type these return has a public name. The ledger's records, which [`Status`]
+//! and [`RevisionInfo`] hold and [`Migrator::history`] returns ([`RevisionRecord`],
+//! [`RevisionState`], [`SourceRecord`], [`SourceDiff`], [`HistoryEntry`]), are here at
+//! the root beside them. The errors each stage raises, which the variants of [`Error`]
+//! wrap ([`DbError`](error::DbError) with its [`DbErrorKind`](error::DbErrorKind),
+//! [`GraphError`](error::GraphError), [`LockError`](error::LockError), ...), are in
+//! [`error`], one page to match a failure to its kind from.
+//!
 //! The stages behind this API (discovery, metadata, graph, target, plan, runner, script
 //! API, backends, ledger, lock) are private; docs/ARCHITECTURE.md describes them. The
 //! `internals` feature makes them public for Ferry's own workload crate and tests: it is
@@ -87,6 +95,7 @@ stages!(
 pub(crate) mod alembic;
 pub mod config;
 pub mod crash;
+pub mod error;
 pub mod observer;
 pub(crate) mod sql_guard;
 
@@ -96,13 +105,14 @@ pub use compat::Access;
 pub use compat::Decision;
 pub use digest::SchemaDigest;
 pub use discovery::default_roots;
-pub use ledger::HistoryEntry;
+pub use ledger::{HistoryEntry, RevisionRecord, RevisionState, SourceRecord};
 pub use lint::{ConfigSources, Problem as LintProblem, Severity};
 pub use migrator::{
     changed_hint, AcceptReport, AdoptReport, Builder, ChangedScript, DatabaseStatus,
     DatabaseVerdict, Error, FileChange, HookProvider, HookUse, Migrator, Misplaced, MoveReport,
-    PlanEntry, PlanReport, Recognition, ResetReport, RevisionInfo, SqlScript, Status, TreeState,
-    TreeStatus, TreeVerdict, Unfinished, UnlockReport, UpgradeOptions, Verification, VerifyOptions,
+    PlanEntry, PlanReport, Recognition, ResetReport, RevisionInfo, SourceDiff, SqlScript, Status,
+    TreeState, TreeStatus, TreeVerdict, Unfinished, UnlockReport, UpgradeOptions, Verification,
+    VerifyOptions,
 };
 pub use newrev::NewRevision;
 pub use observer::Observer;

@@ -13,16 +13,22 @@ use crate::ledger::{self, Actor};
 use crate::observer::{Event, Observer};
 use std::time::{Duration, Instant};
 
+/// Why the migration lock cannot be taken.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LockError {
+    /// Another migrator held the lock for the whole lock timeout.
     #[error("the repository is locked by another migrator{}; waited {waited:?}", holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Held {
+        /// Who holds it, when the database or the ledger names the holder.
         holder: Option<LockHolder>,
+        /// How long this migrator waited.
         waited: Duration,
     },
+    /// The database failed while taking the lock.
     #[error("cannot take the migration lock: {0}")]
     Db(#[from] DbError),
+    /// The lock holder's record in Ferry's tables cannot be read or written.
     #[error("cannot take the migration lock: {0}")]
     Ledger(#[from] ledger::LedgerError),
 }

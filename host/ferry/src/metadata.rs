@@ -158,75 +158,132 @@ pub struct ModuleFile {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MetadataError {
+    /// The file cannot be read.
     #[error("{}: cannot read the file: {message}", path.display())]
-    Io { path: PathBuf, message: String },
-    #[error("{}:{line}:{column}: the file is not UTF-8 (byte 0x{byte:02X} cannot start or continue a character); save it as UTF-8", path.display())]
-    NotUtf8 {
+    Io {
+        /// The file.
         path: PathBuf,
-        line: usize,
-        column: usize,
-        byte: u8,
-    },
-    #[error("{}:{line}:{column}: syntax error: {message}", path.display())]
-    Syntax {
-        path: PathBuf,
-        line: usize,
-        column: usize,
+        /// Why.
         message: String,
     },
+    /// The file is not UTF-8.
+    #[error("{}:{line}:{column}: the file is not UTF-8 (byte 0x{byte:02X} cannot start or continue a character); save it as UTF-8", path.display())]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line of the first bad byte.
+        line: usize,
+        /// Its 1-based column.
+        column: usize,
+        /// The byte.
+        byte: u8,
+    },
+    /// The file is not valid Rhai.
+    #[error("{}:{line}:{column}: syntax error: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// The 1-based column.
+        column: usize,
+        /// Rhai's message.
+        message: String,
+    },
+    /// A required constant (`REVISION`, `TREE`, `HOOK`, ...) is not declared.
     #[error("{}:1: {field} is not declared (expected `const {field} = ...;` at the top level)", path.display())]
-    Missing { path: PathBuf, field: &'static str },
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// The constant.
+        field: &'static str,
+    },
+    /// A constant has the wrong type (a number where a string belongs, ...).
     #[error("{}:{line}: {field} must be {expected}, found {found}", path.display())]
     WrongType {
+        /// The file.
         path: PathBuf,
+        /// The 1-based line of the constant.
         line: usize,
+        /// The constant.
         field: &'static str,
+        /// The type it must have.
         expected: &'static str,
+        /// What it holds.
         found: String,
     },
+    /// A constant is computed, not written out (metadata is read without running the
+    /// script).
     #[error("{}:{line}: {field} is not a literal: metadata constants are read without running the script, so they must be written out (no function calls, operators or variables)", path.display())]
     NotLiteral {
+        /// The file.
         path: PathBuf,
+        /// The 1-based line of the constant.
         line: usize,
+        /// The constant.
         field: &'static str,
     },
+    /// A constant that may not be empty is.
     #[error("{}:{line}: {field} is empty", path.display())]
     Empty {
+        /// The file.
         path: PathBuf,
+        /// The 1-based line of the constant.
         line: usize,
+        /// The constant.
         field: &'static str,
     },
+    /// A constant is declared twice.
     #[error("{}:{line}: {field} is declared twice (first at line {first_line})", path.display())]
     Duplicate {
+        /// The file.
         path: PathBuf,
+        /// The 1-based line of the second declaration.
         line: usize,
+        /// The 1-based line of the first.
         first_line: usize,
+        /// The constant.
         field: &'static str,
     },
+    /// A function the file must define (a probe's `fn run`) is missing.
     #[error("{}:1: the file does not define `fn {function}`", path.display())]
     MissingFunction {
+        /// The file.
         path: PathBuf,
+        /// The function's name.
         function: &'static str,
     },
     /// A value the ledger or the terminal cannot hold as it is (a control character,
     /// too long, a repeated entry).
     #[error("{}:{line}: {field} {why}", path.display())]
     Invalid {
+        /// The file.
         path: PathBuf,
+        /// The 1-based line of the constant.
         line: usize,
+        /// The constant.
         field: &'static str,
+        /// What is wrong with the value.
         why: String,
     },
     /// `lib/` modules that import each other in a circle (importing would never end).
     #[error("{}:{line}: import cycle: {cycle}", path.display())]
     ImportCycle {
+        /// The module the cycle was found from.
         path: PathBuf,
+        /// The 1-based line of its `import`.
         line: usize,
+        /// The files of the cycle, joined by ` -> `, `path` first and last.
         cycle: String,
     },
     /// The file is larger, or defines more functions, than a script file may.
     #[error("{}:1: {why}", path.display())]
-    TooLarge { path: PathBuf, why: String },
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Which limit it passes.
+        why: String,
+    },
 }
 
 impl MetadataError {

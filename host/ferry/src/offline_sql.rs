@@ -37,16 +37,24 @@ use std::fmt::Write as _;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// A value or statement that cannot be written as a literal script.
+/// A value or statement that cannot be written as a literal script
+/// ([`Migrator::upgrade_sql`](crate::Migrator::upgrade_sql)). It reaches an application
+/// as the [`DbError`] it converts into (of kind
+/// [`DbErrorKind::Conversion`](crate::error::DbErrorKind::Conversion)).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RenderError {
+    /// A text value holds a NUL character, which PostgreSQL text cannot hold (the text).
     #[error("PostgreSQL text cannot hold a NUL character (0x00): {0:?}")]
     NulInPostgresText(String),
+    /// A statement's placeholders and bound values differ in number.
     #[error("the statement has {placeholders} placeholder(s) but {values} value(s): {sql}")]
     ParameterCount {
+        /// The statement.
         sql: String,
+        /// Its placeholders.
         placeholders: usize,
+        /// The values bound to it.
         values: usize,
     },
 }

@@ -51,17 +51,25 @@ impl Plan {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PlanError {
+    /// The ledger records applied revisions that no script declares (the ids).
     #[error("the repository records revision(s) the scripts do not know: {} (the repository is ahead of the code, or scripts are missing from the roots)", .0.join(", "))]
     UnknownApplied(Vec<String>),
+    /// The target names revisions that no script declares (the ids).
     #[error("unknown revision(s) in the target: {}", .0.join(", "))]
     UnknownTarget(Vec<String>),
+    /// The target names a tree that no script defines (`TREE@base`).
     #[error("unknown tree {0} in the target")]
     UnknownTree(String),
+    /// The target cannot be reached in this direction (`base` for an upgrade, `heads`
+    /// for a downgrade).
     #[error("{target} is not a target for {direction}")]
     WrongDirection {
+        /// The target as written.
         target: String,
+        /// `upgrade` or `downgrade`.
         direction: &'static str,
     },
+    /// A downgrade names revisions that are not applied (the ids).
     #[error("cannot downgrade to {}: not applied (use upgrade)", .0.join(", "))]
     NotApplied(Vec<String>),
     /// Planned revisions whose `BEFORE` names a revision that is already applied.
@@ -76,6 +84,7 @@ pub enum PlanError {
 /// installed after the core revision it wanted to precede had run).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LateBefore {
+    /// The pending revision.
     pub revision: String,
     /// `file:line` of its `BEFORE`.
     pub at: String,

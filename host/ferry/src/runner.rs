@@ -92,19 +92,29 @@ impl Report {
     }
 }
 
+/// A run's failure outside a script: the lock, the ledger, the connection, a revision
+/// without the function to run. A script's own failure is a
+/// [`ScriptError`] in the run's [`Report`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
+    /// The migration lock cannot be taken.
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// Ferry's own tables cannot be read or written.
     #[error("ledger: {0}")]
     Ledger(#[from] ledger::LedgerError),
+    /// The database failed outside a script's statements.
     #[error("{0}")]
     Db(#[from] DbError),
+    /// A planned revision has no function for the direction of the run.
     #[error("revision {revision} has no fn {direction}(db) in {file}")]
     MissingFunction {
+        /// The revision.
         revision: String,
+        /// `upgrade` or `downgrade`.
         direction: &'static str,
+        /// Its script file.
         file: String,
     },
 }

@@ -59,38 +59,79 @@ impl fmt::Display for Target {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TargetError {
+    /// The text is not a target at all (the text).
     #[error("cannot read target `{0}`: expected heads, head, base, TREE@head, TREE@base, a revision id, +N, -N, TREE@+N or TREE@-N")]
     Invalid(String),
+    /// No revision has this id, nor an id starting with it.
     #[error("unknown revision {id}{}", hint(.close))]
-    UnknownRevision { id: String, close: Vec<String> },
+    UnknownRevision {
+        /// The id as written.
+        id: String,
+        /// Known revision ids close to it ("did you mean"), at most five.
+        close: Vec<String>,
+    },
+    /// A prefix matches several revision ids.
     #[error("revision prefix {prefix} is ambiguous: it matches {}", .candidates.join(", "))]
     AmbiguousId {
+        /// The prefix.
         prefix: String,
+        /// The ids it matches.
         candidates: Vec<String>,
     },
+    /// `TREE@...` names a tree that no script defines.
     #[error("unknown tree {tree} (trees: {})", .trees.join(", "))]
-    UnknownTree { tree: String, trees: Vec<String> },
-    #[error("{tree}@head is ambiguous: the tree has {} heads: {}", .heads.len(), .heads.join(", "))]
-    AmbiguousTreeHead { tree: String, heads: Vec<String> },
-    #[error("head is ambiguous: there are {} heads: {}; use heads or TREE@head", .heads.len(), .heads.join(", "))]
-    AmbiguousHead { heads: Vec<String> },
-    #[error("{target} is ambiguous: tree {tree} has {} applied heads: {}; name a revision instead", .heads.len(), .heads.join(", "))]
-    AmbiguousCurrent {
-        target: String,
+    UnknownTree {
+        /// The tree as written.
         tree: String,
+        /// The trees the scripts define.
+        trees: Vec<String>,
+    },
+    /// `TREE@head` for a tree with several heads.
+    #[error("{tree}@head is ambiguous: the tree has {} heads: {}", .heads.len(), .heads.join(", "))]
+    AmbiguousTreeHead {
+        /// The tree.
+        tree: String,
+        /// Its heads.
         heads: Vec<String>,
     },
+    /// `head` while there are several heads (several trees, or a tree that branched).
+    #[error("head is ambiguous: there are {} heads: {}; use heads or TREE@head", .heads.len(), .heads.join(", "))]
+    AmbiguousHead {
+        /// Every head.
+        heads: Vec<String>,
+    },
+    /// `TREE@+N` or `TREE@-N` while the tree has several applied heads to count from.
+    #[error("{target} is ambiguous: tree {tree} has {} applied heads: {}; name a revision instead", .heads.len(), .heads.join(", "))]
+    AmbiguousCurrent {
+        /// The target as written.
+        target: String,
+        /// The tree.
+        tree: String,
+        /// Its applied heads.
+        heads: Vec<String>,
+    },
+    /// A step of `TREE@+N` or `TREE@-N` reaches a branch or a merge: more than one
+    /// revision could come next.
     #[error("{target} is ambiguous: {from} has {} {what}: {}; name a revision instead", .candidates.len(), .candidates.join(", "))]
     AmbiguousStep {
+        /// The target as written.
         target: String,
+        /// The revision (or `tree NAME`) the step starts from.
         from: String,
+        /// `next revisions` or `parents`: what `candidates` are.
         what: &'static str,
+        /// The revisions that could come next.
         candidates: Vec<String>,
     },
+    /// `+N`, `-N`, `TREE@+N` or `TREE@-N` counts past the last pending or the first
+    /// applied revision.
     #[error("{target} goes beyond the graph: only {available} {what}")]
     NotEnough {
+        /// The target as written.
         target: String,
+        /// How many revisions there are to count.
         available: usize,
+        /// What was counted (`revision(s) pending`, `revision(s) applied`, ...).
         what: &'static str,
     },
 }

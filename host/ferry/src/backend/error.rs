@@ -85,45 +85,62 @@ impl DbError {
         }
     }
 
-    /// Statement `sql` (as the script wrote it) failed with `message`.
-    pub fn statement(message: impl Into<String>, sql: impl Into<String>) -> DbError {
-        let (message, sql) = (message.into(), sql.into());
-        DbError::new(DbErrorKind::Other, What::Statement { message, sql })
+    // The constructors are the backends' (and, under `internals`, the workload's): an
+    // application only receives a `DbError`, so it reads it but never makes one.
+
+    internal_fn! {
+        /// Statement `sql` (as the script wrote it) failed with `message`.
+        fn statement(message: impl Into<String>, sql: impl Into<String>) -> DbError {
+            let (message, sql) = (message.into(), sql.into());
+            DbError::new(DbErrorKind::Other, What::Statement { message, sql })
+        }
     }
 
-    /// The connection is gone (server restart, terminated backend, dropped socket).
-    pub fn connection_lost(message: impl Into<String>) -> DbError {
-        DbError::new(
-            DbErrorKind::ConnectionLost,
-            What::ConnectionLost(message.into()),
-        )
+    internal_fn! {
+        /// The connection is gone (server restart, terminated backend, dropped socket).
+        fn connection_lost(message: impl Into<String>) -> DbError {
+            DbError::new(
+                DbErrorKind::ConnectionLost,
+                What::ConnectionLost(message.into()),
+            )
+        }
     }
 
-    /// Could not connect at all, or the URL points at something that is not there.
-    pub fn connect(url: impl Into<String>, message: impl Into<String>) -> DbError {
-        let (url, message) = (url.into(), message.into());
-        DbError::new(DbErrorKind::Other, What::Connect { url, message })
+    internal_fn! {
+        /// Could not connect at all, or the URL points at something that is not there.
+        fn connect(url: impl Into<String>, message: impl Into<String>) -> DbError {
+            let (url, message) = (url.into(), message.into());
+            DbError::new(DbErrorKind::Other, What::Connect { url, message })
+        }
     }
 
-    /// Statement `sql` ran longer than the configured statement timeout.
-    pub fn timeout(timeout: Duration, sql: impl Into<String>) -> DbError {
-        let sql = sql.into();
-        DbError::new(DbErrorKind::Timeout, What::Timeout { timeout, sql })
+    internal_fn! {
+        /// Statement `sql` ran longer than the configured statement timeout.
+        fn timeout(timeout: Duration, sql: impl Into<String>) -> DbError {
+            let sql = sql.into();
+            DbError::new(DbErrorKind::Timeout, What::Timeout { timeout, sql })
+        }
     }
 
-    /// A value cannot be stored in, or read from, a column of this type.
-    pub fn conversion(message: impl Into<String>) -> DbError {
-        DbError::new(DbErrorKind::Conversion, What::Plain(message.into()))
+    internal_fn! {
+        /// A value cannot be stored in, or read from, a column of this type.
+        fn conversion(message: impl Into<String>) -> DbError {
+            DbError::new(DbErrorKind::Conversion, What::Plain(message.into()))
+        }
     }
 
-    /// A schema change this backend cannot express.
-    pub fn unsupported(message: impl Into<String>) -> DbError {
-        DbError::new(DbErrorKind::Unsupported, What::Plain(message.into()))
+    internal_fn! {
+        /// A schema change this backend cannot express.
+        fn unsupported(message: impl Into<String>) -> DbError {
+            DbError::new(DbErrorKind::Unsupported, What::Plain(message.into()))
+        }
     }
 
-    /// Any other failure.
-    pub fn other(message: impl Into<String>) -> DbError {
-        DbError::new(DbErrorKind::Other, What::Plain(message.into()))
+    internal_fn! {
+        /// Any other failure.
+        fn other(message: impl Into<String>) -> DbError {
+            DbError::new(DbErrorKind::Other, What::Plain(message.into()))
+        }
     }
 
     /// The same error, classified as `kind`.

@@ -24,13 +24,23 @@ pub enum DbUrl {
     },
 }
 
+/// Why a database URL cannot be used. The URLs it holds never show a password
+/// (`postgres://u:***@h/db`).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum UrlError {
+    /// The URL is neither `sqlite:` nor `postgres://` / `postgresql://` (the URL).
     #[error("unsupported database URL {0:?}: use sqlite:PATH, postgres://… or postgresql://…")]
     Scheme(String),
+    /// The scheme is known but the rest is not valid (an empty path, an in-memory
+    /// SQLite database, no host, a bad `schema` parameter, ...).
     #[error("bad database URL {url:?}: {reason}")]
-    Malformed { url: String, reason: String },
+    Malformed {
+        /// The URL.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// The schema used when a PostgreSQL URL names none.

@@ -142,7 +142,9 @@ pub fn changed_scripts(
 /// A unified diff of one file: the text that ran against the file now.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SourceDiff {
+    /// The file's label (its root's folder name and its path inside the root).
     pub path: String,
+    /// How it changed, as in [`FileChange::change`].
     pub change: String,
     /// The diff, or why none can be shown (the text was not kept).
     pub diff: String,

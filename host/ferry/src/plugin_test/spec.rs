@@ -68,8 +68,11 @@ pub struct Expectation {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{}:{line}: {message}", path.display())]
 pub struct SpecError {
+    /// The spec file (`PLUGIN_DIR/ferry-test.toml`).
     pub path: PathBuf,
+    /// The 1-based line at fault (0 when the file cannot be read at all).
     pub line: usize,
+    /// What is wrong.
     pub message: String,
 }
 
