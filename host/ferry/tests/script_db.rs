@@ -252,6 +252,44 @@ fn upgrade(db) {
     assert_eq!(rand.get_version_num(), 4);
 });
 
+// Only copied columns and random UUIDs: PostgreSQL makes the rows on the server
+// (`INSERT … SELECT gen_random_uuid()`), SQLite on the host; the result is the same.
+both!(insert_derived_copies_and_random_uuids, |r| {
+    rev(
+        r,
+        "r1",
+        r#"
+fn upgrade(db) {
+    let uuid_type = if db.dialect == "postgres" { "UUID" } else { "CHAR(32)" };
+    db.execute("CREATE TABLE dataset (id BIGINT PRIMARY KEY, run TEXT)");
+    db.execute(`CREATE TABLE id_map (old_id BIGINT PRIMARY KEY, new_id ${uuid_type} NOT NULL, run TEXT)`);
+    let rows = [];
+    for i in 1..=300 { rows.push([i, `run${i % 7}`]); }
+    db.bulk_insert("dataset", ["id", "run"], rows);
+    let n = db.insert_derived(#{
+        source: "SELECT run, id FROM dataset WHERE id > ?",
+        params: [100],
+        key: "id",
+        into: "id_map",
+        columns: ["old_id", "new_id", "run"],
+        values: ["id", #{ uuid4: true }, "run"],
+    });
+    check(n, 200, "derived rows");
+}
+"#,
+    );
+    r.upgrade_ok();
+    assert_eq!(r.int("SELECT COUNT(*) FROM id_map WHERE old_id > 100"), 200);
+    assert_eq!(r.int("SELECT COUNT(DISTINCT new_id) FROM id_map"), 200);
+    assert_eq!(r.text("SELECT run FROM id_map WHERE old_id = 103"), "run5");
+    let new_id = match r.value("SELECT new_id FROM id_map WHERE old_id = 250") {
+        Value::Uuid(u) => u,
+        Value::Text(t) => uuid::Uuid::parse_str(&t).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(new_id.get_version_num(), 4);
+});
+
 both!(insert_derived_names_the_key_it_violates, |r| {
     rev(
         r,

@@ -225,8 +225,9 @@ pub trait RowDeriver {
     fn derive(&mut self, row: &[Value], out: &mut Vec<Value>) -> Result<(), DbError>;
 
     /// The derivation as values the server can make itself, once [`RowDeriver::columns`]
-    /// has been called: `Some` when every value is a copied column or a random UUID, so that a backend may run the insert as one `INSERT … SELECT` on the
-    /// server instead of streaming each row through the host. `None` (the default):
+    /// has been called: `Some` when every value is a copied column or a random UUID, so
+    /// that a backend may run the insert as one `INSERT … SELECT` on the server instead
+    /// of streaming each row through the host. `None` (the default):
     /// derive row by row. A deriver that must see every row (the offline SQL renderer
     /// writes each one out) keeps the default.
     fn server_side(&self) -> Option<Vec<ServerValue>> {

@@ -451,13 +451,7 @@ impl PgConnection {
             .map(|c| ddl::ident(c))
             .collect::<Vec<_>>()
             .join(", ");
-        let probe = format!("SELECT {list} FROM {} LIMIT 0", ddl::ident(table));
-        let types: Vec<Type> = self
-            .statement(&probe)?
-            .columns()
-            .iter()
-            .map(|c| c.type_().clone())
-            .collect();
+        let types = self.column_types(table, columns)?;
         let copy = format!("COPY {} ({list}) FROM STDIN BINARY", ddl::ident(table));
         let client = self
             .client
@@ -498,27 +492,59 @@ impl PgConnection {
         }
     }
 
-    /// `insert_derived` inside a transaction: a cursor over `source`, read `chunk` rows at
-    /// a time; each chunk derived and sent with [`Self::copy_in`].
-    /// The select list that makes `values` on the server from the source's columns
-    /// `names` (aliased `ferry_derived`), or `None` when the server cannot: no
-    /// `gen_random_uuid`, or a copied column whose name the source returns twice.
-    fn server_select(&self, names: &[String], values: &[ServerValue]) -> Option<String> {
+    /// The select list that makes `values` on the server from the columns of `source`
+    /// (aliased `ferry_derived`) for the columns of `table`, or `None` when the server
+    /// cannot make exactly what the host would: no `gen_random_uuid`, a copied column
+    /// whose name the source returns twice, or one whose type differs from its target
+    /// column's (the host converts such a value to the target's type itself, e.g. a text
+    /// UUID into a `uuid` column, where `INSERT … SELECT` has no cast to do it).
+    fn server_select(
+        &mut self,
+        source: &Statement,
+        table: &str,
+        columns: &[String],
+        values: &[ServerValue],
+    ) -> Result<Option<String>, DbError> {
+        let targets = self.column_types(table, columns)?;
+        let sources = source.columns();
         let mut select = Vec::with_capacity(values.len());
-        for value in values {
+        for (value, target) in values.iter().zip(&targets) {
             select.push(match value {
                 ServerValue::Column(i) => {
-                    let name = names.get(*i)?;
-                    if names.iter().filter(|n| *n == name).count() > 1 {
-                        return None;
+                    let Some(column) = sources.get(*i) else {
+                        return Ok(None);
+                    };
+                    let name = column.name();
+                    if sources.iter().filter(|c| c.name() == name).count() > 1
+                        || column.type_() != target
+                    {
+                        return Ok(None);
                     }
                     format!("ferry_derived.{}", self.quote_ident(name))
                 }
-                ServerValue::RandomUuid if self.random_uuids => "gen_random_uuid()".to_string(),
-                ServerValue::RandomUuid => return None,
+                ServerValue::RandomUuid if self.random_uuids && *target == Type::UUID => {
+                    "gen_random_uuid()".to_string()
+                }
+                ServerValue::RandomUuid => return Ok(None),
             });
         }
-        Some(select.join(", "))
+        Ok((values.len() == targets.len()).then(|| select.join(", ")))
+    }
+
+    /// The types of `columns` of `table`, in their order.
+    fn column_types(&mut self, table: &str, columns: &[String]) -> Result<Vec<Type>, DbError> {
+        let list = columns
+            .iter()
+            .map(|c| ddl::ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let probe = format!("SELECT {list} FROM {} LIMIT 0", ddl::ident(table));
+        Ok(self
+            .statement(&probe)?
+            .columns()
+            .iter()
+            .map(|c| c.type_().clone())
+            .collect())
     }
 
     /// Inserts the rows `select` makes from each row of `source` with one
@@ -540,6 +566,9 @@ impl PgConnection {
         self.execute(&sql, params)
     }
 
+    /// `insert_derived` inside a transaction: one `INSERT … SELECT` when the server can
+    /// make every value ([`RowDeriver::server_side`]); otherwise a cursor over `source`,
+    /// read `chunk` rows at a time, each chunk derived and sent with [`Self::copy_in`].
     fn insert_derived_chunks(
         &mut self,
         source: &str,
@@ -550,10 +579,11 @@ impl PgConnection {
         deriver: &mut dyn RowDeriver,
     ) -> Result<u64, DbError> {
         const CURSOR: &str = "ferry_derived_source";
-        let names = Self::check_readable(&self.bound_statement(source, params)?)?;
+        let statement = self.bound_statement(source, params)?;
+        let names = Self::check_readable(&statement)?;
         deriver.columns(&names)?;
         if let Some(values) = deriver.server_side() {
-            if let Some(select) = self.server_select(&names, &values) {
+            if let Some(select) = self.server_select(&statement, table, columns, &values)? {
                 return self.insert_selected(source, params, table, columns, &select);
             }
         }
