@@ -42,6 +42,10 @@ both!(completed_steps_are_skipped_on_rerun, |r| {
     let unfinished = &status.trees[0].unfinished[0];
     assert_eq!(unfinished.failed_step.as_deref(), Some("two"));
     assert_eq!(unfinished.steps_done, ["one"]);
+    // The plan says the same: the failed revision resumes after its committed step.
+    let plan = r.migrator().plan_report(&[]).unwrap();
+    assert_eq!(plan.revisions[0].revision, "r1");
+    assert_eq!(plan.revisions[0].steps_done, ["one"]);
 
     r.rewrite("r1", &body(false));
     let report = r.upgrade_with(r.migrator());

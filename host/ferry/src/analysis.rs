@@ -337,11 +337,12 @@ pub(crate) fn not_utf8(path: &Path, bytes: &[u8], valid: usize) -> MetadataError
 
 /// sha256 of `bytes`, lowercase hex.
 pub fn checksum(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(bytes);
     let mut out = String::with_capacity(64);
     for b in digest {
-        let _ = write!(out, "{b:02x}");
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     out
 }
@@ -494,6 +495,29 @@ mod tests {
         assert!(rev.script.has_tree());
         assert_eq!(rev.script.ast().source(), Some(rev.path.to_string_lossy().as_ref()));
         assert_eq!(parses_on_this_thread() - before, files + 1);
+    }
+
+    #[test]
+    fn checksums_are_lowercase_hex_sha256() {
+        assert_eq!(
+            checksum(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            checksum(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        // The ledger compares against checksums written before the hex was spelled out
+        // by hand: the same text as formatting each byte with `{:02x}`, for digests that
+        // hold every nibble.
+        for n in 0..64 {
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 37 % 256) as u8).collect();
+            let formatted: String = Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(checksum(&bytes), formatted, "{n} bytes");
+        }
     }
 
     #[test]

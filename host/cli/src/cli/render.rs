@@ -14,21 +14,26 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             widths[i] = widths[i].max(c.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
-        cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    let mut out = line(header.iter().map(|h| h.to_string()).collect());
-    out.push('\n');
-    for r in rows {
-        out.push_str(&line(r.clone()));
+    // Each cell padded to its column's width, two spaces apart, the line's end trimmed
+    // (written in place: a plan of thousands of revisions has tens of thousands).
+    let line = |out: &mut String, cells: &mut dyn Iterator<Item = &str>| {
+        let start = out.len();
+        for (i, c) in cells.enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            out.push_str(c);
+            let pad = widths[i].saturating_sub(c.chars().count());
+            out.extend(std::iter::repeat_n(' ', pad));
+        }
+        let kept = out[start..].trim_end().len();
+        out.truncate(start + kept);
         out.push('\n');
+    };
+    let mut out = String::new();
+    line(&mut out, &mut header.iter().copied());
+    for r in rows {
+        line(&mut out, &mut r.iter().map(String::as_str));
     }
     out
 }
@@ -461,5 +466,20 @@ pub fn error_hint(e: &ferry::Error) -> String {
         }
         Error::Lint(_) => " (`ferry lint` lists every problem)".into(),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+
+    #[test]
+    fn tables_pad_by_characters_and_trim_line_ends() {
+        let rows = [
+            vec!["é".to_string(), String::new()],
+            vec!["xyz".to_string(), "1".to_string()],
+        ];
+        assert_eq!(table(&["a", "bb"], &rows), "a    bb\né\nxyz  1\n");
+        assert_eq!(table(&["a"], &[]), "a\n");
     }
 }

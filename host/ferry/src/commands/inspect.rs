@@ -112,11 +112,19 @@ impl Migrator {
             let m = project.graph.get(id).expect("planned ids exist");
             metas.push(m);
             let db = dbs.of_tree(&m.tree);
-            let steps_done = ledger::steps(conns[db].as_mut(), id)?
-                .into_iter()
-                .filter(|s| s.done)
-                .map(|s| s.step)
-                .collect();
+            // Only a revision with a ledger record can have committed steps: the runner
+            // records "running" before its first step, and removing a record removes
+            // its steps (`status` reads unfinished revisions the same way). A query per
+            // pending revision would cost a plan of thousands more than the rest of it.
+            let steps_done = if records.contains_key(id) {
+                ledger::steps(conns[db].as_mut(), id)?
+                    .into_iter()
+                    .filter(|s| s.done)
+                    .map(|s| s.step)
+                    .collect()
+            } else {
+                Vec::new()
+            };
             revisions.push(PlanEntry {
                 revision: id.clone(),
                 tree: m.tree.clone(),

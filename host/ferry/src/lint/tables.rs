@@ -45,61 +45,42 @@ struct GuardedBody {
     to: (usize, usize),
 }
 
-/// Every `if db.table_exists("T") { … }` body of a script.
-fn guarded_bodies(ast: &AST) -> Vec<GuardedBody> {
-    let mut out = Vec::new();
-    ast.walk(&mut |path: &[ASTNode]| {
-        if let Some(ASTNode::Stmt(Stmt::If(flow, _))) = path.last() {
-            // `db.table_exists("T")` is a dot expression whose right side is the call.
-            let call = match &flow.expr {
-                Expr::Dot(dot, _, _) => &dot.rhs,
-                other => other,
-            };
-            if let Expr::MethodCall(call, _) = call {
-                if call.name == "table_exists" {
-                    if let Some(Expr::StringConstant(table, _)) = call.args.first() {
-                        out.push(GuardedBody {
-                            table: table.to_lowercase(),
-                            from: key(flow.body.position()),
-                            to: key(flow.body.end_position()),
-                        });
-                    }
-                }
-            }
-        }
-        true
-    });
-    out
+/// The guarded body an `if` statement opens, if it is `if db.table_exists("T") { … }`.
+fn guarded_body(flow: &rhai::FlowControl) -> Option<GuardedBody> {
+    // `db.table_exists("T")` is a dot expression whose right side is the call.
+    let call = match &flow.expr {
+        Expr::Dot(dot, _, _) => &dot.rhs,
+        other => other,
+    };
+    let Expr::MethodCall(call, _) = call else {
+        return None;
+    };
+    if call.name != "table_exists" {
+        return None;
+    }
+    let Some(Expr::StringConstant(table, _)) = call.args.first() else {
+        return None;
+    };
+    Some(GuardedBody {
+        table: table.to_lowercase(),
+        from: key(flow.body.position()),
+        to: key(flow.body.end_position()),
+    })
 }
 
 fn uses(ast: &AST) -> Use {
     let mut out = Use::default();
-    let guarded = guarded_bodies(ast);
-    let is_guarded = |name: &str, pos: rhai::Position| {
-        let at = key(pos);
-        guarded
-            .iter()
-            .any(|g| g.table == name && g.from <= at && at <= g.to)
-    };
-    // The first use in the file (the walk visits functions in no particular order).
-    let touch = |out: &mut Use, name: String, pos: rhai::Position| {
-        if is_guarded(&name, pos) {
-            return;
-        }
-        match out.touched.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, first)) if key(pos) < key(*first) => *first = pos,
-            Some(_) => {}
-            None => out.touched.push((name, pos)),
-        }
-    };
+    // One walk collects the guarded bodies and every use; the uses inside a body
+    // guarded for their own table are dropped afterwards.
+    let mut guarded = Vec::new();
+    let mut touches: Vec<(String, rhai::Position)> = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         match path.last() {
+            Some(ASTNode::Stmt(Stmt::If(flow, _))) => guarded.extend(guarded_body(flow)),
             Some(ASTNode::Expr(Expr::StringConstant(s, pos))) => {
                 if let Some(t) = tables_in(s) {
                     out.created.extend(t.created);
-                    for name in t.touched {
-                        touch(&mut out, name, *pos);
-                    }
+                    touches.extend(t.touched.into_iter().map(|name| (name, *pos)));
                 }
             }
             Some(ASTNode::Expr(Expr::FnCall(call, pos)))
@@ -110,7 +91,7 @@ fn uses(ast: &AST) -> Use {
                     if call.name == "create_table" {
                         out.created.insert(table.to_lowercase());
                     } else {
-                        touch(&mut out, table.to_lowercase(), *pos);
+                        touches.push((table.to_lowercase(), *pos));
                     }
                 }
             }
@@ -118,13 +99,30 @@ fn uses(ast: &AST) -> Use {
                 if TABLE_METHODS.contains(&call.name.as_str()) =>
             {
                 if let Some(Expr::StringConstant(table, _)) = call.args.first() {
-                    touch(&mut out, table.to_lowercase(), *pos);
+                    touches.push((table.to_lowercase(), *pos));
                 }
             }
             _ => {}
         }
         true
     });
+    let is_guarded = |name: &str, pos: rhai::Position| {
+        let at = key(pos);
+        guarded
+            .iter()
+            .any(|g: &GuardedBody| g.table == name && g.from <= at && at <= g.to)
+    };
+    // The first use in the file (the walk visits functions in no particular order).
+    for (name, pos) in touches {
+        if is_guarded(&name, pos) {
+            continue;
+        }
+        match out.touched.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, first)) if key(pos) < key(*first) => *first = pos,
+            Some(_) => {}
+            None => out.touched.push((name, pos)),
+        }
+    }
     out
 }
 
