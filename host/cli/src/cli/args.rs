@@ -186,7 +186,9 @@ pub enum Command {
     /// ferry-test.toml declares, upgrade to the heads, check its expectations, downgrade
     /// its trees, check the schema digest is back, upgrade again. SQLite always;
     /// PostgreSQL too with --postgres. Exit 0: passed; 1: a phase failed; 2: bad
-    /// plugin, declaration or usage.
+    /// plugin, declaration or usage. With --json: one JSON report of the run when it
+    /// ends (per backend, each phase's outcome, a failed revision's file and line, the
+    /// schema digest), with the same exit code.
     Test {
         /// The plugin's folder (a script root holding ferry-test.toml).
         plugin: PathBuf,
