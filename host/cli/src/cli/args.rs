@@ -72,10 +72,10 @@ pub enum Command {
     /// Check the scripts and the configuration without running anything (exit 2 on an
     /// error).
     ///
-    /// Reports unknown functions and modules, imports that do not resolve, syntax errors in lib/ and
-    /// stdlib/ modules, hooks run without HOOKS or provided for no revision, unknown
-    /// configuration keys, and (a warning) tables used without DEPENDS_ON on their
-    /// creator. Prints every problem as path:line:column; exit 2 on any error. `plan`
+    /// Reports unknown functions and modules, unknown methods of `db`, imports that do
+    /// not resolve, syntax errors in lib/ and stdlib/ modules, hooks run without HOOKS or
+    /// provided for no revision, unknown configuration keys, and (a warning) tables used
+    /// without DEPENDS_ON on their creator. Prints every problem as path:line:column; exit 2 on any error. `plan`
     /// and `upgrade` run the same checks first and refuse on an error.
     Lint,
     /// Every run of every revision, newest first.
