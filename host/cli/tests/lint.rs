@@ -44,7 +44,7 @@ struct Mistake {
     at_and_message: &'static str,
 }
 
-const ERRORS: [Mistake; 6] = [
+const ERRORS: [Mistake; 7] = [
     Mistake {
         fixture: "hook_misspelt",
         file: "hooks/populate_amplifier_tst.rhai",
@@ -59,6 +59,11 @@ const ERRORS: [Mistake; 6] = [
         fixture: "module_function_typo",
         file: "obs_test/obs_test-1.rhai",
         at_and_message: "16:33: error: module `camera` ({module}) has no public function `detector_nmae`; did you mean `detector_name`?",
+    },
+    Mistake {
+        fixture: "db_method_typo",
+        file: "obs_test/obs_test-1.rhai",
+        at_and_message: "21:8: error: `db` has no method `exceute` (the database handle's methods are in docs/SCRIPTING.md); did you mean `execute`?",
     },
     Mistake {
         fixture: "import_unresolved",

@@ -43,6 +43,11 @@ fn ferry_test_at_root(args: &[&str]) -> Run {
 /// `ferry test PLUGIN` with the core roots and stdlib named explicitly (the plugin
 /// being a copy outside the repository).
 fn ferry_test_copy(plugin: &Path) -> Run {
+    ferry_test_copy_with(plugin, &[])
+}
+
+/// [`ferry_test_copy`] with more arguments after the plugin.
+fn ferry_test_copy_with(plugin: &Path, more: &[&str]) -> Run {
     let root = repo_root();
     let db = TestDb::sqlite();
     let mut f = db.ferry().no_progress().stdlib(root.join("stdlib"));
@@ -50,7 +55,9 @@ fn ferry_test_copy(plugin: &Path) -> Run {
     for p in ["obs_base", "obs_lsst", "obs_subaru"] {
         f = f.scripts(root.join("plugins").join(p));
     }
-    f.run(["test", plugin.to_str().expect("utf-8 path")])
+    let mut args = vec!["test", plugin.to_str().expect("utf-8 path")];
+    args.extend(more);
+    f.run(args)
 }
 
 /// A copy of the example plugin in a fresh folder, to break on purpose.
@@ -157,6 +164,21 @@ fn a_failing_expectation_names_the_declaration_file_and_line() {
         !run.stdout.contains("[sqlite] downgrade"),
         "stops at the failure"
     );
+
+    // With --json the same message, file and line included, is the phase's detail.
+    let run = ferry_test_copy_with(&plugin, &["--json"]).code(1);
+    let json = run.json();
+    let sqlite = &json["backends"][0];
+    assert_eq!(sqlite["backend"], "sqlite", "{}", run.describe());
+    let last = sqlite["phases"].as_array().and_then(|p| p.last());
+    let last = last.unwrap_or_else(|| panic!("no phases: {}", run.describe()));
+    assert_eq!(last["phase"], "expect after upgrade", "{last}");
+    assert_eq!(last["outcome"], "failed", "{last}");
+    assert!(last["error"].is_null(), "{last}");
+    assert!(
+        last["detail"].as_str().is_some_and(|d| d.contains(&at)),
+        "no {at:?}: {last}"
+    );
 }
 
 #[test]
@@ -204,6 +226,117 @@ fn a_revision_that_fails_is_reported_with_its_file_and_line() {
     assert!(run.stderr.contains("cannot go back"), "{}", run.describe());
     let at = format!("obs_test-2.rhai:{line}:5]");
     assert!(run.stderr.contains(&at), "no {at:?}: {}", run.describe());
+}
+
+/// `ferry test --json`: one JSON document for the run, on SQLite and (with
+/// `FERRY_TEST_PG_URL`) PostgreSQL: every phase passed with the digests it took, then a
+/// downgrade that throws, reported as a script error with its file and line, exit 1 as
+/// the text form.
+#[test]
+fn ferry_test_json_reports_every_phase_and_a_failing_revision_with_its_line() {
+    let pg = pg_base_url();
+    let mut more = vec!["--json"];
+    if let Some(url) = &pg {
+        more.extend(["--postgres", url.as_str()]);
+    } else {
+        eprintln!("PostgreSQL part skipped, FERRY_TEST_PG_URL is not set");
+    }
+    let mut backends = vec!["sqlite"];
+    backends.extend(pg.as_ref().map(|_| "postgres"));
+    let dir = copy_of_example();
+    let plugin = dir.path().join("obs_test");
+    let names = |json: &serde_json::Value, list: &str, key: &str| -> Vec<String> {
+        json[list]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {list}: {json}"))
+            .iter()
+            .map(|v| v[key].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let is_sha256 = |v: &serde_json::Value| {
+        v.as_str()
+            .is_some_and(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()))
+    };
+
+    let run = ferry_test_copy_with(&plugin, &more).success();
+    let json = run.json();
+    assert_eq!(json["name"], "obs_test", "{}", run.describe());
+    assert_eq!(json["passed"], true, "{}", run.describe());
+    assert_eq!(names(&json, "backends", "backend"), backends);
+    for b in json["backends"].as_array().unwrap() {
+        assert_eq!(b["passed"], true, "{b}");
+        assert_eq!(names(b, "phases", "phase"), PHASES, "{b}");
+        assert!(
+            b["phases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["outcome"] == "passed" && p["error"].is_null()),
+            "{b}"
+        );
+        let phase = |name: &str| {
+            let i = PHASES.iter().position(|p| *p == name).unwrap();
+            b["phases"][i].clone()
+        };
+        assert_eq!(
+            phase("expect after upgrade")["detail"],
+            "6 expectation(s) met"
+        );
+        // The digest after the upgrade holds the plugin's tables, the one after the
+        // downgrade not; upgrading again gives the first back.
+        assert!(is_sha256(&b["digest"]), "{b}");
+        assert_eq!(phase("upgrade")["digest"], b["digest"]);
+        assert_eq!(phase("digest after upgrade again")["digest"], b["digest"]);
+        assert!(is_sha256(&phase("digest after downgrade")["digest"]), "{b}");
+        assert_ne!(phase("digest after downgrade")["digest"], b["digest"]);
+        assert!(phase("start")["digest"].is_null(), "{b}");
+    }
+
+    let file = plugin.join("obs_test/obs_test-2.rhai");
+    edit(
+        &file,
+        "    schema::drop_table(\"tst_filter\");",
+        "    throw \"cannot go back\";",
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = text[..text.find("throw").unwrap()].matches('\n').count() + 1;
+    let run = ferry_test_copy_with(&plugin, &more).code(1);
+    let json = run.json();
+    assert_eq!(json["passed"], false, "{}", run.describe());
+    assert_eq!(names(&json, "backends", "backend"), backends);
+    assert!(
+        !run.stderr.contains("cannot go back"),
+        "the failure is in the JSON only: {}",
+        run.describe()
+    );
+    for b in json["backends"].as_array().unwrap() {
+        assert_eq!(b["passed"], false, "{b}");
+        assert_eq!(
+            names(b, "phases", "phase"),
+            PHASES[..4],
+            "stops at the failure: {b}"
+        );
+        let failed = &b["phases"][3];
+        assert_eq!(failed["outcome"], "script_error", "{b}");
+        let error = &failed["error"];
+        assert_eq!(error["kind"], "thrown", "{b}");
+        assert_eq!(error["revision"], "obs_test-2", "{b}");
+        assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cannot go back")),
+            "{b}"
+        );
+        assert!(
+            error["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("obs_test/obs_test-2.rhai")),
+            "{b}"
+        );
+        assert_eq!(error["line"], line, "{b}");
+        assert_eq!(error["column"], 5, "{b}");
+        assert!(is_sha256(&b["digest"]), "the upgrade ran: {b}");
+    }
 }
 
 #[test]

@@ -72,10 +72,10 @@ pub enum Command {
     /// Check the scripts and the configuration without running anything (exit 2 on an
     /// error).
     ///
-    /// Reports unknown functions and modules, imports that do not resolve, syntax errors in lib/ and
-    /// stdlib/ modules, hooks run without HOOKS or provided for no revision, unknown
-    /// configuration keys, and (a warning) tables used without DEPENDS_ON on their
-    /// creator. Prints every problem as path:line:column; exit 2 on any error. `plan`
+    /// Reports unknown functions and modules, unknown methods of `db`, imports that do
+    /// not resolve, syntax errors in lib/ and stdlib/ modules, hooks run without HOOKS or
+    /// provided for no revision, unknown configuration keys, and (a warning) tables used
+    /// without DEPENDS_ON on their creator. Prints every problem as path:line:column; exit 2 on any error. `plan`
     /// and `upgrade` run the same checks first and refuse on an error.
     Lint,
     /// Every run of every revision, newest first.
@@ -186,7 +186,9 @@ pub enum Command {
     /// ferry-test.toml declares, upgrade to the heads, check its expectations, downgrade
     /// its trees, check the schema digest is back, upgrade again. SQLite always;
     /// PostgreSQL too with --postgres. Exit 0: passed; 1: a phase failed; 2: bad
-    /// plugin, declaration or usage.
+    /// plugin, declaration or usage. With --json: one JSON report of the run when it
+    /// ends (per backend, each phase's outcome, a failed revision's file and line, the
+    /// schema digest), with the same exit code.
     Test {
         /// The plugin's folder (a script root holding ferry-test.toml).
         plugin: PathBuf,

@@ -1,8 +1,10 @@
-//! `ferry test PLUGIN_DIR`: runs [`ferry::plugin_test`] and prints each phase as it ends.
+//! `ferry test PLUGIN_DIR`: runs [`ferry::plugin_test`] and prints each phase as it ends,
+//! or with `--json` the whole run as one document when it ends.
 
 use super::args::Global;
 use super::{render, EXIT_FAILED, EXIT_USAGE};
 use ferry::{PhaseOutcome, PhaseReport, PluginTestOptions};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// The roots the other commands would use: `--scripts`, else `FERRY_PATH`, else
@@ -49,6 +51,9 @@ pub fn run(g: &Global, plugin: &Path, postgres: Option<&str>) -> i32 {
         .iter()
         .map(|r| r.strip_prefix(&cwd).unwrap_or(r).display().to_string())
         .collect();
+    if g.json {
+        return run_json(&options, names);
+    }
     println!(
         "ferry test {}, with the roots {}",
         plugin.display(),
@@ -89,16 +94,108 @@ pub fn run(g: &Global, plugin: &Path, postgres: Option<&str>) -> i32 {
             println!("failed on {}", backends_failed.join(" and "));
             EXIT_FAILED
         }
-        Err(e) => {
-            let hint = match &e {
-                ferry::PluginTestError::Migrator(e) => render::error_hint(e),
-                _ => String::new(),
+        Err(e) => refused(e),
+    }
+}
+
+/// Why the test could not start, on stderr; exit 2 (or the migrator's own code).
+fn refused(e: ferry::PluginTestError) -> i32 {
+    let hint = match &e {
+        ferry::PluginTestError::Migrator(e) => render::error_hint(e),
+        _ => String::new(),
+    };
+    eprintln!("error: {e}{hint}");
+    match e {
+        ferry::PluginTestError::Migrator(e) => e.exit_code(),
+        _ => EXIT_USAGE,
+    }
+}
+
+/// `ferry test --json`: the whole run as one JSON document on stdout (docs/PLUGINS.md,
+/// "Testing a plugin"), printed when it ends; the exit code is the text form's.
+#[derive(Serialize)]
+struct TestJson {
+    /// The plugin's folder name.
+    name: String,
+    /// The plugin's folder as given.
+    plugin: PathBuf,
+    /// The other roots.
+    roots: Vec<String>,
+    passed: bool,
+    /// One entry per backend run, in order.
+    backends: Vec<BackendJson>,
+}
+
+#[derive(Serialize)]
+struct BackendJson {
+    backend: &'static str,
+    passed: bool,
+    /// The schema digest after the first upgrade, when it was reached.
+    digest: Option<String>,
+    phases: Vec<PhaseJson>,
+}
+
+#[derive(Serialize)]
+struct PhaseJson {
+    phase: String,
+    /// `passed`, `failed` or `script_error`.
+    outcome: &'static str,
+    /// What a passed phase did, or why a failed one failed.
+    detail: Option<String>,
+    /// A failed revision: its kind, message, revision, step, file, line, column.
+    error: Option<ferry::ScriptError>,
+    digest: Option<String>,
+}
+
+fn run_json(options: &PluginTestOptions, roots: Vec<String>) -> i32 {
+    let mut backends: Vec<BackendJson> = Vec::new();
+    let mut collect = |r: &PhaseReport| {
+        if backends.last().map(|b| b.backend) != Some(r.backend) {
+            backends.push(BackendJson {
+                backend: r.backend,
+                passed: true,
+                digest: None,
+                phases: Vec::new(),
+            });
+        }
+        let backend = backends.last_mut().expect("pushed above");
+        let (outcome, detail, error) = match &r.outcome {
+            PhaseOutcome::Passed(what) => ("passed", Some(what.clone()), None),
+            PhaseOutcome::Failed(why) => ("failed", Some(why.clone()), None),
+            PhaseOutcome::Script(e) => ("script_error", None, Some((**e).clone())),
+        };
+        backend.passed &= outcome == "passed";
+        if r.phase == "upgrade" {
+            backend.digest.clone_from(&r.digest);
+        }
+        backend.phases.push(PhaseJson {
+            phase: r.phase.clone(),
+            outcome,
+            detail,
+            error,
+            digest: r.digest.clone(),
+        });
+    };
+    match ferry::run_plugin_test(options, &mut collect) {
+        Ok(passed) => {
+            let report = TestJson {
+                name: options
+                    .plugin
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                plugin: options.plugin.clone(),
+                roots,
+                passed,
+                backends,
             };
-            eprintln!("error: {e}{hint}");
-            match e {
-                ferry::PluginTestError::Migrator(e) => e.exit_code(),
-                _ => EXIT_USAGE,
+            println!("{}", super::json(&report));
+            if passed {
+                0
+            } else {
+                EXIT_FAILED
             }
         }
+        Err(e) => refused(e),
     }
 }

@@ -9,8 +9,8 @@
 //! * syntax errors in `lib/` and `stdlib/` modules (`scripts.rs`; revisions and hooks
 //!   are compiled by discovery already);
 //! * calls of functions that no script, imported module or Ferry's API defines, calls
-//!   into a namespace that is neither an import nor a capability, and imports that do
-//!   not resolve (`calls.rs`);
+//!   into a namespace that is neither an import nor a capability, methods the `db`
+//!   handle does not have, and imports that do not resolve (`calls.rs`);
 //! * `hooks::run` of a hook the revision does not declare in `HOOKS`, and hook files
 //!   whose hook no revision declares (`hooks.rs`);
 //! * configuration keys (`--set`, `ferry.toml`) that no script and no host setting

@@ -5,7 +5,8 @@
 //!
 //! 1. **start**: build the fixture repository the plugin declares in
 //!    `ferry-test.toml` (empty, the sample registry at a size, or a SQL file);
-//! 2. **upgrade**: upgrade it to every head, the plugin's included;
+//! 2. **upgrade**: upgrade it to every head, the plugin's included, and take the schema
+//!    digest;
 //! 3. **expect**: check the expectations marked `after = "upgrade"`;
 //! 4. **downgrade**: downgrade each of the plugin's own trees to its base;
 //! 5. **expect**: check the expectations marked `after = "downgrade"`;
@@ -55,6 +56,9 @@ pub struct PhaseReport {
     pub phase: String,
     /// How the phase ended.
     pub outcome: PhaseOutcome,
+    /// The schema digest (sha256) of the repository under test the phase computed: after
+    /// `upgrade`, `digest after downgrade` and `digest after upgrade again`.
+    pub digest: Option<String>,
 }
 
 /// How a phase ended.
@@ -197,12 +201,13 @@ impl Backend {
         trees: &[String],
         report: &mut dyn FnMut(&PhaseReport),
     ) -> bool {
-        let mut phase = |name: &str, outcome: PhaseOutcome| -> bool {
+        let mut phase = |name: &str, outcome: PhaseOutcome, digest: Option<&str>| -> bool {
             let ok = matches!(outcome, PhaseOutcome::Passed(_));
             report(&PhaseReport {
                 backend: self.name,
                 phase: name.to_string(),
                 outcome,
+                digest: digest.map(str::to_string),
             });
             ok
         };
@@ -210,32 +215,44 @@ impl Backend {
         with_plugin.push(plugin.to_path_buf());
         let main = match migrator(options, &self.main, with_plugin) {
             Ok(m) => m,
-            Err(e) => return phase("start", PhaseOutcome::Failed(e.to_string())),
+            Err(e) => return phase("start", PhaseOutcome::Failed(e.to_string()), None),
         };
-        if !phase("start", outcome(start(&main, &spec.start))) {
+        if !phase("start", outcome(start(&main, &spec.start)), None) {
             return false;
         }
-        if !phase("upgrade", upgrade(&main)) {
-            return false;
-        }
-        if !phase("expect after upgrade", expect(&main, spec, After::Upgrade)) {
-            return false;
-        }
-        let upgraded = match main.digest() {
-            Ok(d) => d,
-            Err(e) => return phase("digest", PhaseOutcome::Failed(e.to_string())),
+        let upgraded = match upgrade(&main) {
+            PhaseOutcome::Passed(what) => match main.digest() {
+                Ok(d) => {
+                    phase("upgrade", PhaseOutcome::Passed(what), Some(&d.sha256));
+                    d
+                }
+                Err(e) => {
+                    let why = format!("the schema digest after the upgrade: {e}");
+                    return phase("upgrade", PhaseOutcome::Failed(why), None);
+                }
+            },
+            failed => return phase("upgrade", failed, None),
         };
-        if !phase("downgrade", downgrade(&main, trees)) {
+        if !phase(
+            "expect after upgrade",
+            expect(&main, spec, After::Upgrade),
+            None,
+        ) {
+            return false;
+        }
+        if !phase("downgrade", downgrade(&main, trees), None) {
             return false;
         }
         if !phase(
             "expect after downgrade",
             expect(&main, spec, After::Downgrade),
+            None,
         ) {
             return false;
         }
         let reference = reference_digest(options, &self.reference, roots, &spec.start);
-        let digest = match (reference, main.digest()) {
+        let now = main.digest();
+        let digest = match (reference, &now) {
             (Ok(reference), Ok(now)) if reference.sha256 == now.sha256 => {
                 PhaseOutcome::Passed(format!(
                     "back to the schema without the plugin ({})",
@@ -252,19 +269,22 @@ impl Backend {
             (Err(e), _) => PhaseOutcome::Failed(format!("the reference repository: {e}")),
             (_, Err(e)) => PhaseOutcome::Failed(e.to_string()),
         };
-        if !phase("digest after downgrade", digest) {
+        let now = now.ok().map(|d| d.sha256);
+        if !phase("digest after downgrade", digest, now.as_deref()) {
             return false;
         }
-        if !phase("upgrade again", upgrade(&main)) {
+        if !phase("upgrade again", upgrade(&main), None) {
             return false;
         }
         if !phase(
             "expect after upgrade again",
             expect(&main, spec, After::Upgrade),
+            None,
         ) {
             return false;
         }
-        let again = match main.digest() {
+        let again = main.digest();
+        let outcome = match &again {
             Ok(d) if d.sha256 == upgraded.sha256 => PhaseOutcome::Passed(format!(
                 "the same as after the first upgrade ({})",
                 &d.sha256[..12]
@@ -275,7 +295,8 @@ impl Backend {
             )),
             Err(e) => PhaseOutcome::Failed(e.to_string()),
         };
-        phase("digest after upgrade again", again)
+        let again = again.ok().map(|d| d.sha256);
+        phase("digest after upgrade again", outcome, again.as_deref())
     }
 }
 

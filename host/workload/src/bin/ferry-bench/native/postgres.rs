@@ -30,13 +30,20 @@ fn err(e: tokio_postgres::Error) -> String {
     }
 }
 
-struct Pg {
+/// A connection on its own current-thread runtime.
+pub(super) struct Pg {
     rt: Runtime,
     client: Client,
 }
 
 impl Pg {
-    fn batch(&self, sql: &str) -> Result<(), String> {
+    /// Connects on a current-thread runtime, as Ferry's backend does.
+    pub(super) fn connect(conninfo: &str) -> Result<Pg, String> {
+        let (rt, client) = connect(conninfo)?;
+        Ok(Pg { rt, client })
+    }
+
+    pub(super) fn batch(&self, sql: &str) -> Result<(), String> {
         self.rt
             .block_on(self.client.batch_execute(sql))
             .map_err(|e| format!("{}\n  in: {sql}", err(e)))
@@ -48,7 +55,7 @@ impl Pg {
             .map_err(|e| format!("{}\n  in: {sql}", err(e)))
     }
 
-    fn query(
+    pub(super) fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
@@ -56,6 +63,13 @@ impl Pg {
         self.rt
             .block_on(self.client.query(sql, params))
             .map_err(|e| format!("{}\n  in: {sql}", err(e)))
+    }
+
+    /// Runs a script of statements; an error does not repeat the script's text.
+    pub(super) fn script(&self, sql: &str) -> Result<(), String> {
+        self.rt
+            .block_on(self.client.batch_execute(sql))
+            .map_err(err)
     }
 
     /// Copies `(old_id, new_id)` rows into the map.
@@ -115,8 +129,7 @@ pub fn connect(conninfo: &str) -> Result<(Runtime, Client), String> {
 }
 
 pub fn migrate(conninfo: &str, schema: &str) -> Result<Phases, String> {
-    let (rt, client) = connect(conninfo)?;
-    let pg = Pg { rt, client };
+    let pg = Pg::connect(conninfo)?;
     // As Ferry's rewrite does: no JIT for a few huge statements, joins and index
     // builds in memory, cursors planned for reading them whole.
     pg.batch(&format!(
@@ -187,7 +200,7 @@ fn build_map(pg: &Pg) -> Result<(), String> {
 }
 
 /// Every foreign key from or into a rewritten table, as `(table, name, definition)`.
-fn drop_foreign_keys(pg: &Pg) -> Result<Vec<(String, String, String)>, String> {
+pub(super) fn foreign_keys(pg: &Pg) -> Result<Vec<(String, String, String)>, String> {
     let tables: Vec<String> = dataset_id_columns()
         .iter()
         .map(|(t, _)| t.to_string())
@@ -200,10 +213,15 @@ fn drop_foreign_keys(pg: &Pg) -> Result<Vec<(String, String, String)>, String> {
          ORDER BY 1, 2",
         &[&tables],
     )?;
-    let keys: Vec<(String, String, String)> = rows
+    Ok(rows
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+        .collect())
+}
+
+/// Drops [`foreign_keys`] and returns them, to be added back last.
+fn drop_foreign_keys(pg: &Pg) -> Result<Vec<(String, String, String)>, String> {
+    let keys = foreign_keys(pg)?;
     for (table, name, _) in &keys {
         pg.batch(&format!(
             "ALTER TABLE \"{table}\" DROP CONSTRAINT \"{name}\""
@@ -212,97 +230,132 @@ fn drop_foreign_keys(pg: &Pg) -> Result<Vec<(String, String, String)>, String> {
     Ok(keys)
 }
 
-fn rewrite(pg: &Pg, table: &str, column: &str) -> Result<(), String> {
-    let new = format!("{table}__native_new");
-    let columns: Vec<(String, bool)> = pg
-        .query(
-            "SELECT a.attname::text, a.attidentity <> '' FROM pg_attribute a
-             WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped
-             ORDER BY a.attnum",
-            &[&table],
-        )?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    // Keys and indexes, rebuilt after the data from their own definitions.
-    let constraints: Vec<(String, String)> = pg
-        .query(
-            "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
-             WHERE conrelid = $1::text::regclass AND contype IN ('p', 'u') ORDER BY contype, conname",
-            &[&table],
-        )?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let indexes: Vec<String> = pg
-        .query(
-            "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
-             WHERE i.indrelid = $1::text::regclass
-               AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
-            &[&table],
-        )?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let before: i64 = pg.query(&format!("SELECT COUNT(*) FROM \"{table}\""), &[])?[0].get(0);
-    // The dataset key loses its identity; another table's identity (dataset_calibs'
-    // own id) comes along and continues after its largest value.
-    let keeps_identity = columns.iter().any(|(c, identity)| *identity && c != column);
-    let including = if keeps_identity {
-        "INCLUDING DEFAULTS INCLUDING IDENTITY"
-    } else {
-        "INCLUDING DEFAULTS"
-    };
-    pg.batch(&format!(
-        "CREATE TABLE \"{new}\" (LIKE \"{table}\" {including});
-         ALTER TABLE \"{new}\" ALTER COLUMN \"{column}\" TYPE UUID USING NULL"
-    ))?;
-    let list = columns
-        .iter()
-        .map(|(c, _)| format!("\"{c}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let values = columns
-        .iter()
-        .map(|(c, _)| {
-            if c == column {
-                "m.new_id".to_string()
-            } else {
-                format!("t.\"{c}\"")
+/// The statements that copy a table through the map into a new table with the dataset
+/// column as a UUID and swap it in, written from the catalogue (shared with the
+/// pure-SQL bound, which runs them as one script).
+pub(super) struct TableCopy {
+    /// Creates the new table like the old one, the dataset column a UUID.
+    pub create: String,
+    /// Copies every row through the map (the one statement whose row count matters).
+    pub insert: String,
+    /// Drops the old table and renames the new one.
+    pub swap: String,
+    /// After the swap: identities continued, keys and indexes built from their own
+    /// definitions, statistics.
+    pub after: Vec<String>,
+}
+
+impl TableCopy {
+    /// Reads `table`'s columns, keys and indexes; `new` is the new table's name, `map`
+    /// the map table's.
+    pub(super) fn read(
+        pg: &Pg,
+        table: &str,
+        column: &str,
+        new: &str,
+        map: &str,
+    ) -> Result<TableCopy, String> {
+        let columns: Vec<(String, bool)> = pg
+            .query(
+                "SELECT a.attname::text, a.attidentity <> '' FROM pg_attribute a
+                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                 ORDER BY a.attnum",
+                &[&table],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        // Keys and indexes, rebuilt after the data from their own definitions.
+        let constraints: Vec<(String, String)> = pg
+            .query(
+                "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+                 WHERE conrelid = $1::text::regclass AND contype IN ('p', 'u') ORDER BY contype, conname",
+                &[&table],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let indexes: Vec<String> = pg
+            .query(
+                "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+                 WHERE i.indrelid = $1::text::regclass
+                   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
+                &[&table],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        // The dataset key loses its identity; another table's identity (dataset_calibs'
+        // own id) comes along and continues after its largest value.
+        let keeps_identity = columns.iter().any(|(c, identity)| *identity && c != column);
+        let including = if keeps_identity {
+            "INCLUDING DEFAULTS INCLUDING IDENTITY"
+        } else {
+            "INCLUDING DEFAULTS"
+        };
+        let list = columns
+            .iter()
+            .map(|(c, _)| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let values = columns
+            .iter()
+            .map(|(c, _)| {
+                if c == column {
+                    "m.new_id".to_string()
+                } else {
+                    format!("t.\"{c}\"")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let overriding = if keeps_identity {
+            " OVERRIDING SYSTEM VALUE"
+        } else {
+            ""
+        };
+        let mut after = Vec::new();
+        for (c, identity) in &columns {
+            if *identity && c != column {
+                after.push(format!(
+                    "SELECT setval(pg_get_serial_sequence('\"{table}\"', '{c}'), \
+                     GREATEST(COALESCE(MAX(\"{c}\"), 0), 1)) FROM \"{table}\""
+                ));
             }
+        }
+        for (name, definition) in constraints {
+            after.push(format!(
+                "ALTER TABLE \"{table}\" ADD CONSTRAINT \"{name}\" {definition}"
+            ));
+        }
+        after.extend(indexes);
+        after.push(format!("ANALYZE \"{table}\""));
+        Ok(TableCopy {
+            create: format!(
+                "CREATE TABLE \"{new}\" (LIKE \"{table}\" {including});
+                 ALTER TABLE \"{new}\" ALTER COLUMN \"{column}\" TYPE UUID USING NULL"
+            ),
+            insert: format!(
+                "INSERT INTO \"{new}\" ({list}){overriding} SELECT {values} FROM \"{table}\" t \
+                 JOIN {map} m ON m.old_id = t.\"{column}\""
+            ),
+            swap: format!("DROP TABLE \"{table}\"; ALTER TABLE \"{new}\" RENAME TO \"{table}\""),
+            after,
         })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let overriding = if keeps_identity {
-        " OVERRIDING SYSTEM VALUE"
-    } else {
-        ""
-    };
-    let copied = pg.execute(&format!(
-        "INSERT INTO \"{new}\" ({list}){overriding} SELECT {values} FROM \"{table}\" t \
-         JOIN {MAP} m ON m.old_id = t.\"{column}\""
-    ))? as i64;
+    }
+}
+
+fn rewrite(pg: &Pg, table: &str, column: &str) -> Result<(), String> {
+    let copy = TableCopy::read(pg, table, column, &format!("{table}__native_new"), MAP)?;
+    let before: i64 = pg.query(&format!("SELECT COUNT(*) FROM \"{table}\""), &[])?[0].get(0);
+    pg.batch(&copy.create)?;
+    let copied = pg.execute(&copy.insert)? as i64;
     if copied != before {
         return Err(format!("{table}: copied {copied} of {before} rows"));
     }
-    pg.batch(&format!(
-        "DROP TABLE \"{table}\"; ALTER TABLE \"{new}\" RENAME TO \"{table}\""
-    ))?;
-    for (c, identity) in &columns {
-        if *identity && c != column {
-            pg.batch(&format!(
-                "SELECT setval(pg_get_serial_sequence('\"{table}\"', '{c}'), \
-                 GREATEST(COALESCE(MAX(\"{c}\"), 0), 1)) FROM \"{table}\""
-            ))?;
-        }
+    pg.batch(&copy.swap)?;
+    for sql in &copy.after {
+        pg.batch(sql)?;
     }
-    for (name, definition) in constraints {
-        pg.batch(&format!(
-            "ALTER TABLE \"{table}\" ADD CONSTRAINT \"{name}\" {definition}"
-        ))?;
-    }
-    for sql in indexes {
-        pg.batch(&sql)?;
-    }
-    pg.batch(&format!("ANALYZE \"{table}\""))
+    Ok(())
 }

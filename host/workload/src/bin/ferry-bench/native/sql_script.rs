@@ -8,165 +8,52 @@
 //! keys and indexes, as the native migration reads them); writing it takes milliseconds
 //! and is timed with the rest.
 
-use super::postgres::connect;
+use super::postgres::{foreign_keys, Pg, TableCopy};
 use super::{finish_sql, Phases};
 use ferry_workload::schema::dataset_id_columns;
 use ferry_workload::RAW_UUID_NAMESPACE;
-use tokio_postgres::Client;
 
 const MAP: &str = "ferry_sql_map";
 
-struct Catalogue<'a> {
-    rt: &'a tokio::runtime::Runtime,
-    client: &'a Client,
-}
-
-impl Catalogue<'_> {
-    fn rows(&self, sql: &str, table: &str) -> Result<Vec<tokio_postgres::Row>, String> {
-        self.rt
-            .block_on(self.client.query(sql, &[&table]))
-            .map_err(|e| format!("{e}\n  in: {sql}"))
-    }
-}
-
 /// Where `uuid_generate_v5` lives: the schema `uuid-ossp` is installed in, else
 /// installed into the benchmark's own schema (dropped with it).
-fn uuid_ossp(
-    rt: &tokio::runtime::Runtime,
-    client: &Client,
-    schema: &str,
-) -> Result<String, String> {
-    let found = rt
-        .block_on(client.query_opt(
-            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'uuid-ossp'",
-            &[],
-        ))
-        .map_err(|e| e.to_string())?;
-    if let Some(row) = found {
+fn uuid_ossp(pg: &Pg, schema: &str) -> Result<String, String> {
+    let found = pg.query(
+        "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'uuid-ossp'",
+        &[],
+    )?;
+    if let Some(row) = found.first() {
         return Ok(row.get(0));
     }
-    rt.block_on(client.batch_execute(&format!(
+    pg.script(&format!(
         "CREATE EXTENSION \"uuid-ossp\" SCHEMA \"{schema}\""
-    )))
+    ))
     .map_err(|e| format!("the pure-SQL bound needs the uuid-ossp extension: {e}"))?;
     Ok(format!("\"{schema}\""))
 }
 
-/// The statements that copy `table` through the map with `column` as a UUID.
-fn rewrite(cat: &Catalogue, table: &str, column: &str) -> Result<String, String> {
-    let new = format!("{table}__sql_new");
-    let columns: Vec<(String, bool)> = cat
-        .rows(
-            "SELECT a.attname::text, a.attidentity <> '' FROM pg_attribute a
-             WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped
-             ORDER BY a.attnum",
-            table,
-        )?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let constraints: Vec<(String, String)> = cat
-        .rows(
-            "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
-             WHERE conrelid = $1::text::regclass AND contype IN ('p', 'u') ORDER BY contype, conname",
-            table,
-        )?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let indexes: Vec<String> = cat
-        .rows(
-            "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
-             WHERE i.indrelid = $1::text::regclass
-               AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
-            table,
-        )?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let keeps_identity = columns.iter().any(|(c, identity)| *identity && c != column);
-    let including = if keeps_identity {
-        "INCLUDING DEFAULTS INCLUDING IDENTITY"
-    } else {
-        "INCLUDING DEFAULTS"
-    };
-    let list = columns
-        .iter()
-        .map(|(c, _)| format!("\"{c}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let values = columns
-        .iter()
-        .map(|(c, _)| {
-            if c == column {
-                "m.new_id".to_string()
-            } else {
-                format!("t.\"{c}\"")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let overriding = if keeps_identity {
-        " OVERRIDING SYSTEM VALUE"
-    } else {
-        ""
-    };
-    let mut sql = format!(
-        "CREATE TABLE \"{new}\" (LIKE \"{table}\" {including});
-         ALTER TABLE \"{new}\" ALTER COLUMN \"{column}\" TYPE UUID USING NULL;
-         INSERT INTO \"{new}\" ({list}){overriding} SELECT {values} FROM \"{table}\" t
-           JOIN {MAP} m ON m.old_id = t.\"{column}\";
-         DROP TABLE \"{table}\"; ALTER TABLE \"{new}\" RENAME TO \"{table}\";\n"
-    );
-    for (c, identity) in &columns {
-        if *identity && c != column {
-            sql.push_str(&format!(
-                "SELECT setval(pg_get_serial_sequence('\"{table}\"', '{c}'), \
-                 GREATEST(COALESCE(MAX(\"{c}\"), 0), 1)) FROM \"{table}\";\n"
-            ));
-        }
-    }
-    for (name, definition) in constraints {
-        sql.push_str(&format!(
-            "ALTER TABLE \"{table}\" ADD CONSTRAINT \"{name}\" {definition};\n"
-        ));
-    }
-    for index in indexes {
-        sql.push_str(&index);
+/// The statements that copy `table` through the map with `column` as a UUID: those of
+/// the native migration, one after the other.
+fn rewrite(pg: &Pg, table: &str, column: &str) -> Result<String, String> {
+    let copy = TableCopy::read(pg, table, column, &format!("{table}__sql_new"), MAP)?;
+    let mut sql = String::new();
+    for statement in [&copy.create, &copy.insert, &copy.swap]
+        .into_iter()
+        .chain(&copy.after)
+    {
+        sql.push_str(statement);
         sql.push_str(";\n");
     }
-    sql.push_str(&format!("ANALYZE \"{table}\";\n"));
     Ok(sql)
 }
 
 /// Writes the script, then runs it (see the module documentation).
 pub fn migrate(conninfo: &str, schema: &str) -> Result<Phases, String> {
-    let (rt, client) = connect(conninfo)?;
-    let ossp = uuid_ossp(&rt, &client, schema)?;
-    rt.block_on(client.batch_execute(&format!("SET search_path TO \"{schema}\"")))
-        .map_err(|e| e.to_string())?;
+    let pg = Pg::connect(conninfo)?;
+    let ossp = uuid_ossp(&pg, schema)?;
+    pg.batch(&format!("SET search_path TO \"{schema}\""))?;
     let mut phases = Phases::start();
-    let cat = Catalogue {
-        rt: &rt,
-        client: &client,
-    };
-    let tables: Vec<String> = dataset_id_columns()
-        .iter()
-        .map(|(t, _)| t.to_string())
-        .collect();
-    let keys: Vec<(String, String, String)> = rt
-        .block_on(client.query(
-            "SELECT c.conrelid::regclass::text, c.conname::text, pg_get_constraintdef(c.oid)
-             FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
-             WHERE n.nspname = current_schema() AND c.contype = 'f'
-               AND (c.conrelid::regclass::text = ANY($1) OR c.confrelid::regclass::text = ANY($1))
-             ORDER BY 1, 2",
-            &[&tables],
-        ))
-        .map_err(|e| e.to_string())?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let keys = foreign_keys(&pg)?;
     let mut script = format!(
         "BEGIN; SET LOCAL jit = off; SET LOCAL work_mem = '128MB';
          SET LOCAL maintenance_work_mem = '256MB';
@@ -196,7 +83,7 @@ pub fn migrate(conninfo: &str, schema: &str) -> Result<Phases, String> {
         ));
     }
     for (table, column) in dataset_id_columns() {
-        script.push_str(&rewrite(&cat, table, column)?);
+        script.push_str(&rewrite(&pg, table, column)?);
     }
     for (table, name, definition) in &keys {
         script.push_str(&format!(
@@ -206,7 +93,7 @@ pub fn migrate(conninfo: &str, schema: &str) -> Result<Phases, String> {
     script.push_str(&finish_sql(MAP));
     script.push_str("\nCOMMIT;");
     phases.end("write the script");
-    rt.block_on(client.batch_execute(&script))
+    pg.script(&script)
         .map_err(|e| format!("the SQL script failed: {e}"))?;
     phases.end("run the script");
     Ok(phases)
