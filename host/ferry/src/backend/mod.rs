@@ -365,7 +365,7 @@ pub trait Ddl {
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError>;
 }
 
-/// The migration lock (see ledger.rs for the recorded holder).
+/// The migration lock (see lock.rs for the recorded holder).
 pub trait Locking {
     /// Tries once to take the migration lock without waiting.
     fn try_lock(&mut self, holder: &LockHolder) -> Result<LockAttempt, DbError>;

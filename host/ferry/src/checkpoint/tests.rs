@@ -355,7 +355,7 @@ fn typed_revision_states_keep_the_stored_format() {
     for mut db in databases() {
         let conn = db.conn.as_mut();
         for (status, (state, how, step, error)) in cases {
-            with_transaction(conn, |c| ledger::write::set_revision(c, &key, status)).unwrap();
+            with_transaction(conn, |c| records::set_revision(c, &key, status)).unwrap();
             let r = &ledger::revisions(conn).unwrap()["r1"];
             assert_eq!(r.state, state, "{}", db.name);
             assert_eq!(r.how, how, "{}", db.name);
