@@ -16,10 +16,20 @@
 //! * [`StepBook`]: the steps of the revision being run (done before, running now,
 //!   completed by this run) and the rules a script must keep ([`Misuse`]).
 //! * [`with_transaction`]: a transaction for ledger writes that are not a step's.
+//! * The ledger's other records, each written by one operation named for what it
+//!   records ([`mark_running`], [`record_upgraded`], [`record_downgraded`],
+//!   [`record_failed`], [`record_stamp`], [`record_acceptance`], [`record_reset`],
+//!   [`copy_tree_records`], [`record_move`] and [`forget_tree`] for `move-trees`,
+//!   [`record_lock_holder`] and [`clear_lock_holder`]), each inside a transaction its
+//!   caller holds.
+//!
+//! This is the only module that writes the ledger's rows ([`crate::ledger`] holds the
+//! schema and the reads): the row writers (`records.rs`) are private to it.
 
 mod batches;
 mod book;
 mod key;
+mod ledger_writes;
 mod records;
 mod tx;
 
@@ -33,14 +43,19 @@ pub use book::{recorded_steps, Entry, Misuse, StepBook};
 #[cfg(any(test, feature = "internals"))]
 pub use book::{Cursor, RecordedSteps};
 pub use key::{ledger_owner, StepKey};
-pub use tx::{with_transaction, Begin, Connected, Progress, StepTx};
+pub use ledger_writes::{
+    clear_lock_holder, copy_tree_records, forget_tree, mark_running, record_acceptance,
+    record_downgraded, record_failed, record_lock_holder, record_move, record_reset, record_stamp,
+    record_upgraded, Run,
+};
+pub use tx::{roll_back_open, with_transaction, Begin, Connected, Progress, StepTx};
 
 use crate::backend::{Connection, DbError};
 use crate::plan::Direction;
 
 /// Forgets every step record of `revision` run in `direction` (when the revision
 /// completes, is stamped, or is downgraded).
-pub fn clear_steps(
+fn clear_steps(
     conn: &mut dyn Connection,
     revision: &str,
     direction: Direction,

@@ -5,10 +5,12 @@
 //! never a blocking wait that could deadlock with `CREATE INDEX CONCURRENTLY`), and on
 //! SQLite an OS file lock on `<file>.ferry-lock`. A killed migrator therefore never
 //! leaves a repository locked. The `ferry_lock` table only records who holds it, so
-//! that a second migrator can name the holder.
+//! that a second migrator can name the holder; this module decides when that record is
+//! written and forgotten, and writes it through [`crate::checkpoint`] like every other
+//! ledger row.
 
 use crate::backend::{Connection, DbError, LockAttempt, LockHolder};
-use crate::checkpoint::with_transaction;
+use crate::checkpoint::{self, roll_back_open, with_transaction};
 use crate::ledger::{self, Actor};
 use crate::observer::{Event, Observer};
 use std::time::{Duration, Instant};
@@ -39,7 +41,7 @@ pub fn record_holder(conn: &mut dyn Connection, actor: &Actor) -> Result<(), Loc
     let since = crate::clock::now_unix();
     ledger::ensure(conn)?;
     with_transaction(conn, |c| -> Result<(), LockError> {
-        Ok(ledger::write::set_lock_holder(c, actor, since)?)
+        Ok(checkpoint::record_lock_holder(c, actor, since)?)
     })
 }
 
@@ -94,19 +96,18 @@ pub fn acquire_backend_lock(
     Ok(())
 }
 
-/// Forgets the recorded holder and releases the backend's lock.
+/// Forgets the recorded holder and releases the backend's lock. A transaction the run
+/// left open (a dry run's, a failed preflight's) is rolled back first: none of it may
+/// commit with the forgetting of the holder.
 pub fn release(conn: &mut dyn Connection) {
-    if conn.in_transaction() {
-        let _ = conn.rollback();
-    }
-    let _ = with_transaction(conn, ledger::write::clear_lock_holder);
+    roll_back_open(conn);
+    let _ = with_transaction(conn, checkpoint::clear_lock_holder);
     let _ = conn.unlock();
 }
 
-/// Releases a backend lock whose holder was never recorded, writing nothing.
+/// Releases a backend lock whose holder was never recorded, writing nothing (and
+/// rolling back what the run left open).
 pub fn release_unrecorded(conn: &mut dyn Connection) {
-    if conn.in_transaction() {
-        let _ = conn.rollback();
-    }
+    roll_back_open(conn);
     let _ = conn.unlock();
 }

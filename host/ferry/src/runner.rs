@@ -2,8 +2,8 @@
 //! with its ledger record, under the migration lock.
 
 use crate::backend::{self, Connection, DbError, DbErrorKind, DbUrl, LockAttempt};
-use crate::checkpoint::{self, with_transaction, StepBook};
-use crate::ledger::{self, Actor, How, RevisionState, Status};
+use crate::checkpoint::{self, with_transaction, Run, StepBook};
+use crate::ledger::{self, Actor, RevisionState};
 use crate::lock::{self, LockError};
 use crate::metadata::RevisionMeta;
 use crate::observer::{Event, Observer};
@@ -160,9 +160,9 @@ impl Runner {
                 return Err((e.into(), conn));
             }
         }
-        let mut session = Session::new(conn, observer, actor.clone());
-        session.mode = options.mode;
-        session.config = options.config.clone();
+        let session = Session::new(conn, observer, actor.clone())
+            .in_mode(options.mode)
+            .with_config(options.config.clone());
         let session = Rc::new(RefCell::new(session));
         let host = ScriptHost::new(
             session,
@@ -236,27 +236,18 @@ impl Runner {
             if !ScriptHost::defines(&ast, "preflight", 1) {
                 continue;
             }
-            {
-                let mut s = self.host.session().borrow_mut();
-                s.steps = Default::default();
-                s.revision = Some(RevisionCtx {
-                    id: rev.id.clone(),
-                    tree: rev.tree.clone(),
-                    version: rev.version.clone(),
-                    checksum: rev.checksum.clone(),
-                    file: rev.path.display().to_string(),
-                    // A preflight's steps, if any, are kept as an upgrade's (as they
-                    // always were: under the bare revision id).
-                    direction: Direction::Upgrade,
-                    hooks: rev.hooks.clone(),
-                });
-            }
+            // A preflight's steps, if any, are kept as an upgrade's (as they always were:
+            // under the bare revision id).
+            self.host
+                .session()
+                .borrow_mut()
+                .start_preflight(RevisionCtx::new(rev, Direction::Upgrade));
             let result = self.host.call(&ast, "preflight", &rev.id, &rev.path);
             let mut s = self.host.session().borrow_mut();
-            if s.mode != Mode::DryRun {
+            if s.mode() != Mode::DryRun {
                 s.abort_transaction();
             }
-            s.revision = None;
+            s.end_revision();
             result.map(|_| ())?;
         }
         Ok(())
@@ -302,11 +293,11 @@ impl Runner {
         if self.options.mode == Mode::DryRun {
             let mut s = self.host.session().borrow_mut();
             s.abort_transaction();
-            report.statements = std::mem::take(&mut s.statements);
+            report.statements = s.take_statements();
         }
         if self.options.mode == Mode::Scratch {
             let mut s = self.host.session().borrow_mut();
-            report.statements = std::mem::take(&mut s.statements);
+            report.statements = s.take_statements();
         }
         Ok(report)
     }
@@ -329,15 +320,7 @@ impl Runner {
                 file: rev.path.display().to_string(),
             });
         }
-        let ctx = RevisionCtx {
-            id: rev.id.clone(),
-            tree: rev.tree.clone(),
-            version: rev.version.clone(),
-            checksum: rev.checksum.clone(),
-            file: rev.path.display().to_string(),
-            direction,
-            hooks: rev.hooks.clone(),
-        };
+        let ctx = RevisionCtx::new(rev, direction);
         let started = ledger::now_ms();
         {
             let session = self.host.session().clone();
@@ -348,13 +331,13 @@ impl Runner {
                 .statement_timeout_seconds
                 .map(Duration::from_secs)
                 .or(self.options.limits.statement_timeout);
-            s.conn().set_statement_timeout(timeout)?;
-            s.statement_timeout = timeout;
+            s.set_statement_timeout(timeout)?;
             let recorded = checkpoint::recorded_steps(s.conn(), &rev.id, direction)?;
-            s.steps = StepBook::resuming(recorded);
-            s.defaults = rev.defaults.0.clone();
-            s.rows = 0;
-            s.revision = Some(ctx.clone());
+            s.start_revision(
+                ctx.clone(),
+                StepBook::resuming(recorded),
+                rev.defaults.0.clone(),
+            );
             s.emit(Event::RevisionStarted {
                 revision: rev.id.clone(),
                 direction: fn_name.into(),
@@ -362,11 +345,9 @@ impl Runner {
             if direction == Direction::Upgrade {
                 // The record says "running" from the first moment, so that a kill leaves
                 // an honest state behind.
-                let marked = s.record_revision(|c, r, _| {
-                    ledger::write::set_revision(c, &r.key(), Status::Running)
-                });
+                let marked = s.record_revision(|c, r, _| checkpoint::mark_running(c, &r.key()));
                 if let Err(e) = marked {
-                    s.revision = None;
+                    s.end_revision();
                     return Ok(Err(ledger_failure(
                         rev,
                         format!(
@@ -384,7 +365,7 @@ impl Runner {
         let session = self.host.session().clone();
         let mut s = session.borrow_mut();
         let finished = ledger::now_ms();
-        let rows = s.rows;
+        let rows = s.rows();
         let note = self.options.note.clone();
         let alembic = self.options.alembic.get(&rev.id).cloned();
         match result {
@@ -393,33 +374,20 @@ impl Runner {
                     if let Some(follow) = &alembic {
                         follow.apply(c, direction)?;
                     }
+                    let run = Run {
+                        started_ms: started,
+                        finished_ms: finished,
+                        rows: rows as i64,
+                        note: note.as_deref(),
+                    };
                     match direction {
                         Direction::Upgrade => {
-                            ledger::write::set_revision(
-                                c,
-                                &r.key(),
-                                Status::Applied { how: How::Upgrade },
-                            )?;
-                            ledger::write::set_sources(c, &r.id, &sources)?;
-                            checkpoint::clear_steps(c, &r.id, Direction::Upgrade)?;
+                            checkpoint::record_upgraded(c, &r.key(), actor, &sources, &run)
                         }
                         Direction::Downgrade => {
-                            ledger::write::remove_revision(c, &r.id)?;
-                            checkpoint::clear_steps(c, &r.id, Direction::Downgrade)?;
+                            checkpoint::record_downgraded(c, &r.key(), actor, &run)
                         }
                     }
-                    ledger::write::add_history(
-                        c,
-                        &r.key(),
-                        actor,
-                        fn_name,
-                        started,
-                        finished,
-                        rows as i64,
-                        "applied",
-                        None,
-                        note.as_deref(),
-                    )
                 });
                 if let Err(e) = recorded {
                     end_failed(&mut s, &rev.id, fn_name, finished - started, rows);
@@ -451,7 +419,7 @@ impl Runner {
                                 rows: rows as i64,
                                 note: note.as_deref(),
                             };
-                            if let Err(why) = failure.write_beside(url, &ctx, &s.actor) {
+                            if let Err(why) = failure.write_beside(url, &ctx, s.actor()) {
                                 failed.message.push_str(&format!(
                                     "\n  (the failure could not be recorded either: {why})"
                                 ));
@@ -465,13 +433,13 @@ impl Runner {
                     direction,
                     duration_ms: finished - started,
                     rows,
-                    steps_run: s.steps.take_completed(),
-                    steps_skipped: s.steps.done_before().cloned().collect(),
+                    steps_run: s.take_steps_run(),
+                    steps_skipped: s.steps_done_before(),
                 };
                 s.emit(Event::RevisionFinished {
                     revision: rev.id.clone(),
                     direction: fn_name.into(),
-                    outcome: if s.mode == Mode::Apply {
+                    outcome: if s.mode() == Mode::Apply {
                         "applied"
                     } else {
                         "rehearsed"
@@ -480,7 +448,7 @@ impl Runner {
                     duration_ms: finished - started,
                     rows,
                 });
-                s.revision = None;
+                s.end_revision();
                 Ok(Ok(outcome))
             }
             Err(mut err) => {
@@ -506,10 +474,10 @@ impl Runner {
                         // through a second connection beside it.
                         let elsewhere = match (&e, &self.options.reconnect) {
                             (e, Some(url)) if e.kind() == DbErrorKind::ConnectionLost => {
-                                failure.write_elsewhere(url, &ctx, &s.actor)
+                                failure.write_elsewhere(url, &ctx, s.actor())
                             }
                             (_, Some(url)) => failure
-                                .write_beside(url, &ctx, &s.actor)
+                                .write_beside(url, &ctx, s.actor())
                                 .map_err(|why| format!("{e}; through a second connection: {why}")),
                             _ => Err(e.to_string()),
                         };
@@ -547,7 +515,7 @@ fn end_failed(s: &mut Session, revision: &str, direction: &str, duration_ms: i64
         duration_ms,
         rows,
     });
-    s.revision = None;
+    s.end_revision();
 }
 
 /// A host failure about the ledger itself, reported like a failed revision.
@@ -583,28 +551,13 @@ impl Failure<'_> {
         key: &ledger::RevisionKey<'_>,
         actor: &Actor,
     ) -> Result<(), DbError> {
-        if self.direction == Direction::Upgrade {
-            ledger::write::set_revision(
-                c,
-                key,
-                Status::Failed {
-                    step: self.step,
-                    error: self.text,
-                },
-            )?;
-        }
-        ledger::write::add_history(
-            c,
-            key,
-            actor,
-            self.direction.as_str(),
-            self.started,
-            self.finished,
-            self.rows,
-            "failed",
-            Some(self.text),
-            self.note,
-        )
+        let run = Run {
+            started_ms: self.started,
+            finished_ms: self.finished,
+            rows: self.rows,
+            note: self.note,
+        };
+        checkpoint::record_failed(c, key, actor, self.direction, self.step, self.text, &run)
     }
 
     /// Records the failure through a second connection to `url` while the run's own
@@ -618,12 +571,15 @@ impl Failure<'_> {
             Direction::Downgrade => RevisionState::Applied,
         };
         let records = ledger::revisions(conn.as_mut()).map_err(|e| e.to_string())?;
-        if records.get(&ctx.id).map(|r| r.state) != Some(left) {
-            return Err(format!("the record of {} no longer reads {left:?}", ctx.id));
+        if records.get(ctx.id()).map(|r| r.state) != Some(left) {
+            return Err(format!(
+                "the record of {} no longer reads {left:?}",
+                ctx.id()
+            ));
         }
         with_transaction(conn.as_mut(), |c| {
             self.write(c, &ctx.key(), actor)?;
-            ledger::write::clear_lock_holder(c)
+            checkpoint::clear_lock_holder(c)
         })
         .map_err(|e: DbError| e.to_string())
     }
@@ -645,16 +601,16 @@ impl Failure<'_> {
                 Direction::Downgrade => RevisionState::Applied,
             };
             let records = ledger::revisions(conn.as_mut()).map_err(|e| e.to_string())?;
-            let state = records.get(&ctx.id).map(|r| r.state);
+            let state = records.get(ctx.id()).map(|r| r.state);
             if state != Some(left) {
                 return Err(format!(
                     "another migrator changed the record of {} meanwhile",
-                    ctx.id
+                    ctx.id()
                 ));
             }
             with_transaction(conn.as_mut(), |c| {
                 self.write(c, &ctx.key(), actor)?;
-                ledger::write::clear_lock_holder(c)
+                checkpoint::clear_lock_holder(c)
             })
             .map_err(|e: DbError| e.to_string())
         })();

@@ -24,7 +24,7 @@ use crate::backend::Connection;
 use crate::checkpoint::{self, with_transaction};
 use crate::digest;
 use crate::graph::Graph;
-use crate::ledger::{self, Actor, How, RevisionKey, Status};
+use crate::ledger::{self, Actor, How, RevisionKey};
 use crate::metadata::{ModuleFile, RevisionMeta};
 use crate::migrator::{Error, Project};
 use crate::script::{Limits, Mode, ModulePaths, ScriptHost, Session};
@@ -49,10 +49,6 @@ impl StampKind {
             StampKind::StampForce => How::StampForce,
             StampKind::Adopt => How::Adopt,
         }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        self.how().as_str()
     }
 }
 
@@ -130,20 +126,7 @@ pub fn record(
                 version: &m.version,
                 checksum: &m.checksum,
             };
-            ledger::write::set_revision(conn, &key, Status::Applied { how: kind.how() })?;
-            checkpoint::clear_steps(conn, &m.id, crate::plan::Direction::Upgrade)?;
-            ledger::write::add_history(
-                conn,
-                &key,
-                &actor,
-                "stamp",
-                now,
-                now,
-                0,
-                "applied",
-                None,
-                Some(kind.as_str()),
-            )?;
+            checkpoint::record_stamp(conn, &key, &actor, kind.how(), now)?;
             if let Some(follow) = follows.get(&m.id) {
                 follow.apply(conn, crate::plan::Direction::Upgrade)?;
             }
@@ -174,8 +157,8 @@ pub fn run_probes(
     limits: Limits,
     paths: ModulePaths,
 ) -> Result<(Vec<ProbeResult>, Box<dyn Connection>), Error> {
-    let mut session = Session::new(conn, Rc::new(crate::observer::Silent), Actor::current());
-    session.mode = Mode::DryRun;
+    let session = Session::new(conn, Rc::new(crate::observer::Silent), Actor::current())
+        .in_mode(Mode::DryRun);
     let session = Rc::new(RefCell::new(session));
     let host = ScriptHost::new(session.clone(), limits, paths, project.hooks.clone());
     let mut results = Vec::new();

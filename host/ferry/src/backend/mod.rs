@@ -471,7 +471,7 @@ pub trait Ddl {
     fn column_type(&self, portable: &str) -> String;
 }
 
-/// The migration lock (see ledger.rs for the recorded holder).
+/// The migration lock (see lock.rs for the recorded holder).
 pub trait Locking {
     /// Tries once to take the migration lock without waiting.
     fn try_lock(&mut self, holder: &LockHolder) -> Result<LockAttempt, DbError>;

@@ -355,7 +355,7 @@ fn typed_revision_states_keep_the_stored_format() {
     for mut db in databases() {
         let conn = db.conn.as_mut();
         for (status, (state, how, step, error)) in cases {
-            with_transaction(conn, |c| ledger::write::set_revision(c, &key, status)).unwrap();
+            with_transaction(conn, |c| records::set_revision(c, &key, status)).unwrap();
             let r = &ledger::revisions(conn).unwrap()["r1"];
             assert_eq!(r.state, state, "{}", db.name);
             assert_eq!(r.how, how, "{}", db.name);
@@ -363,5 +363,394 @@ fn typed_revision_states_keep_the_stored_format() {
             assert_eq!(r.failed_step.as_deref(), step, "{}", db.name);
             assert_eq!(r.error.as_deref(), error, "{}", db.name);
         }
+    }
+}
+
+#[test]
+fn a_revisions_records_are_written_by_the_operation_named_for_them() {
+    use crate::ledger::{Actor, How, RevisionKey, RevisionState};
+    use crate::revision_sources::{RevisionSources, SourceFile, SourceKind};
+    let key = RevisionKey {
+        revision: "r1",
+        tree: "t",
+        version: "1",
+        checksum: "c1",
+    };
+    let actor = Actor {
+        host: "h".into(),
+        username: "u".into(),
+        pid: 42,
+    };
+    let sources = RevisionSources {
+        files: vec![SourceFile {
+            label: "root/r1.rhai".into(),
+            path: "r1.rhai".into(),
+            kind: SourceKind::Revision,
+            checksum: "c1".into(),
+            text: Some("fn upgrade(db) {}".into()),
+        }],
+    };
+    let run = Run {
+        started_ms: 1_000,
+        finished_ms: 3_500,
+        rows: 7,
+        note: Some("allow-changed"),
+    };
+    for mut db in databases() {
+        let conn = db.conn.as_mut();
+        with_transaction(conn, |c| mark_running(c, &key)).unwrap();
+        assert_eq!(
+            ledger::revisions(conn).unwrap()["r1"].state,
+            RevisionState::Running
+        );
+        StepTx::begin(&mut *conn, up("fill"), Begin::Plain)
+            .unwrap()
+            .commit(done(2))
+            .unwrap();
+
+        with_transaction(conn, |c| {
+            record_failed(
+                c,
+                &key,
+                &actor,
+                Direction::Upgrade,
+                Some("copy"),
+                "boom",
+                &run,
+            )
+        })
+        .unwrap();
+        let r = &ledger::revisions(conn).unwrap()["r1"];
+        assert_eq!(r.state, RevisionState::Failed, "{}", db.name);
+        assert_eq!(
+            (r.failed_step.as_deref(), r.error.as_deref()),
+            (Some("copy"), Some("boom")),
+            "{}",
+            db.name
+        );
+        let h = &ledger::history(conn, 1).unwrap()[0];
+        assert_eq!(
+            (h.direction.as_str(), h.outcome.as_str(), h.error.as_deref()),
+            ("upgrade", "failed", Some("boom")),
+            "{}",
+            db.name
+        );
+        assert_eq!(
+            (h.started_at, h.finished_at, h.duration_ms, h.rows),
+            (1, 3, 2_500, 7),
+            "{}",
+            db.name
+        );
+        assert_eq!(
+            (
+                h.note.as_deref(),
+                h.host.as_str(),
+                h.username.as_str(),
+                h.pid
+            ),
+            (Some("allow-changed"), "h", "u", 42),
+            "{}",
+            db.name
+        );
+        // A failed run keeps its committed steps for the rerun.
+        assert!(recorded_steps(conn, "r1", Direction::Upgrade)
+            .unwrap()
+            .done
+            .contains("fill"));
+
+        with_transaction(conn, |c| record_upgraded(c, &key, &actor, &sources, &run)).unwrap();
+        let r = &ledger::revisions(conn).unwrap()["r1"];
+        assert_eq!(
+            (r.state, r.how.as_str()),
+            (RevisionState::Applied, "upgrade")
+        );
+        assert_eq!(
+            r.deps_checksum,
+            Some(sources.deps_checksum()),
+            "{}",
+            db.name
+        );
+        let files = ledger::sources_with_text(conn, "r1").unwrap();
+        assert_eq!(files.len(), 1, "{}", db.name);
+        assert_eq!(files[0].text.as_deref(), Some("fn upgrade(db) {}"));
+        assert!(recorded_steps(conn, "r1", Direction::Upgrade)
+            .unwrap()
+            .done
+            .is_empty());
+        let h = &ledger::history(conn, 1).unwrap()[0];
+        assert_eq!(
+            (h.direction.as_str(), h.outcome.as_str()),
+            ("upgrade", "applied")
+        );
+
+        // A failed downgrade leaves the record applied; a completed one removes it.
+        with_transaction(conn, |c| {
+            record_failed(c, &key, &actor, Direction::Downgrade, None, "no", &run)
+        })
+        .unwrap();
+        assert_eq!(
+            ledger::revisions(conn).unwrap()["r1"].state,
+            RevisionState::Applied
+        );
+        let h = &ledger::history(conn, 1).unwrap()[0];
+        assert_eq!(
+            (h.direction.as_str(), h.outcome.as_str()),
+            ("downgrade", "failed")
+        );
+        with_transaction(conn, |c| record_downgraded(c, &key, &actor, &run)).unwrap();
+        assert!(!ledger::revisions(conn).unwrap().contains_key("r1"));
+        assert!(ledger::sources_with_text(conn, "r1").unwrap().is_empty());
+
+        // A stamp notes how; a reset forgets the named steps only.
+        with_transaction(conn, |c| {
+            record_stamp(c, &key, &actor, How::StampForce, 9_000)
+        })
+        .unwrap();
+        let r = &ledger::revisions(conn).unwrap()["r1"];
+        assert_eq!(
+            (r.state, r.how.as_str()),
+            (RevisionState::Applied, "stamp --force")
+        );
+        let h = &ledger::history(conn, 1).unwrap()[0];
+        assert_eq!(
+            (
+                h.direction.as_str(),
+                h.note.as_deref(),
+                h.duration_ms,
+                h.started_at
+            ),
+            ("stamp", Some("stamp --force"), 0, 9),
+            "{}",
+            db.name
+        );
+        for step in ["a", "b"] {
+            StepTx::begin(&mut *conn, up(step), Begin::Plain)
+                .unwrap()
+                .commit(done(0))
+                .unwrap();
+        }
+        with_transaction(conn, |c| {
+            record_reset(c, &key, &actor, &["a".to_string()], 9_000, "reset: a")
+        })
+        .unwrap();
+        let left = recorded_steps(conn, "r1", Direction::Upgrade).unwrap().done;
+        assert_eq!(left.into_iter().collect::<Vec<_>>(), ["b"], "{}", db.name);
+        let h = &ledger::history(conn, 1).unwrap()[0];
+        assert_eq!(
+            (h.direction.as_str(), h.note.as_deref()),
+            ("reset", Some("reset: a"))
+        );
+
+        with_transaction(conn, |c| record_lock_holder(c, &actor, 77)).unwrap();
+        let holder = ledger::lock_holder(conn).unwrap().expect("a holder");
+        assert_eq!(
+            (holder.host.as_str(), holder.pid, holder.since),
+            ("h", 42, 77)
+        );
+        with_transaction(conn, clear_lock_holder).unwrap();
+        assert_eq!(ledger::lock_holder(conn).unwrap(), None, "{}", db.name);
+    }
+}
+
+#[test]
+fn ledger_operations_roll_back_with_the_callers_transaction() {
+    use crate::ledger::{Actor, How, RevisionKey};
+    use crate::revision_sources::RevisionSources;
+    let key = RevisionKey {
+        revision: "r1",
+        tree: "t",
+        version: "1",
+        checksum: "c1",
+    };
+    let other = RevisionKey {
+        revision: "r2",
+        ..key
+    };
+    let actor = Actor {
+        host: "h".into(),
+        username: "u".into(),
+        pid: 42,
+    };
+    let run = Run::instant(5_000, None);
+    for mut db in databases() {
+        let conn = db.conn.as_mut();
+        // Ferry's other transactions: the caller fails after its records were written.
+        let failed: Result<(), crate::backend::DbError> = with_transaction(conn, |c| {
+            c.execute("INSERT INTO t (id, n) VALUES (1, 1)", &[])?;
+            mark_running(c, &key)?;
+            record_stamp(c, &other, &actor, How::Adopt, 5_000)?;
+            record_lock_holder(c, &actor, 5)?;
+            Err(crate::backend::DbError::other(
+                "the caller fails afterwards",
+            ))
+        });
+        assert!(failed.is_err(), "{}", db.name);
+        assert!(!conn.in_transaction(), "{}", db.name);
+        assert_eq!(count(conn, "SELECT COUNT(*) FROM t"), 0, "{}", db.name);
+        assert!(ledger::revisions(conn).unwrap().is_empty(), "{}", db.name);
+        assert!(ledger::history(conn, 0).unwrap().is_empty(), "{}", db.name);
+        assert_eq!(ledger::lock_holder(conn).unwrap(), None, "{}", db.name);
+
+        // A revision's own transaction (a dry run keeps it open to the end): its step
+        // and its completion record go with the rollback, as do those of a failure.
+        conn.begin().unwrap();
+        mark_running(conn, &key).unwrap();
+        let mut tx = StepTx::begin(&mut *conn, up("fill"), Begin::Plain).unwrap();
+        tx.run(|c| c.execute("INSERT INTO t (id, n) VALUES (1, 1)", &[]))
+            .unwrap();
+        tx.commit(done(1)).unwrap();
+        record_upgraded(conn, &key, &actor, &RevisionSources { files: vec![] }, &run).unwrap();
+        record_failed(conn, &other, &actor, Direction::Upgrade, None, "boom", &run).unwrap();
+        assert_eq!(ledger::revisions(conn).unwrap().len(), 2, "{}", db.name);
+        conn.rollback().unwrap();
+        assert_eq!(count(conn, "SELECT COUNT(*) FROM t"), 0, "{}", db.name);
+        assert!(ledger::revisions(conn).unwrap().is_empty(), "{}", db.name);
+        assert!(ledger::steps(conn, "r1").unwrap().is_empty(), "{}", db.name);
+        assert!(ledger::history(conn, 0).unwrap().is_empty(), "{}", db.name);
+    }
+}
+
+#[test]
+fn accepting_and_moving_trees_write_what_they_say() {
+    use crate::ledger::{Actor, RevisionKey};
+    use crate::revision_sources::{RevisionSources, SourceFile, SourceKind};
+    let actor = Actor {
+        host: "h".into(),
+        username: "u".into(),
+        pid: 42,
+    };
+    let file = |label: &str, kind, checksum: &str| SourceFile {
+        label: label.into(),
+        path: label.into(),
+        kind,
+        checksum: checksum.into(),
+        text: Some(format!("// {checksum}")),
+    };
+    let moving = RevisionKey {
+        revision: "r1",
+        tree: "t",
+        version: "1",
+        checksum: "c1",
+    };
+    let staying = RevisionKey {
+        revision: "s1",
+        tree: "s",
+        version: "1",
+        checksum: "d1",
+    };
+    let ran = RevisionSources {
+        files: vec![
+            file("root/r1.rhai", SourceKind::Revision, "c1"),
+            file("root/lib/m.rhai", SourceKind::Module, "m1"),
+        ],
+    };
+    let run = Run::instant(1_000, None);
+    // Two fresh databases per backend: the trees' ledger and the one they move to.
+    for (mut from, mut to) in databases().into_iter().zip(databases()) {
+        let name = from.name;
+        let conn = from.conn.as_mut();
+        with_transaction(conn, |c| {
+            record_upgraded(c, &moving, &actor, &ran, &run)?;
+            record_upgraded(
+                c,
+                &staying,
+                &actor,
+                &RevisionSources { files: vec![] },
+                &run,
+            )
+        })
+        .unwrap();
+
+        // `ferry accept`: the file and the module were edited since they ran.
+        let edited = RevisionKey {
+            checksum: "c2",
+            ..moving
+        };
+        let now = RevisionSources {
+            files: vec![
+                file("root/r1.rhai", SourceKind::Revision, "c2"),
+                file("root/lib/m.rhai", SourceKind::Module, "m2"),
+            ],
+        };
+        with_transaction(conn, |c| {
+            record_acceptance(c, &edited, &actor, &now, 2_000, "accepted: typo")
+        })
+        .unwrap();
+        let r = &ledger::revisions(conn).unwrap()["r1"];
+        assert_eq!(r.checksum, "c2", "{name}");
+        assert_eq!(r.deps_checksum, Some(now.deps_checksum()), "{name}");
+        assert_ne!(now.deps_checksum(), ran.deps_checksum());
+        let files = ledger::sources_with_text(conn, "r1").unwrap();
+        let checksums: Vec<_> = files.iter().map(|f| f.checksum.as_str()).collect();
+        assert_eq!(checksums.len(), 2, "{name}: {files:?}");
+        assert!(
+            checksums.contains(&"m2") && !checksums.contains(&"m1"),
+            "{name}"
+        );
+        let h = &ledger::history(conn, 1).unwrap()[0];
+        assert_eq!(
+            (h.direction.as_str(), h.note.as_deref(), h.checksum.as_str()),
+            ("accept", Some("accepted: typo"), "c2"),
+            "{name}"
+        );
+
+        // `ferry move-trees` tree t: copied as it is, noted, then forgotten here.
+        let records: Vec<_> = ledger::revisions(conn)
+            .unwrap()
+            .into_values()
+            .filter(|r| r.tree == "t")
+            .collect();
+        let sources: Vec<_> = records
+            .iter()
+            .map(|r| ledger::sources_with_text(conn, &r.revision).unwrap())
+            .collect();
+        let mut history: Vec<_> = ledger::history(conn, 0)
+            .unwrap()
+            .into_iter()
+            .filter(|h| h.tree == "t")
+            .collect();
+        history.reverse();
+        StepTx::begin(&mut *conn, up("left-over"), Begin::Plain)
+            .unwrap()
+            .commit(done(0))
+            .unwrap();
+        let target = to.conn.as_mut();
+        with_transaction(target, |c| {
+            copy_tree_records(c, &records, &sources, &history)?;
+            record_move(c, &edited, &actor, 3_000, "moved from database a")
+        })
+        .unwrap();
+        with_transaction(conn, |c| forget_tree(c, "t")).unwrap();
+
+        assert_eq!(
+            ledger::revisions(target).unwrap()["r1"],
+            records[0],
+            "{name}"
+        );
+        assert_eq!(ledger::sources_with_text(target, "r1").unwrap(), sources[0]);
+        let copied = ledger::history(target, 0).unwrap();
+        let (moved, before) = copied.split_first().expect("a move row");
+        assert_eq!(
+            (moved.direction.as_str(), moved.note.as_deref()),
+            ("move", Some("moved from database a")),
+            "{name}"
+        );
+        let strip =
+            |h: &crate::ledger::HistoryEntry| crate::ledger::HistoryEntry { id: 0, ..h.clone() };
+        let before: Vec<_> = before.iter().rev().map(strip).collect();
+        assert_eq!(
+            before,
+            history.iter().map(strip).collect::<Vec<_>>(),
+            "{name}"
+        );
+
+        let left = ledger::revisions(conn).unwrap();
+        assert_eq!(left.keys().collect::<Vec<_>>(), ["s1"], "{name}");
+        assert!(ledger::sources_with_text(conn, "r1").unwrap().is_empty());
+        assert!(ledger::steps(conn, "r1").unwrap().is_empty(), "{name}");
+        let kept = ledger::history(conn, 0).unwrap();
+        assert!(kept.iter().all(|h| h.tree == "s"), "{name}: {kept:?}");
+        assert_eq!(kept.len(), 1, "{name}");
+        drop(to);
     }
 }

@@ -100,7 +100,6 @@ impl<C: Connected> StepTx<C> {
         })
     }
 
-
     /// Runs `f` on the connection inside the transaction (the step's work, when the
     /// caller does not reach the connection otherwise).
     pub fn run<T>(
@@ -166,11 +165,7 @@ impl<C: Connected> Drop for StepTx<C> {
         if self.open && self.owned {
             // Unreachable only while the session is lent out: its owner then rolls
             // back what is open when the revision fails.
-            self.conn.with_connection(|c| {
-                if c.in_transaction() {
-                    let _ = c.rollback();
-                }
-            });
+            self.conn.with_connection(roll_back_open);
         }
     }
 }
@@ -184,9 +179,18 @@ struct Open<'a, 'b> {
 
 impl Drop for Open<'_, '_> {
     fn drop(&mut self) {
-        if !self.committed && self.conn.in_transaction() {
-            let _ = self.conn.rollback();
+        if !self.committed {
+            roll_back_open(self.conn);
         }
+    }
+}
+
+/// Rolls back the transaction open on `conn`, if any, ignoring a failure (the
+/// connection may be gone, and then so is the transaction): what a transaction that
+/// did not commit leaves behind, and what a run abandons when it stops.
+pub fn roll_back_open(conn: &mut dyn Connection) {
+    if conn.in_transaction() {
+        let _ = conn.rollback();
     }
 }
 

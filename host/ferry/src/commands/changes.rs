@@ -6,7 +6,7 @@
 
 use super::status::Ledgers;
 use super::{Error, Migrator, Project};
-use crate::checkpoint::with_transaction;
+use crate::checkpoint::{self, with_transaction};
 use crate::ledger::{self, Actor, RevisionKey, RevisionRecord, RevisionState, SourceRecord};
 use crate::metadata::RevisionMeta;
 use crate::revision_sources::{self, RevisionSources, SourceKind};
@@ -270,21 +270,8 @@ impl Migrator {
                 }
             );
             let now = ledger::now_ms();
-            let written = with_transaction(conn, |conn| -> Result<(), crate::backend::DbError> {
-                ledger::write::set_checksum(conn, &m.id, &m.checksum)?;
-                ledger::write::set_sources(conn, &m.id, &sources)?;
-                ledger::write::add_history(
-                    conn,
-                    &key,
-                    &actor,
-                    "accept",
-                    now,
-                    now,
-                    0,
-                    "applied",
-                    None,
-                    Some(&note),
-                )
+            let written = with_transaction(conn, |conn| {
+                checkpoint::record_acceptance(conn, &key, &actor, &sources, now, &note)
             });
             written?;
             Ok(AcceptReport {

@@ -10,7 +10,7 @@
 use super::status::Ledgers;
 use super::{Error, Migrator};
 use crate::backend::Connection;
-use crate::checkpoint::with_transaction;
+use crate::checkpoint::{self, with_transaction};
 use crate::ledger::{self, Actor, RevisionKey, RevisionState};
 use std::collections::BTreeSet;
 
@@ -153,13 +153,7 @@ impl Migrator {
                 ledger::ensure(target)?;
                 let copied =
                     with_transaction(target, |target| -> Result<(), crate::backend::DbError> {
-                        for (r, files) in records.iter().zip(&sources) {
-                            ledger::write::copy_revision(target, r)?;
-                            ledger::write::copy_sources(target, &r.revision, files)?;
-                        }
-                        for h in &history {
-                            ledger::write::copy_history(target, h)?;
-                        }
+                        checkpoint::copy_tree_records(target, &records, &sources, &history)?;
                         let note = format!("moved from database {}", dbs.list()[from].name);
                         let now = ledger::now_ms();
                         let applied = ledgers.applied();
@@ -175,18 +169,7 @@ impl Migrator {
                                     version: &m.version,
                                     checksum: &m.checksum,
                                 };
-                                ledger::write::add_history(
-                                    target,
-                                    &key,
-                                    &actor,
-                                    "move",
-                                    now,
-                                    now,
-                                    0,
-                                    "applied",
-                                    None,
-                                    Some(&note),
-                                )?;
+                                checkpoint::record_move(target, &key, &actor, now, &note)?;
                             }
                         }
                         Ok(())
@@ -197,7 +180,7 @@ impl Migrator {
             let forgot = with_transaction(source, |source| {
                 trees
                     .iter()
-                    .try_for_each(|t| ledger::write::forget_tree(source, t))
+                    .try_for_each(|t| checkpoint::forget_tree(source, t))
             });
             forgot?;
             Ok(MoveReport {

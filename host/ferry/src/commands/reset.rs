@@ -3,9 +3,8 @@
 
 use super::status::Ledgers;
 use super::{Error, Migrator};
-use crate::checkpoint::{self, with_transaction, StepKey};
+use crate::checkpoint::{self, with_transaction};
 use crate::ledger::{self, Actor, RevisionKey, RevisionState};
-use crate::plan::Direction;
 use crate::target;
 
 /// What `reset` forgot.
@@ -80,22 +79,8 @@ impl Migrator {
                 checksum: &meta.checksum,
             };
             let note = format!("reset: forgot step(s) {}", forgotten.join(", "));
-            let written = with_transaction(conn, |conn| -> Result<(), crate::backend::DbError> {
-                for s in &forgotten {
-                    checkpoint::forget_step(conn, &StepKey::new(&id, Direction::Upgrade, s))?;
-                }
-                ledger::write::add_history(
-                    conn,
-                    &key,
-                    &Actor::current(),
-                    "reset",
-                    now,
-                    now,
-                    0,
-                    "applied",
-                    None,
-                    Some(&note),
-                )
+            let written = with_transaction(conn, |conn| {
+                checkpoint::record_reset(conn, &key, &Actor::current(), &forgotten, now, &note)
             });
             written?;
             Ok(ResetReport {

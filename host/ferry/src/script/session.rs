@@ -3,8 +3,9 @@
 //! `throw`, so the operator learns whether the script or the database failed).
 
 use crate::backend::{Connection, DbError};
-use crate::checkpoint::{Connected, Misuse, StepBook, StepKey};
+use crate::checkpoint::{roll_back_open, Connected, Misuse, StepBook, StepKey};
 use crate::ledger::{Actor, RevisionKey};
+use crate::metadata::RevisionMeta;
 use crate::observer::{Event, Observer};
 use crate::plan::Direction;
 use std::cell::RefCell;
@@ -27,19 +28,34 @@ pub enum Mode {
 /// The revision a session is running.
 #[derive(Debug, Clone)]
 pub struct RevisionCtx {
-    pub id: String,
-    pub tree: String,
-    pub version: String,
-    pub checksum: String,
-    // Read by the tests (through the `internals` feature), not by the library.
-    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
-    pub file: String,
-    pub direction: Direction,
+    pub(in crate::script) id: String,
+    tree: String,
+    version: String,
+    checksum: String,
+    pub(in crate::script) direction: Direction,
     /// The hooks the revision declares (`HOOKS`); calling another is an error.
-    pub hooks: Vec<String>,
+    pub(in crate::script) hooks: Vec<String>,
 }
 
 impl RevisionCtx {
+    /// Revision `rev` run in `direction`.
+    pub fn new(rev: &RevisionMeta, direction: Direction) -> RevisionCtx {
+        RevisionCtx {
+            id: rev.id.clone(),
+            tree: rev.tree.clone(),
+            version: rev.version.clone(),
+            checksum: rev.checksum.clone(),
+            direction,
+            hooks: rev.hooks.clone(),
+        }
+    }
+
+    /// The revision's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What the ledger records the revision under.
     pub fn key(&self) -> RevisionKey<'_> {
         RevisionKey {
             revision: &self.id,
@@ -64,33 +80,36 @@ pub struct StatementRecord {
 }
 
 /// Everything a script run shares with the host.
+///
+/// Its fields belong to the script module; the runner and the probes set a session up
+/// and read what a revision did through the methods below.
 pub struct Session {
     conn: Box<dyn Connection>,
-    pub mode: Mode,
-    pub revision: Option<RevisionCtx>,
+    pub(in crate::script) mode: Mode,
+    pub(in crate::script) revision: Option<RevisionCtx>,
     /// The revision's steps (see [`crate::checkpoint`]).
-    pub steps: StepBook,
-    pub actor: Actor,
-    pub observer: Rc<dyn Observer>,
+    pub(in crate::script) steps: StepBook,
+    pub(in crate::script) actor: Actor,
+    pub(in crate::script) observer: Rc<dyn Observer>,
     /// Configuration from the repository file and the command line (already layered).
-    pub config: BTreeMap<String, toml::Value>,
+    pub(in crate::script) config: BTreeMap<String, toml::Value>,
     /// The running revision's tree defaults (its `DEFAULTS` constant), below `config`.
-    pub defaults: BTreeMap<String, rhai::Dynamic>,
+    pub(in crate::script) defaults: BTreeMap<String, rhai::Dynamic>,
     /// The first host failure of the current call into the script, if any.
-    pub host_error: Option<DbError>,
+    pub(in crate::script) host_error: Option<DbError>,
     /// A database error happened inside the open transaction. PostgreSQL refuses
     /// everything after one; Ferry makes both backends behave alike: nothing more runs
     /// in that transaction, and the step (or revision) fails even if the script caught
     /// the error.
-    pub poisoned: bool,
-    pub statements: Vec<StatementRecord>,
+    pub(in crate::script) poisoned: bool,
+    pub(in crate::script) statements: Vec<StatementRecord>,
     /// Rows touched by the current revision.
-    pub rows: u64,
+    pub(in crate::script) rows: u64,
     /// Bytes of print/debug/log output left to this run (`limits.max_output_bytes`).
-    pub output_left: std::cell::Cell<u64>,
+    pub(in crate::script) output_left: std::cell::Cell<u64>,
     /// The running revision's statement timeout, which a step with a `timeout_seconds`
     /// of its own puts back when it ends.
-    pub statement_timeout: Option<std::time::Duration>,
+    pub(in crate::script) statement_timeout: Option<std::time::Duration>,
 }
 
 /// The shared handle: scripts hold it as `db`, the host keeps a clone.
@@ -116,8 +135,87 @@ impl Session {
         }
     }
 
+    /// The session carrying out statements as `mode` says (instead of [`Mode::Apply`]).
+    pub fn in_mode(mut self, mode: Mode) -> Session {
+        self.mode = mode;
+        self
+    }
+
+    /// The session with the layered configuration `config` (scripts read it through
+    /// `config::get`).
+    pub fn with_config(mut self, config: BTreeMap<String, toml::Value>) -> Session {
+        self.config = config;
+        self
+    }
+
     pub fn conn(&mut self) -> &mut dyn Connection {
         self.conn.as_mut()
+    }
+
+    /// How statements are carried out.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Who is running Ferry.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// Sets the running revision's statement timeout on the connection, and keeps it to
+    /// put back after a step with a timeout of its own.
+    pub fn set_statement_timeout(
+        &mut self,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), DbError> {
+        self.conn.set_statement_timeout(timeout)?;
+        self.statement_timeout = timeout;
+        Ok(())
+    }
+
+    /// Starts running `revision`'s `fn preflight` (no step is done before it).
+    pub fn start_preflight(&mut self, revision: RevisionCtx) {
+        self.steps = StepBook::default();
+        self.revision = Some(revision);
+    }
+
+    /// Starts running `revision`, whose steps the ledger records as `steps` and whose
+    /// tree defaults are `defaults`; its row count starts at zero.
+    pub fn start_revision(
+        &mut self,
+        revision: RevisionCtx,
+        steps: StepBook,
+        defaults: BTreeMap<String, rhai::Dynamic>,
+    ) {
+        self.steps = steps;
+        self.defaults = defaults;
+        self.rows = 0;
+        self.revision = Some(revision);
+    }
+
+    /// No revision runs any more.
+    pub fn end_revision(&mut self) {
+        self.revision = None;
+    }
+
+    /// Rows touched by the running revision's statements.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The steps the running revision completed in this run, taken out of its book.
+    pub fn take_steps_run(&mut self) -> Vec<String> {
+        self.steps.take_completed()
+    }
+
+    /// The steps of the running revision that an earlier run completed.
+    pub fn steps_done_before(&self) -> Vec<String> {
+        self.steps.done_before().cloned().collect()
+    }
+
+    /// The statements a dry run (or a scratch run) carried out so far, taken out.
+    pub fn take_statements(&mut self) -> Vec<StatementRecord> {
+        std::mem::take(&mut self.statements)
     }
 
     /// Gives the connection back to the host.
@@ -233,12 +331,9 @@ impl Session {
         self.conn.begin_rehearsal()
     }
 
-
     /// Rolls back whatever is open.
     pub fn abort_transaction(&mut self) {
-        if self.conn.in_transaction() {
-            let _ = self.conn.rollback();
-        }
+        roll_back_open(self.conn.as_mut());
         self.poisoned = false;
     }
 }
