@@ -197,20 +197,20 @@ impl ScriptFile {
 
 /// Every `import "name"` of `ast` with a literal name, in file order.
 fn imports_of(ast: &AST) -> Vec<Import> {
-        let mut out = Vec::new();
-        ast.walk(&mut |path: &[ASTNode]| {
-            if let Some(ASTNode::Stmt(Stmt::Import(x, pos))) = path.last() {
-                if let Expr::StringConstant(name, _) = &x.0 {
-                    out.push(Import {
-                        name: name.to_string(),
-                        pos: to_position(*pos),
-                    });
-                }
+    let mut out = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Stmt(Stmt::Import(x, pos))) = path.last() {
+            if let Expr::StringConstant(name, _) = &x.0 {
+                out.push(Import {
+                    name: name.to_string(),
+                    pos: to_position(*pos),
+                });
             }
-            true
-        });
-        out.sort_by_key(|i| (i.pos.line, i.pos.column));
-        out
+        }
+        true
+    });
+    out.sort_by_key(|i| (i.pos.line, i.pos.column));
+    out
 }
 
 /// The engine that reads scripts without running them (headers, probes' `TREE`, imports,
@@ -472,13 +472,18 @@ mod tests {
         write(&root.join("t/a.rhai"), text);
         let files = 3;
         let before = parses_on_this_thread();
-        let found =
-            crate::discovery::discover_with(std::slice::from_ref(&root), crate::discovery::Trees::Drop)
-                .expect("discovered");
+        let found = crate::discovery::discover_with(
+            std::slice::from_ref(&root),
+            crate::discovery::Trees::Drop,
+        )
+        .expect("discovered");
         assert_eq!(parses_on_this_thread() - before, files);
         let rev = &found.revisions[0];
         assert!(!rev.script.has_tree() && !found.hooks[0].script.has_tree());
-        assert!(rev.has_upgrade, "the metadata was read from the tree before it was dropped");
+        assert!(
+            rev.has_upgrade,
+            "the metadata was read from the tree before it was dropped"
+        );
         assert_eq!(rev.script.checksum(), checksum(text.as_bytes()));
         let hooks = crate::script::hooks::HookSet::new(&found.hooks);
         let sources = crate::revision_sources::of_revision(rev, &hooks);
@@ -493,7 +498,10 @@ mod tests {
         assert_eq!(copy.declared_steps(), ["s"]);
         assert_eq!(rev.script.declared_steps(), ["s"]);
         assert!(rev.script.has_tree());
-        assert_eq!(rev.script.ast().source(), Some(rev.path.to_string_lossy().as_ref()));
+        assert_eq!(
+            rev.script.ast().source(),
+            Some(rev.path.to_string_lossy().as_ref())
+        );
         assert_eq!(parses_on_this_thread() - before, files + 1);
     }
 

@@ -34,11 +34,11 @@
 mod drawing;
 
 pub use crate::builder::Builder;
+#[cfg(any(test, feature = "internals"))]
+pub use crate::commands::changes::changed_scripts;
 pub use crate::commands::changes::{
     changed_hint, AcceptReport, ChangedScript, FileChange, SourceDiff,
 };
-#[cfg(any(test, feature = "internals"))]
-pub use crate::commands::changes::changed_scripts;
 pub use crate::commands::move_trees::MoveReport;
 pub use crate::commands::project::Project;
 pub use crate::commands::reports::{HookProvider, HookUse, PlanEntry, PlanReport, RevisionInfo};

@@ -28,8 +28,9 @@
 //! converts them as it does a bound value.
 
 use crate::backend::{
-    replace_placeholders, ColumnInfo, Connection, DbError, Dialect, ForeignKeyInfo, IndexInfo, KeyGenerator,
-    KeyInfo, LockAttempt, LockState, LockHolder, RowCallback, RowDeriver, Rows, SchemaChange, Value,
+    replace_placeholders, ColumnInfo, Connection, DbError, Dialect, ForeignKeyInfo, IndexInfo,
+    KeyGenerator, KeyInfo, LockAttempt, LockHolder, LockState, RowCallback, RowDeriver, Rows,
+    SchemaChange, Value,
 };
 use crate::backend::{Bulk, Ddl, Introspect, Locking, Sql, Streaming};
 use std::cell::RefCell;

@@ -10,8 +10,7 @@ use super::postgres::PgConnection;
 use super::sqlite::SqliteConnection;
 use super::{
     ColumnInfo, Connection, DbError, Dialect, ForeignKeyInfo, IndexInfo, KeyGenerator, KeyInfo,
-    LockAttempt, LockState,
-    LockHolder, RowCallback, Rows, SchemaChange, Value,
+    LockAttempt, LockHolder, LockState, RowCallback, Rows, SchemaChange, Value,
 };
 use crate::backend::{Bulk, Ddl, Introspect, Locking, Sql, Streaming};
 use std::cell::RefCell;

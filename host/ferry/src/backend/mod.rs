@@ -18,9 +18,9 @@ mod url;
 
 pub use database::{database, Database, PgPool, ScratchCopy};
 pub use error::{DbError, DbErrorKind};
-pub use lent::LentConnection;
 #[cfg(any(test, feature = "internals"))]
 pub use lent::Lent;
+pub use lent::LentConnection;
 pub use placeholders::{replace_placeholders, rewrite_placeholders};
 pub use schema_change::{
     ColumnDef, ColumnRewrite, ForeignKeyDef, IndexDef, SchemaChange, TableDef, TableRewrite,
@@ -154,7 +154,10 @@ impl KeyGenerator {
     /// whatever it declares (a row id).
     #[cfg(any(test, feature = "internals"))]
     pub fn replaces_null(&self) -> bool {
-        matches!(self, KeyGenerator::RowId | KeyGenerator::Autoincrement { .. })
+        matches!(
+            self,
+            KeyGenerator::RowId | KeyGenerator::Autoincrement { .. }
+        )
     }
 }
 

@@ -33,7 +33,8 @@ use rusqlite::{ErrorCode, OpenFlags, ToSql};
 
 use super::{
     ColumnInfo, Connection, DbError, DbErrorKind, DbUrl, Dialect, ForeignKeyInfo, IndexInfo,
-    KeyGenerator, KeyInfo, LockAttempt, LockHolder, LockState, RowCallback, RowDeriver, Rows, SchemaChange, Value,
+    KeyGenerator, KeyInfo, LockAttempt, LockHolder, LockState, RowCallback, RowDeriver, Rows,
+    SchemaChange, Value,
 };
 
 #[cfg(any(test, feature = "internals"))]

@@ -240,6 +240,9 @@ mod tests {
         std::fs::remove_file(roots.join("alpha/002_label.rhai")).unwrap();
         migrator.reload_scripts().unwrap();
         assert_eq!(migrator.load().unwrap().graph.len(), 1);
-        assert_eq!(migrator.heads().unwrap(), [("alpha".to_string(), vec!["alpha-1".to_string()])]);
+        assert_eq!(
+            migrator.heads().unwrap(),
+            [("alpha".to_string(), vec!["alpha-1".to_string()])]
+        );
     }
 }

@@ -16,7 +16,13 @@ impl Migrator {
     fn ledgers(
         &self,
         dbs: &Databases,
-    ) -> Result<(Vec<Box<dyn crate::backend::Connection>>, super::status::Ledgers), Error> {
+    ) -> Result<
+        (
+            Vec<Box<dyn crate::backend::Connection>>,
+            super::status::Ledgers,
+        ),
+        Error,
+    > {
         let mut conns = self.connect_all(dbs)?;
         let ledgers = super::status::Ledgers::read(&mut conns)?;
         Ok((conns, ledgers))

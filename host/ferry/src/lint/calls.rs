@@ -360,7 +360,11 @@ mod tests {
                       }";
         assert_eq!(
             db_methods(script),
-            [("a".to_string(), 4), ("b".to_string(), 4), ("c".to_string(), 4)]
+            [
+                ("a".to_string(), 4),
+                ("b".to_string(), 4),
+                ("c".to_string(), 4)
+            ]
         );
     }
 

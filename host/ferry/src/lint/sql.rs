@@ -213,8 +213,8 @@ mod tests {
     #[test]
     fn literals_and_comments_hide_their_words() {
         // '' inside a literal closes and reopens it: neither half is read as names.
-        let t = tables_in("UPDATE t SET note = 'it''s FROM y' WHERE id IN (SELECT id FROM z)")
-            .unwrap();
+        let t =
+            tables_in("UPDATE t SET note = 'it''s FROM y' WHERE id IN (SELECT id FROM z)").unwrap();
         assert_eq!(t.touched, ["t", "z"]);
         // A literal left open runs to the end of the text.
         let t = tables_in("INSERT INTO a VALUES ('x FROM b)").unwrap();

@@ -10,7 +10,10 @@ impl Migrator {
     /// needs no database).
     pub fn graph_text(&self) -> Result<String, Error> {
         let project = self.load()?;
-        Ok(graph_text::draw(&project.graph, &self.applied_if_reachable()))
+        Ok(graph_text::draw(
+            &project.graph,
+            &self.applied_if_reachable(),
+        ))
     }
 
     /// The same drawing, one text per tree, keyed by the tree's name.

@@ -40,8 +40,8 @@ use tokio_postgres::{Client, Row, Statement};
 use super::url::mask_password;
 use super::{
     rewrite_placeholders, ColumnInfo, Connection, DbError, DbErrorKind, DbUrl, Dialect,
-    ForeignKeyInfo, IndexInfo, KeyGenerator, KeyInfo, LockAttempt, LockHolder, LockState, RowCallback, RowDeriver, Rows,
-    SchemaChange, ServerValue, Value,
+    ForeignKeyInfo, IndexInfo, KeyGenerator, KeyInfo, LockAttempt, LockHolder, LockState,
+    RowCallback, RowDeriver, Rows, SchemaChange, ServerValue, Value,
 };
 use connect::PgClient;
 use values::Param;
@@ -906,7 +906,8 @@ impl Bulk for PgConnection {
             .key_generators(table)?
             .into_iter()
             .find_map(|(c, generator)| match generator {
-                KeyGenerator::Identity { sequence } | KeyGenerator::Sequence { name: sequence, .. }
+                KeyGenerator::Identity { sequence }
+                | KeyGenerator::Sequence { name: sequence, .. }
                     if c == column =>
                 {
                     Some(sequence)
