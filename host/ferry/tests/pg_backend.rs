@@ -16,8 +16,8 @@ use common::fresh::{pg_base, schema_url, PgSchema};
 use ferry::backend::postgres::PgConnection;
 use ferry::backend::prelude::*;
 use ferry::backend::{
-    connect, ColumnDef, Connection, DbError, DbErrorKind, DbUrl, ForeignKeyDef, IndexDef,
-    KeyGenerator, LockAttempt, LockHolder, RowDeriver, SchemaChange, ServerValue, TableDef, Value,
+    connect, ColumnDef, Connection, DbErrorKind, DbUrl, ForeignKeyDef, IndexDef, KeyGenerator,
+    LockAttempt, LockHolder, SchemaChange, TableDef, Value,
 };
 
 /// A fresh schema on the test server (`common::fresh`'s), dropped with everything in it
@@ -211,102 +211,6 @@ fn bulk_insert_copies_rows() {
     assert_eq!(count.rows[0], vec![Value::Int(50_000), Value::Int(25_000)]);
     let mut bad = std::iter::once(vec![Value::Int(1)]);
     assert!(db.bulk_insert("d", &columns, &mut bad).is_err());
-}
-
-/// A deriver that copies the source's first column and adds a random UUID, counting the
-/// rows it is asked to derive on the host.
-struct CopyAndRandom {
-    derived: usize,
-}
-
-impl RowDeriver for CopyAndRandom {
-    fn columns(&mut self, _names: &[String]) -> Result<(), DbError> {
-        Ok(())
-    }
-
-    fn derive(&mut self, row: &[Value], out: &mut Vec<Value>) -> Result<(), DbError> {
-        self.derived += 1;
-        out.push(row[0].clone());
-        out.push(Value::Uuid(uuid::Uuid::new_v4()));
-        Ok(())
-    }
-
-    fn server_side(&self) -> Option<Vec<ServerValue>> {
-        Some(vec![ServerValue::Column(0), ServerValue::RandomUuid])
-    }
-}
-
-/// Copied columns and random UUIDs are made by the server in one `INSERT … SELECT`: no
-/// row is derived on the host, and every row still gets its own version-4 UUID. A
-/// copied column whose type differs from its target's goes through the host, which
-/// converts it as a bulk insert would.
-#[test]
-fn server_side_derivation_sends_no_rows_through_the_host() {
-    let s = scratch!("server_side_derivation_sends_no_rows_through_the_host");
-    let mut db = s.open();
-    db.execute_batch(
-        "CREATE TABLE src (id bigint PRIMARY KEY, keep boolean NOT NULL);
-         INSERT INTO src SELECT i, i % 3 <> 0 FROM generate_series(1, 3000) AS i;
-         CREATE TABLE map (old_id bigint PRIMARY KEY, new_id uuid NOT NULL UNIQUE);
-         CREATE TABLE map_text (old_id text PRIMARY KEY, new_id uuid NOT NULL UNIQUE);",
-    )
-    .unwrap();
-    let columns: Vec<String> = ["old_id", "new_id"].map(String::from).to_vec();
-    let source = "SELECT id FROM src WHERE keep = ? ORDER BY id";
-
-    let mut deriver = CopyAndRandom { derived: 0 };
-    db.begin().unwrap();
-    let inserted = db
-        .insert_derived(
-            source,
-            &[Value::Bool(true)],
-            "map",
-            &columns,
-            100,
-            &mut deriver,
-        )
-        .unwrap();
-    db.commit().unwrap();
-    assert_eq!(inserted, 2000);
-    assert_eq!(deriver.derived, 0, "every row was made by the server");
-    let made = db
-        .query(
-            "SELECT count(*), count(DISTINCT new_id), \
-                    count(*) FILTER (WHERE substr(new_id::text, 15, 1) = '4'), \
-                    count(*) FILTER (WHERE old_id % 3 = 0) FROM map",
-            &[],
-        )
-        .unwrap();
-    assert_eq!(
-        made.rows[0],
-        vec![
-            Value::Int(2000),
-            Value::Int(2000),
-            Value::Int(2000),
-            Value::Int(0)
-        ]
-    );
-
-    // bigint into text: the host writes each integer as its text, as a bulk insert does.
-    let mut deriver = CopyAndRandom { derived: 0 };
-    let inserted = db
-        .insert_derived(
-            source,
-            &[Value::Bool(false)],
-            "map_text",
-            &columns,
-            100,
-            &mut deriver,
-        )
-        .unwrap();
-    assert_eq!((inserted, deriver.derived), (1000, 1000));
-    let made = db
-        .query(
-            "SELECT count(DISTINCT new_id) FROM map_text WHERE old_id IN ('3', '2997')",
-            &[],
-        )
-        .unwrap();
-    assert_eq!(made.rows[0], vec![Value::Int(2)]);
 }
 
 /// A freshly loaded table has no planner statistics until autovacuum comes by;

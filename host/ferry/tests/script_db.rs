@@ -252,8 +252,8 @@ fn upgrade(db) {
     assert_eq!(rand.get_version_num(), 4);
 });
 
-// Only copied columns and random UUIDs: PostgreSQL makes the rows on the server
-// (`INSERT … SELECT gen_random_uuid()`), SQLite on the host; the result is the same.
+// Only copied columns and random UUIDs, the source's columns in another order than the
+// target's and a parameter in the query: each value lands in its column.
 both!(insert_derived_copies_and_random_uuids, |r| {
     rev(
         r,

@@ -226,26 +226,6 @@ pub trait RowDeriver {
     fn columns(&mut self, names: &[String]) -> Result<(), DbError>;
     /// Appends the values to insert for one query row to `out` (empty on entry).
     fn derive(&mut self, row: &[Value], out: &mut Vec<Value>) -> Result<(), DbError>;
-
-    /// The derivation as values the server can make itself, once [`RowDeriver::columns`]
-    /// has been called: `Some` when every value is a copied column or a random UUID, so
-    /// that a backend may run the insert as one `INSERT … SELECT` on the server instead
-    /// of streaming each row through the host. `None` (the default):
-    /// derive row by row. A deriver that must see every row (the offline SQL renderer
-    /// writes each one out) keeps the default.
-    fn server_side(&self) -> Option<Vec<ServerValue>> {
-        None
-    }
-}
-
-/// One value of a derived row that the server can make without the host
-/// ([`RowDeriver::server_side`]).
-#[derive(Debug, Clone, PartialEq)]
-pub enum ServerValue {
-    /// The source query's column at this position, as it is.
-    Column(usize),
-    /// A random (version 4) UUID per row.
-    RandomUuid,
 }
 
 /// One open connection to a repository database: what it is and how its session is set
@@ -383,8 +363,7 @@ pub trait Bulk {
     ///
     /// SQLite steps the query while it inserts through a cached prepared statement;
     /// PostgreSQL reads a cursor `chunk` rows at a time and sends each chunk with binary
-    /// `COPY`, or, when the deriver's values can all be made by the server
-    /// ([`RowDeriver::server_side`]), runs one `INSERT … SELECT` and sends no row at all.
+    /// `COPY`.
     fn insert_derived(
         &mut self,
         source: &str,

@@ -18,7 +18,7 @@
 use super::db::Db;
 use super::error::{host_failure, script_failure};
 use super::values::strings;
-use crate::backend::{DbError, RowDeriver, ServerValue, Value};
+use crate::backend::{DbError, RowDeriver, Value};
 use rhai::{Array, Dynamic, EvalAltResult, Map};
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
@@ -265,23 +265,6 @@ impl RowDeriver for Deriver {
         derive_row(&self.plan, row, &mut self.name, out);
         Ok(())
     }
-
-    fn server_side(&self) -> Option<Vec<ServerValue>> {
-        server_values(&self.plan)
-    }
-}
-
-/// `plan` as values the server makes itself, when it only copies columns and makes
-/// random UUIDs: a UUID v4 is as random from the server as from the host, whereas
-/// templates and UUID v5 follow rules only the host applies.
-pub(super) fn server_values(plan: &[Derivation]) -> Option<Vec<ServerValue>> {
-    plan.iter()
-        .map(|d| match d {
-            Derivation::Copy(i) => Some(ServerValue::Column(*i)),
-            Derivation::Uuid4 => Some(ServerValue::RandomUuid),
-            Derivation::Constant(_) | Derivation::Uuid5 { .. } | Derivation::Template(_) => None,
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -301,24 +284,5 @@ mod tests {
         assert_eq!(out, "run=HSC/raw/all,id=7");
         assert!(template("x={nope}", &cols).unwrap_err().contains("nope"));
         assert!(template("x={run", &cols).unwrap_err().contains("unclosed"));
-    }
-
-    #[test]
-    fn only_copies_and_random_uuids_are_left_to_the_server() {
-        let cols = vec!["id".to_string(), "run".to_string()];
-        let plan = [Derivation::Copy(0), Derivation::Uuid4];
-        assert_eq!(
-            server_values(&plan),
-            Some(vec![ServerValue::Column(0), ServerValue::RandomUuid])
-        );
-        let uuid5 = Derivation::Uuid5 {
-            namespace: uuid::Uuid::nil(),
-            name: template("run={run}", &cols).unwrap(),
-        };
-        assert_eq!(server_values(&[Derivation::Copy(0), uuid5]), None);
-        assert_eq!(
-            server_values(&[Derivation::Copy(0), Derivation::Constant(Value::Int(1))]),
-            None
-        );
     }
 }

@@ -41,7 +41,7 @@ use super::url::mask_password;
 use super::{
     rewrite_placeholders, ColumnInfo, Connection, DbError, DbErrorKind, DbUrl, Dialect,
     ForeignKeyInfo, IndexInfo, KeyGenerator, KeyInfo, LockAttempt, LockHolder, LockState,
-    RowCallback, RowDeriver, Rows, SchemaChange, ServerValue, Value,
+    RowCallback, RowDeriver, Rows, SchemaChange, Value,
 };
 use connect::PgClient;
 use values::Param;
@@ -69,8 +69,6 @@ pub struct PgConnection {
     timeout_set: bool,
     /// Whether the server knows `client_connection_check_interval` (PostgreSQL 14+).
     client_check: bool,
-    /// Whether the server makes random UUIDs itself (`gen_random_uuid`, PostgreSQL 13+).
-    random_uuids: bool,
     /// The session as Ferry set it up (see `session.rs`), checked before each commit.
     session: Option<String>,
     /// How this connection was made, for the pool of parallel steps (`None` for a
@@ -231,8 +229,7 @@ impl PgConnection {
         let connect_error = |message: String| DbError::connect(shown, message);
         let found = runtime
             .block_on(client.query_opt(
-                "SELECT current_user::text, has_schema_privilege(oid, 'USAGE'), \
-                        to_regproc('pg_catalog.gen_random_uuid') IS NOT NULL \
+                "SELECT current_user::text, has_schema_privilege(oid, 'USAGE') \
                  FROM pg_namespace WHERE nspname = $1",
                 &[&schema],
             ))
@@ -261,7 +258,6 @@ impl PgConnection {
         // gone: the server checks every second instead (PostgreSQL 14 and later; older
         // servers reject the setting, and keep the old behaviour).
         let client_check = runtime.block_on(client.batch_execute(CLIENT_CHECK)).is_ok();
-        let random_uuids = found.get::<_, bool>(2);
         let mut conn = PgConnection {
             client: Some(client),
             task,
@@ -274,7 +270,6 @@ impl PgConnection {
             lock_held: false,
             timeout_set: false,
             client_check,
-            random_uuids,
             session: None,
             settings: None,
             workers: None,
@@ -451,7 +446,13 @@ impl PgConnection {
             .map(|c| ddl::ident(c))
             .collect::<Vec<_>>()
             .join(", ");
-        let types = self.column_types(table, columns)?;
+        let probe = format!("SELECT {list} FROM {} LIMIT 0", ddl::ident(table));
+        let types: Vec<Type> = self
+            .statement(&probe)?
+            .columns()
+            .iter()
+            .map(|c| c.type_().clone())
+            .collect();
         let copy = format!("COPY {} ({list}) FROM STDIN BINARY", ddl::ident(table));
         let client = self
             .client
@@ -492,83 +493,8 @@ impl PgConnection {
         }
     }
 
-    /// The select list that makes `values` on the server from the columns of `source`
-    /// (aliased `ferry_derived`) for the columns of `table`, or `None` when the server
-    /// cannot make exactly what the host would: no `gen_random_uuid`, a copied column
-    /// whose name the source returns twice, or one whose type differs from its target
-    /// column's (the host converts such a value to the target's type itself, e.g. a text
-    /// UUID into a `uuid` column, where `INSERT … SELECT` has no cast to do it).
-    fn server_select(
-        &mut self,
-        source: &Statement,
-        table: &str,
-        columns: &[String],
-        values: &[ServerValue],
-    ) -> Result<Option<String>, DbError> {
-        let targets = self.column_types(table, columns)?;
-        let sources = source.columns();
-        let mut select = Vec::with_capacity(values.len());
-        for (value, target) in values.iter().zip(&targets) {
-            select.push(match value {
-                ServerValue::Column(i) => {
-                    let Some(column) = sources.get(*i) else {
-                        return Ok(None);
-                    };
-                    let name = column.name();
-                    if sources.iter().filter(|c| c.name() == name).count() > 1
-                        || column.type_() != target
-                    {
-                        return Ok(None);
-                    }
-                    format!("ferry_derived.{}", self.quote_ident(name))
-                }
-                ServerValue::RandomUuid if self.random_uuids && *target == Type::UUID => {
-                    "gen_random_uuid()".to_string()
-                }
-                ServerValue::RandomUuid => return Ok(None),
-            });
-        }
-        Ok((values.len() == targets.len()).then(|| select.join(", ")))
-    }
-
-    /// The types of `columns` of `table`, in their order.
-    fn column_types(&mut self, table: &str, columns: &[String]) -> Result<Vec<Type>, DbError> {
-        let list = columns
-            .iter()
-            .map(|c| ddl::ident(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let probe = format!("SELECT {list} FROM {} LIMIT 0", ddl::ident(table));
-        Ok(self
-            .statement(&probe)?
-            .columns()
-            .iter()
-            .map(|c| c.type_().clone())
-            .collect())
-    }
-
-    /// Inserts the rows `select` makes from each row of `source` with one
-    /// `INSERT … SELECT`: no row travels to the host and back.
-    fn insert_selected(
-        &mut self,
-        source: &str,
-        params: &[Value],
-        table: &str,
-        columns: &[String],
-        select: &str,
-    ) -> Result<u64, DbError> {
-        let targets: Vec<String> = columns.iter().map(|c| self.quote_ident(c)).collect();
-        let sql = format!(
-            "INSERT INTO {} ({}) SELECT {select} FROM ({source}) AS ferry_derived",
-            self.quote_ident(table),
-            targets.join(", ")
-        );
-        self.execute(&sql, params)
-    }
-
-    /// `insert_derived` inside a transaction: one `INSERT … SELECT` when the server can
-    /// make every value ([`RowDeriver::server_side`]); otherwise a cursor over `source`,
-    /// read `chunk` rows at a time, each chunk derived and sent with [`Self::copy_in`].
+    /// `insert_derived` inside a transaction: a cursor over `source`, read `chunk` rows at
+    /// a time; each chunk derived and sent with [`Self::copy_in`].
     fn insert_derived_chunks(
         &mut self,
         source: &str,
@@ -579,14 +505,8 @@ impl PgConnection {
         deriver: &mut dyn RowDeriver,
     ) -> Result<u64, DbError> {
         const CURSOR: &str = "ferry_derived_source";
-        let statement = self.bound_statement(source, params)?;
-        let names = Self::check_readable(&statement)?;
+        let names = Self::check_readable(&self.bound_statement(source, params)?)?;
         deriver.columns(&names)?;
-        if let Some(values) = deriver.server_side() {
-            if let Some(select) = self.server_select(&statement, table, columns, &values)? {
-                return self.insert_selected(source, params, table, columns, &select);
-            }
-        }
         let declare = format!("DECLARE {CURSOR} NO SCROLL CURSOR FOR {source}");
         // The planner would otherwise plan a cursor for its first 10 % of rows (nested
         // loops); all of them will be read, so plan for all of them.
