@@ -570,6 +570,32 @@ fn misplaced_and_moved_to_a_separate_database() {
             .unwrap()
             .rows[0][0]
             .clone();
+        // A downgrade of install-1 that stopped after a committed step (its record stays
+        // `applied`, its step under the downgrade's key, as the runner leaves it): the
+        // move would not carry that step, so it is refused until the downgrade finishes.
+        separate.main.execute(
+            "INSERT INTO ferry_steps (revision, step, done, cursor, batches, row_count, \
+             updated_at) VALUES ('install-1 (downgrade)', 'drop versions', 1, NULL, 0, 0, 0)",
+        );
+        let e = m
+            .move_trees(&["install".into()], &tables)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("install-1 has a downgrade that stopped part-way (1 step(s) recorded)")
+                && e.contains("nothing was moved"),
+            "{name} {e}"
+        );
+        assert!(
+            install
+                .conn()
+                .query("SELECT COUNT(*) FROM ferry_history", &[])
+                .map_or(true, |r| r.rows[0][0] == ferry::backend::Value::Int(0)),
+            "{name}: nothing recorded in the target"
+        );
+        separate
+            .main
+            .execute("DELETE FROM ferry_steps WHERE revision = 'install-1 (downgrade)'");
         let r = m.move_trees(&["install".into()], &tables).unwrap();
         assert_eq!(r.revisions, ["install-1"], "{name}");
         assert_eq!(r.from, "main");

@@ -12,6 +12,7 @@ use super::{Error, Migrator};
 use crate::backend::Connection;
 use crate::checkpoint::{self, with_transaction};
 use crate::ledger::{self, Actor, RevisionKey, RevisionState};
+use crate::plan::Direction;
 use std::collections::BTreeSet;
 
 /// What `move_trees` did.
@@ -100,6 +101,24 @@ impl Migrator {
                     r.revision,
                     r.state.as_str()
                 ));
+            }
+            // A downgrade that stopped part-way leaves its revision `applied` with its
+            // committed steps recorded under the downgrade's own key, which the move does
+            // not copy: in the new database a rerun would repeat those steps.
+            for r in &records {
+                let steps = ledger::steps(
+                    conns[from].as_mut(),
+                    &checkpoint::ledger_owner(&r.revision, Direction::Downgrade),
+                )?;
+                if !steps.is_empty() {
+                    return refuse(format!(
+                        "revision {} has a downgrade that stopped part-way ({} step(s) \
+                         recorded): finish it (`ferry downgrade` resumes it) before \
+                         moving its tree",
+                        r.revision,
+                        steps.len()
+                    ));
+                }
             }
             let already: Vec<_> = ledgers.records[to]
                 .values()
