@@ -30,7 +30,7 @@
 use crate::backend::{
     replace_placeholders, ColumnInfo, Connection, DbError, Dialect, ForeignKeyInfo, IndexInfo,
     KeyGenerator, KeyInfo, LockAttempt, LockHolder, LockState, RowCallback, RowDeriver, Rows,
-    SchemaChange, Value,
+    SchemaChange, SqlSyntax, Value,
 };
 use crate::backend::{Bulk, Ddl, Introspect, Locking, Sql, Streaming};
 use std::cell::RefCell;
@@ -326,6 +326,10 @@ impl RowDeriver for Keeping<'_> {
 impl Connection for Recording {
     fn dialect(&self) -> Dialect {
         self.inner.dialect()
+    }
+
+    fn sql_syntax(&self) -> &'static SqlSyntax {
+        self.inner.sql_syntax()
     }
 
     fn namespace(&self) -> Option<&str> {

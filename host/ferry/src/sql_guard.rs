@@ -9,11 +9,13 @@
 //! SQL text a script hands over (`db.execute`, `db.query…`, `db.each`,
 //! `db.insert_derived`'s source).
 //!
-//! The guard reads SQL the way the database does: comments (nested on PostgreSQL),
+//! The guard reads SQL the way the database does: comments (nested where they nest),
 //! quoted strings and identifiers, dollar quoting, and several statements in one text.
-//! What it cannot read safely (an unterminated string or comment, Unicode-escaped
-//! `U&` names, a NUL byte) is refused. It is a static check: PL/pgSQL that builds SQL
-//! at run time (`EXECUTE 'COM' || 'MIT'`) can evade it, which is why the backends also
+//! Where databases differ in these, it follows the connection's
+//! [`SqlSyntax`](crate::backend::SqlSyntax), which each backend declares. What it cannot
+//! read safely (an unterminated string or comment, Unicode-escaped `U&` names, a NUL
+//! byte) is refused. It is a static check: PL/pgSQL that builds SQL at run time
+//! (`EXECUTE 'COM' || 'MIT'`) can evade it, which is why the backends also
 //! contain what gets through (SQLite's authorizer, PostgreSQL's checks of the session
 //! and the lock before every commit) and why migrations should run as a role that is
 //! not a superuser (docs/OPERATIONS.md).
@@ -26,7 +28,7 @@
 //! where a statement starts, and the rules then only need each statement's leading
 //! words, its function calls and the names it touches.
 
-use crate::backend::{ColumnDef, Dialect, SchemaChange, TableRewrite};
+use crate::backend::{ColumnDef, SchemaChange, SqlSyntax, TableRewrite};
 
 /// SQLite pragmas a script may send: they only read. Those marked `true` take an
 /// argument in parentheses (`PRAGMA table_info(t)`); the others must be sent without
@@ -58,22 +60,6 @@ pub const READ_ONLY_PRAGMAS: &[(&str, bool)] = &[
     ("schema_version", false),
     ("user_version", false),
     ("application_id", false),
-];
-
-/// PostgreSQL settings a script may change with `SET` / `SET LOCAL` / `RESET`: planner
-/// and memory knobs that cannot affect what Ferry relies on.
-pub const SETTABLE: &[&str] = &[
-    "work_mem",
-    "maintenance_work_mem",
-    "temp_buffers",
-    "synchronous_commit",
-    "max_parallel_workers_per_gather",
-    "max_parallel_maintenance_workers",
-    "random_page_cost",
-    "seq_page_cost",
-    "effective_cache_size",
-    "effective_io_concurrency",
-    "jit",
 ];
 
 /// Functions a script may not call: the migration lock, other sessions, the server's
@@ -211,12 +197,13 @@ impl Tok {
     }
 }
 
-fn is_ident_char(c: char, dialect: Dialect) -> bool {
-    c.is_alphanumeric() || c == '_' || (c == '$' && dialect == Dialect::Postgres) || !c.is_ascii()
+fn is_ident_char(c: char, syntax: &SqlSyntax) -> bool {
+    c.is_alphanumeric() || c == '_' || (c == '$' && syntax.dollar_in_names) || !c.is_ascii()
 }
 
-/// Splits `sql` into tokens the way `dialect` reads it; `Err` for what cannot be read.
-fn lex(sql: &str, dialect: Dialect) -> Result<Vec<(Tok, usize)>, String> {
+/// Splits `sql` into tokens the way a database with `syntax` reads it; `Err` for what
+/// cannot be read.
+fn lex(sql: &str, syntax: &SqlSyntax) -> Result<Vec<(Tok, usize)>, String> {
     let chars: Vec<char> = sql.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -247,7 +234,7 @@ fn lex(sql: &str, dialect: Dialect) -> Result<Vec<(Tok, usize)>, String> {
                 if chars[i] == '*' && chars[i + 1] == '/' {
                     depth -= 1;
                     i += 2;
-                } else if dialect == Dialect::Postgres && chars[i] == '/' && chars[i + 1] == '*' {
+                } else if syntax.nested_comments && chars[i] == '/' && chars[i + 1] == '*' {
                     depth += 1;
                     i += 2;
                 } else {
@@ -257,8 +244,8 @@ fn lex(sql: &str, dialect: Dialect) -> Result<Vec<(Tok, usize)>, String> {
             continue;
         }
         if c == '\'' {
-            // E'…' (PostgreSQL): backslash escapes.
-            let escapes = dialect == Dialect::Postgres
+            // E'…': backslash escapes.
+            let escapes = syntax.escape_strings
                 && matches!(out.last(), Some((Tok::Word { text, quoted: false }, at))
                     if text == "e" && at + 1 == i);
             if escapes {
@@ -301,8 +288,8 @@ fn lex(sql: &str, dialect: Dialect) -> Result<Vec<(Tok, usize)>, String> {
         }
         let close = match c {
             '"' => Some('"'),
-            '`' if dialect == Dialect::Sqlite => Some('`'),
-            '[' if dialect == Dialect::Sqlite => Some(']'),
+            '`' if syntax.backtick_and_bracket_names => Some('`'),
+            '[' if syntax.backtick_and_bracket_names => Some(']'),
             _ => None,
         };
         if let Some(close) = close {
@@ -333,7 +320,7 @@ fn lex(sql: &str, dialect: Dialect) -> Result<Vec<(Tok, usize)>, String> {
             ));
             continue;
         }
-        if c == '$' && dialect == Dialect::Postgres {
+        if c == '$' && syntax.dollar_quotes {
             // $tag$ … $tag$ (a `$` inside a name was consumed with the name).
             let mut j = i + 1;
             while j < n && (chars[j].is_alphanumeric() || chars[j] == '_' || !chars[j].is_ascii()) {
@@ -362,18 +349,18 @@ fn lex(sql: &str, dialect: Dialect) -> Result<Vec<(Tok, usize)>, String> {
             continue;
         }
         if c.is_ascii_digit() {
-            while i < n && (is_ident_char(chars[i], dialect) || chars[i] == '.') {
+            while i < n && (is_ident_char(chars[i], syntax) || chars[i] == '.') {
                 i += 1;
             }
             out.push((Tok::Number, start));
             continue;
         }
-        if is_ident_char(c, dialect) {
-            while i < n && is_ident_char(chars[i], dialect) {
+        if is_ident_char(c, syntax) {
+            while i < n && is_ident_char(chars[i], syntax) {
                 i += 1;
             }
             let text: String = chars[start..i].iter().collect::<String>().to_lowercase();
-            if dialect == Dialect::Postgres
+            if syntax.unicode_escapes
                 && text == "u"
                 && chars.get(i) == Some(&'&')
                 && matches!(chars.get(i + 1), Some('\'') | Some('"'))
@@ -395,9 +382,9 @@ fn lex(sql: &str, dialect: Dialect) -> Result<Vec<(Tok, usize)>, String> {
     Ok(out)
 }
 
-/// Splits tokens into statements at `;` outside parentheses (and, on SQLite, outside
-/// the `BEGIN … END` body of `CREATE TRIGGER`).
-fn statements(tokens: Vec<(Tok, usize)>, dialect: Dialect) -> Vec<Vec<(Tok, usize)>> {
+/// Splits tokens into statements at `;` outside parentheses (and, where trigger bodies
+/// are inline, outside the `BEGIN … END` body of `CREATE TRIGGER`).
+fn statements(tokens: Vec<(Tok, usize)>, syntax: &SqlSyntax) -> Vec<Vec<(Tok, usize)>> {
     let mut out = Vec::new();
     let mut current: Vec<(Tok, usize)> = Vec::new();
     let mut depth = 0i32;
@@ -406,7 +393,7 @@ fn statements(tokens: Vec<(Tok, usize)>, dialect: Dialect) -> Vec<Vec<(Tok, usiz
             Tok::Punct('(') => depth += 1,
             Tok::Punct(')') => depth -= 1,
             Tok::Punct(';') if depth <= 0 => {
-                let in_trigger_body = dialect == Dialect::Sqlite
+                let in_trigger_body = syntax.inline_trigger_bodies
                     && is_create_trigger(&current)
                     && current.iter().any(|(t, _)| t.is_bare("begin"))
                     && !current.last().is_some_and(|(t, _)| t.is_bare("end"));
@@ -433,8 +420,10 @@ fn is_create_trigger(tokens: &[(Tok, usize)]) -> bool {
         && tokens.iter().take(4).any(|(t, _)| t.is_bare("trigger"))
 }
 
-/// Refuses `sql` if any statement in it is one a script may not send.
-pub fn check(sql: &str, dialect: Dialect) -> Result<(), Refused> {
+/// Refuses `sql` if any statement in it is one a script may not send, reading it as a
+/// database with `syntax` does (the connection's
+/// [`sql_syntax`](crate::backend::Connection::sql_syntax)).
+pub fn check(sql: &str, syntax: &SqlSyntax) -> Result<(), Refused> {
     let excerpt = |s: &str| -> String {
         let s = s.trim();
         match s.char_indices().nth(200) {
@@ -442,12 +431,12 @@ pub fn check(sql: &str, dialect: Dialect) -> Result<(), Refused> {
             None => s.to_string(),
         }
     };
-    let tokens = lex(sql, dialect).map_err(|why| Refused {
+    let tokens = lex(sql, syntax).map_err(|why| Refused {
         statement: excerpt(sql),
         reason: format!("{why}: Ferry cannot tell what it would run"),
     })?;
     let mut bounds: Vec<(usize, usize)> = Vec::new();
-    let stmts = statements(tokens, dialect);
+    let stmts = statements(tokens, syntax);
     for (k, s) in stmts.iter().enumerate() {
         let from = s.first().map_or(0, |t| t.1);
         let to = stmts
@@ -463,7 +452,7 @@ pub fn check(sql: &str, dialect: Dialect) -> Result<(), Refused> {
             .take(to - from)
             .map(|(_, c)| c)
             .collect::<String>();
-        if let Some(reason) = statement_refusal(s, dialect) {
+        if let Some(reason) = statement_refusal(s, syntax) {
             return Err(Refused {
                 statement: excerpt(text.trim().trim_end_matches(';')),
                 reason,
@@ -476,7 +465,7 @@ pub fn check(sql: &str, dialect: Dialect) -> Result<(), Refused> {
 /// Refuses a portable schema change (`schema::…`) that names a ledger table, or whose
 /// SQL fragments (defaults, types, `using`, a rewrite's join and values) hold a
 /// statement a script may not send.
-pub fn check_schema_change(change: &SchemaChange, dialect: Dialect) -> Result<(), Refused> {
+pub fn check_schema_change(change: &SchemaChange, syntax: &SqlSyntax) -> Result<(), Refused> {
     let mut tables: Vec<&str> = Vec::new();
     let mut fragments: Vec<&str> = Vec::new();
     let columns = |cs: &[ColumnDef]| -> Vec<String> {
@@ -567,7 +556,7 @@ pub fn check_schema_change(change: &SchemaChange, dialect: Dialect) -> Result<()
         .copied()
         .chain(owned.iter().map(String::as_str))
     {
-        check(f, dialect)?;
+        check(f, syntax)?;
     }
     Ok(())
 }
@@ -587,7 +576,7 @@ pub fn check_table(table: &str) -> Result<(), Refused> {
     Ok(())
 }
 
-fn statement_refusal(s: &[(Tok, usize)], dialect: Dialect) -> Option<String> {
+fn statement_refusal(s: &[(Tok, usize)], syntax: &SqlSyntax) -> Option<String> {
     let toks: Vec<&Tok> = s.iter().map(|(t, _)| t).collect();
     let words: Vec<&str> = toks.iter().filter_map(|t| t.word()).collect();
     let first = toks
@@ -620,7 +609,7 @@ fn statement_refusal(s: &[(Tok, usize)], dialect: Dialect) -> Option<String> {
     }
     // Session state.
     if first == "set" || first == "reset" {
-        if let Some(reason) = set_refusal(first, &words, dialect) {
+        if let Some(reason) = set_refusal(first, &words, syntax) {
             return Some(reason);
         }
     }
@@ -758,7 +747,7 @@ fn statement_refusal(s: &[(Tok, usize)], dialect: Dialect) -> Option<String> {
     None
 }
 
-fn set_refusal(first: &str, words: &[&str], dialect: Dialect) -> Option<String> {
+fn set_refusal(first: &str, words: &[&str], syntax: &SqlSyntax) -> Option<String> {
     let mut rest = &words[1..];
     if first == "set" && rest.first() == Some(&"constraints") {
         return None;
@@ -767,7 +756,7 @@ fn set_refusal(first: &str, words: &[&str], dialect: Dialect) -> Option<String> 
         rest = &rest[1..];
     }
     let name = rest.first().copied().unwrap_or("");
-    if dialect == Dialect::Postgres && SETTABLE.contains(&name) {
+    if syntax.settable.contains(&name) {
         return None;
     }
     let what = match name {
@@ -780,7 +769,11 @@ fn set_refusal(first: &str, words: &[&str], dialect: Dialect) -> Option<String> 
          repository apart from others on the server, the role, the timeouts and checks \
          that stop a runaway or orphaned migration); settings a script may change: {}",
         first.to_uppercase(),
-        SETTABLE.join(", ")
+        if syntax.settable.is_empty() {
+            "none".to_string()
+        } else {
+            syntax.settable.join(", ")
+        }
     ))
 }
 
@@ -895,14 +888,16 @@ fn body_refusal(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::postgres::SQL_SYNTAX as POSTGRES;
+    use crate::backend::sqlite::SQL_SYNTAX as SQLITE;
 
-    fn refused(sql: &str, d: Dialect) -> bool {
+    fn refused(sql: &str, d: &SqlSyntax) -> bool {
         check(sql, d).is_err()
     }
 
     #[test]
     fn ordinary_statements_pass() {
-        for d in [Dialect::Sqlite, Dialect::Postgres] {
+        for d in [&SQLITE, &POSTGRES] {
             for sql in [
                 "SELECT * FROM dataset WHERE name = 'commit; begin'",
                 "INSERT INTO t (a) VALUES (?)",
@@ -919,31 +914,31 @@ mod tests {
                 assert!(check(sql, d).is_ok(), "{sql} on {d:?}: {:?}", check(sql, d));
             }
         }
-        assert!(check("SET LOCAL work_mem = '256MB'", Dialect::Postgres).is_ok());
-        assert!(check("SET CONSTRAINTS ALL DEFERRED", Dialect::Postgres).is_ok());
-        assert!(check("CREATE EXTENSION IF NOT EXISTS pg_trgm", Dialect::Postgres).is_ok());
+        assert!(check("SET LOCAL work_mem = '256MB'", &POSTGRES).is_ok());
+        assert!(check("SET CONSTRAINTS ALL DEFERRED", &POSTGRES).is_ok());
+        assert!(check("CREATE EXTENSION IF NOT EXISTS pg_trgm", &POSTGRES).is_ok());
         assert!(check(
             "CREATE TABLE t (FOREIGN KEY (a) REFERENCES u (a), a int)",
-            Dialect::Postgres
+            &POSTGRES
         )
         .is_ok());
         assert!(check(
             "CREATE FUNCTION f(a int) RETURNS int AS $$ SELECT a + 1 $$ LANGUAGE sql",
-            Dialect::Postgres
+            &POSTGRES
         )
         .is_ok());
-        assert!(check("ALTER TABLE t ALTER c SET DEFAULT 'x'", Dialect::Postgres).is_ok());
-        assert!(check("SELECT edit, readfile FROM notes", Dialect::Sqlite).is_ok());
+        assert!(check("ALTER TABLE t ALTER c SET DEFAULT 'x'", &POSTGRES).is_ok());
+        assert!(check("SELECT edit, readfile FROM notes", &SQLITE).is_ok());
         assert!(check(
             "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE u SET n = n + 1; END",
-            Dialect::Sqlite
+            &SQLITE
         )
         .is_ok());
     }
 
     #[test]
     fn transaction_control_is_refused_however_written() {
-        for d in [Dialect::Sqlite, Dialect::Postgres] {
+        for d in [&SQLITE, &POSTGRES] {
             for sql in [
                 "COMMIT",
                 "  commit;",
@@ -959,20 +954,20 @@ mod tests {
                 assert!(refused(sql, d), "{sql} on {d:?}");
             }
         }
-        assert!(refused("START TRANSACTION", Dialect::Postgres));
-        assert!(refused("/* a /* b */ c */ COMMIT", Dialect::Postgres));
-        assert!(refused("SELECT $x$ ; $x$; ABORT", Dialect::Postgres));
+        assert!(refused("START TRANSACTION", &POSTGRES));
+        assert!(refused("/* a /* b */ c */ COMMIT", &POSTGRES));
+        assert!(refused("SELECT $x$ ; $x$; ABORT", &POSTGRES));
         // A backslash escapes only in E'…' strings.
-        assert!(check("SELECT E'\\'; COMMIT; --'", Dialect::Postgres).is_ok());
-        assert!(refused("SELECT 'a\\'; COMMIT; --'", Dialect::Postgres));
-        assert!(refused("SELECT 'unterminated", Dialect::Sqlite));
-        assert!(refused("SELECT $a$ never closed", Dialect::Postgres));
-        assert!(refused("SELECT U&\"d\\0061ta\"", Dialect::Postgres));
+        assert!(check("SELECT E'\\'; COMMIT; --'", &POSTGRES).is_ok());
+        assert!(refused("SELECT 'a\\'; COMMIT; --'", &POSTGRES));
+        assert!(refused("SELECT 'unterminated", &SQLITE));
+        assert!(refused("SELECT $a$ never closed", &POSTGRES));
+        assert!(refused("SELECT U&\"d\\0061ta\"", &POSTGRES));
     }
 
     #[test]
     fn session_lock_and_file_reaching_statements_are_refused() {
-        let pg = Dialect::Postgres;
+        let pg = &POSTGRES;
         for sql in [
             "SET search_path TO other",
             "set session search_path = other",
@@ -1009,7 +1004,7 @@ mod tests {
         ] {
             assert!(refused(sql, pg), "{sql}");
         }
-        let lite = Dialect::Sqlite;
+        let lite = &SQLITE;
         for sql in [
             "ATTACH DATABASE '/tmp/x.db' AS x",
             "attach '/tmp/x.db' as x",
@@ -1027,7 +1022,7 @@ mod tests {
 
     #[test]
     fn writes_to_the_ledger_are_refused() {
-        for d in [Dialect::Sqlite, Dialect::Postgres] {
+        for d in [&SQLITE, &POSTGRES] {
             for sql in [
                 "INSERT INTO ferry_revisions VALUES ('x')",
                 "UPDATE \"ferry_revisions\" SET state = 'applied'",
@@ -1040,16 +1035,39 @@ mod tests {
                 assert!(refused(sql, d), "{sql} on {d:?}");
             }
         }
-        assert!(refused("DELETE FROM [ferry_history]", Dialect::Sqlite));
+        assert!(refused("DELETE FROM [ferry_history]", &SQLITE));
         assert!(refused(
             "CREATE RULE r AS ON UPDATE TO ferry_revisions DO INSTEAD NOTHING",
-            Dialect::Postgres
+            &POSTGRES
         ));
     }
 
     #[test]
+    fn a_refused_set_lists_the_settings_the_database_lets_a_script_change() {
+        let e = check("SET search_path TO other", &POSTGRES).unwrap_err();
+        assert!(
+            e.reason.ends_with(
+                "settings a script may change: work_mem, maintenance_work_mem, temp_buffers, \
+                 synchronous_commit, max_parallel_workers_per_gather, \
+                 max_parallel_maintenance_workers, random_page_cost, seq_page_cost, \
+                 effective_cache_size, effective_io_concurrency, jit"
+            ),
+            "{}",
+            e.reason
+        );
+        let e = check("SET work_mem = 1", &SQLITE).unwrap_err();
+        assert!(
+            e.reason
+                .starts_with("SET work_mem changes the session Ferry set up")
+                && e.reason.ends_with("settings a script may change: none"),
+            "{}",
+            e.reason
+        );
+    }
+
+    #[test]
     fn the_refusal_names_the_statement() {
-        let e = check("SELECT 1; SAVEPOINT s; SELECT 2", Dialect::Sqlite).unwrap_err();
+        let e = check("SELECT 1; SAVEPOINT s; SELECT 2", &SQLITE).unwrap_err();
         assert_eq!(e.statement, "SAVEPOINT s");
         assert!(e.to_string().contains("SAVEPOINT is transaction control"));
     }

@@ -10,7 +10,7 @@ use super::postgres::PgConnection;
 use super::sqlite::SqliteConnection;
 use super::{
     ColumnInfo, Connection, DbError, Dialect, ForeignKeyInfo, IndexInfo, KeyGenerator, KeyInfo,
-    LockAttempt, LockHolder, LockState, RowCallback, Rows, SchemaChange, Value,
+    LockAttempt, LockHolder, LockState, RowCallback, Rows, SchemaChange, SqlSyntax, Value,
 };
 use crate::backend::{Bulk, Ddl, Introspect, Locking, Sql, Streaming};
 use std::cell::RefCell;
@@ -71,18 +71,20 @@ impl LentConnection {
 pub struct Lent<C: Connection> {
     inner: Rc<RefCell<C>>,
     dialect: Dialect,
+    sql_syntax: &'static SqlSyntax,
     namespace: Option<String>,
 }
 
 impl<C: Connection> Lent<C> {
     pub fn new(inner: Rc<RefCell<C>>) -> Lent<C> {
-        let (dialect, namespace) = {
+        let (dialect, sql_syntax, namespace) = {
             let c = inner.borrow();
-            (c.dialect(), c.namespace().map(String::from))
+            (c.dialect(), c.sql_syntax(), c.namespace().map(String::from))
         };
         Lent {
             inner,
             dialect,
+            sql_syntax,
             namespace,
         }
     }
@@ -91,6 +93,10 @@ impl<C: Connection> Lent<C> {
 impl<C: Connection> Connection for Lent<C> {
     fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    fn sql_syntax(&self) -> &'static SqlSyntax {
+        self.sql_syntax
     }
 
     fn namespace(&self) -> Option<&str> {

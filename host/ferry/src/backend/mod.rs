@@ -2,7 +2,8 @@
 //!
 //! Everything above this module (ledger, runner, script API) talks to a
 //! [`Connection`]; nothing above it asks "is this PostgreSQL?". Where a script must
-//! know, it asks for the [`Dialect`].
+//! know, it asks for the [`Dialect`]; where the statement guard must know how the
+//! database writes SQL, it reads the connection's [`SqlSyntax`].
 
 mod database;
 mod error;
@@ -13,6 +14,7 @@ mod placeholders;
 pub mod postgres;
 pub mod rewrite_plan;
 pub mod schema_change;
+mod sql_syntax;
 pub mod sqlite;
 mod url;
 
@@ -25,6 +27,7 @@ pub use placeholders::{replace_placeholders, rewrite_placeholders};
 pub use schema_change::{
     ColumnDef, ColumnRewrite, ForeignKeyDef, IndexDef, SchemaChange, TableDef, TableRewrite,
 };
+pub use sql_syntax::SqlSyntax;
 pub use url::{DbUrl, UrlError};
 
 use std::fmt;
@@ -239,6 +242,11 @@ pub trait RowDeriver {
 /// columns) are unquoted names; implementations quote them with [`Connection::quote_ident`].
 pub trait Connection: Sql + Streaming + Bulk + Introspect + Ddl + Locking {
     fn dialect(&self) -> Dialect;
+
+    /// How this database writes SQL (quotes, comments, statement bounds) and which
+    /// settings a script may change: what the statement guard (`sql_guard`) reads a
+    /// script's SQL by.
+    fn sql_syntax(&self) -> &'static SqlSyntax;
 
     /// The PostgreSQL namespace every table lives in (`None` on SQLite).
     fn namespace(&self) -> Option<&str>;

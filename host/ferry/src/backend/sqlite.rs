@@ -34,7 +34,7 @@ use rusqlite::{ErrorCode, OpenFlags, ToSql};
 use super::{
     ColumnInfo, Connection, DbError, DbErrorKind, DbUrl, Dialect, ForeignKeyInfo, IndexInfo,
     KeyGenerator, KeyInfo, LockAttempt, LockHolder, LockState, RowCallback, RowDeriver, Rows,
-    SchemaChange, Value,
+    SchemaChange, SqlSyntax, Value,
 };
 
 #[cfg(any(test, feature = "internals"))]
@@ -45,6 +45,22 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Virtual-machine steps between two checks of the statement deadline.
 const PROGRESS_STEPS: i32 = 1000;
+
+/// SQLite's SQL as the statement guard reads it: `` `name` `` and `[name]` quote names,
+/// a trigger's body is inline SQL whose `;`s do not end the `CREATE TRIGGER`, comments
+/// do not nest, and no `SET` exists for a script to change a setting with.
+pub static SQL_SYNTAX: SqlSyntax = SqlSyntax {
+    // SQLite's own tokenizer does take `$` inside a name (`a$b`); the guard reads it as
+    // `a`, `$`, `b`, as it always has on SQLite.
+    dollar_in_names: false,
+    dollar_quotes: false,
+    nested_comments: false,
+    escape_strings: false,
+    unicode_escapes: false,
+    backtick_and_bracket_names: true,
+    inline_trigger_bodies: true,
+    settable: &[],
+};
 
 /// An open SQLite repository file.
 pub struct SqliteConnection {
@@ -507,6 +523,10 @@ impl SqliteConnection {
 impl Connection for SqliteConnection {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
+    }
+
+    fn sql_syntax(&self) -> &'static SqlSyntax {
+        &SQL_SYNTAX
     }
 
     fn namespace(&self) -> Option<&str> {

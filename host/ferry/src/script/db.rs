@@ -116,8 +116,8 @@ impl Db {
     /// Refuses SQL a script may not send (see [`crate::sql_guard`]), before the
     /// database sees it.
     pub(super) fn guard(&self, sql: &str) -> Res<()> {
-        let dialect = self.session()?.conn().dialect();
-        crate::sql_guard::check(sql, dialect).map_err(|r| script_failure(r.to_string()))
+        let syntax = self.session()?.conn().sql_syntax();
+        crate::sql_guard::check(sql, syntax).map_err(|r| script_failure(r.to_string()))
     }
 
     /// Runs a statement the script wrote: guarded, and on SQLite under the authorizer

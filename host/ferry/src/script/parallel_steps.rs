@@ -265,7 +265,7 @@ fn table_step_in(
         set: set.to_vec(),
         discard: Vec::new(),
     };
-    crate::sql_guard::check_schema_change(&change, conn.dialect())
+    crate::sql_guard::check_schema_change(&change, conn.sql_syntax())
         .map_err(|r| DbError::other(r.to_string()))?;
     let mut tx = StepTx::begin(conn, key, Begin::ForeignKeysAtCommit)?;
     tx.run(|c| c.apply_schema_change(&change))?;

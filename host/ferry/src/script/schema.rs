@@ -164,8 +164,8 @@ pub(super) fn apply(session: &SharedSession, change: SchemaChange) -> Res<()> {
         },
         other => other,
     };
-    let dialect = s.conn().dialect();
-    crate::sql_guard::check_schema_change(&change, dialect)
+    let syntax = s.conn().sql_syntax();
+    crate::sql_guard::check_schema_change(&change, syntax)
         .map_err(|r| script_failure(r.to_string()))?;
     if let SchemaChange::CreateTable(def) = &change {
         match crate::backend::foreign_key_target::problem(s.conn(), def) {

@@ -41,7 +41,7 @@ use super::url::mask_password;
 use super::{
     rewrite_placeholders, ColumnInfo, Connection, DbError, DbErrorKind, DbUrl, Dialect,
     ForeignKeyInfo, IndexInfo, KeyGenerator, KeyInfo, LockAttempt, LockHolder, LockState,
-    RowCallback, RowDeriver, Rows, SchemaChange, Value,
+    RowCallback, RowDeriver, Rows, SchemaChange, SqlSyntax, Value,
 };
 use connect::PgClient;
 use values::Param;
@@ -51,6 +51,33 @@ const CLIENT_CHECK: &str = "SET client_connection_check_interval = '1s'";
 
 /// How many prepared statements a connection keeps before it starts afresh.
 const STATEMENT_CACHE_LIMIT: usize = 512;
+
+/// PostgreSQL's SQL as the statement guard reads it: `$` in names, dollar quoting and
+/// `$n` parameters, nested comments, `E'…'` escapes, `U&` escaped strings and names; and
+/// the settings a script may change with `SET` / `SET LOCAL` / `RESET`, planner and
+/// memory knobs that cannot affect what Ferry relies on.
+pub static SQL_SYNTAX: SqlSyntax = SqlSyntax {
+    dollar_in_names: true,
+    dollar_quotes: true,
+    nested_comments: true,
+    escape_strings: true,
+    unicode_escapes: true,
+    backtick_and_bracket_names: false,
+    inline_trigger_bodies: false,
+    settable: &[
+        "work_mem",
+        "maintenance_work_mem",
+        "temp_buffers",
+        "synchronous_commit",
+        "max_parallel_workers_per_gather",
+        "max_parallel_maintenance_workers",
+        "random_page_cost",
+        "seq_page_cost",
+        "effective_cache_size",
+        "effective_io_concurrency",
+        "jit",
+    ],
+};
 
 /// An open PostgreSQL connection, every table in one namespace.
 pub struct PgConnection {
@@ -566,6 +593,10 @@ impl Drop for PgConnection {
 impl Connection for PgConnection {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
+    }
+
+    fn sql_syntax(&self) -> &'static SqlSyntax {
+        &SQL_SYNTAX
     }
 
     fn namespace(&self) -> Option<&str> {
