@@ -62,13 +62,16 @@ pub(super) fn set_step(
     Ok(())
 }
 
+/// Deletes the rows of ledger table `table` that belong to `revision`.
+fn delete_rows_of(conn: &mut dyn Connection, table: &str, revision: &str) -> Result<(), DbError> {
+    let sql = qualified(&*conn, &format!("DELETE FROM {table} WHERE revision = ?"));
+    conn.execute(&sql, &[Value::Text(revision.into())])?;
+    Ok(())
+}
+
 /// Clears the steps of a revision (when it completes, or before a downgrade).
 pub(super) fn clear_steps(conn: &mut dyn Connection, revision: &str) -> Result<(), DbError> {
-    conn.execute(
-        &qualified(&*conn, "DELETE FROM ferry_steps WHERE revision = ?"),
-        &[Value::Text(revision.into())],
-    )?;
-    Ok(())
+    delete_rows_of(conn, "ferry_steps", revision)
 }
 
 /// Forgets one step of a revision (its completion or its batch cursor), so that the
@@ -140,18 +143,9 @@ pub(super) fn set_revision(
 
 /// Removes the revision's record (after a downgrade) and its steps.
 pub(super) fn remove_revision(conn: &mut dyn Connection, revision: &str) -> Result<(), DbError> {
-    conn.execute(
-        &qualified(&*conn, "DELETE FROM ferry_steps WHERE revision = ?"),
-        &[Value::Text(revision.into())],
-    )?;
-    conn.execute(
-        &qualified(&*conn, "DELETE FROM ferry_sources WHERE revision = ?"),
-        &[Value::Text(revision.into())],
-    )?;
-    conn.execute(
-        &qualified(&*conn, "DELETE FROM ferry_revisions WHERE revision = ?"),
-        &[Value::Text(revision.into())],
-    )?;
+    for table in ["ferry_steps", "ferry_sources", "ferry_revisions"] {
+        delete_rows_of(conn, table, revision)?;
+    }
     Ok(())
 }
 
@@ -171,10 +165,7 @@ pub(super) fn set_sources(
         ),
         &[Value::Text(sources.deps_checksum()), rev.clone()],
     )?;
-    conn.execute(
-        &qualified(&*conn, "DELETE FROM ferry_sources WHERE revision = ?"),
-        std::slice::from_ref(&rev),
-    )?;
+    delete_rows_of(conn, "ferry_sources", revision)?;
     for f in &sources.files {
         conn.execute(
             &qualified(

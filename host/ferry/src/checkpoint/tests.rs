@@ -72,6 +72,25 @@ fn up(step: &str) -> StepKey {
     StepKey::new("r1", Direction::Upgrade, step)
 }
 
+/// Revision `r1` of tree `t`, as the ledger operations' tests record it.
+fn r1_key() -> crate::ledger::RevisionKey<'static> {
+    crate::ledger::RevisionKey {
+        revision: "r1",
+        tree: "t",
+        version: "1",
+        checksum: "c1",
+    }
+}
+
+/// The migrator the ledger operations' tests record.
+fn actor() -> crate::ledger::Actor {
+    crate::ledger::Actor {
+        host: "h".into(),
+        username: "u".into(),
+        pid: 42,
+    }
+}
+
 fn done(rows: i64) -> Progress {
     Progress::Done {
         cursor: None,
@@ -368,19 +387,10 @@ fn typed_revision_states_keep_the_stored_format() {
 
 #[test]
 fn a_revisions_records_are_written_by_the_operation_named_for_them() {
-    use crate::ledger::{Actor, How, RevisionKey, RevisionState};
+    use crate::ledger::{How, RevisionState};
     use crate::revision_sources::{RevisionSources, SourceFile, SourceKind};
-    let key = RevisionKey {
-        revision: "r1",
-        tree: "t",
-        version: "1",
-        checksum: "c1",
-    };
-    let actor = Actor {
-        host: "h".into(),
-        username: "u".into(),
-        pid: 42,
-    };
+    let key = r1_key();
+    let actor = actor();
     let sources = RevisionSources {
         files: vec![SourceFile {
             label: "root/r1.rhai".into(),
@@ -554,23 +564,14 @@ fn a_revisions_records_are_written_by_the_operation_named_for_them() {
 
 #[test]
 fn ledger_operations_roll_back_with_the_callers_transaction() {
-    use crate::ledger::{Actor, How, RevisionKey};
+    use crate::ledger::{How, RevisionKey};
     use crate::revision_sources::RevisionSources;
-    let key = RevisionKey {
-        revision: "r1",
-        tree: "t",
-        version: "1",
-        checksum: "c1",
-    };
+    let key = r1_key();
     let other = RevisionKey {
         revision: "r2",
         ..key
     };
-    let actor = Actor {
-        host: "h".into(),
-        username: "u".into(),
-        pid: 42,
-    };
+    let actor = actor();
     let run = Run::instant(5_000, None);
     for mut db in databases() {
         let conn = db.conn.as_mut();
@@ -612,13 +613,9 @@ fn ledger_operations_roll_back_with_the_callers_transaction() {
 
 #[test]
 fn accepting_and_moving_trees_write_what_they_say() {
-    use crate::ledger::{Actor, RevisionKey};
+    use crate::ledger::RevisionKey;
     use crate::revision_sources::{RevisionSources, SourceFile, SourceKind};
-    let actor = Actor {
-        host: "h".into(),
-        username: "u".into(),
-        pid: 42,
-    };
+    let actor = actor();
     let file = |label: &str, kind, checksum: &str| SourceFile {
         label: label.into(),
         path: label.into(),
@@ -626,12 +623,7 @@ fn accepting_and_moving_trees_write_what_they_say() {
         checksum: checksum.into(),
         text: Some(format!("// {checksum}")),
     };
-    let moving = RevisionKey {
-        revision: "r1",
-        tree: "t",
-        version: "1",
-        checksum: "c1",
-    };
+    let moving = r1_key();
     let staying = RevisionKey {
         revision: "s1",
         tree: "s",
