@@ -21,7 +21,7 @@
 
 use super::ddl::{ident, pg_type};
 use crate::backend::rewrite_plan::staged_name;
-use crate::backend::{Connection, DbError, ForeignKeyInfo, TableRewrite, Value};
+use crate::backend::{Connection, DbError, ForeignKeyInfo, KeyGenerator, TableRewrite, Value};
 use std::collections::BTreeSet;
 
 fn list(names: &[String]) -> String {
@@ -60,15 +60,15 @@ fn texts(rows: crate::backend::Rows) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Identity columns of a table (`GENERATED … AS IDENTITY`).
+/// Identity columns of a table (`GENERATED … AS IDENTITY`), as the backend's
+/// [`Introspect::key_generators`](crate::backend::Introspect::key_generators) reports them.
 fn identity_columns(conn: &mut dyn Connection, table: &str) -> Result<Vec<String>, DbError> {
-    let rows = conn.query(
-        "SELECT a.attname::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
-         JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = current_schema() AND c.relname = ? AND a.attidentity <> '' AND a.attnum > 0",
-        &[Value::Text(table.into())],
-    )?;
-    Ok(texts(rows).into_iter().map(|mut r| r.remove(0)).collect())
+    Ok(conn
+        .key_generators(table)?
+        .into_iter()
+        .filter(|(_, generator)| matches!(generator, KeyGenerator::Identity { .. }))
+        .map(|(column, _)| column)
+        .collect())
 }
 
 /// `(column, sequence)` for each identity or serial column of a table.
