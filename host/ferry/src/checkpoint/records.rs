@@ -205,6 +205,12 @@ pub(super) fn set_checksum(
     Ok(())
 }
 
+/// A history row, written by [`add_history`] for a run and by [`copy_history`] for a row
+/// another ledger holds.
+const INSERT_HISTORY: &str = "INSERT INTO ferry_history (revision, tree, direction, \
+     checksum, started_at, finished_at, duration_ms, row_count, outcome, error, host, \
+     username, pid, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
 /// Appends a history row: `what` was done (`upgrade`, `stamp`, …) to the revision of
 /// `key` by `actor`, during `run`, ending as `outcome`.
 pub(super) fn add_history(
@@ -217,12 +223,7 @@ pub(super) fn add_history(
     error: Option<&str>,
 ) -> Result<(), DbError> {
     conn.execute(
-        &qualified(
-            &*conn,
-            "INSERT INTO ferry_history (revision, tree, direction, checksum, started_at, \
-         finished_at, duration_ms, row_count, outcome, error, host, username, pid, note) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ),
+        &qualified(&*conn, INSERT_HISTORY),
         &[
             Value::Text(key.revision.into()),
             Value::Text(key.tree.into()),
@@ -324,12 +325,7 @@ pub(super) fn copy_sources(
 /// ledger's next id).
 pub(super) fn copy_history(conn: &mut dyn Connection, h: &HistoryEntry) -> Result<(), DbError> {
     conn.execute(
-        &qualified(
-            &*conn,
-            "INSERT INTO ferry_history (revision, tree, direction, checksum, started_at, \
-         finished_at, duration_ms, row_count, outcome, error, host, username, pid, note) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ),
+        &qualified(&*conn, INSERT_HISTORY),
         &[
             Value::Text(h.revision.clone()),
             Value::Text(h.tree.clone()),
