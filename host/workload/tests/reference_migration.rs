@@ -20,6 +20,7 @@ fn migrate_and_check(source: Source, url: &str, n: u64) {
     let mut conn = foreign::create_v1_from(source, url, n, 7);
     let before = Snapshot::take(conn.as_mut()).unwrap();
     let checks_before = check_constraints(conn.as_mut());
+    let comments_before = comments(conn.as_mut());
     drop(conn);
     let m = migrator(url).with_config(
         // Small batches so the map is built over many checkpointed batches.
@@ -52,6 +53,11 @@ fn migrate_and_check(source: Source, url: &str, n: u64) {
         check_constraints(conn.as_mut()),
         checks_before,
         "CHECK constraints lost"
+    );
+    assert_eq!(
+        comments(conn.as_mut()),
+        comments_before,
+        "comments on tables or columns lost"
     );
     drop(conn);
     // Then everything else: the datasets patch, the collections patch, the amplifier.
@@ -102,6 +108,34 @@ fn check_constraints(conn: &mut dyn ferry::backend::Connection) -> Vec<(String, 
             out.push((table.clone(), text.clone()));
         }
     }
+    out.sort();
+    out
+}
+
+/// `(table, column or "", comment)` of every comment on a v1 table or its columns,
+/// sorted: `foreign_v1` has daf_butler's on PostgreSQL (SQLite keeps none).
+fn comments(conn: &mut dyn ferry::backend::Connection) -> Vec<(String, String, String)> {
+    if conn.dialect() == ferry::backend::Dialect::Sqlite {
+        return Vec::new();
+    }
+    let sql = "SELECT c.relname::text, COALESCE(a.attname::text, ''), d.description \
+               FROM pg_description d JOIN pg_class c ON c.oid = d.objoid \
+               LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid \
+               WHERE d.classoid = 'pg_class'::regclass \
+               AND c.relnamespace = current_schema()::regnamespace";
+    let tables: Vec<String> = workload::v1_tables().into_iter().map(|t| t.name).collect();
+    let mut out: Vec<(String, String, String)> = conn
+        .query(sql, &[])
+        .unwrap()
+        .rows
+        .into_iter()
+        .filter_map(|row| match &row[..] {
+            [Value::Text(t), Value::Text(c), Value::Text(d)] if tables.contains(t) => {
+                Some((t.clone(), c.clone(), d.clone()))
+            }
+            _ => None,
+        })
+        .collect();
     out.sort();
     out
 }

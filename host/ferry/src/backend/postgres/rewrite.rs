@@ -1,7 +1,8 @@
 //! Table rewrites on PostgreSQL: `PrepareRewrite`, `SwapRewritten`, and `RewriteTables`
 //! (both in one transaction).
 //!
-//! Preparing a table copies it (with its defaults, identity and CHECK constraints)
+//! Preparing a table copies it (with its defaults, identity and CHECK constraints, and
+//! the comments on it and its columns, which daf_butler writes from its table specs)
 //! through the join into a new table under its staged name
 //! (`rewrite_plan::staged_name`; `INSERT … SELECT`, which beats an `UPDATE` in place that
 //! writes every row twice), then builds the primary key, unique constraints and plain
@@ -58,6 +59,20 @@ fn texts(rows: crate::backend::Rows) -> Vec<Vec<String>> {
                 .collect()
         })
         .collect()
+}
+
+/// The comment on a table (`COMMENT ON TABLE`), if it has one.
+fn table_comment(conn: &mut dyn Connection, table: &str) -> Result<Option<String>, DbError> {
+    let rows = conn.query(
+        "SELECT obj_description(c.oid, 'pg_class') FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = current_schema() AND c.relname = ?",
+        &[Value::Text(table.into())],
+    )?;
+    Ok(match rows.rows.first().and_then(|r| r.first()) {
+        Some(Value::Text(text)) => Some(text.clone()),
+        _ => None,
+    })
 }
 
 /// Identity columns of a table (`GENERATED … AS IDENTITY`), as the backend's
@@ -203,12 +218,25 @@ pub fn prepare(
     exec(
         conn,
         format!(
-            "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS)",
+            "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS \
+             INCLUDING COMMENTS)",
             ident(&copy),
             ident(t)
         ),
         &mut ran,
     )?;
+    // LIKE copies the columns' comments, not the table's own.
+    if let Some(comment) = table_comment(conn, t)? {
+        exec(
+            conn,
+            format!(
+                "COMMENT ON TABLE {} IS {}",
+                ident(&copy),
+                Value::Text(comment)
+            ),
+            &mut ran,
+        )?;
+    }
     for c in &rw.columns {
         let col = ident(&c.column);
         let alter =
