@@ -461,12 +461,14 @@ impl PgConnection {
 }
 
 impl PgConnection {
-    /// Sends rows with binary `COPY`, each value converted to the column's type.
+    /// Sends rows with binary `COPY`, each value converted to the column's type. The rows
+    /// are taken from `rows` as the COPY goes (the server takes in what was sent while
+    /// the next rows are made); the first `Err` ends the COPY unfinished and is returned.
     fn copy_in(
         &mut self,
         table: &str,
         columns: &[String],
-        rows: &mut dyn Iterator<Item = Vec<Value>>,
+        rows: &mut dyn Iterator<Item = Result<Vec<Value>, DbError>>,
     ) -> Result<u64, DbError> {
         let list = columns
             .iter()
@@ -496,6 +498,7 @@ impl PgConnection {
                 let sink = client.copy_in(copy.as_str()).await.map_err(Err)?;
                 let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
                 for (index, row) in rows.enumerate() {
+                    let row = row.map_err(Ok)?;
                     if index % 1024 == 0 {
                         if let (Some(deadline), Some(timeout)) = (deadline, timeout) {
                             if std::time::Instant::now() > deadline {
@@ -543,7 +546,6 @@ impl PgConnection {
         declared.map_err(|e| e.in_statement(source))?;
         let fetch = format!("FETCH {} FROM {CURSOR}", chunk.max(1));
         let mut total = 0u64;
-        let mut out = Vec::with_capacity(chunk);
         let (mut fetching, mut copying) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
         loop {
             let start = std::time::Instant::now();
@@ -555,16 +557,16 @@ impl PgConnection {
             if rows.is_empty() {
                 break;
             }
-            out.clear();
-            for row in &rows {
+            // Each row is derived as the COPY takes it: this side derives while the
+            // server takes in the rows sent before.
+            let mut derived_rows = rows.iter().map(|row| {
                 let values = Self::row_values(row)?;
                 let mut derived = Vec::with_capacity(columns.len());
                 deriver.derive(&values, &mut derived)?;
-                out.push(derived);
-            }
-            drop(rows);
+                Ok(derived)
+            });
             let start = std::time::Instant::now();
-            total += self.copy_in(table, columns, &mut out.drain(..))?;
+            total += self.copy_in(table, columns, &mut derived_rows)?;
             copying += start.elapsed();
         }
         tracing::debug!(
@@ -831,7 +833,7 @@ impl Bulk for PgConnection {
         columns: &[String],
         rows: &mut dyn Iterator<Item = Vec<Value>>,
     ) -> Result<u64, DbError> {
-        self.copy_in(table, columns, rows)
+        self.copy_in(table, columns, &mut rows.map(Ok))
     }
 
     fn insert_derived(
