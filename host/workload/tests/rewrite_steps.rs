@@ -470,7 +470,7 @@ fn plan_and_sql_show_the_reference_rewrite() {
         assert!(
             plan.stdout.contains(
                 "datasets-uuid-1.0.0 steps: create the id map → map dataset ids → map removed datasets \
-                 → (computed) → swap rewritten tables → record the UUID manager"
+                 → key the id map → (computed) → swap rewritten tables → record the UUID manager"
             ),
             "{}",
             plan.describe()

@@ -274,7 +274,7 @@ pub fn uuid_revision(
         }
     };
     let committed = |step: &str| view.committed(UUID_REVISION, step);
-    let [create, map_ids, removed] = UUID_MAP_STEPS;
+    let [create, map_ids, removed, keyed] = UUID_MAP_STEPS;
     let steps = uuid_steps();
     // Table steps may run at the same time (`--jobs`), so they may commit in any order
     // among themselves, except that a table's step follows the steps of the tables of
@@ -358,6 +358,15 @@ pub fn uuid_revision(
     if !map_exists {
         return problems;
     }
+    // SQLite's map is keyed from the start (its rowid); elsewhere once its step commits.
+    let map_keyed = conn.primary_key(UUID_MAP).expect("primary key").is_some();
+    expect(
+        map_keyed == (conn.dialect() == Dialect::Sqlite || committed(keyed)),
+        format!(
+            "{UUID_MAP} has a primary key: {map_keyed}, but {keyed:?} committed: {}",
+            committed(keyed)
+        ),
+    );
     let datasets = before.datasets.len() as i64;
     let map_rows = scalar(conn, &format!("SELECT COUNT(*) FROM {UUID_MAP}"), &[]);
     if !committed(map_ids) {

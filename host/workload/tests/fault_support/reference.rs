@@ -12,10 +12,11 @@ use std::process::Command;
 pub const UUID_REVISION: &str = "datasets-uuid-1.0.0";
 
 /// Its steps before the rewrite, in the order the script runs them.
-pub const UUID_MAP_STEPS: [&str; 3] = [
+pub const UUID_MAP_STEPS: [&str; 4] = [
     "create the id map",
     "map dataset ids",
     "map removed datasets",
+    "key the id map",
 ];
 
 /// The step that swaps the rewritten tables in (`schema::rewrite_tables(…, #{ steps: true })`).
