@@ -4,6 +4,7 @@ use super::args::ProgressMode;
 use ferry::observer::{Event, Level, Observer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
@@ -11,7 +12,9 @@ use std::time::Instant;
 pub struct Progress {
     mode: ProgressMode,
     bar: RefCell<Option<ProgressBar>>,
-    step_started: RefCell<Option<Instant>>,
+    /// When each running step started, by name: parallel table steps overlap, so each
+    /// step's time is measured from its own start.
+    step_started: RefCell<BTreeMap<String, Instant>>,
 }
 
 impl Progress {
@@ -24,8 +27,30 @@ impl Progress {
         Progress {
             mode,
             bar: RefCell::new(None),
-            step_started: RefCell::new(None),
+            step_started: RefCell::new(BTreeMap::new()),
         }
+    }
+
+    fn started(&self, step: &str) {
+        self.step_started
+            .borrow_mut()
+            .insert(step.to_string(), Instant::now());
+    }
+
+    /// Seconds since `step` started (0 if its start was not seen).
+    fn seconds_since_start(&self, step: &str) -> f64 {
+        self.step_started
+            .borrow()
+            .get(step)
+            .map(|s| s.elapsed().as_secs_f64())
+            .unwrap_or(0.0)
+    }
+
+    /// Seconds `step` ran, now that it finished.
+    fn finished(&self, step: &str) -> f64 {
+        let secs = self.seconds_since_start(step);
+        self.step_started.borrow_mut().remove(step);
+        secs
     }
 
     fn line(&self, text: &str) {
@@ -48,10 +73,11 @@ impl Observer for Progress {
             ProgressMode::None => {}
             ProgressMode::Json => {
                 let mut value = serde_json::to_value(event).unwrap_or_default();
-                if let (Event::Progress { done, total, .. }, Some(start)) =
-                    (event, *self.step_started.borrow())
+                if let Event::Progress {
+                    step, done, total, ..
+                } = event
                 {
-                    let secs = start.elapsed().as_secs_f64().max(1e-9);
+                    let secs = self.seconds_since_start(step).max(1e-9);
                     let rate = *done as f64 / secs;
                     value["rate"] = serde_json::json!(rate);
                     if let Some(t) = total {
@@ -59,8 +85,12 @@ impl Observer for Progress {
                             serde_json::json!((t.saturating_sub(*done)) as f64 / rate.max(1e-9));
                     }
                 }
-                if let Event::StepStarted { .. } = event {
-                    *self.step_started.borrow_mut() = Some(Instant::now());
+                match event {
+                    Event::StepStarted { step, .. } => self.started(step),
+                    Event::StepFinished { step, .. } => {
+                        self.finished(step);
+                    }
+                    _ => {}
                 }
                 let mut out = std::io::stderr().lock();
                 let _ = writeln!(out, "{value}");
@@ -84,7 +114,7 @@ impl Observer for Progress {
                     ))
                 }
                 Event::StepStarted { step, total, .. } => {
-                    *self.step_started.borrow_mut() = Some(Instant::now());
+                    self.started(step);
                     self.line(&format!("  step {step:?}"));
                     if self.mode == ProgressMode::Auto {
                         if let Some(t) = total {
@@ -104,11 +134,7 @@ impl Observer for Progress {
                 }
                 Event::StepFinished { step, rows, .. } => {
                     self.finish_bar();
-                    let secs = self
-                        .step_started
-                        .borrow()
-                        .map(|s| s.elapsed().as_secs_f64())
-                        .unwrap_or(0.0);
+                    let secs = self.finished(step);
                     self.line(&format!("  step {step:?} done in {secs:.2}s ({rows} rows)"))
                 }
                 Event::Progress {
@@ -135,5 +161,27 @@ impl Observer for Progress {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Two steps that overlap (parallel table steps): each one's time runs from its own
+    /// start, not from the start of the step that began last.
+    #[test]
+    fn overlapping_steps_are_timed_from_their_own_start() {
+        let progress = Progress::new(ProgressMode::None);
+        progress.started("rewrite dataset");
+        std::thread::sleep(Duration::from_millis(120));
+        progress.started("rewrite file_datastore_records");
+        let first = progress.finished("rewrite dataset");
+        assert!(first >= 0.12, "rewrite dataset: {first} s");
+        std::thread::sleep(Duration::from_millis(30));
+        let second = progress.finished("rewrite file_datastore_records");
+        assert!(second >= 0.03, "rewrite file_datastore_records: {second} s");
+        assert_eq!(progress.finished("never started"), 0.0);
     }
 }
