@@ -264,6 +264,7 @@ fn one_backend(
     };
     let mut runs = Vec::new();
     for (label, db) in labels.iter().zip(&databases) {
+        settle(db)?;
         eprintln!("{}: running {label} ...", backend.name());
         let measured = match *label {
             "native" | "pure_sql" => {
@@ -329,6 +330,20 @@ fn one_backend(
         batches,
         settings,
     })
+}
+
+/// Before a timed run on PostgreSQL: a `CHECKPOINT`, so that no run starts with the
+/// dirty buffers and the WAL of making the databases or of the run before it (the
+/// server would write them out during the run, as a checkpoint the WAL forces). SQLite
+/// copies are on disk already (see `one_backend`).
+fn settle(db: &Database) -> Result<(), String> {
+    if let Database::Postgres(_) = db {
+        let mut conn = target::connect(&db.url())?;
+        conn.execute("CHECKPOINT", &[]).map_err(|e| {
+            format!("CHECKPOINT before a timed run (needs a superuser or pg_checkpoint): {e}")
+        })?;
+    }
+    Ok(())
 }
 
 /// Step durations from `--progress json` lines, timed as they arrived.
