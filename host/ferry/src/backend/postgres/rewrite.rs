@@ -13,12 +13,14 @@
 //! that table's copy, and is validated against it), and analyzes the copy. The old table
 //! is not touched.
 //!
-//! Swapping hands each serial sequence a kept column still draws from to the copy, drops
-//! the old tables (children first), renames each copy to its table's name
-//! — foreign keys follow a renamed table, since they refer to it by OID — and renames
-//! constraints, indexes and identity sequences to their final names: catalogue changes
-//! only. Keys from tables outside the set into it are dropped before and added back (and
-//! so validated) after.
+//! Swapping first locks the old tables against writers (see [`lock_out_writers`]; the
+//! rewrite in one transaction does so before its first copy), checks that each still
+//! holds as many rows as its copy, hands each serial sequence a kept column still draws
+//! from to the copy, drops the old tables (children first), renames each copy to its
+//! table's name — foreign keys follow a renamed table, since they refer to it by OID —
+//! and renames constraints, indexes and identity sequences to their final names:
+//! catalogue changes only. Keys from tables outside the set into it are dropped before
+//! and added back (and so validated) after.
 
 use super::ddl::{ident, pg_type};
 use crate::backend::rewrite_plan::staged_name;
@@ -388,6 +390,23 @@ fn final_names(conn: &mut dyn Connection, t: &str) -> Result<FinalNames, DbError
     })
 }
 
+/// Waits for the transactions writing to `tables` to end and keeps new ones out until
+/// this transaction ends (`SHARE` mode lets readers on): without it, a row committed
+/// between the check that a table still matches its copy (or the copy itself, in one
+/// transaction) and the table's `DROP` would be dropped with it.
+fn lock_out_writers(
+    conn: &mut dyn Connection,
+    tables: &[String],
+    ran: &mut Vec<String>,
+) -> Result<(), DbError> {
+    exec(
+        conn,
+        format!("LOCK TABLE {} IN SHARE MODE", list(tables)),
+        ran,
+    )?;
+    Ok(())
+}
+
 /// Swaps the staged copies of `tables` (parents first) in (see the module documentation);
 /// `recount`: check first that no table gained or lost rows since its copy was made.
 fn swap_copies(
@@ -396,6 +415,9 @@ fn swap_copies(
     recount: bool,
 ) -> Result<Vec<String>, DbError> {
     let mut ran = Vec::new();
+    if recount {
+        lock_out_writers(conn, tables, &mut ran)?;
+    }
     let mut renames = Vec::with_capacity(tables.len());
     for t in tables {
         let copy = staged_name(t);
@@ -519,6 +541,7 @@ pub fn rewrite_tables(
 ) -> Result<Vec<String>, DbError> {
     let set: Vec<String> = ordered.iter().map(|r| r.table.clone()).collect();
     let mut ran = Vec::new();
+    lock_out_writers(conn, &set, &mut ran)?;
     for rw in ordered {
         ran.extend(prepare(conn, rw, &set, &[])?);
     }
