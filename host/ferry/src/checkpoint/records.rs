@@ -149,6 +149,11 @@ pub(super) fn remove_revision(conn: &mut dyn Connection, revision: &str) -> Resu
     Ok(())
 }
 
+/// A source row, written by [`set_sources`] for a run and by [`copy_sources`] for rows
+/// another ledger holds.
+const INSERT_SOURCE: &str =
+    "INSERT INTO ferry_sources (revision, path, kind, checksum, content) VALUES (?, ?, ?, ?, ?)";
+
 /// Records what `revision` ran: the files (with their text where small enough) and
 /// the digest of its dependencies, replacing what was recorded before. Its own
 /// file's checksum is the record's `checksum`, which [`set_revision`] writes.
@@ -168,11 +173,7 @@ pub(super) fn set_sources(
     delete_rows_of(conn, "ferry_sources", revision)?;
     for f in &sources.files {
         conn.execute(
-            &qualified(
-                &*conn,
-                "INSERT INTO ferry_sources (revision, path, kind, checksum, content) \
-                 VALUES (?, ?, ?, ?, ?)",
-            ),
+            &qualified(&*conn, INSERT_SOURCE),
             &[
                 rev.clone(),
                 Value::Text(f.label.clone()),
@@ -304,11 +305,7 @@ pub(super) fn copy_sources(
 ) -> Result<(), DbError> {
     for f in sources {
         conn.execute(
-            &qualified(
-                &*conn,
-                "INSERT INTO ferry_sources (revision, path, kind, checksum, content) \
-                 VALUES (?, ?, ?, ?, ?)",
-            ),
+            &qualified(&*conn, INSERT_SOURCE),
             &[
                 Value::Text(revision.into()),
                 Value::Text(f.path.clone()),
@@ -349,30 +346,16 @@ pub(super) fn copy_history(conn: &mut dyn Connection, h: &HistoryEntry) -> Resul
 /// Removes every record, step and history row of `tree` (after they were copied to
 /// the ledger of the database the tree moved to).
 pub(super) fn forget_tree(conn: &mut dyn Connection, tree: &str) -> Result<(), DbError> {
-    let t = [Value::Text(tree.into())];
-    conn.execute(
-        &qualified(
-            &*conn,
-            "DELETE FROM ferry_steps WHERE revision IN \
+    // Steps and sources first: they find the tree's revisions through its records.
+    for sql in [
+        "DELETE FROM ferry_steps WHERE revision IN \
          (SELECT revision FROM ferry_revisions WHERE tree = ?)",
-        ),
-        &t,
-    )?;
-    conn.execute(
-        &qualified(
-            &*conn,
-            "DELETE FROM ferry_sources WHERE revision IN \
+        "DELETE FROM ferry_sources WHERE revision IN \
          (SELECT revision FROM ferry_revisions WHERE tree = ?)",
-        ),
-        &t,
-    )?;
-    conn.execute(
-        &qualified(&*conn, "DELETE FROM ferry_revisions WHERE tree = ?"),
-        &t,
-    )?;
-    conn.execute(
-        &qualified(&*conn, "DELETE FROM ferry_history WHERE tree = ?"),
-        &t,
-    )?;
+        "DELETE FROM ferry_revisions WHERE tree = ?",
+        "DELETE FROM ferry_history WHERE tree = ?",
+    ] {
+        conn.execute(&qualified(&*conn, sql), &[Value::Text(tree.into())])?;
+    }
     Ok(())
 }
