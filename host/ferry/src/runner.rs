@@ -367,6 +367,13 @@ impl Runner {
         let finished = ledger::now_ms();
         let rows = s.rows();
         let note = self.options.note.clone();
+        // What the history records of this run, whether it succeeded or failed.
+        let run = Run {
+            started_ms: started,
+            finished_ms: finished,
+            rows: rows as i64,
+            note: note.as_deref(),
+        };
         let alembic = self.options.alembic.get(&rev.id).cloned();
         match result {
             Ok(_) => {
@@ -374,12 +381,6 @@ impl Runner {
                     if let Some(follow) = &alembic {
                         follow.apply(c, direction)?;
                     }
-                    let run = Run {
-                        started_ms: started,
-                        finished_ms: finished,
-                        rows: rows as i64,
-                        note: note.as_deref(),
-                    };
                     match direction {
                         Direction::Upgrade => {
                             checkpoint::record_upgraded(c, &r.key(), actor, &sources, &run)
@@ -414,10 +415,7 @@ impl Runner {
                                 direction,
                                 step: None,
                                 text: &text,
-                                started,
-                                finished,
-                                rows: rows as i64,
-                                note: note.as_deref(),
+                                run,
                             };
                             if let Err(why) = failure.write_beside(url, &ctx, s.actor()) {
                                 failed.message.push_str(&format!(
@@ -459,10 +457,7 @@ impl Runner {
                         direction,
                         step: err.step.as_deref(),
                         text: &text,
-                        started,
-                        finished,
-                        rows: rows as i64,
-                        note: note.as_deref(),
+                        run,
                     };
                     let recorded =
                         s.record_revision(|c, r, actor| failure.write(c, &r.key(), actor));
@@ -537,10 +532,7 @@ struct Failure<'a> {
     direction: Direction,
     step: Option<&'a str>,
     text: &'a str,
-    started: i64,
-    finished: i64,
-    rows: i64,
-    note: Option<&'a str>,
+    run: Run<'a>,
 }
 
 impl Failure<'_> {
@@ -551,13 +543,15 @@ impl Failure<'_> {
         key: &ledger::RevisionKey<'_>,
         actor: &Actor,
     ) -> Result<(), DbError> {
-        let run = Run {
-            started_ms: self.started,
-            finished_ms: self.finished,
-            rows: self.rows,
-            note: self.note,
-        };
-        checkpoint::record_failed(c, key, actor, self.direction, self.step, self.text, &run)
+        checkpoint::record_failed(
+            c,
+            key,
+            actor,
+            self.direction,
+            self.step,
+            self.text,
+            &self.run,
+        )
     }
 
     /// Records the failure through a second connection to `url` while the run's own
@@ -566,22 +560,9 @@ impl Failure<'_> {
     /// too (the run's connection may not be able to).
     fn write_beside(&self, url: &DbUrl, ctx: &RevisionCtx, actor: &Actor) -> Result<(), String> {
         let mut conn = backend::connect(url).map_err(|e| e.to_string())?;
-        let left = match self.direction {
-            Direction::Upgrade => RevisionState::Running,
-            Direction::Downgrade => RevisionState::Applied,
-        };
-        let records = ledger::revisions(conn.as_mut()).map_err(|e| e.to_string())?;
-        if records.get(ctx.id()).map(|r| r.state) != Some(left) {
-            return Err(format!(
-                "the record of {} no longer reads {left:?}",
-                ctx.id()
-            ));
-        }
-        with_transaction(conn.as_mut(), |c| {
-            self.write(c, &ctx.key(), actor)?;
-            checkpoint::clear_lock_holder(c)
+        self.write_if_as_left(conn.as_mut(), ctx, actor, |left| {
+            format!("the record of {} no longer reads {left:?}", ctx.id())
         })
-        .map_err(|e: DbError| e.to_string())
     }
 
     /// Records the failure through a new connection to `url`, under the migration lock
@@ -595,26 +576,39 @@ impl Failure<'_> {
             LockAttempt::Acquired => {}
             LockAttempt::HeldBy(_) => return Err("another migrator holds the lock now".into()),
         }
-        let written = (|| -> Result<(), String> {
-            let left = match self.direction {
-                Direction::Upgrade => RevisionState::Running,
-                Direction::Downgrade => RevisionState::Applied,
-            };
-            let records = ledger::revisions(conn.as_mut()).map_err(|e| e.to_string())?;
-            let state = records.get(ctx.id()).map(|r| r.state);
-            if state != Some(left) {
-                return Err(format!(
-                    "another migrator changed the record of {} meanwhile",
-                    ctx.id()
-                ));
-            }
-            with_transaction(conn.as_mut(), |c| {
-                self.write(c, &ctx.key(), actor)?;
-                checkpoint::clear_lock_holder(c)
-            })
-            .map_err(|e: DbError| e.to_string())
-        })();
+        let written = self.write_if_as_left(conn.as_mut(), ctx, actor, |_| {
+            format!(
+                "another migrator changed the record of {} meanwhile",
+                ctx.id()
+            )
+        });
         let _ = conn.unlock();
         written
+    }
+
+    /// Through `conn`: records the failure and clears the lock record in one
+    /// transaction, if the revision's record still reads as this run left it
+    /// (`running`, or `applied` for a downgrade); else the error `changed` makes of
+    /// that state.
+    fn write_if_as_left(
+        &self,
+        conn: &mut dyn Connection,
+        ctx: &RevisionCtx,
+        actor: &Actor,
+        changed: impl FnOnce(RevisionState) -> String,
+    ) -> Result<(), String> {
+        let left = match self.direction {
+            Direction::Upgrade => RevisionState::Running,
+            Direction::Downgrade => RevisionState::Applied,
+        };
+        let records = ledger::revisions(conn).map_err(|e| e.to_string())?;
+        if records.get(ctx.id()).map(|r| r.state) != Some(left) {
+            return Err(changed(left));
+        }
+        with_transaction(conn, |c| {
+            self.write(c, &ctx.key(), actor)?;
+            checkpoint::clear_lock_holder(c)
+        })
+        .map_err(|e: DbError| e.to_string())
     }
 }
