@@ -13,9 +13,9 @@
 //! that table's copy, and is validated against it), and analyzes the copy. The old table
 //! is not touched.
 //!
-//! Swapping first locks the old tables against writers (see [`lock_out_writers`]; the
-//! rewrite in one transaction does so before its first copy), checks that each still
-//! holds as many rows as its copy, hands each serial sequence a kept column still draws
+//! Swapping counts the copies, then locks the old tables against writers (see
+//! [`lock_out_writers`]; the rewrite in one transaction does so before its first copy)
+//! and checks that each still holds as many rows as its copy, hands each serial sequence a kept column still draws
 //! from to the copy, drops the old tables (children first), renames each copy to its
 //! table's name — foreign keys follow a renamed table, since they refer to it by OID —
 //! and renames constraints, indexes and identity sequences to their final names:
@@ -415,10 +415,9 @@ fn swap_copies(
     recount: bool,
 ) -> Result<Vec<String>, DbError> {
     let mut ran = Vec::new();
-    if recount {
-        lock_out_writers(conn, tables, &mut ran)?;
-    }
-    let mut renames = Vec::with_capacity(tables.len());
+    // The copies are counted before the old tables are locked: nothing but their own
+    // step writes them, so writers stay locked out for the old tables' counts alone.
+    let mut copied = Vec::with_capacity(tables.len());
     for t in tables {
         let copy = staged_name(t);
         if !conn.table_exists(&copy)? {
@@ -427,7 +426,13 @@ fn swap_copies(
             )));
         }
         if recount {
-            let (old, new) = (count(conn, t)?, count(conn, &copy)?);
+            copied.push(count(conn, &copy)?);
+        }
+    }
+    if recount {
+        lock_out_writers(conn, tables, &mut ran)?;
+        for (t, new) in tables.iter().zip(copied) {
+            let old = count(conn, t)?;
             if old != new {
                 return Err(DbError::other(format!(
                     "table {t} holds {old} rows but its rewritten copy {new}: the table was \
@@ -435,6 +440,9 @@ fn swap_copies(
                 )));
             }
         }
+    }
+    let mut renames = Vec::with_capacity(tables.len());
+    for t in tables {
         renames.push(final_names(conn, t)?);
     }
     let set: BTreeSet<&str> = tables.iter().map(String::as_str).collect();
