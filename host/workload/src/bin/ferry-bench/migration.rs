@@ -8,7 +8,9 @@
 //! - on PostgreSQL, the scripted migration again with `--jobs 1` (its table steps one
 //!   after another on one connection), beside the default (up to `jobs` table steps at
 //!   once on pooled connections), with the ratio of the two and of the default to the
-//!   native peer, and the server's settings;
+//!   native peer, the server's settings, and the WAL each run made the server write and
+//!   the checkpoints begun meanwhile (what makes one run of the same code slower than the
+//!   next);
 //! - optionally the scripted migration again with one checkpoint per step
 //!   (`--set datasets.uuid_batch_size=` more than N), for the cost of batch checkpoints;
 //!
@@ -35,6 +37,62 @@ struct Run {
     /// Steps (scripted) or phases (native) with their seconds.
     parts: Vec<(String, f64)>,
     problems: Vec<String>,
+    /// What the server wrote during the run (PostgreSQL).
+    server: Option<ServerWork>,
+}
+
+/// The server's WAL and checkpoints during one run, read from its counters before and
+/// after. Both are the whole cluster's, and a checkpoint the run's WAL forces (every
+/// `max_wal_size` / 2 or so) competes with the run for the two cores and the disk: it is
+/// what makes one run of the same code slower than the next.
+struct ServerWork {
+    wal_bytes: i64,
+    checkpoints: i64,
+}
+
+/// The WAL position and the number of checkpoints begun so far (PostgreSQL).
+fn server_counters(db: &Database) -> Result<Option<(String, i64)>, String> {
+    let Database::Postgres(_) = db else {
+        return Ok(None);
+    };
+    let mut conn = target::connect(&db.url())?;
+    let rows = conn
+        .query(
+            "SELECT pg_current_wal_lsn()::text, \
+             (checkpoints_timed + checkpoints_req)::bigint FROM pg_stat_bgwriter",
+            &[],
+        )
+        .map_err(|e| format!("reading the server's WAL position: {e}"))?;
+    match rows.rows.first().map(|r| r.as_slice()) {
+        Some([ferry::backend::Value::Text(lsn), ferry::backend::Value::Int(n)]) => {
+            Ok(Some((lsn.clone(), *n)))
+        }
+        other => Err(format!("unexpected WAL position row: {other:?}")),
+    }
+}
+
+/// What the server did since `before` ([`server_counters`]).
+fn server_work(db: &Database, before: Option<(String, i64)>) -> Result<Option<ServerWork>, String> {
+    let Some((lsn, checkpoints)) = before else {
+        return Ok(None);
+    };
+    let mut conn = target::connect(&db.url())?;
+    let rows = conn
+        .query(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::bigint, \
+             (checkpoints_timed + checkpoints_req)::bigint FROM pg_stat_bgwriter",
+            &[ferry::backend::Value::Text(lsn)],
+        )
+        .map_err(|e| format!("reading the server's WAL position: {e}"))?;
+    match rows.rows.first().map(|r| r.as_slice()) {
+        Some([ferry::backend::Value::Int(wal), ferry::backend::Value::Int(n)]) => {
+            Ok(Some(ServerWork {
+                wal_bytes: *wal,
+                checkpoints: n - checkpoints,
+            }))
+        }
+        other => Err(format!("unexpected WAL position row: {other:?}")),
+    }
 }
 
 impl Run {
@@ -265,6 +323,7 @@ fn one_backend(
     let mut runs = Vec::new();
     for (label, db) in labels.iter().zip(&databases) {
         settle(db)?;
+        let counters = server_counters(db)?;
         eprintln!("{}: running {label} ...", backend.name());
         let measured = match *label {
             "native" | "pure_sql" => {
@@ -298,6 +357,7 @@ fn one_backend(
             }
         }
         .success(label)?;
+        let server = server_work(db, counters)?;
         let parts = if *label == "native" || *label == "pure_sql" {
             native_phases(&measured.stdout)
         } else {
@@ -313,6 +373,7 @@ fn one_backend(
             measured,
             parts,
             problems,
+            server,
         });
     }
     let batches = runs
@@ -489,6 +550,35 @@ fn print_results(results: &[BackendResult], n: u64) {
         ]);
     }
     parallel.print();
+
+    let mut server = Table::new(
+        format!("server work per run, N = {n}: WAL written and checkpoints begun (whole cluster)"),
+        &[
+            "backend",
+            "implementation",
+            "wall s",
+            "WAL MB",
+            "checkpoints",
+        ],
+    );
+    for r in results {
+        for run in &r.runs {
+            let Some(work) = &run.server else { continue };
+            server.row(vec![
+                r.backend.name().into(),
+                run.label.into(),
+                seconds(run.wall()),
+                format!("{:.1}", work.wal_bytes as f64 / 1e6),
+                work.checkpoints.to_string(),
+            ]);
+        }
+    }
+    if results
+        .iter()
+        .any(|r| r.runs.iter().any(|x| x.server.is_some()))
+    {
+        server.print();
+    }
     for r in results.iter().filter(|r| !r.settings.is_empty()) {
         let shown: Vec<String> = r
             .settings
