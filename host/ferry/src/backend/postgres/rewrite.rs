@@ -15,12 +15,12 @@
 //!
 //! Swapping counts the copies, then locks the old tables against writers (see
 //! [`lock_out_writers`]; the rewrite in one transaction does so before its first copy)
-//! and checks that each still holds as many rows as its copy, hands each serial sequence a kept column still draws
-//! from to the copy, drops the old tables (children first), renames each copy to its
-//! table's name — foreign keys follow a renamed table, since they refer to it by OID —
-//! and renames constraints, indexes and identity sequences to their final names:
-//! catalogue changes only. Keys from tables outside the set into it are dropped before
-//! and added back (and so validated) after.
+//! and checks that each still holds as many rows as its copy, hands each serial
+//! sequence a kept column still draws from to the copy, drops the old tables (children
+//! first), renames each copy to its table's name — foreign keys follow a renamed table,
+//! since they refer to it by OID — and renames constraints, indexes and identity
+//! sequences to their final names: catalogue changes only. Keys from tables outside the
+//! set into it are dropped before and added back (and so validated) after.
 
 use super::ddl::{ident, pg_type};
 use crate::backend::rewrite_plan::staged_name;

@@ -9,8 +9,7 @@
 //!   after another on one connection), beside the default (up to `jobs` table steps at
 //!   once on pooled connections), with the ratio of the two and of the default to the
 //!   native peer, the server's settings, and the WAL each run made the server write and
-//!   the checkpoints begun meanwhile (what makes one run of the same code slower than the
-//!   next);
+//!   the checkpoints begun meanwhile;
 //! - optionally the scripted migration again with one checkpoint per step
 //!   (`--set datasets.uuid_batch_size=` more than N), for the cost of batch checkpoints;
 //!
@@ -42,9 +41,10 @@ struct Run {
 }
 
 /// The server's WAL and checkpoints during one run, read from its counters before and
-/// after. Both are the whole cluster's, and a checkpoint the run's WAL forces (every
-/// `max_wal_size` / 2 or so) competes with the run for the two cores and the disk: it is
-/// what makes one run of the same code slower than the next.
+/// after; both are the whole cluster's. A checkpoint the run's WAL forces (about every
+/// half `max_wal_size`) competes with the run for the cores and the disk. Runs of the
+/// same code show the same figures here, yet take different times: when the
+/// checkpoint's writes land, which these counters do not show, is what varies.
 struct ServerWork {
     wal_bytes: i64,
     checkpoints: i64,
