@@ -46,11 +46,12 @@ impl Progress {
             .unwrap_or(0.0)
     }
 
-    /// Seconds `step` ran, now that it finished.
+    /// Seconds `step` ran, now that it finished (0 if its start was not seen).
     fn finished(&self, step: &str) -> f64 {
-        let secs = self.seconds_since_start(step);
-        self.step_started.borrow_mut().remove(step);
-        secs
+        self.step_started
+            .borrow_mut()
+            .remove(step)
+            .map_or(0.0, |s| s.elapsed().as_secs_f64())
     }
 
     fn line(&self, text: &str) {

@@ -40,8 +40,8 @@ struct Run {
     server: Option<ServerWork>,
 }
 
-/// The server's WAL and checkpoints during one run, read from its counters before and
-/// after; both are the whole cluster's. A checkpoint the run's WAL forces (about every
+/// The server's WAL (bytes) and checkpoints begun, the whole cluster's: as counted at
+/// one moment ([`server_counters`]), or over one run ([`server_work`]). A checkpoint the run's WAL forces (about every
 /// half `max_wal_size`) competes with the run for the cores and the disk. Runs of the
 /// same code show the same figures here, yet take different times: when the
 /// checkpoint's writes land, which these counters do not show, is what varies.
@@ -50,49 +50,38 @@ struct ServerWork {
     checkpoints: i64,
 }
 
-/// The WAL position and the number of checkpoints begun so far (PostgreSQL).
-fn server_counters(db: &Database) -> Result<Option<(String, i64)>, String> {
+/// The server's WAL position in bytes and the checkpoints it has begun so far, on
+/// PostgreSQL: a run's [`ServerWork`] is the difference of two readings.
+fn server_counters(db: &Database) -> Result<Option<ServerWork>, String> {
     let Database::Postgres(_) = db else {
         return Ok(None);
     };
     let mut conn = target::connect(&db.url())?;
     let rows = conn
         .query(
-            "SELECT pg_current_wal_lsn()::text, \
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, \
              (checkpoints_timed + checkpoints_req)::bigint FROM pg_stat_bgwriter",
             &[],
-        )
-        .map_err(|e| format!("reading the server's WAL position: {e}"))?;
-    match rows.rows.first().map(|r| r.as_slice()) {
-        Some([ferry::backend::Value::Text(lsn), ferry::backend::Value::Int(n)]) => {
-            Ok(Some((lsn.clone(), *n)))
-        }
-        other => Err(format!("unexpected WAL position row: {other:?}")),
-    }
-}
-
-/// What the server did since `before` ([`server_counters`]).
-fn server_work(db: &Database, before: Option<(String, i64)>) -> Result<Option<ServerWork>, String> {
-    let Some((lsn, checkpoints)) = before else {
-        return Ok(None);
-    };
-    let mut conn = target::connect(&db.url())?;
-    let rows = conn
-        .query(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::bigint, \
-             (checkpoints_timed + checkpoints_req)::bigint FROM pg_stat_bgwriter",
-            &[ferry::backend::Value::Text(lsn)],
         )
         .map_err(|e| format!("reading the server's WAL position: {e}"))?;
     match rows.rows.first().map(|r| r.as_slice()) {
         Some([ferry::backend::Value::Int(wal), ferry::backend::Value::Int(n)]) => {
             Ok(Some(ServerWork {
                 wal_bytes: *wal,
-                checkpoints: n - checkpoints,
+                checkpoints: *n,
             }))
         }
         other => Err(format!("unexpected WAL position row: {other:?}")),
     }
+}
+
+/// What the server did between two readings of [`server_counters`].
+fn server_work(before: Option<ServerWork>, after: Option<ServerWork>) -> Option<ServerWork> {
+    let (before, after) = (before?, after?);
+    Some(ServerWork {
+        wal_bytes: after.wal_bytes - before.wal_bytes,
+        checkpoints: after.checkpoints - before.checkpoints,
+    })
 }
 
 impl Run {
@@ -357,7 +346,7 @@ fn one_backend(
             }
         }
         .success(label)?;
-        let server = server_work(db, counters)?;
+        let server = server_work(counters, server_counters(db)?);
         let parts = if *label == "native" || *label == "pure_sql" {
             native_phases(&measured.stdout)
         } else {
