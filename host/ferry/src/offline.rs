@@ -3,7 +3,7 @@
 //!
 //! A revision's statements depend on what the database holds if it calls anything that
 //! reads the database (`db.query`, `query_row`, `query_value`, `each`, `batches`,
-//! `insert_derived`, introspection such as `db.tables` or `db.columns`), the
+//! `insert_derived`, `step_beside`, introspection such as `db.tables` or `db.columns`), the
 //! `attributes::` or `hooks::` capabilities (whose statements depend on existing rows or
 //! on a plugin), `db.bulk_insert`, or a function of an imported module (which Ferry does
 //! not inspect). `upgrade --sql` names such revisions in its script's header: the values
@@ -14,13 +14,14 @@ use rhai::{ASTNode, Expr, FnCallExpr, Stmt, AST};
 use std::collections::BTreeSet;
 
 /// Methods of `db` whose result or statements depend on the data.
-const READS: [&str; 14] = [
+const READS: [&str; 15] = [
     "query",
     "query_row",
     "query_value",
     "each",
     "batches",
     "insert_derived",
+    "step_beside",
     "bulk_insert",
     "tables",
     "table_exists",
@@ -80,47 +81,91 @@ fn makes_rewrite_steps(call: &FnCallExpr) -> bool {
 }
 
 /// The steps a revision declares, in the order they appear: the first argument of each
-/// `db.step(…)` / `db.batches(…)` call, or `(computed)` where the name is not a literal
-/// (e.g. a step per dynamic table), and for `schema::rewrite_tables(…, #{ steps: true })`
-/// `(computed)` (a step per table) followed by its swap step. Read from the syntax tree,
+/// `db.step(…)` / `db.batches(…)` / `db.step_beside(…)` call, or `(computed)` where the
+/// name is not a literal (e.g. a step per dynamic table), and for
+/// `schema::rewrite_tables(…, #{ steps: true })` `(computed)` (a step per table) followed
+/// by its swap step. The steps of a `db.step_beside` body come before its own step (the
+/// order they run in when they run one after another). Read from the syntax tree,
 /// without running anything.
 pub fn declared_steps(ast: &AST) -> Vec<String> {
-    // Only `fn upgrade(db)`: a downgrade's steps are not part of an upgrade plan. (Built
-    // by hand: `clone_functions_only_filtered` copies every function into an empty module.)
-    let mut only_upgrade = rhai::Module::new();
+    let mut steps: Vec<String> = Vec::new();
+    // Only `fn upgrade(db)`: a downgrade's steps are not part of an upgrade plan.
+    steps_of(ast, "upgrade", Some(1), &mut steps);
+    steps
+}
+
+/// What a walk of a function's body finds, in order.
+enum Found {
+    /// A step's name.
+    Step(String),
+    /// The function (a closure's) that is the body of a `db.step_beside`.
+    BesideBody(String),
+}
+
+/// Appends to `steps` the steps that function `name` of `ast` (with `arity` parameters,
+/// when given) declares, with those of the `db.step_beside` bodies it passes.
+fn steps_of(ast: &AST, name: &str, arity: Option<usize>, steps: &mut Vec<String>) {
+    // Built by hand: `clone_functions_only_filtered` copies every function into an
+    // empty module.
+    let mut only = rhai::Module::new();
     for def in ast.iter_fn_def() {
-        if def.name == "upgrade" && def.params.len() == 1 {
-            only_upgrade.set_script_fn(def.clone());
+        if def.name == name && arity.is_none_or(|n| def.params.len() == n) {
+            only.set_script_fn(def.clone());
         }
     }
-    let upgrade = AST::new(Vec::<Stmt>::new(), only_upgrade);
-    let mut steps: Vec<String> = Vec::new();
-    let mut push = |name: String| {
-        if !steps.contains(&name) || name == COMPUTED && steps.last() != Some(&name) {
-            steps.push(name);
-        }
-    };
-    upgrade.walk(&mut |path: &[ASTNode]| {
+    let function = AST::new(Vec::<Stmt>::new(), only);
+    let mut found: Vec<Found> = Vec::new();
+    function.walk(&mut |path: &[ASTNode]| {
         match path.last() {
             Some(ASTNode::Expr(Expr::MethodCall(call, _)))
                 if matches!(call.name.as_str(), "step" | "batches") =>
             {
-                push(match call.args.first() {
+                found.push(Found::Step(match call.args.first() {
                     Some(Expr::StringConstant(s, _)) => s.to_string(),
                     _ => COMPUTED.to_string(),
-                });
+                }));
             }
             Some(ASTNode::Expr(Expr::FnCall(call, _)) | ASTNode::Stmt(Stmt::FnCall(call, _)))
                 if makes_rewrite_steps(call) =>
             {
-                push(COMPUTED.to_string());
-                push(crate::script::rewrite_steps::SWAP_STEP.to_string());
+                found.push(Found::Step(COMPUTED.to_string()));
+                found.push(Found::Step(
+                    crate::script::rewrite_steps::SWAP_STEP.to_string(),
+                ));
+            }
+            // Its body's steps (the closure among its arguments), then its own.
+            Some(ASTNode::Expr(Expr::MethodCall(call, _))) if call.name == "step_beside" => {
+                for arg in &call.args {
+                    let mut no_path = Vec::new();
+                    arg.walk(&mut no_path, &mut |p: &[ASTNode]| {
+                        if let Some(ASTNode::Expr(Expr::DynamicConstant(value, _))) = p.last() {
+                            if let Some(f) = value.read_lock::<rhai::FnPtr>() {
+                                found.push(Found::BesideBody(f.fn_name().to_string()));
+                            }
+                        }
+                        true
+                    });
+                }
+                found.push(Found::Step(match call.args.first() {
+                    Some(Expr::StringConstant(s, _)) => s.to_string(),
+                    _ => COMPUTED.to_string(),
+                }));
             }
             _ => {}
         }
         true
     });
-    steps
+    for f in found {
+        match f {
+            Found::Step(name) => {
+                if !steps.contains(&name) || name == COMPUTED && steps.last() != Some(&name) {
+                    steps.push(name);
+                }
+            }
+            // A closure's function takes the variables it captures as parameters too.
+            Found::BesideBody(body) => steps_of(ast, &body, None, steps),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +182,25 @@ mod tests {
         }"#;
         let ast = rhai::Engine::new().compile(src).unwrap();
         assert_eq!(declared_steps(&ast), ["create", "(computed)", "copy"]);
+    }
+
+    #[test]
+    fn a_step_beside_comes_after_the_steps_of_its_body() {
+        let src = r#"fn upgrade(db) {
+            db.step("create", |db| {});
+            let size = 10;
+            db.step_beside("removed", #{ insert_derived: #{} }, |db| {
+                db.batches("map", #{ size: size }, |db, b| {});
+                db.step("after map", |db| {});
+            });
+            db.step_beside("alone", #{ insert_derived: #{} }, |db| {});
+            db.step("key", |db| {});
+        }"#;
+        let ast = crate::analysis::parse_engine().compile(src).unwrap();
+        assert_eq!(
+            declared_steps(&ast),
+            ["create", "map", "after map", "removed", "alone", "key"]
+        );
     }
 
     #[test]

@@ -131,7 +131,7 @@ fn upgrade(db) {
     );
     let e = r.upgrade_fails();
     assert!(e.message.contains("inside the callback of db.each"), "{e}");
-    assert_eq!(e.kind, ferry::script::FailureKind::Script);
+    assert_eq!(e.kind, ferry::FailureKind::Script);
     assert!(
         !r.conn().table_exists("t").unwrap(),
         "the revision rolled back"
@@ -317,6 +317,65 @@ fn upgrade(db) {
     assert!(e.contains(named), "{named:?} in {e}");
 });
 
+both!(step_beside_refuses_a_bad_spec_before_anything_runs, |r| {
+    // Each spec is refused before the body runs (it would create `t`) and before the
+    // step's query: the error names the call and what is wrong.
+    let cases = [
+        (
+            r#"#{ sql: "SELECT 1" }"#,
+            r#"db.step_beside("beside", …): the spec declares the step's work as one of insert_derived; found "sql""#,
+        ),
+        (
+            r#"#{}"#,
+            r#"db.step_beside("beside", …): the spec declares no work (one of insert_derived)"#,
+        ),
+        (
+            r#"#{ insert_derived: #{ source: "SELECT 1 AS id", into: "m", columns: ["id"], values: [#{ uuid7: true }] } }"#,
+            "insert_derived: a derived value is #{uuid4: true}",
+        ),
+        (
+            r#"#{ insert_derived: #{ source: "SELECT 1 AS id", into: "m", columns: ["id"] } }"#,
+            "insert_derived needs `values` (one per target column)",
+        ),
+    ];
+    let mut first = true;
+    for (spec, says) in cases {
+        let body = format!(
+            r#"
+fn upgrade(db) {{
+    db.step_beside("beside", {spec}, |db| {{
+        db.step("body", |db| {{ db.execute("CREATE TABLE t (id BIGINT)"); }});
+    }});
+}}
+"#
+        );
+        if first {
+            rev(r, "r1", &body);
+            first = false;
+        } else {
+            r.rewrite("r1", &body);
+        }
+        let e = r.upgrade_fails();
+        assert_eq!(e.kind, ferry::FailureKind::Script, "{e}");
+        assert!(e.to_string().contains(says), "{says:?} in {e}");
+        assert!(e.line > 0, "the error names the script's line: {e}");
+        assert!(!r.conn().table_exists("t").unwrap(), "the body ran: {e}");
+    }
+    // Inside a step it is refused: it makes a step and runs steps beside it.
+    r.rewrite(
+        "r1",
+        r#"
+fn upgrade(db) {
+    db.step("outer", |db| {
+        db.step_beside("beside", #{ insert_derived: #{ source: "SELECT 1 AS id", into: "m", columns: ["id"], values: ["id"] } }, |db| {});
+    });
+}
+"#,
+    );
+    let e = r.upgrade_fails().to_string();
+    assert!(e.contains(r#"so it cannot run inside step "outer""#), "{e}");
+});
+
 both!(introspection, |r| {
     rev(
         r,
@@ -470,7 +529,7 @@ fn upgrade(db) {
         e.message.contains("bulk_insert into amplifier") && e.message.contains("{amp}"),
         "{e}"
     );
-    assert_eq!(e.kind, ferry::script::FailureKind::Script, "{e}");
+    assert_eq!(e.kind, ferry::FailureKind::Script, "{e}");
     assert!(e.line > 0, "{e:?}");
 });
 

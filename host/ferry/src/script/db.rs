@@ -53,6 +53,16 @@ impl StepOptions {
         }
     }
 
+    /// A transactional step whose foreign keys are checked statement by statement.
+    pub fn plain() -> StepOptions {
+        StepOptions {
+            transactional: true,
+            check_fks_at_commit: false,
+            total: None,
+            timeout: None,
+        }
+    }
+
     /// Reads `#{ transactional, foreign_keys, total }`.
     fn read(name: &str, options: &Map) -> Res<StepOptions> {
         let transactional = options
@@ -623,6 +633,12 @@ pub fn register(engine: &mut Engine) {
         "step",
         |ctx: NativeCallContext, db: &mut Db, name: &str, o: Map, f: FnPtr| {
             db.step(&ctx, name, o, f)
+        },
+    );
+    engine.register_fn(
+        "step_beside",
+        |ctx: NativeCallContext, db: &mut Db, name: &str, spec: Map, f: FnPtr| {
+            super::step_beside::run(db, &ctx, name, spec, f)
         },
     );
     engine.register_fn(

@@ -18,7 +18,7 @@
 use super::db::Db;
 use super::error::{host_failure, script_failure};
 use super::values::strings;
-use crate::backend::{DbError, RowDeriver, Value};
+use crate::backend::{Connection, DbError, RowDeriver, Value};
 use rhai::{Array, Dynamic, EvalAltResult, Map};
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
@@ -89,81 +89,144 @@ fn render(pieces: &[Piece], row: &[Value], out: &mut String) {
     }
 }
 
-pub(super) fn derivation(spec: &Dynamic, columns: &[String]) -> Result<Derivation, String> {
-    if let Ok(name) = spec.clone().into_string() {
-        let idx = columns.iter().position(|c| *c == name).ok_or_else(|| {
-            format!(
-                "value {name:?} is not a column of the source query (it returns {})",
-                columns.join(", ")
-            )
-        })?;
-        return Ok(Derivation::Copy(idx));
-    }
-    if spec.is_unit() || spec.is_int() || spec.is_float() || spec.is_bool() {
-        return super::values::to_value(spec).map(Derivation::Constant);
-    }
-    let m = spec.clone().try_cast::<Map>().ok_or_else(|| {
-        format!(
-            "a value is a column name, a number, a boolean, () or a map, found {}",
-            spec.type_name()
-        )
-    })?;
-    if m.contains_key("uuid4") {
-        return Ok(Derivation::Uuid4);
-    }
-    if let Some(ns) = m.get("uuid5") {
-        let ns_text = ns.to_string();
-        let namespace = uuid::Uuid::parse_str(&ns_text)
-            .map_err(|e| format!("uuid5 namespace {ns_text:?}: {e}"))?;
-        let name = m
-            .get("name")
-            .and_then(|v| v.clone().into_string().ok())
-            .ok_or_else(|| {
-                "a uuid5 value needs `name`, a template like \"run={run}\"".to_string()
-            })?;
-        return Ok(Derivation::Uuid5 {
-            namespace,
-            name: template(&name, columns)?,
-        });
-    }
-    if let Some(t) = m.get("template").and_then(|v| v.clone().into_string().ok()) {
-        return Ok(Derivation::Template(template(&t, columns)?));
-    }
-    Err("a derived value is #{uuid4: true}, #{uuid5: NAMESPACE, name: TEMPLATE} or #{template: TEMPLATE}".into())
+/// One value of a spec as the script wrote it, read into plain data before the source
+/// query runs: a mistake in its form is reported before any row is read, and a step
+/// running on another thread can hold it (`step_beside.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum ValueSpec {
+    Column(String),
+    Constant(Value),
+    Uuid4,
+    Uuid5 { namespace: uuid::Uuid, name: String },
+    Template(String),
 }
 
-impl Db {
-    /// See the module documentation.
-    pub fn insert_derived(&mut self, spec: Map) -> Res<i64> {
+impl ValueSpec {
+    pub(super) fn read(spec: &Dynamic) -> Result<ValueSpec, String> {
+        if let Ok(name) = spec.clone().into_string() {
+            return Ok(ValueSpec::Column(name));
+        }
+        if spec.is_unit() || spec.is_int() || spec.is_float() || spec.is_bool() {
+            return super::values::to_value(spec).map(ValueSpec::Constant);
+        }
+        let m = spec.clone().try_cast::<Map>().ok_or_else(|| {
+            format!(
+                "a value is a column name, a number, a boolean, () or a map, found {}",
+                spec.type_name()
+            )
+        })?;
+        if m.contains_key("uuid4") {
+            return Ok(ValueSpec::Uuid4);
+        }
+        if let Some(ns) = m.get("uuid5") {
+            let ns_text = ns.to_string();
+            let namespace = uuid::Uuid::parse_str(&ns_text)
+                .map_err(|e| format!("uuid5 namespace {ns_text:?}: {e}"))?;
+            let name = m
+                .get("name")
+                .and_then(|v| v.clone().into_string().ok())
+                .ok_or_else(|| {
+                    "a uuid5 value needs `name`, a template like \"run={run}\"".to_string()
+                })?;
+            return Ok(ValueSpec::Uuid5 { namespace, name });
+        }
+        if let Some(t) = m.get("template").and_then(|v| v.clone().into_string().ok()) {
+            return Ok(ValueSpec::Template(t));
+        }
+        Err("a derived value is #{uuid4: true}, #{uuid5: NAMESPACE, name: TEMPLATE} or #{template: TEMPLATE}".into())
+    }
+
+    /// The derivation, once the source's `columns` are known.
+    pub(super) fn resolve(&self, columns: &[String]) -> Result<Derivation, String> {
+        Ok(match self {
+            ValueSpec::Column(name) => {
+                let idx = columns.iter().position(|c| c == name).ok_or_else(|| {
+                    format!(
+                        "value {name:?} is not a column of the source query (it returns {})",
+                        columns.join(", ")
+                    )
+                })?;
+                Derivation::Copy(idx)
+            }
+            ValueSpec::Constant(v) => Derivation::Constant(v.clone()),
+            ValueSpec::Uuid4 => Derivation::Uuid4,
+            ValueSpec::Uuid5 { namespace, name } => Derivation::Uuid5 {
+                namespace: *namespace,
+                name: template(name, columns)?,
+            },
+            ValueSpec::Template(t) => Derivation::Template(template(t, columns)?),
+        })
+    }
+}
+
+pub(super) fn derivation(spec: &Dynamic, columns: &[String]) -> Result<Derivation, String> {
+    ValueSpec::read(spec)?.resolve(columns)
+}
+
+/// An `insert_derived` spec read from the script's map into plain data.
+#[derive(Debug, Clone)]
+pub(super) struct InsertDerived {
+    /// The script's query (without the `ORDER BY` that `key` adds).
+    pub source: String,
+    key: Option<String>,
+    /// The table the rows go into.
+    pub into: String,
+    columns: Vec<String>,
+    values: Vec<ValueSpec>,
+    params: Vec<Value>,
+    chunk: usize,
+}
+
+/// Why an `insert_derived` failed.
+#[derive(Debug)]
+pub(super) enum DeriveFault {
+    /// The spec names what the source does not return: the script's own mistake.
+    Script(String),
+    /// The database failed.
+    Db(DbError),
+}
+
+impl std::fmt::Display for DeriveFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeriveFault::Script(message) => f.write_str(message),
+            DeriveFault::Db(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl InsertDerived {
+    /// Reads `spec` (see the module documentation); the errors name what is wrong in it.
+    pub(super) fn read(spec: &Map) -> Result<InsertDerived, String> {
         let get_str = |k: &str| spec.get(k).and_then(|v| v.clone().into_string().ok());
-        let source = get_str("source")
-            .ok_or_else(|| script_failure("insert_derived needs `source` (a query)"))?;
-        let key = get_str("key");
-        let into = get_str("into")
-            .ok_or_else(|| script_failure("insert_derived needs `into` (a table)"))?;
+        let source = get_str("source").ok_or("insert_derived needs `source` (a query)")?;
+        let into = get_str("into").ok_or("insert_derived needs `into` (a table)")?;
         let columns = spec
             .get("columns")
             .and_then(|v| v.clone().try_cast::<Array>())
-            .ok_or_else(|| script_failure("insert_derived needs `columns` (the target columns)"))?;
-        let columns = strings(&columns, "columns").map_err(script_failure)?;
+            .ok_or("insert_derived needs `columns` (the target columns)")?;
+        let columns = strings(&columns, "columns")?;
         let values = spec
             .get("values")
             .and_then(|v| v.clone().try_cast::<Array>())
-            .ok_or_else(|| {
-                script_failure("insert_derived needs `values` (one per target column)")
-            })?;
+            .ok_or("insert_derived needs `values` (one per target column)")?;
         if values.len() != columns.len() {
-            return Err(script_failure(format!(
+            return Err(format!(
                 "insert_derived has {} values for {} columns",
                 values.len(),
                 columns.len()
-            )));
+            ));
         }
+        let values = values
+            .iter()
+            .map(ValueSpec::read)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("insert_derived: {e}"))?;
         let params = match spec
             .get("params")
             .and_then(|v| v.clone().try_cast::<Array>())
         {
-            Some(p) => super::values::to_params(&p).map_err(script_failure)?,
+            Some(p) => super::values::to_params(&p)?,
             None => vec![],
         };
         let chunk = spec
@@ -171,40 +234,66 @@ impl Db {
             .and_then(|v| v.as_int().ok())
             .unwrap_or(50_000)
             .max(1);
+        Ok(InsertDerived {
+            source,
+            key: get_str("key"),
+            into,
+            columns,
+            values,
+            params,
+            chunk: chunk as usize,
+        })
+    }
 
-        self.guard(&source)?;
-        crate::sql_guard::check_table(&into).map_err(|r| script_failure(r.to_string()))?;
-        let mut s = self.session()?;
-        s.before_statement(true)
-            .map_err(|r| super::error::refused(&mut s, r))?;
-        let source = match key {
+    /// Runs the query on `conn` and inserts the rows derived from it; returns how many.
+    pub(super) fn run(&self, conn: &mut dyn Connection) -> Result<u64, DeriveFault> {
+        let source = match &self.key {
             // Rows in key order: inserts into a table keyed the same way append.
             Some(key) => {
-                let qk = s.conn().quote_ident(&key);
-                format!("SELECT * FROM ({source}) AS ferry_src ORDER BY ferry_src.{qk}")
+                let qk = conn.quote_ident(key);
+                format!(
+                    "SELECT * FROM ({}) AS ferry_src ORDER BY ferry_src.{qk}",
+                    self.source
+                )
             }
-            None => source,
+            None => self.source.clone(),
         };
         let mut deriver = Deriver {
-            values,
+            values: &self.values,
             plan: Vec::new(),
             name: String::new(),
             script_error: None,
         };
-        let total = s.conn().insert_derived(
+        let total = conn.insert_derived(
             &source,
-            &params,
-            &into,
-            &columns,
-            chunk as usize,
+            &self.params,
+            &self.into,
+            &self.columns,
+            self.chunk,
             &mut deriver,
         );
         if let Some(message) = deriver.script_error {
-            // The spec names what the source does not return: the script's own mistake.
-            return Err(script_failure(message));
+            return Err(DeriveFault::Script(message));
         }
-        let total = total.map_err(|e| host_failure(&mut s, e))?;
-        s.after_statement(&format!("insert derived rows into {into}"), total);
+        total.map_err(DeriveFault::Db)
+    }
+}
+
+impl Db {
+    /// See the module documentation.
+    pub fn insert_derived(&mut self, spec: Map) -> Res<i64> {
+        let spec = InsertDerived::read(&spec).map_err(script_failure)?;
+        self.guard(&spec.source)?;
+        crate::sql_guard::check_table(&spec.into).map_err(|r| script_failure(r.to_string()))?;
+        let mut s = self.session()?;
+        s.before_statement(true)
+            .map_err(|r| super::error::refused(&mut s, r))?;
+        let total = match spec.run(s.conn()) {
+            Ok(total) => total,
+            Err(DeriveFault::Script(message)) => return Err(script_failure(message)),
+            Err(DeriveFault::Db(e)) => return Err(host_failure(&mut s, e)),
+        };
+        s.after_statement(&format!("insert derived rows into {}", spec.into), total);
         Ok(total as i64)
     }
 }
@@ -237,8 +326,8 @@ pub(super) fn derive_row(
 }
 
 /// The script's `values`, resolved against the source's columns once they are known.
-struct Deriver {
-    values: Array,
+struct Deriver<'a> {
+    values: &'a [ValueSpec],
     plan: Vec<Derivation>,
     /// Scratch space for rendering templates.
     name: String,
@@ -246,9 +335,9 @@ struct Deriver {
     script_error: Option<String>,
 }
 
-impl RowDeriver for Deriver {
+impl RowDeriver for Deriver<'_> {
     fn columns(&mut self, names: &[String]) -> Result<(), DbError> {
-        match self.values.iter().map(|v| derivation(v, names)).collect() {
+        match self.values.iter().map(|v| v.resolve(names)).collect() {
             Ok(plan) => {
                 self.plan = plan;
                 Ok(())

@@ -28,6 +28,7 @@ pub mod schema;
 pub mod session;
 #[cfg(any(test, feature = "internals"))]
 mod signatures;
+mod step_beside;
 pub mod uuids;
 pub mod values;
 

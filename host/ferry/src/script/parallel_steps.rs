@@ -62,17 +62,23 @@ pub(super) fn pool_for(
     if pending.len() < 2 {
         return Ok(None);
     }
+    for rw in &pending {
+        if s.conn().table_exists(&staged_name(&rw.table))? {
+            return Ok(None);
+        }
+    }
+    step_pool(s)
+}
+
+/// The pool of step connections and how many steps may run at once, when the backend
+/// has one and `jobs` (the config's, else the backend's default) is above 1.
+pub(super) fn step_pool(s: &mut Session) -> Result<Option<StepPool>, DbError> {
     let jobs = match crate::config::jobs(&s.config).map_err(|e| DbError::other(e.to_string()))? {
         Some(jobs) => jobs,
         None => s.conn().default_jobs()?,
     };
     if jobs < 2 {
         return Ok(None);
-    }
-    for rw in &pending {
-        if s.conn().table_exists(&staged_name(&rw.table))? {
-            return Ok(None);
-        }
     }
     Ok(s.conn().step_workers(jobs)?.map(|pool| (pool, jobs)))
 }

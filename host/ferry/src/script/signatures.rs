@@ -34,6 +34,7 @@ const SIGNATURES: &[(&str, &str, &str, &str)] = &[
     ("static", "fn quote(_: Db, _: string)", "fn quote(db: Db, name: string) -> string", "The identifier quoted for this backend."),
     ("static", "fn step(_: Db, _: string, _: Fn)", "fn step(db: Db, name: string, body: Fn) -> ?", "Runs `body(db)` as a step that commits on its own and is skipped on a rerun once done."),
     ("static", "fn step(_: Db, _: string, _: map, _: Fn)", "fn step(db: Db, name: string, options: map, body: Fn) -> ?", "A step with options (`transactional: false` for statements that cannot run in a transaction)."),
+    ("static", "fn step_beside(_: Db, _: string, _: map, _: Fn)", "fn step_beside(db: Db, name: string, spec: map, body: Fn) -> ?", "Runs a declared step (`#{ insert_derived: … }`) on a pooled connection while `body(db)` runs its steps; in turn where there is no pool."),
     ("static", "fn table_exists(_: Db, _: string)", "fn table_exists(db: Db, table: string) -> bool", "Whether the table exists."),
     ("static", "fn tables(_: Db, _: string)", "fn tables(db: Db, like_pattern: string) -> array", "The sorted names of the tables matching a SQL `LIKE` pattern."),
     ("static", "fn unique_constraints(_: Db, _: string)", "fn unique_constraints(db: Db, table: string) -> array", "The table's unique constraints: `[#{name, columns}]`."),
