@@ -46,6 +46,16 @@ fn step_events(run: &common::Run) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The rows the revision's run reported (its `revision_finished` event).
+fn revision_rows(run: &common::Run) -> u64 {
+    format!("{}{}", run.stdout, run.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "revision_finished" && e["revision"] == REVISION)
+        .and_then(|e| e["rows"].as_u64())
+        .unwrap_or_else(|| panic!("no revision_finished for {REVISION}: {}", run.describe()))
+}
+
 fn position(events: &[(String, String)], kind: &str, step: &str) -> usize {
     events
         .iter()
@@ -139,12 +149,16 @@ fn the_step_runs_beside_its_body_on_postgres_and_after_it_elsewhere() {
         ferry(db, &[]).run(["upgrade", "items-1"]).success();
     }
     let run = ferry(&one, &["--jobs", "1"]).run(["upgrade"]).success();
+    let rows_in_turn = revision_rows(&run);
     let events = step_events(&run);
     assert!(
         position(&events, "finished", "note the map") < position(&events, "started", STEP),
         "--jobs 1 runs the step after its body: {events:?}"
     );
     let run = ferry(&two, &["--jobs", "2"]).run(["upgrade"]).success();
+    // The step's rows count in the revision's total either way.
+    assert_eq!(revision_rows(&run), rows_in_turn);
+    assert!(rows_in_turn >= (N + ORPHANS) as u64, "{rows_in_turn}");
     let events = step_events(&run);
     let started = position(&events, "started", STEP);
     assert!(

@@ -101,6 +101,8 @@ pub(super) fn run(
     let revision = s.revision_id();
     match outcome {
         Ok(rows) => {
+            // The revision's count of rows, as when the step runs in turn.
+            s.rows += rows;
             s.steps.completed(name);
             s.emit(Event::StepFinished {
                 revision,
