@@ -14,6 +14,9 @@
 
 mod common;
 
+use common::steps::{
+    committed_steps, events, first_value, position, step_events, wait_until_count,
+};
 use common::{Backend, TestDb};
 
 const N: i64 = 2000;
@@ -21,15 +24,6 @@ const REVISION: &str = "registry-2";
 
 fn root() -> std::path::PathBuf {
     common::fixture("parallel_steps").join("scripts")
-}
-
-/// The JSON lines of a run's output.
-fn events(run: &common::Run) -> Vec<serde_json::Value> {
-    format!("{}{}", run.stdout, run.stderr)
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 /// `ferry --progress json` on the fixture tree with extra options.
@@ -42,18 +36,7 @@ fn ferry<'a>(db: &'a TestDb, options: &[&str]) -> common::Ferry<'a> {
 /// The table steps (`rewrite …`) as they started and finished, in order:
 /// `("started" | "finished" | "skipped", step)`.
 fn table_step_events(events: &[serde_json::Value]) -> Vec<(String, String)> {
-    events
-        .iter()
-        .filter(|e| {
-            e["step"]
-                .as_str()
-                .is_some_and(|s| s.starts_with("rewrite "))
-        })
-        .filter_map(|e| {
-            let kind = e["event"].as_str()?.strip_prefix("step_")?;
-            Some((kind.to_string(), e["step"].as_str()?.to_string()))
-        })
-        .collect()
+    step_events(events, |_, step| step.starts_with("rewrite "))
 }
 
 /// The most table steps open (started, not yet finished) at one moment.
@@ -68,26 +51,6 @@ fn most_at_once(steps: &[(String, String)]) -> usize {
         most = most.max(open);
     }
     most
-}
-
-fn position(steps: &[(String, String)], kind: &str, step: &str) -> usize {
-    steps
-        .iter()
-        .position(|(k, s)| k == kind && s == step)
-        .unwrap_or_else(|| panic!("no {kind} {step:?} in {steps:?}"))
-}
-
-/// Steps of the revision the ledger records as committed, sorted.
-fn committed_steps(db: &TestDb) -> Vec<String> {
-    let mut steps: Vec<String> = db
-        .query(&format!(
-            "SELECT step FROM ferry_steps WHERE revision = '{REVISION}' AND done = 1"
-        ))
-        .into_iter()
-        .filter_map(|r| r.into_iter().next().flatten())
-        .collect();
-    steps.sort();
-    steps
 }
 
 /// What the migration leaves, independent of how its steps ran: every association by
@@ -227,7 +190,7 @@ fn a_failing_parallel_step_leaves_the_others_committed_and_resume_skips_them() {
     );
     let steps = table_step_events(&events(&failed));
     assert_eq!(most_at_once(&steps), 2, "{steps:?}");
-    let committed = committed_steps(&db);
+    let committed = committed_steps(&db, REVISION);
     for step in ["map parent ids", "rewrite child_a", "rewrite parent"] {
         assert!(
             committed.contains(&step.to_string()),
@@ -270,35 +233,6 @@ fn a_bad_jobs_value_is_refused_before_anything_runs() {
     assert!(db.ferry_tables().is_empty(), "nothing ran");
 }
 
-/// The first value of the first row of `sql` on `conn`, as text.
-fn first_value(conn: &mut dyn ferry::backend::Connection, sql: &str) -> String {
-    let rows = conn
-        .query(sql, &[])
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows.rows
-        .first()
-        .and_then(|r| r.first())
-        .map(|v| v.to_string())
-        .unwrap_or_else(|| panic!("{sql}: no row"))
-}
-
-/// Polls `sql` (a count) on `conn` until it reaches `want`; a barrier on what the
-/// server says, with a deadline so that a wrong guess fails instead of hanging.
-fn wait_until_count(conn: &mut dyn ferry::backend::Connection, sql: &str, want: i64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let n: i64 = first_value(conn, sql).parse().unwrap();
-        if n == want {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{sql}: still {n}, not {want}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn pooled_steps_do_not_commit_once_the_coordinating_connection_lost_the_lock() {
     let Some(db) = TestDb::postgres("parallel_steps_lock_lost") else {
@@ -334,7 +268,7 @@ fn pooled_steps_do_not_commit_once_the_coordinating_connection_lost_the_lock() {
     wait_until_count(watch.as_mut(), &waiting, 2);
     wait_until_count(watch.as_mut(), &holder, 1);
     assert_eq!(
-        committed_steps(&db),
+        committed_steps(&db, REVISION),
         ["map parent ids", "rewrite parent"],
         "both children's steps are waiting"
     );
@@ -369,7 +303,7 @@ fn pooled_steps_do_not_commit_once_the_coordinating_connection_lost_the_lock() {
         failed.describe()
     );
     // Neither step committed: no step record, no copy; the old tables are untouched.
-    let committed = committed_steps(&db);
+    let committed = committed_steps(&db, REVISION);
     for step in ["rewrite child_a", "rewrite child_b"] {
         assert!(!committed.contains(&step.to_string()), "{committed:?}");
     }

@@ -14,6 +14,9 @@
 
 mod common;
 
+use common::steps::{
+    committed_steps, events, first_value, position, step_events, wait_until_count,
+};
 use common::{Backend, TestDb};
 
 const N: i64 = 2000;
@@ -33,47 +36,17 @@ fn ferry<'a>(db: &'a TestDb, options: &[&str]) -> common::Ferry<'a> {
 }
 
 /// The revision's step events in order: `("started" | "finished" | "skipped", step)`.
-fn step_events(run: &common::Run) -> Vec<(String, String)> {
-    format!("{}{}", run.stdout, run.stderr)
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["revision"] == REVISION)
-        .filter_map(|e| {
-            let kind = e["event"].as_str()?.strip_prefix("step_")?.to_string();
-            Some((kind, e["step"].as_str()?.to_string()))
-        })
-        .collect()
+fn revision_steps(run: &common::Run) -> Vec<(String, String)> {
+    step_events(&events(run), |e, _| e["revision"] == REVISION)
 }
 
 /// The rows the revision's run reported (its `revision_finished` event).
 fn revision_rows(run: &common::Run) -> u64 {
-    format!("{}{}", run.stdout, run.stderr)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    events(run)
+        .into_iter()
         .find(|e| e["event"] == "revision_finished" && e["revision"] == REVISION)
         .and_then(|e| e["rows"].as_u64())
         .unwrap_or_else(|| panic!("no revision_finished for {REVISION}: {}", run.describe()))
-}
-
-fn position(events: &[(String, String)], kind: &str, step: &str) -> usize {
-    events
-        .iter()
-        .position(|(k, s)| k == kind && s == step)
-        .unwrap_or_else(|| panic!("no {kind} {step:?} in {events:?}"))
-}
-
-/// Steps of the revision the ledger records as committed, sorted.
-fn committed_steps(db: &TestDb) -> Vec<String> {
-    let mut steps: Vec<String> = db
-        .query(&format!(
-            "SELECT step FROM ferry_steps WHERE revision = '{REVISION}' AND done = 1"
-        ))
-        .into_iter()
-        .filter_map(|r| r.into_iter().next().flatten())
-        .collect();
-    steps.sort();
-    steps
 }
 
 /// The map is complete: one row per item and per orphan, each old id once, the items'
@@ -131,7 +104,7 @@ fn the_step_runs_beside_its_body_on_postgres_and_after_it_elsewhere() {
         plan.describe()
     );
     let run = ferry(&sqlite, &["--jobs", "2"]).run(["upgrade"]).success();
-    let events = step_events(&run);
+    let events = revision_steps(&run);
     assert!(
         position(&events, "finished", "note the map") < position(&events, "started", STEP),
         "SQLite runs the step after its body: {events:?}"
@@ -150,7 +123,7 @@ fn the_step_runs_beside_its_body_on_postgres_and_after_it_elsewhere() {
     }
     let run = ferry(&one, &["--jobs", "1"]).run(["upgrade"]).success();
     let rows_in_turn = revision_rows(&run);
-    let events = step_events(&run);
+    let events = revision_steps(&run);
     assert!(
         position(&events, "finished", "note the map") < position(&events, "started", STEP),
         "--jobs 1 runs the step after its body: {events:?}"
@@ -159,7 +132,7 @@ fn the_step_runs_beside_its_body_on_postgres_and_after_it_elsewhere() {
     // The step's rows count in the revision's total either way.
     assert_eq!(revision_rows(&run), rows_in_turn);
     assert!(rows_in_turn >= (N + ORPHANS) as u64, "{rows_in_turn}");
-    let events = step_events(&run);
+    let events = revision_steps(&run);
     let started = position(&events, "started", STEP);
     assert!(
         started < position(&events, "started", "map items")
@@ -172,26 +145,6 @@ fn the_step_runs_beside_its_body_on_postgres_and_after_it_elsewhere() {
     }
     assert_eq!(item_uuids(&one), item_uuids(&two));
     assert_eq!(item_uuids(&one), item_uuids(&sqlite));
-}
-
-/// A count on `conn`, polled until it reaches `want` (with a deadline, so that a wrong
-/// guess fails instead of hanging).
-fn wait_until_count(conn: &mut dyn ferry::backend::Connection, sql: &str, want: i64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let rows = conn
-            .query(sql, &[])
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        let n: i64 = rows.rows[0][0].to_string().parse().unwrap();
-        if n == want {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{sql}: still {n}, not {want}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -222,18 +175,15 @@ fn the_step_waits_on_its_own_connection_while_its_body_commits_and_fails_alone()
     );
     wait_until_count(watch.as_mut(), &body_done, 2);
     assert!(
-        !committed_steps(&db).contains(&STEP.to_string()),
+        !committed_steps(&db, REVISION).contains(&STEP.to_string()),
         "the step is still waiting while its body's steps committed"
     );
     // The step's connection dies: it alone fails.
-    let pid = watch
-        .query(&waiting.replace("count(*)", "min(pid)"), &[])
-        .unwrap()
-        .rows[0][0]
-        .to_string();
-    watch
-        .execute_batch(&format!("SELECT pg_terminate_backend({pid})"))
-        .unwrap();
+    let pid = first_value(watch.as_mut(), &waiting.replace("count(*)", "min(pid)"));
+    first_value(
+        watch.as_mut(),
+        &format!("SELECT pg_terminate_backend({pid})"),
+    );
     gate.execute_batch("COMMIT").unwrap();
     let failed = running.finish();
     assert_ne!(failed.code, 0, "{}", failed.describe());
@@ -243,7 +193,7 @@ fn the_step_waits_on_its_own_connection_while_its_body_commits_and_fails_alone()
         failed.describe()
     );
     assert_eq!(
-        committed_steps(&db),
+        committed_steps(&db, REVISION),
         ["create the map", "map items", "note the map"]
     );
     assert_eq!(
@@ -254,7 +204,7 @@ fn the_step_waits_on_its_own_connection_while_its_body_commits_and_fails_alone()
     assert_eq!(db.revision_state(REVISION).as_deref(), Some("failed"));
 
     let rerun = ferry(&db, &["--jobs", "2"]).run(["upgrade"]).success();
-    let events = step_events(&rerun);
+    let events = revision_steps(&rerun);
     for step in ["create the map", "map items", "note the map"] {
         position(&events, "skipped", step);
         assert!(
@@ -287,13 +237,13 @@ fn a_failing_body_leaves_the_step_beside_committed_and_the_rerun_skips_it() {
             expected.push(STEP);
         }
         expected.sort();
-        assert_eq!(committed_steps(db), expected, "[{}]", db.name());
+        assert_eq!(committed_steps(db, REVISION), expected, "[{}]", db.name());
         let orphans = if beside { ORPHANS } else { 0 };
         assert_eq!(db.count("item_uuid_map"), N + orphans, "[{}]", db.name());
 
         db.execute("DELETE FROM notes");
         let rerun = ferry(db, &["--jobs", "2"]).run(["upgrade"]).success();
-        let events = step_events(&rerun);
+        let events = revision_steps(&rerun);
         if beside {
             position(&events, "skipped", STEP);
         } else {

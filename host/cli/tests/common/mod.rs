@@ -37,6 +37,7 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 pub mod fresh;
+pub mod steps;
 
 #[allow(unused_imports)] // each test file uses a different part
 pub use fresh::{pg_base_url, Backend, FreshDb};
