@@ -159,6 +159,8 @@ impl ValueSpec {
     }
 }
 
+/// A value of a spec, read and resolved against the source's `columns` at once (for a
+/// spec whose columns are known before it runs: `generate.rs`).
 pub(super) fn derivation(spec: &Dynamic, columns: &[String]) -> Result<Derivation, String> {
     ValueSpec::read(spec)?.resolve(columns)
 }
