@@ -257,6 +257,7 @@ fn every_fixture_folder_is_tested() {
         "rewrite_steps",
         "slow",
         "sql_values",
+        "step_beside", // host/cli/tests/step_beside.rs
     ];
     let mut found: Vec<String> = std::fs::read_dir(fixture(""))
         .expect("fixtures")
