@@ -540,7 +540,9 @@ pub fn check_schema_change(change: &SchemaChange, syntax: &SqlSyntax) -> Result<
             tables.extend(set.iter().map(String::as_str));
             tables.extend(discard.iter().map(String::as_str));
         }
-        SchemaChange::SwapRewritten { tables: ts } => tables.extend(ts.iter().map(String::as_str)),
+        SchemaChange::SwapRewritten { tables: ts, .. } => {
+            tables.extend(ts.iter().map(String::as_str))
+        }
     }
     if let Some(t) = tables.iter().find(|t| is_ledger_table(t)) {
         return Err(Refused {

@@ -426,6 +426,50 @@ fn a_table_written_after_its_step_stops_the_swap() {
     });
 }
 
+#[test]
+fn the_swap_compares_each_table_with_the_rows_its_step_recorded() {
+    for_each_backend("rewrite_steps_recorded_rows", |db| {
+        let before = v1(db);
+        kill_after(db, |e| event_is(e, "step_started", SWAP));
+        check_between_steps(db, &before, &[]);
+        let recorded = |table: &str| {
+            db.scalar(&format!(
+                "SELECT row_count FROM ferry_steps WHERE revision = '{REVISION}' \
+                 AND step = 'rewrite {table}' AND done = 1"
+            ))
+        };
+        for (table, _) in REWRITTEN {
+            assert_eq!(
+                recorded(table),
+                db.count(table),
+                "[{}] the step of {table} records the rows it copied",
+                db.name()
+            );
+        }
+        // The swap compares each table with that record instead of counting the copy
+        // again: a record that disagrees stops it.
+        let child = db.count("child");
+        db.execute(&format!(
+            "UPDATE ferry_steps SET row_count = row_count + 1 \
+             WHERE revision = '{REVISION}' AND step = 'rewrite child'"
+        ));
+        let refused = run_failing(db, &["upgrade"]);
+        let says_it = format!(
+            "table child holds {child} rows but its rewritten copy {}",
+            child + 1
+        );
+        assert!(says(&refused, &says_it), "{says_it:?} in {refused}");
+        check_between_steps(db, &before, &[]);
+        // A step that recorded no rows (an earlier Ferry's) has its copy counted.
+        db.execute(&format!(
+            "UPDATE ferry_steps SET row_count = 0 \
+             WHERE revision = '{REVISION}' AND step LIKE 'rewrite %'"
+        ));
+        run_ok(db, &["upgrade"]);
+        check_done(db, &before);
+    });
+}
+
 /// A transaction writing to a rewritten table while the swap starts: the swap waits for
 /// it to end, then counts its row and stops, instead of counting before the row commits
 /// and dropping the table with it. PostgreSQL only: SQLite lets one writer at a time in,

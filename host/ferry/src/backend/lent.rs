@@ -265,6 +265,10 @@ impl<C: Connection> Ddl for Lent<C> {
         self.inner.borrow_mut().apply_schema_change(change)
     }
 
+    fn rows_copied(&self) -> Option<u64> {
+        self.inner.borrow().rows_copied()
+    }
+
     #[cfg(any(test, feature = "internals"))]
     fn column_type(&self, portable: &str) -> String {
         self.inner.borrow().column_type(portable)

@@ -454,6 +454,13 @@ pub trait Ddl {
     /// SQLite rebuilds the table where `ALTER TABLE` cannot do the change.
     fn apply_schema_change(&mut self, change: &SchemaChange) -> Result<Vec<String>, DbError>;
 
+    /// The rows the last [`SchemaChange::PrepareRewrite`] on this connection copied
+    /// (`None` before one): the table's step records them in the ledger, so that the
+    /// swap compares the old table with them instead of counting the copy again.
+    fn rows_copied(&self) -> Option<u64> {
+        None
+    }
+
     /// The type this backend declares for a column of the portable type `portable`
     /// ([`schema_change`]): `UUID` is `uuid` on PostgreSQL and `CHAR(32)` on SQLite;
     /// types it does not map pass through.

@@ -163,8 +163,11 @@ pub enum SchemaChange {
     /// which cannot rename an index, builds the plain indexes here), and restores foreign
     /// keys from other tables into the set. Needs a transaction begun by
     /// [`crate::backend::Sql::begin_checking_foreign_keys_at_commit`] on SQLite.
+    /// `copied` holds the rows each copy was made with, as its step recorded them
+    /// ([`crate::backend::Ddl::rows_copied`]); a copy of a table not in it is counted.
     SwapRewritten {
         tables: Vec<String>,
+        copied: std::collections::BTreeMap<String, u64>,
     },
 }
 

@@ -76,6 +76,8 @@ pub struct SqliteConnection {
     fk_check_at_commit: Option<deferred_keys::DeferredKeys>,
     /// On while a script's own statement runs (see `authorizer`).
     script: authorizer::Script,
+    /// The rows the last `PrepareRewrite` copied ([`Ddl::rows_copied`]).
+    rows_copied: Option<u64>,
 }
 
 /// The statement timeout: a deadline that the progress handler checks.
@@ -346,6 +348,7 @@ impl SqliteConnection {
             stand_in: false,
             fk_check_at_commit: None,
             script,
+            rows_copied: None,
         })
     }
 
@@ -831,8 +834,13 @@ impl Ddl for SqliteConnection {
                     rewrite,
                     set,
                     discard,
-                } => rewrite::prepare(&self.raw, rewrite, set, discard),
-                SchemaChange::SwapRewritten { tables } => rewrite::swap(&self.raw, tables),
+                } => rewrite::prepare(&self.raw, rewrite, set, discard).map(|(r, rows)| {
+                    self.rows_copied = Some(rows);
+                    r
+                }),
+                SchemaChange::SwapRewritten { tables, copied } => {
+                    rewrite::swap(&self.raw, tables, copied)
+                }
                 _ => rewrite::rewrite_tables(&self.raw, &ordered),
             };
             let keys = self
@@ -848,6 +856,10 @@ impl Ddl for SqliteConnection {
             keys.check_everything();
         }
         ddl::apply(&self.raw, change)
+    }
+
+    fn rows_copied(&self) -> Option<u64> {
+        self.rows_copied
     }
 
     #[cfg(any(test, feature = "internals"))]

@@ -203,7 +203,7 @@ pub(super) fn run(
 /// What became of a step sent to the pool.
 enum Outcome {
     /// It ran on a pooled connection: committed, or failed (and rolled back).
-    Ran(Result<(), DbError>),
+    Ran(Result<u64, DbError>),
     /// The pool gave no connection; the step, not begun, is to run on the coordinating
     /// connection.
     NoConnection(StepKey),
@@ -215,18 +215,20 @@ fn ended(
     committed: &mut BTreeSet<String>,
     failure: &mut Option<(String, DbError)>,
     table: String,
-    result: Result<(), DbError>,
+    result: Result<u64, DbError>,
 ) {
     match result {
-        Ok(()) => {
+        Ok(rows) => {
             let step = table_step(&table);
             committed.insert(table);
             s.steps.completed(&step);
+            // The revision's count of rows, as when the steps run in turn.
+            s.rows += rows;
             let revision = s.revision_id();
             s.emit(Event::StepFinished {
                 revision,
                 step,
-                rows: 0,
+                rows,
             });
         }
         Err(e) => {
@@ -259,13 +261,13 @@ fn parents_in_set(
 
 /// One table's step on `conn` (a pooled connection, or the coordinating one when the
 /// pool has none to give): its copy and its ledger row, committed together in one
-/// [`StepTx`] (or neither).
+/// [`StepTx`] (or neither). Returns the rows copied, which its ledger row records.
 fn table_step_in(
     conn: &mut dyn Connection,
     key: StepKey,
     rw: &TableRewrite,
     set: &[String],
-) -> Result<(), DbError> {
+) -> Result<u64, DbError> {
     let change = SchemaChange::PrepareRewrite {
         rewrite: rw.clone(),
         set: set.to_vec(),
@@ -275,9 +277,12 @@ fn table_step_in(
         .map_err(|r| DbError::other(r.to_string()))?;
     let mut tx = StepTx::begin(conn, key, Begin::ForeignKeysAtCommit)?;
     tx.run(|c| c.apply_schema_change(&change))?;
+    // The rows copied, which the swap compares the table with.
+    let rows = tx.run(|c| Ok(c.rows_copied().unwrap_or(0)))?;
     tx.commit(Progress::Done {
         cursor: None,
         batches: 0,
-        rows: 0,
-    })
+        rows: rows as i64,
+    })?;
+    Ok(rows)
 }

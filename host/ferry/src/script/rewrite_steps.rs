@@ -20,6 +20,7 @@ use super::session::SharedSession;
 use crate::backend::rewrite_plan::{self, staged_name};
 use crate::backend::{DbError, SchemaChange, TableRewrite};
 use rhai::{Dynamic, EvalAltResult};
+use std::collections::BTreeMap;
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
 
@@ -73,20 +74,48 @@ pub fn run(session: &SharedSession, rewrites: Vec<TableRewrite>) -> Res<()> {
                         discard,
                     },
                 )?;
+                // The step's row count in the ledger: the rows copied, which the swap
+                // compares the table with.
+                let mut s = db.session()?;
+                let copied = s.conn().rows_copied().unwrap_or(0);
+                s.rows += copied;
                 Ok(Dynamic::UNIT)
             },
         )?;
     }
     let _ = db.run_step(SWAP_STEP, StepOptions::keys_checked_at_commit(), |_| {
+        let copied = recorded_copies(&db, &set)?;
         apply(
             session,
             SchemaChange::SwapRewritten {
                 tables: set.clone(),
+                copied,
             },
         )?;
         Ok(Dynamic::UNIT)
     })?;
     Ok(())
+}
+
+/// The rows each table's copy was made with, as its committed step recorded them. A
+/// step that recorded none (an earlier Ferry's, or an empty table) is left out: the swap
+/// counts that copy.
+fn recorded_copies(db: &Db, set: &[String]) -> Res<BTreeMap<String, u64>> {
+    let mut s = db.session()?;
+    let owner = s.step_key(SWAP_STEP).ledger_revision();
+    let steps = crate::ledger::steps(s.conn(), &owner)
+        .map_err(|e| DbError::other(e.to_string()))
+        .map_err(|e| host_failure(&mut s, e))?;
+    Ok(set
+        .iter()
+        .filter_map(|t| {
+            let step = table_step(t);
+            steps
+                .iter()
+                .find(|r| r.done && r.step == step && r.rows > 0)
+                .map(|r| (t.clone(), r.rows as u64))
+        })
+        .collect())
 }
 
 /// The copies the step rewriting `table` must drop first, children first: those of

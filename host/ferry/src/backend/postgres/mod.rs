@@ -106,6 +106,8 @@ pub struct PgConnection {
     /// On a connection of that pool: the backend pid of the coordinating connection,
     /// which must still hold the migration lock when this one commits (`session.rs`).
     lock_holder: Option<i32>,
+    /// The rows the last `PrepareRewrite` copied ([`Ddl::rows_copied`]).
+    rows_copied: Option<u64>,
 }
 
 /// The text of a driver error, with the server's message, detail and hint.
@@ -301,6 +303,7 @@ impl PgConnection {
             settings: None,
             workers: None,
             lock_holder: None,
+            rows_copied: None,
         };
         conn.remember_session()?;
         Ok(conn)
@@ -1026,8 +1029,15 @@ impl Ddl for PgConnection {
                 rewrite,
                 set,
                 discard,
-            } => Some(rewrite::prepare(self, rewrite, set, discard)),
-            SchemaChange::SwapRewritten { tables } => Some(rewrite::swap(self, tables)),
+            } => Some(
+                rewrite::prepare(self, rewrite, set, discard).map(|(ran, rows)| {
+                    self.rows_copied = Some(rows);
+                    ran
+                }),
+            ),
+            SchemaChange::SwapRewritten { tables, copied } => {
+                Some(rewrite::swap(self, tables, copied))
+            }
             _ => None,
         };
         if let Some(ran) = rewritten {
@@ -1044,6 +1054,10 @@ impl Ddl for PgConnection {
         // Several statements run as one simple query: one implicit transaction.
         self.batch(&statements.join(";\n"))?;
         Ok(statements)
+    }
+
+    fn rows_copied(&self) -> Option<u64> {
+        self.rows_copied
     }
 
     #[cfg(any(test, feature = "internals"))]

@@ -13,9 +13,10 @@
 //! that table's copy, and is validated against it), and analyzes the copy. The old table
 //! is not touched.
 //!
-//! Swapping counts the copies, then locks the old tables against writers (see
-//! [`lock_out_writers`]; the rewrite in one transaction does so before its first copy)
-//! and checks that each still holds as many rows as its copy, hands each serial
+//! Swapping locks the old tables against writers (see [`lock_out_writers`]; the rewrite
+//! in one transaction does so before its first copy) and checks that each still holds
+//! as many rows as its copy (the count its step recorded; a copy whose step recorded
+//! none is counted before the lock), hands each serial
 //! sequence a kept column still draws from to the copy, drops the old tables (children
 //! first), renames each copy to its table's name — foreign keys follow a renamed table,
 //! since they refer to it by OID — and renames constraints, indexes and identity
@@ -25,7 +26,7 @@
 use super::ddl::{ident, pg_type};
 use crate::backend::rewrite_plan::staged_name;
 use crate::backend::{Connection, DbError, ForeignKeyInfo, KeyGenerator, TableRewrite, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 fn list(names: &[String]) -> String {
     names
@@ -175,13 +176,14 @@ fn bulk_settings(conn: &mut dyn Connection, ran: &mut Vec<String>) -> Result<(),
 }
 
 /// Builds the staged copy of `rw.table` (see the module documentation); `set` names the
-/// tables of the whole rewrite, `discard` stale copies to drop first.
+/// tables of the whole rewrite, `discard` stale copies to drop first. Returns the
+/// statements run and the rows copied.
 pub fn prepare(
     conn: &mut dyn Connection,
     rw: &TableRewrite,
     set: &[String],
     discard: &[String],
-) -> Result<Vec<String>, DbError> {
+) -> Result<(Vec<String>, u64), DbError> {
     let mut ran = Vec::new();
     bulk_settings(conn, &mut ran)?;
     let t = &rw.table;
@@ -346,7 +348,7 @@ pub fn prepare(
         add_foreign_key(conn, &copy, k, &references, &mut ran)?;
     }
     exec(conn, format!("ANALYZE {}", ident(&copy)), &mut ran)?;
-    Ok(ran)
+    Ok((ran, copied as u64))
 }
 
 /// What the swap renames for one table: `(staged, final)` pairs.
@@ -407,16 +409,18 @@ fn lock_out_writers(
     Ok(())
 }
 
-/// Swaps the staged copies of `tables` (parents first) in (see the module documentation);
-/// `recount`: check first that no table gained or lost rows since its copy was made.
+/// Swaps the staged copies of `tables` (parents first) in (see the module documentation).
+/// With `recount` (the rows each copy was made with, where its step recorded them), check
+/// first that no table gained or lost rows since its copy was made.
 fn swap_copies(
     conn: &mut dyn Connection,
     tables: &[String],
-    recount: bool,
+    recount: Option<&BTreeMap<String, u64>>,
 ) -> Result<Vec<String>, DbError> {
     let mut ran = Vec::new();
-    // The copies are counted before the old tables are locked: nothing but their own
-    // step writes them, so writers stay locked out for the old tables' counts alone.
+    // A copy whose step did not record its rows (an earlier Ferry's) is counted, before
+    // the old tables are locked: nothing but its own step writes it, so writers stay
+    // locked out for the old tables' counts alone.
     let mut copied = Vec::with_capacity(tables.len());
     for t in tables {
         let copy = staged_name(t);
@@ -425,11 +429,14 @@ fn swap_copies(
                 "table {t} has no rewritten copy {copy} to swap in: its rewrite has not run"
             )));
         }
-        if recount {
-            copied.push(count(conn, &copy)?);
+        if let Some(recorded) = recount {
+            copied.push(match recorded.get(t) {
+                Some(&rows) => rows as i64,
+                None => count(conn, &copy)?,
+            });
         }
     }
-    if recount {
+    if recount.is_some() {
         lock_out_writers(conn, tables, &mut ran)?;
         for (t, new) in tables.iter().zip(copied) {
             let old = count(conn, t)?;
@@ -537,8 +544,12 @@ fn swap_copies(
 }
 
 /// `SwapRewritten`.
-pub fn swap(conn: &mut dyn Connection, tables: &[String]) -> Result<Vec<String>, DbError> {
-    swap_copies(conn, tables, true)
+pub fn swap(
+    conn: &mut dyn Connection,
+    tables: &[String],
+    copied: &BTreeMap<String, u64>,
+) -> Result<Vec<String>, DbError> {
+    swap_copies(conn, tables, Some(copied))
 }
 
 /// `RewriteTables`: every table prepared (parents first, as `rewrite_plan::ordered`
@@ -551,8 +562,8 @@ pub fn rewrite_tables(
     let mut ran = Vec::new();
     lock_out_writers(conn, &set, &mut ran)?;
     for rw in ordered {
-        ran.extend(prepare(conn, rw, &set, &[])?);
+        ran.extend(prepare(conn, rw, &set, &[])?.0);
     }
-    ran.extend(swap_copies(conn, &set, false)?);
+    ran.extend(swap_copies(conn, &set, None)?);
     Ok(ran)
 }

@@ -91,13 +91,14 @@ fn keys_of_copy(
 }
 
 /// Builds the staged copy of `rw.table` (see the module documentation); `set` names the
-/// tables of the whole rewrite, `discard` stale copies to drop first.
+/// tables of the whole rewrite, `discard` stale copies to drop first. Returns, beside
+/// the statements and the keys owed, the rows copied.
 pub fn prepare(
     raw: &Raw,
     rw: &TableRewrite,
     set: &[String],
     discard: &[String],
-) -> Result<Rewritten, DbError> {
+) -> Result<(Rewritten, u64), DbError> {
     require_keys_checked_at_commit(raw)?;
     let mut ran = Vec::new();
     let copy = staged_name(&rw.table);
@@ -172,18 +173,27 @@ pub fn prepare(
     }
     let changed = rw.columns.iter().map(|c| c.column.as_str()).collect();
     let owed = keys_of_copy(raw, &copy, &changed, &staged)?;
-    Ok((ran, owed))
+    Ok(((ran, owed), copied as u64))
 }
 
 /// Swaps the staged copies of `tables` (parents first) in; the commit must check the
 /// keys from tables outside the set into it (they now point at the new rows).
-pub fn swap(raw: &Raw, tables: &[String]) -> Result<Rewritten, DbError> {
-    swap_copies(raw, tables, true)
+pub fn swap(
+    raw: &Raw,
+    tables: &[String],
+    copied: &BTreeMap<String, u64>,
+) -> Result<Rewritten, DbError> {
+    swap_copies(raw, tables, Some(copied))
 }
 
-/// `recount`: check that no table gained or lost rows since its copy was made (in
-/// another transaction).
-fn swap_copies(raw: &Raw, tables: &[String], recount: bool) -> Result<Rewritten, DbError> {
+/// `recount` (the rows each copy was made with, where its step recorded them; a copy not
+/// in it is counted): check that no table gained or lost rows since its copy was made
+/// (in another transaction).
+fn swap_copies(
+    raw: &Raw,
+    tables: &[String],
+    recount: Option<&BTreeMap<String, u64>>,
+) -> Result<Rewritten, DbError> {
     require_keys_checked_at_commit(raw)?;
     let mut ran = Vec::new();
     let mut dependents = Vec::new();
@@ -194,8 +204,12 @@ fn swap_copies(raw: &Raw, tables: &[String], recount: bool) -> Result<Rewritten,
                 "table {t} has no rewritten copy {copy} to swap in: its rewrite has not run"
             )));
         }
-        if recount {
-            let (old, new) = (count(raw, t)?, count(raw, &copy)?);
+        if let Some(recorded) = recount {
+            let new = match recorded.get(t) {
+                Some(&rows) => rows as i64,
+                None => count(raw, &copy)?,
+            };
+            let old = count(raw, t)?;
             if old != new {
                 return Err(DbError::other(format!(
                     "table {t} holds {old} rows but its rewritten copy {new}: the table was \
@@ -249,11 +263,11 @@ pub fn rewrite_tables(raw: &Raw, ordered: &[TableRewrite]) -> Result<Rewritten, 
     let mut ran = Vec::new();
     let mut owed = Vec::new();
     for rw in ordered {
-        let (r, o) = prepare(raw, rw, &set, &[])?;
+        let ((r, o), _) = prepare(raw, rw, &set, &[])?;
         ran.extend(r);
         owed.extend(o);
     }
-    let (r, o) = swap_copies(raw, &set, false)?;
+    let (r, o) = swap_copies(raw, &set, None)?;
     ran.extend(r);
     let finals: BTreeMap<String, String> =
         set.iter().map(|t| (staged_name(t), t.clone())).collect();
