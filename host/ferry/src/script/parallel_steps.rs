@@ -222,8 +222,6 @@ fn ended(
             let step = table_step(&table);
             committed.insert(table);
             s.steps.completed(&step);
-            // The revision's count of rows, as when the steps run in turn.
-            s.rows += rows;
             let revision = s.revision_id();
             s.emit(Event::StepFinished {
                 revision,
