@@ -42,9 +42,8 @@ pub(super) fn run(
     spec: Map,
     body: FnPtr,
 ) -> Res<Dynamic> {
-    let (derived, work) = read(name, &spec)?;
-    db.guard(&work.source)?;
-    crate::sql_guard::check_table(&work.into).map_err(|r| script_failure(r.to_string()))?;
+    let work = read(name, &spec)?;
+    db.check_insert_derived(&work)?;
     let pooled = {
         let mut s = db.session()?;
         if let Some(step) = s.steps.current() {
@@ -66,7 +65,7 @@ pub(super) fn run(
         // In turn: the body, then the step (or its skip, once done).
         let value = body.call_within_context::<Dynamic>(ctx, (db.clone(),))?;
         let _ = db.run_step(name, StepOptions::plain(), |db| {
-            db.clone().insert_derived(derived).map(Dynamic::from)
+            db.insert_derived_checked(&work).map(Dynamic::from)
         })?;
         return Ok(value);
     };
@@ -127,9 +126,8 @@ pub(super) fn run(
     result
 }
 
-/// The spec's work: the script's map (for the in-turn path) and the same read into
-/// plain data. Exactly one kind of work, from [`WORK`].
-fn read(name: &str, spec: &Map) -> Res<(Map, InsertDerived)> {
+/// The spec's work, read into plain data: exactly one kind of work, from [`WORK`].
+fn read(name: &str, spec: &Map) -> Res<InsertDerived> {
     let fail = |why: String| script_failure(format!("db.step_beside({name:?}, …): {why}"));
     if let Some(other) = spec.keys().find(|k| !WORK.contains(&k.as_str())) {
         return Err(fail(format!(
@@ -148,8 +146,7 @@ fn read(name: &str, spec: &Map) -> Res<(Map, InsertDerived)> {
         .clone()
         .try_cast::<Map>()
         .ok_or_else(|| fail("insert_derived is a map (as db.insert_derived takes)".into()))?;
-    let work = InsertDerived::read(&derived).map_err(fail)?;
-    Ok((derived, work))
+    InsertDerived::read(&derived).map_err(fail)
 }
 
 /// A pooled connection for the step, when this run may use one: a run that applies,
