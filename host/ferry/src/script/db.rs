@@ -390,23 +390,25 @@ impl Db {
             None
         };
         let rows_before = {
-            let s = self.session()?;
+            let mut s = self.session()?;
             s.emit(Event::StepStarted {
                 revision: key.revision.clone(),
                 step: name.into(),
                 total,
             });
+            s.step_rows = 0;
             s.rows
         };
         let result = body(self);
         let (result, rows) = {
-            let s = self.session()?;
+            let mut s = self.session()?;
             // A database error the script caught still fails the step.
             let result = match result {
                 Ok(_) if s.poisoned => Err(caught_host_error(&s)),
                 other => other,
             };
-            (result, (s.rows - rows_before) as i64)
+            let rows = s.rows - rows_before + std::mem::take(&mut s.step_rows);
+            (result, rows as i64)
         };
         let value = match result {
             Ok(v) => v,

@@ -61,7 +61,6 @@ pub fn run(session: &SharedSession, rewrites: Vec<TableRewrite>) -> Res<()> {
         }
     };
     for rw in ordered.iter().filter(|_| !parallel) {
-        let copied = std::cell::Cell::new(0);
         let _ = db.run_step(
             &table_step(&rw.table),
             StepOptions::keys_checked_at_commit(),
@@ -76,15 +75,12 @@ pub fn run(session: &SharedSession, rewrites: Vec<TableRewrite>) -> Res<()> {
                     },
                 )?;
                 // The step's row count in the ledger: the rows copied, which the swap
-                // compares the table with. (Counted for the step only: the revision's
-                // total counts what its statements report, and a copy reports none.)
+                // compares the table with.
                 let mut s = db.session()?;
-                copied.set(s.conn().rows_copied().unwrap_or(0));
-                s.rows += copied.get();
+                s.step_rows = s.conn().rows_copied().unwrap_or(0);
                 Ok(Dynamic::UNIT)
             },
         )?;
-        db.session()?.rows -= copied.get();
     }
     let _ = db.run_step(SWAP_STEP, StepOptions::keys_checked_at_commit(), |_| {
         let copied = recorded_copies(&db, &set)?;

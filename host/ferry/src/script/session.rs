@@ -105,6 +105,10 @@ pub struct Session {
     pub(in crate::script) statements: Vec<StatementRecord>,
     /// Rows touched by the current revision.
     pub(in crate::script) rows: u64,
+    /// Rows the running step did that no statement reports (a table's copy): recorded
+    /// with the step in the ledger and told with its end, but not in the revision's
+    /// total, which counts what its statements report (offline SQL records the same).
+    pub(in crate::script) step_rows: u64,
     /// Bytes of print/debug/log output left to this run (`limits.max_output_bytes`).
     pub(in crate::script) output_left: std::cell::Cell<u64>,
     /// The running revision's statement timeout, which a step with a `timeout_seconds`
@@ -130,6 +134,7 @@ impl Session {
             poisoned: false,
             statements: Vec::new(),
             rows: 0,
+            step_rows: 0,
             output_left: std::cell::Cell::new(super::Limits::default().max_output_bytes),
             statement_timeout: None,
         }
