@@ -94,6 +94,15 @@ pub fn declared_steps(ast: &AST) -> Vec<String> {
     steps
 }
 
+/// The name a step call gives its step: its first argument when it is a literal, else
+/// `(computed)`.
+fn step_name(call: &FnCallExpr) -> String {
+    match call.args.first() {
+        Some(Expr::StringConstant(s, _)) => s.to_string(),
+        _ => COMPUTED.to_string(),
+    }
+}
+
 /// What a walk of a function's body finds, in order.
 enum Found {
     /// A step's name.
@@ -120,10 +129,7 @@ fn steps_of(ast: &AST, name: &str, arity: Option<usize>, steps: &mut Vec<String>
             Some(ASTNode::Expr(Expr::MethodCall(call, _)))
                 if matches!(call.name.as_str(), "step" | "batches") =>
             {
-                found.push(Found::Step(match call.args.first() {
-                    Some(Expr::StringConstant(s, _)) => s.to_string(),
-                    _ => COMPUTED.to_string(),
-                }));
+                found.push(Found::Step(step_name(call)));
             }
             Some(ASTNode::Expr(Expr::FnCall(call, _)) | ASTNode::Stmt(Stmt::FnCall(call, _)))
                 if makes_rewrite_steps(call) =>
@@ -146,10 +152,7 @@ fn steps_of(ast: &AST, name: &str, arity: Option<usize>, steps: &mut Vec<String>
                         true
                     });
                 }
-                found.push(Found::Step(match call.args.first() {
-                    Some(Expr::StringConstant(s, _)) => s.to_string(),
-                    _ => COMPUTED.to_string(),
-                }));
+                found.push(Found::Step(step_name(call)));
             }
             _ => {}
         }

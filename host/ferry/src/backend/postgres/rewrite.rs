@@ -16,12 +16,12 @@
 //! Swapping locks the old tables against writers (see [`lock_out_writers`]; the rewrite
 //! in one transaction does so before its first copy) and checks that each still holds
 //! as many rows as its copy (the count its step recorded; a copy whose step recorded
-//! none is counted before the lock), hands each serial
-//! sequence a kept column still draws from to the copy, drops the old tables (children
-//! first), renames each copy to its table's name — foreign keys follow a renamed table,
-//! since they refer to it by OID — and renames constraints, indexes and identity
-//! sequences to their final names: catalogue changes only. Keys from tables outside the
-//! set into it are dropped before and added back (and so validated) after.
+//! none is counted before the lock), hands each serial sequence a kept column still
+//! draws from to the copy, drops the old tables (children first), renames each copy to
+//! its table's name — foreign keys follow a renamed table, since they refer to it by
+//! OID — and renames constraints, indexes and identity sequences to their final names:
+//! catalogue changes only. Keys from tables outside the set into it are dropped before
+//! and added back (and so validated) after.
 
 use super::ddl::{ident, pg_type};
 use crate::backend::rewrite_plan::staged_name;
