@@ -24,8 +24,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const N: u64 = 2000;
-/// 20 batches.
-const BATCH: u64 = 100;
+/// 100 batches: after the third has committed, enough are left for a test to lock
+/// `dataset` while the step still runs, also on a loaded machine (with 20, a CI run saw
+/// the map finish first and the lock catch a table step instead).
+const BATCH: u64 = 20;
 const MAP_STEP: &str = "map dataset ids";
 
 fn upgrade(db: &TestDb, target: Option<&str>) -> Command {
@@ -173,16 +175,17 @@ fn postgres_session_terminated_mid_step_is_recorded_and_resumed() {
     let Some((db, before)) = maker.make() else {
         return;
     };
+    // Connected before the run starts, so that no connection's set-up falls between
+    // the third batch and the lock.
+    let (mut blocker, mut admin) = (db.connect(), db.connect());
     let mut ferry = Running::start(to_v2(&db));
     ferry.wait_for_event(Duration::from_secs(60), |e| batch_committed(e, 3));
     // An exclusive lock on `dataset`, granted between two batches: the next batch
     // waits for it, so the session is terminated in the middle of the step.
-    let mut blocker = db.connect();
     blocker.begin().unwrap();
     blocker
         .execute_batch("LOCK TABLE dataset IN ACCESS EXCLUSIVE MODE")
         .unwrap();
-    let mut admin = db.connect();
     let session = waiting_session(admin.as_mut(), ferry.pid());
     terminate(admin.as_mut(), session);
     blocker.rollback().unwrap();
