@@ -16,8 +16,8 @@ use common::fresh::{pg_base, schema_url, PgSchema};
 use ferry::backend::postgres::PgConnection;
 use ferry::backend::prelude::*;
 use ferry::backend::{
-    connect, ColumnDef, Connection, DbErrorKind, DbUrl, ForeignKeyDef, IndexDef, KeyGenerator,
-    LockAttempt, LockHolder, SchemaChange, TableDef, Value,
+    connect, ColumnDef, ColumnRewrite, Connection, DbErrorKind, DbUrl, ForeignKeyDef, IndexDef,
+    KeyGenerator, LockAttempt, LockHolder, SchemaChange, TableDef, TableRewrite, Value,
 };
 
 /// A fresh schema on the test server (`common::fresh`'s), dropped with everything in it
@@ -579,6 +579,80 @@ fn statement_timeout_cancels() {
     assert!(started.elapsed() < Duration::from_secs(3));
     db.set_statement_timeout(None).unwrap();
     db.execute("SELECT pg_sleep(0.3)", &[]).unwrap();
+}
+
+/// The parallel-worker limits of the transaction on `conn`, as the server reports them:
+/// (`max_parallel_workers_per_gather`, `max_parallel_maintenance_workers`).
+fn parallel_limits(conn: &mut dyn Connection) -> (String, String) {
+    let rows = conn
+        .query(
+            "SELECT current_setting('max_parallel_workers_per_gather'), \
+             current_setting('max_parallel_maintenance_workers')",
+            &[],
+        )
+        .unwrap();
+    match &rows.rows[0][..] {
+        [Value::Text(gather), Value::Text(maintenance)] => (gather.clone(), maintenance.clone()),
+        other => panic!("unexpected settings {other:?}"),
+    }
+}
+
+/// A table step on a pooled connection builds its keys with its share of the server's
+/// cores: fewer parallel workers while another pooled connection is lent out, the
+/// session's own limits when it runs alone, and nothing of it outlives the transaction
+/// (the pooled session goes back to the pool as it came).
+#[test]
+fn pooled_table_steps_share_the_cores_only_while_others_run() {
+    let s = scratch!("pooled_table_steps_share_the_cores");
+    let mut db = s.open();
+    db.execute_batch(
+        "CREATE TABLE item (id BIGINT PRIMARY KEY, v TEXT NOT NULL); \
+         CREATE INDEX item_v ON item (v); \
+         INSERT INTO item SELECT g, g::text FROM generate_series(1, 20000) g;",
+    )
+    .unwrap();
+    let cores = db.server_cores().unwrap();
+    let pool = db.step_workers(2).unwrap().expect("a step pool");
+    let prepare = SchemaChange::PrepareRewrite {
+        rewrite: TableRewrite {
+            table: "item".into(),
+            join: String::new(),
+            columns: vec![ColumnRewrite {
+                column: "v".into(),
+                data_type: "TEXT".into(),
+                value: "t.v || '!'".into(),
+            }],
+        },
+        set: vec!["item".into()],
+        discard: vec![],
+    };
+
+    let mut step = pool.connection().unwrap().expect("a pooled connection");
+    let session = parallel_limits(step.as_mut());
+    let other = pool
+        .connection()
+        .unwrap()
+        .expect("a second pooled connection");
+    step.begin().unwrap();
+    step.apply_schema_change(&prepare).unwrap();
+    assert_eq!(step.rows_copied(), Some(20_000));
+    let paired = parallel_limits(step.as_mut());
+    step.commit().unwrap();
+    let share = ferry::backend::postgres::workers_per_step(cores, 2).expect("two steps share");
+    let limited = |session: &str| share.min(session.parse().unwrap()).to_string();
+    assert_eq!(
+        paired,
+        (limited(&session.0), limited(&session.1)),
+        "{cores} cores, session limits {session:?}"
+    );
+    assert_eq!(parallel_limits(step.as_mut()), session, "after the commit");
+
+    // Alone (the copy committed above is dropped and made again).
+    drop(other);
+    step.begin().unwrap();
+    step.apply_schema_change(&prepare).unwrap();
+    assert_eq!(parallel_limits(step.as_mut()), session, "alone");
+    step.rollback().unwrap();
 }
 
 #[test]

@@ -16,6 +16,7 @@
 //!   rolled back, PostgreSQL reverts it.
 
 mod connect;
+mod core_share;
 mod ddl;
 mod introspect;
 mod rewrite;
@@ -44,6 +45,9 @@ use super::{
     RowCallback, RowDeriver, Rows, SchemaChange, SqlSyntax, Value,
 };
 use connect::PgClient;
+/// For the tests of the pooled steps' share of the cores.
+#[cfg(feature = "internals")]
+pub use core_share::workers_per_step;
 use values::Param;
 
 /// Sets how often the server checks, during a long statement, that the client is still there.
@@ -108,6 +112,9 @@ pub struct PgConnection {
     lock_holder: Option<i32>,
     /// The rows the last `PrepareRewrite` copied ([`Ddl::rows_copied`]).
     rows_copied: Option<u64>,
+    /// On a connection of that pool: how it takes its share of the server's cores
+    /// beside the other steps running (`core_share.rs`).
+    core_share: Option<core_share::CoreShare>,
 }
 
 /// The text of a driver error, with the server's message, detail and hint.
@@ -304,6 +311,7 @@ impl PgConnection {
             workers: None,
             lock_holder: None,
             rows_copied: None,
+            core_share: None,
         };
         conn.remember_session()?;
         Ok(conn)
@@ -464,6 +472,28 @@ impl PgConnection {
 }
 
 impl PgConnection {
+    /// The server's cores as far as it tells: its `max_parallel_workers` (PostgreSQL
+    /// does not report its cores; an administrator sizes that setting to them), at most
+    /// this machine's cores when the server runs here (a Unix socket has no server
+    /// address).
+    pub fn server_cores(&mut self) -> Result<usize, DbError> {
+        let rows = self.catalogue(
+            "SELECT current_setting('max_parallel_workers')::int, \
+             coalesce(inet_server_addr() <<= inet '127.0.0.0/8' \
+                      OR inet_server_addr() = inet '::1', true)",
+            &[],
+        )?;
+        let (workers, local) = rows
+            .first()
+            .map(|r| (r.get::<_, i32>(0), r.get::<_, bool>(1)))
+            .unwrap_or((1, false));
+        let mut cores = workers.max(1) as usize;
+        if local {
+            cores = cores.min(std::thread::available_parallelism().map_or(1, |n| n.get()));
+        }
+        Ok(cores)
+    }
+
     /// Sends rows with binary `COPY`, each value converted to the column's type. The rows
     /// are taken from `rows` as the COPY goes (the server takes in what was sent while
     /// the next rows are made); the first `Err` ends the COPY unfinished and is returned.
@@ -617,24 +647,7 @@ impl Connection for PgConnection {
     }
 
     fn default_jobs(&mut self) -> Result<usize, DbError> {
-        // The server's own parallel workers, and this machine's cores when the server
-        // runs here (a Unix socket has no server address).
-        let rows = self.catalogue(
-            "SELECT current_setting('max_parallel_workers')::int, \
-             coalesce(inet_server_addr() <<= inet '127.0.0.0/8' \
-                      OR inet_server_addr() = inet '::1', true)",
-            &[],
-        )?;
-        let (workers, local) = rows
-            .first()
-            .map(|r| (r.get::<_, i32>(0), r.get::<_, bool>(1)))
-            .unwrap_or((1, false));
-        let mut jobs = (workers.max(1) as usize).min(crate::backend::MAX_DEFAULT_JOBS);
-        if local {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            jobs = jobs.min(cores);
-        }
-        Ok(jobs)
+        Ok(self.server_cores()?.min(crate::backend::MAX_DEFAULT_JOBS))
     }
 
     fn step_workers(
@@ -655,6 +668,7 @@ impl Connection for PgConnection {
             } else {
                 None
             };
+            let cores = self.server_cores()?;
             // The steps check before each commit that this backend still holds the lock.
             let lock_holder = if self.lock_held {
                 let rows = self.catalogue("SELECT pg_backend_pid()", &[])?;
@@ -669,6 +683,7 @@ impl Connection for PgConnection {
                 &self.shown,
                 timeout,
                 lock_holder,
+                cores,
             )?));
         }
         Ok(self
@@ -1029,12 +1044,17 @@ impl Ddl for PgConnection {
                 rewrite,
                 set,
                 discard,
-            } => Some(
-                rewrite::prepare(self, rewrite, set, discard).map(|(ran, rows)| {
-                    self.rows_copied = Some(rows);
-                    ran
-                }),
-            ),
+            } => {
+                let share = self.core_share.clone();
+                Some(
+                    rewrite::prepare(self, share.as_ref(), rewrite, set, discard).map(
+                        |(ran, rows)| {
+                            self.rows_copied = Some(rows);
+                            ran
+                        },
+                    ),
+                )
+            }
             SchemaChange::SwapRewritten { tables, copied } => {
                 Some(rewrite::swap(self, tables, copied))
             }

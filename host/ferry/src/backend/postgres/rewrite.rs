@@ -23,6 +23,7 @@
 //! catalogue changes only. Keys from tables outside the set into it are dropped before
 //! and added back (and so validated) after.
 
+use super::core_share::CoreShare;
 use super::ddl::{ident, pg_type};
 use crate::backend::rewrite_plan::staged_name;
 use crate::backend::{Connection, DbError, ForeignKeyInfo, KeyGenerator, TableRewrite, Value};
@@ -40,6 +41,26 @@ fn exec(conn: &mut dyn Connection, sql: String, ran: &mut Vec<String>) -> Result
     let n = conn.execute(&sql, &[])?;
     ran.push(sql);
     Ok(n)
+}
+
+/// Runs `sql`, a statement that can use parallel workers, after limiting them to this
+/// step's share of the cores when it runs beside other steps (`core_share.rs`; the
+/// limit is a performance setting of the transaction, not recorded in `ran`).
+fn exec_parallel(
+    conn: &mut dyn Connection,
+    share: Option<&CoreShare>,
+    sql: String,
+    ran: &mut Vec<String>,
+) -> Result<u64, DbError> {
+    take_share(conn, share)?;
+    exec(conn, sql, ran)
+}
+
+fn take_share(conn: &mut dyn Connection, share: Option<&CoreShare>) -> Result<(), DbError> {
+    if let Some(share) = share {
+        conn.query(&share.statement(), &[])?;
+    }
+    Ok(())
 }
 
 fn count(conn: &mut dyn Connection, table: &str) -> Result<i64, DbError> {
@@ -176,10 +197,12 @@ fn bulk_settings(conn: &mut dyn Connection, ran: &mut Vec<String>) -> Result<(),
 }
 
 /// Builds the staged copy of `rw.table` (see the module documentation); `set` names the
-/// tables of the whole rewrite, `discard` stale copies to drop first. Returns the
+/// tables of the whole rewrite, `discard` stale copies to drop first; `share`, on a
+/// pooled connection, limits the parallel workers beside other steps. Returns the
 /// statements run and the rows copied.
 pub fn prepare(
     conn: &mut dyn Connection,
+    share: Option<&CoreShare>,
     rw: &TableRewrite,
     set: &[String],
     discard: &[String],
@@ -217,6 +240,7 @@ pub fn prepare(
     foreign_keys
         .sort_by(|a, b| (&a.referenced_table, &a.name).cmp(&(&b.referenced_table, &b.name)));
     let identities = identity_columns(conn, t)?;
+    take_share(conn, share)?;
     let before = count(conn, t)?;
 
     exec(
@@ -313,22 +337,25 @@ pub fn prepare(
         )
     };
     if let Some(pk) = primary_key {
-        exec(
+        exec_parallel(
             conn,
+            share,
             add_constraint(&pk.name, "PRIMARY KEY", &pk.columns),
             &mut ran,
         )?;
     }
     for u in uniques {
-        exec(
+        exec_parallel(
             conn,
+            share,
             add_constraint(&u.name, "UNIQUE", &u.columns),
             &mut ran,
         )?;
     }
     for i in indexes {
-        exec(
+        exec_parallel(
             conn,
+            share,
             format!(
                 "CREATE {}INDEX {} ON {} ({})",
                 if i.unique { "UNIQUE " } else { "" },
@@ -345,6 +372,7 @@ pub fn prepare(
         } else {
             k.referenced_table.clone()
         };
+        take_share(conn, share)?;
         add_foreign_key(conn, &copy, k, &references, &mut ran)?;
     }
     exec(conn, format!("ANALYZE {}", ident(&copy)), &mut ran)?;
@@ -562,7 +590,7 @@ pub fn rewrite_tables(
     let mut ran = Vec::new();
     lock_out_writers(conn, &set, &mut ran)?;
     for rw in ordered {
-        ran.extend(prepare(conn, rw, &set, &[])?.0);
+        ran.extend(prepare(conn, None, rw, &set, &[])?.0);
     }
     ran.extend(swap_copies(conn, &set, None)?);
     Ok(ran)

@@ -17,6 +17,7 @@
 //! step runs on the coordinating connection (`script/parallel_steps.rs`).
 
 use super::connect::{PgClient, Settings};
+use super::core_share::CoreShare;
 use super::{classified, error_text, PgConnection};
 use crate::backend::pg_runtime::IoRuntime;
 use crate::backend::{Connection, DbError, Sql, StepWorkers};
@@ -41,6 +42,8 @@ pub struct PgStepWorkers {
     /// The backend pid of the coordinating connection, which holds the migration lock
     /// (`None`: it holds none, and the steps check nothing).
     lock_holder: Option<i32>,
+    /// The server's cores as far as known, shared by the steps running (`core_share.rs`).
+    cores: usize,
 }
 
 impl PgStepWorkers {
@@ -52,6 +55,7 @@ impl PgStepWorkers {
         shown: &str,
         statement_timeout: Option<Duration>,
         lock_holder: Option<i32>,
+        cores: usize,
     ) -> Result<PgStepWorkers, DbError> {
         let failed = |message: String| DbError::connect(shown, message);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -78,6 +82,7 @@ impl PgStepWorkers {
             shown: format!("{shown} (step pool)"),
             statement_timeout,
             lock_holder,
+            cores,
         })
     }
 
@@ -124,6 +129,10 @@ impl StepWorkers for PgStepWorkers {
             &self.shown,
         )?;
         conn.lock_holder = self.lock_holder;
+        conn.core_share = Some(CoreShare {
+            pool: self.pool.clone(),
+            cores: self.cores,
+        });
         if self.statement_timeout.is_some() {
             conn.set_statement_timeout(self.statement_timeout)?;
         }
