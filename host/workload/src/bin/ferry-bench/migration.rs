@@ -40,14 +40,39 @@ struct Run {
     server: Option<ServerWork>,
 }
 
-/// The server's WAL (bytes) and checkpoints begun, the whole cluster's: as counted at
-/// one moment ([`server_counters`]), or over one run ([`server_work`]). A checkpoint the run's WAL forces (about every
-/// half `max_wal_size`) competes with the run for the cores and the disk. Runs of the
-/// same code show the same figures here, yet take different times: when the
-/// checkpoint's writes land, which these counters do not show, is what varies.
+/// The server's WAL (bytes) and checkpoints begun, the whole cluster's, and the busy CPU
+/// time of this whole machine: as counted at one moment ([`server_counters`]), or over
+/// one run ([`server_work`]). A checkpoint the run's WAL forces (about every half
+/// `max_wal_size`) competes with the run for the cores and the disk. Runs of the same
+/// code show the same WAL here, yet take different times: when the checkpoint's writes
+/// land, which these counters do not show, is what varies. The machine's CPU time
+/// (client, server, kernel, when the server runs here) varies much less than the wall
+/// time, so it shows a change in the work done where a few runs' wall times cannot.
 struct ServerWork {
     wal_bytes: i64,
     checkpoints: i64,
+    machine_busy: Option<f64>,
+}
+
+/// The whole machine's busy CPU time so far, in seconds summed over its cores (Linux's
+/// `/proc/stat`: user, nice, system, irq, softirq and steal); `None` elsewhere.
+fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum();
+    // SAFETY: sysconf reads a constant of the system and has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| busy as f64 / per_second as f64)
 }
 
 /// The server's WAL position in bytes and the checkpoints it has begun so far, on
@@ -69,6 +94,7 @@ fn server_counters(db: &Database) -> Result<Option<ServerWork>, String> {
             Ok(Some(ServerWork {
                 wal_bytes: *wal,
                 checkpoints: *n,
+                machine_busy: machine_busy_seconds(),
             }))
         }
         other => Err(format!("unexpected WAL position row: {other:?}")),
@@ -81,6 +107,10 @@ fn server_work(before: Option<ServerWork>, after: Option<ServerWork>) -> Option<
     Some(ServerWork {
         wal_bytes: after.wal_bytes - before.wal_bytes,
         checkpoints: after.checkpoints - before.checkpoints,
+        machine_busy: after
+            .machine_busy
+            .zip(before.machine_busy)
+            .map(|(a, b)| a - b),
     })
 }
 
@@ -541,13 +571,17 @@ fn print_results(results: &[BackendResult], n: u64) {
     parallel.print();
 
     let mut server = Table::new(
-        format!("server work per run, N = {n}: WAL written and checkpoints begun (whole cluster)"),
+        format!(
+            "server work per run, N = {n}: WAL written and checkpoints begun (whole cluster), \
+             busy CPU of this machine (all cores)"
+        ),
         &[
             "backend",
             "implementation",
             "wall s",
             "WAL MB",
             "checkpoints",
+            "machine CPU s",
         ],
     );
     for r in results {
@@ -559,6 +593,8 @@ fn print_results(results: &[BackendResult], n: u64) {
                 seconds(run.wall()),
                 format!("{:.1}", work.wal_bytes as f64 / 1e6),
                 work.checkpoints.to_string(),
+                work.machine_busy
+                    .map_or_else(|| "n/a".into(), |s| format!("{s:.2}")),
             ]);
         }
     }
@@ -611,4 +647,25 @@ fn print_results(results: &[BackendResult], n: u64) {
         ]);
     }
     cost.print();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::machine_busy_seconds;
+    use std::time::{Duration, Instant};
+
+    /// The machine's CPU time counts this process's own work (on Linux, where it is read).
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn machine_busy_time_grows_with_work_done() {
+        let before = machine_busy_seconds().expect("/proc/stat is readable on Linux");
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let after = machine_busy_seconds().unwrap();
+        // 0.3 s of one core's work, counted in ticks of 10 ms; other processes only add.
+        assert!(after - before >= 0.2, "{before} -> {after}");
+    }
 }
