@@ -31,18 +31,15 @@ pub fn workers_per_step(cores: usize, running: usize) -> Option<usize> {
 pub(crate) fn limit_statement(workers: Option<usize>) -> String {
     // `set_config(…, true)` lasts until the transaction ends, like `SET LOCAL`;
     // `reset_val` is the session's value (the server's, the role's, the URL's options).
-    let limit = |name: &str| {
-        let session = format!("(SELECT reset_val::int FROM pg_settings WHERE name = '{name}')");
-        let value = match workers {
-            Some(w) => format!("least({w}, {session})"),
-            None => session,
-        };
-        format!("set_config('{name}', ({value})::text, true)")
+    // Read from `pg_settings`, a setting the server does not have (before PostgreSQL 11,
+    // `max_parallel_maintenance_workers`) is left out instead of failing the step.
+    let value = match workers {
+        Some(w) => format!("least({w}, reset_val::int)::text"),
+        None => "reset_val".to_string(),
     };
     format!(
-        "SELECT {}, {}",
-        limit("max_parallel_workers_per_gather"),
-        limit("max_parallel_maintenance_workers")
+        "SELECT set_config(name, {value}, true) FROM pg_settings \
+         WHERE name IN ('max_parallel_workers_per_gather', 'max_parallel_maintenance_workers')"
     )
 }
 
@@ -86,8 +83,11 @@ mod tests {
     #[test]
     fn the_statement_never_raises_a_setting() {
         let s = limit_statement(Some(3));
-        assert!(s.contains("least(3, (SELECT reset_val::int FROM pg_settings WHERE name = 'max_parallel_workers_per_gather'))"), "{s}");
+        assert!(
+            s.contains("set_config(name, least(3, reset_val::int)::text, true)"),
+            "{s}"
+        );
         assert!(s.contains("'max_parallel_maintenance_workers'"), "{s}");
-        assert!(!limit_statement(None).contains("least"));
+        assert!(limit_statement(None).contains("set_config(name, reset_val, true)"));
     }
 }
