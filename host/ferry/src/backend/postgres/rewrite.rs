@@ -43,19 +43,9 @@ fn exec(conn: &mut dyn Connection, sql: String, ran: &mut Vec<String>) -> Result
     Ok(n)
 }
 
-/// Runs `sql`, a statement that can use parallel workers, after limiting them to this
-/// step's share of the cores when it runs beside other steps (`core_share.rs`; the
-/// limit is a performance setting of the transaction, not recorded in `ran`).
-fn exec_parallel(
-    conn: &mut dyn Connection,
-    share: Option<&CoreShare>,
-    sql: String,
-    ran: &mut Vec<String>,
-) -> Result<u64, DbError> {
-    take_share(conn, share)?;
-    exec(conn, sql, ran)
-}
-
+/// Before a statement that can use parallel workers: limits them to this step's share
+/// of the cores when it runs beside other steps (`core_share.rs`; the limit is a
+/// performance setting of the transaction, not recorded in the statements run).
 fn take_share(conn: &mut dyn Connection, share: Option<&CoreShare>) -> Result<(), DbError> {
     if let Some(share) = share {
         conn.query(&share.statement(), &[])?;
@@ -337,25 +327,25 @@ pub fn prepare(
         )
     };
     if let Some(pk) = primary_key {
-        exec_parallel(
+        take_share(conn, share)?;
+        exec(
             conn,
-            share,
             add_constraint(&pk.name, "PRIMARY KEY", &pk.columns),
             &mut ran,
         )?;
     }
     for u in uniques {
-        exec_parallel(
+        take_share(conn, share)?;
+        exec(
             conn,
-            share,
             add_constraint(&u.name, "UNIQUE", &u.columns),
             &mut ran,
         )?;
     }
     for i in indexes {
-        exec_parallel(
+        take_share(conn, share)?;
+        exec(
             conn,
-            share,
             format!(
                 "CREATE {}INDEX {} ON {} ({})",
                 if i.unique { "UNIQUE " } else { "" },
