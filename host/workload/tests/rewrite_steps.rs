@@ -307,6 +307,15 @@ fn kill_after(db: &TestDb, wanted: impl Fn(&serde_json::Value) -> bool) {
         .expect("the killed migrator's session ends");
 }
 
+/// Makes v1 and kills its upgrade as the swap starts: the v1 shape, and the committed
+/// steps as [`check_between_steps`] found them.
+fn killed_at_the_swap(db: &TestDb) -> (Vec<(String, Shape)>, Vec<String>) {
+    let before = v1(db);
+    kill_after(db, |e| event_is(e, "step_started", SWAP));
+    let steps = check_between_steps(db, &before, &[]);
+    (before, steps)
+}
+
 fn event_is(e: &serde_json::Value, event: &str, step: &str) -> bool {
     e["event"] == event && e["step"] == step
 }
@@ -377,9 +386,7 @@ fn a_kill_between_table_steps_resumes() {
 #[test]
 fn a_kill_during_the_swap_resumes_and_a_partial_reset_is_refused() {
     for_each_backend("rewrite_steps_kill_swap", |db| {
-        let before = v1(db);
-        kill_after(db, |e| event_is(e, "step_started", SWAP));
-        let steps = check_between_steps(db, &before, &[]);
+        let (before, steps) = killed_at_the_swap(db);
         assert_eq!(steps.len(), REWRITTEN.len(), "[{}] {steps:?}", db.name());
 
         // Forgetting the parent's step alone would rebuild a copy the others reference.
@@ -403,9 +410,7 @@ fn a_kill_during_the_swap_resumes_and_a_partial_reset_is_refused() {
 #[test]
 fn a_table_written_after_its_step_stops_the_swap() {
     for_each_backend("rewrite_steps_written", |db| {
-        let before = v1(db);
-        kill_after(db, |e| event_is(e, "step_started", SWAP));
-        check_between_steps(db, &before, &[]);
+        let (before, _) = killed_at_the_swap(db);
         db.execute("INSERT INTO label (code, text) VALUES ('c-1', 'not rewritten, harmless')");
         db.execute("INSERT INTO parent (id, code, run) VALUES (999999, 'late', 1)");
         let refused = run_failing(db, &["upgrade"]);
@@ -429,9 +434,7 @@ fn a_table_written_after_its_step_stops_the_swap() {
 #[test]
 fn the_swap_compares_each_table_with_the_rows_its_step_recorded() {
     for_each_backend("rewrite_steps_recorded_rows", |db| {
-        let before = v1(db);
-        kill_after(db, |e| event_is(e, "step_started", SWAP));
-        check_between_steps(db, &before, &[]);
+        let (before, _) = killed_at_the_swap(db);
         let recorded = |table: &str| {
             db.scalar(&format!(
                 "SELECT row_count FROM ferry_steps WHERE revision = '{REVISION}' \
